@@ -1,0 +1,157 @@
+"""Command line: flags in the style of the Go exporters, then run, check or poll once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from exporter import __version__
+from exporter.client import CodatClient
+from exporter.clock import SystemClock
+from exporter.collector import Exposition
+from exporter.config import Config, ConfigError, load_config
+from exporter.metrics import ExporterMetrics
+from exporter.poller import Poller, start_scheduler
+from exporter.state import Snapshot, SnapshotStore
+from exporter.web import DEFAULT_LISTEN_ADDRESS, ExporterServer, parse_listen_address
+
+PROG = "codat-freshness-exporter"
+log = logging.getLogger("exporter")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Prometheus exporter for the freshness of Codat's cached company data.",
+    )
+    parser.add_argument(
+        "--config.file", dest="config_file", metavar="PATH",
+        default=os.environ.get("CODAT_EXPORTER_CONFIG"),
+        help="YAML configuration file (env CODAT_EXPORTER_CONFIG)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--web.listen-address", dest="listen_address", metavar="ADDR",
+        default=DEFAULT_LISTEN_ADDRESS, help="address to serve /metrics on (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--demo", action="store_true",
+        help="poll an embedded simulated Codat instead of api.codat.io (no account needed)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--once", action="store_true",
+        help="poll once, print the metrics to stdout, exit 0 if every company was polled, else 1",
+    )  # fmt: skip
+    parser.add_argument(
+        "--check-config", action="store_true", help="validate the configuration and exit 0 or 2"
+    )
+    parser.add_argument(
+        "--log.level", dest="log_level", default="info",
+        choices=["debug", "info", "warning", "error"], help="(default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log.format", dest="log_format", default="text", choices=["text", "json"],
+        help="(default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    return parser
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    stop = threading.Event()
+    clock = SystemClock(stop)
+    simulator = None
+    try:
+        parse_listen_address(args.listen_address)
+        if args.demo:
+            if args.config_file:
+                raise ConfigError("--demo runs its own simulated Codat; drop --config.file")
+            from exporter.demo import start_demo
+
+            simulator, config = start_demo(clock)
+        elif not args.config_file:
+            raise ConfigError("no configuration: pass --config.file PATH, or --demo to try it")
+        else:
+            config = load_config(args.config_file)
+    except (ConfigError, ValueError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print(f"{args.config_file or 'demo'}: configuration OK: {config.summary()}")
+        return 0
+    try:
+        return run(config, args, clock, stop)
+    finally:
+        if simulator is not None:
+            simulator.stop()
+
+
+def run(config: Config, args: argparse.Namespace, clock: SystemClock, stop: threading.Event) -> int:
+    metrics = ExporterMetrics()
+    client = CodatClient(config.codat, metrics, clock)
+    store = SnapshotStore(Exposition(Snapshot(), config.freshness, config.poll.interval))
+    poller = Poller(config, client, store, metrics, clock)
+    if args.once:
+        result = poller.run_cycle()
+        poller.stop()
+        sys.stdout.buffer.write(store.current.render(clock.time()))
+        sys.stdout.flush()
+        return 0 if result.all_succeeded else 1
+    try:
+        server = ExporterServer(args.listen_address, store, metrics, clock)
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", args.listen_address, exc.strerror)
+        return 1
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    log.info("%s %s: %s", PROG, __version__, config.summary())
+    log.info("serving metrics at %s/metrics", server.url)
+    scheduler = start_scheduler(poller, config.poll.interval)
+    stop.wait()
+    scheduler.shutdown(wait=False)
+    poller.stop()
+    scheduler.shutdown(wait=True) if scheduler.running else None
+    server.stop()
+    client.close()
+    log.info("stopped")
+    return 0

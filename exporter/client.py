@@ -1,0 +1,284 @@
+"""HTTP to Codat: one session, Basic auth, bounded retries, typed errors.
+
+Each request attempt has a deadline for the *whole* exchange (connect, headers and body):
+``requests``' own timeout is per socket read, so a server trickling a byte a second would
+otherwise hold a worker forever. Bodies are read incrementally and capped in size.
+
+Retries (connection errors, timeouts, 408, 429, 5xx) back off exponentially with jitter,
+honour ``Retry-After`` (seconds or an HTTP date), and stop before the caller's deadline,
+so a cycle's retries never outlast the poll interval. 401/403 and 404 are not retried.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import random
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from exporter import __version__
+from exporter.clock import Clock
+from exporter.config import CodatConfig
+from exporter.metrics import ExporterMetrics
+
+DATA_STATUS = "/companies/{companyId}/dataStatus"
+COMPANY = "/companies/{companyId}"
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+_RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class CodatError(Exception):
+    """A request that failed for good. ``reason`` is the poll-error metric's label value."""
+
+    reason = "http_error"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiKeyRejected(CodatError):
+    reason = "api_key_rejected"
+
+
+class NotFound(CodatError):
+    reason = "not_found"
+
+
+class MalformedResponse(CodatError):
+    reason = "malformed_response"
+
+
+class RequestTimeout(CodatError):
+    reason = "timeout"
+
+
+class ConnectionFailed(CodatError):
+    reason = "connection_error"
+
+
+class RateLimited(CodatError):
+    reason = "rate_limited"
+
+
+class _BodyTimeout(Exception):
+    pass
+
+
+def describe_error_body(body: bytes) -> str:
+    """The useful part of Codat's ErrorMessage, for a log line.
+
+    >>> describe_error_body(b'{"statusCode": 500, "error": "Boom", "correlationId": "c-1"}')
+    "statusCode=500 error='Boom' correlationId=c-1"
+    >>> describe_error_body(b"<html>Bad gateway</html>")
+    'non-JSON body (24 bytes)'
+    """
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return f"non-JSON body ({len(body)} bytes)"
+    if not isinstance(doc, dict):
+        return f"unexpected error body ({len(body)} bytes)"
+    parts = []
+    if "statusCode" in doc:
+        parts.append(f"statusCode={doc['statusCode']!s:.10}")
+    if "error" in doc:
+        parts.append(f"error={str(doc['error'])[:200]!r}")
+    if "correlationId" in doc:
+        parts.append(f"correlationId={doc['correlationId']!s:.64}")
+    return " ".join(parts) or f"error body without ErrorMessage fields ({len(body)} bytes)"
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header, given as seconds or as an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class CodatClient:
+    def __init__(
+        self,
+        config: CodatConfig,
+        metrics: ExporterMetrics,
+        clock: Clock,
+        *,
+        max_attempts: int = 5,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 60.0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._base_url = config.base_url
+        self._timeout = config.timeout
+        self._metrics = metrics
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._max_body_bytes = max_body_bytes
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        token = base64.b64encode(config.api_key.encode()).decode()
+        self._session = requests.Session()
+        self._session.headers.update(
+            {
+                "Authorization": f"Basic {token}",
+                "User-Agent": f"codat-freshness-exporter/{__version__}",
+                "Accept": "application/json",
+            }
+        )
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=config.max_concurrency)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+
+    def __repr__(self) -> str:
+        return f"CodatClient({self._base_url!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def data_status(self, company_id: str, deadline: float) -> Any:
+        return self.get_json(DATA_STATUS, deadline, companyId=company_id)
+
+    def company(self, company_id: str, deadline: float) -> Any:
+        return self.get_json(COMPANY, deadline, companyId=company_id)
+
+    def get_json(
+        self,
+        route: str,
+        deadline: float,
+        params: Mapping[str, str | int] | None = None,
+        **path: str,
+    ) -> Any:
+        """GET ``route`` (a template such as DATA_STATUS) and return the decoded JSON.
+
+        ``deadline`` is on the clock's monotonic scale; no retry starts that could not
+        finish before it.
+        """
+        url = self._base_url + route.format(**path)
+        last: CodatError | None = None
+        for attempt in range(1, self._max_attempts + 1):
+            wait: float | None = None
+            try:
+                return self._attempt(url, route, params, deadline)
+            except (ApiKeyRejected, NotFound, MalformedResponse):
+                raise
+            except _Retryable as exc:
+                last, wait = exc.error, exc.retry_after
+            if wait is None:
+                ceiling = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1))
+                wait = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+            if attempt == self._max_attempts:
+                break
+            if self._clock.monotonic() + wait + min(self._timeout, 1.0) > deadline:
+                last = type(last)(f"{last}; not retried: next try would pass the poll deadline",
+                                  status=last.status)
+                break
+            self._clock.sleep(wait)
+        assert last is not None
+        raise last
+
+    def _attempt(
+        self, url: str, route: str, params: Mapping[str, str | int] | None, deadline: float
+    ) -> Any:
+        budget = min(self._timeout, deadline - self._clock.monotonic())
+        if budget <= 0:
+            raise _Retryable(RequestTimeout(f"GET {route}: no time left before the poll deadline"))
+        started = time.monotonic()
+        io_deadline = started + budget
+        code = "error"
+        try:
+            status, headers, body = self._exchange(url, params, io_deadline, budget)
+            code = str(status)
+        except _BodyTimeout:
+            raise _Retryable(RequestTimeout(f"GET {route}: no complete answer within {budget:.3g}s")) from None
+        except requests.Timeout:
+            raise _Retryable(RequestTimeout(f"GET {route}: timed out after {budget:.3g}s")) from None
+        except requests.ConnectionError as exc:
+            raise _Retryable(ConnectionFailed(f"GET {route}: {_short(exc)}")) from None
+        except requests.RequestException as exc:
+            raise _Retryable(ConnectionFailed(f"GET {route}: {_short(exc)}")) from None
+        finally:
+            self._metrics.request_done(route, code, time.monotonic() - started)
+        return self._interpret(route, status, headers, body)
+
+    def _exchange(
+        self,
+        url: str,
+        params: Mapping[str, str | int] | None,
+        io_deadline: float,
+        budget: float,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        with self._session.get(
+            url, params=params, timeout=(budget, budget), stream=True, allow_redirects=False
+        ) as response:
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                if time.monotonic() > io_deadline:
+                    raise _BodyTimeout
+                chunk = response.raw.read1(65536, decode_content=True)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > self._max_body_bytes:
+                    raise MalformedResponse(
+                        f"GET {url.removeprefix(self._base_url)}: body larger than "
+                        f"{self._max_body_bytes} bytes; not read further",
+                        status=response.status_code,
+                    )
+                chunks.append(chunk)
+            return response.status_code, response.headers, b"".join(chunks)
+
+    def _interpret(self, route: str, status: int, headers: Mapping[str, str], body: bytes) -> Any:
+        if status == 200:
+            try:
+                return json.loads(body)
+            except ValueError:
+                raise MalformedResponse(
+                    f"GET {route}: HTTP 200 with a body that is not JSON ({len(body)} bytes)",
+                    status=status,
+                ) from None
+        detail = f"GET {route}: HTTP {status} ({describe_error_body(body)})"
+        if status in (401, 403):
+            raise ApiKeyRejected(detail, status=status)
+        if status == 404:
+            raise NotFound(detail, status=status)
+        if status in _RETRYABLE:
+            error_type = RateLimited if status == 429 else CodatError
+            retry_after = parse_retry_after(headers.get("Retry-After"), self._clock.time())
+            raise _Retryable(error_type(detail, status=status), retry_after)
+        raise CodatError(detail, status=status)
+
+
+class _Retryable(Exception):
+    def __init__(self, error: CodatError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+def _short(exc: BaseException) -> str:
+    """A connection error's gist, without urllib3's nested reprs."""
+    text = str(exc)
+    for marker in ("Connection refused", "Connection reset", "Name or service not known",
+                   "timed out", "Remote end closed connection", "IncompleteRead"):
+        if marker in text:
+            return marker.lower()
+    return type(exc).__name__

@@ -1,0 +1,187 @@
+"""What the Codat contract (../shared/codat) says that the exporter relies on.
+
+The status list is ``PullOperation.status`` of Codat's Platform API 3.0.0; the facts about
+never-synced data types and date forms come from Codat's docs (see the contract README).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+
+from exporter.state import DataTypeStatus
+
+KNOWN_STATUSES: tuple[str, ...] = (
+    "Initial",
+    "Queued",
+    "Fetching",
+    "MapQueued",
+    "Mapping",
+    "Complete",
+    "FetchError",
+    "MapError",
+    "InternalError",
+    "ProcessingQueued",
+    "Processing",
+    "ProcessingError",
+    "ValidationQueued",
+    "Validating",
+    "ValidationError",
+    "AuthError",
+    "Cancelled",
+    "NotSupported",
+    "RateLimitError",
+    "PermissionsError",
+    "PrerequisiteNotMet",
+)
+
+NEVER_SYNCED = "NeverSynced"
+"""Exported for a data type Codat lists without a ``currentStatus``: it was never synced."""
+
+UNKNOWN_STATUS = "Unknown"
+"""Exported for a ``currentStatus`` that is not a plain word (it could not be a real status)."""
+
+ERROR_STATUSES: tuple[str, ...] = (
+    "FetchError",
+    "MapError",
+    "ValidationError",
+    "ProcessingError",
+    "InternalError",
+    "RateLimitError",
+    "PermissionsError",
+    "PrerequisiteNotMet",
+)
+
+DATA_TYPES: tuple[str, ...] = (
+    "accountTransactions", "balanceSheet", "bankAccounts", "bankTransactions",
+    "billCreditNotes", "billPayments", "bills", "cashFlowStatement", "chartOfAccounts",
+    "company", "creditNotes", "customers", "directCosts", "directIncomes", "invoices",
+    "itemReceipts", "items", "journalEntries", "journals", "paymentMethods", "payments",
+    "profitAndLoss", "purchaseOrders", "salesOrders", "suppliers", "taxRates",
+    "trackingCategories", "transfers", "banking-accountBalances", "banking-accounts",
+    "banking-transactionCategories", "banking-transactions", "commerce-companyInfo",
+    "commerce-customers", "commerce-disputes", "commerce-locations", "commerce-orders",
+    "commerce-paymentMethods", "commerce-payments", "commerce-productCategories",
+    "commerce-products", "commerce-taxComponents", "commerce-transactions",
+)  # fmt: skip
+
+_PLAIN_WORD = re.compile(r"[A-Za-z]{1,64}")
+
+
+def normalise_status(raw: object) -> str:
+    """Map a ``currentStatus`` value to the label we export.
+
+    >>> normalise_status(None), normalise_status("Complete"), normalise_status("Paused")
+    ('NeverSynced', 'Complete', 'Paused')
+    >>> normalise_status("<script>")
+    'Unknown'
+
+    A status Codat adds later is passed through when it looks like one (letters only, at
+    most 64); anything else would only add junk series, so it becomes ``Unknown``.
+    """
+    if raw is None:
+        return NEVER_SYNCED
+    if isinstance(raw, str) and _PLAIN_WORD.fullmatch(raw):
+        return raw
+    return UNKNOWN_STATUS
+
+
+_DATETIME = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})"
+    r"(?:[Tt ](?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})(?:\.(?P<frac>\d{1,7}))?"
+    r"(?P<tz>[Zz]|[+-]\d{2}:?\d{2})?)?"
+)
+
+
+def parse_datetime(text: str) -> float:
+    """Parse a Codat DateTime into Unix seconds.
+
+    Accepts the three forms Codat documents, with 0-7 fractional digits, and bare dates:
+
+    >>> parse_datetime("2021-11-15T06:00:00Z") == parse_datetime("2021-11-15T01:00:00-05:00")
+    True
+    >>> parse_datetime("2022-11-14T11:18:37.2798351Z")
+    1668424717.279835
+    >>> parse_datetime("2021-11-15")
+    1636934400.0
+
+    Unqualified times (``2021-11-15T01:00:00``) are the business's local time, which the
+    API does not tell; they are taken as UTC, whatever the exporter's own time zone.
+    Raises ``ValueError`` for anything else, including impossible dates.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"not a date string: {type(text).__name__}")
+    match = _DATETIME.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a Codat DateTime: {text[:64]!r}")
+    year, month, day = (int(part) for part in match["date"].split("-"))
+    tz = _parse_offset(match["tz"])
+    if match["h"] is None:
+        moment = datetime(year, month, day, tzinfo=UTC)
+    else:
+        moment = datetime(
+            year, month, day, int(match["h"]), int(match["m"]), int(match["s"]), tzinfo=tz
+        )
+    fraction = float("0." + match["frac"]) if match["frac"] else 0.0
+    return moment.timestamp() + fraction
+
+
+def _parse_offset(tz: str | None) -> timezone:
+    if tz is None or tz in "Zz":
+        return UTC
+    sign = -1 if tz[0] == "-" else 1
+    digits = tz[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:])
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"bad UTC offset {tz!r}")
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+class ShapeError(ValueError):
+    """A 200 response whose JSON does not have the contract's shape."""
+
+
+_DATA_TYPE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,99}")
+
+
+def parse_data_statuses(body: object, selects: Callable[[str], bool]) -> tuple[DataTypeStatus, ...]:
+    """Interpret a ``DataStatuses`` body (object keyed by data type) for the data types kept.
+
+    >>> parse_data_statuses({"invoices": {"dataType": "invoices", "currentStatus": "Complete",
+    ...     "lastSuccessfulSync": "2024-01-01T00:00:00Z"}, "suppliers": {"dataType": "suppliers"}},
+    ...     lambda _: True)  # doctest: +NORMALIZE_WHITESPACE
+    (DataTypeStatus(data_type='invoices', status='Complete', last_successful_sync=1704067200.0),
+     DataTypeStatus(data_type='suppliers', status='NeverSynced', last_successful_sync=None))
+
+    Any entry of the wrong shape or with a date that does not parse raises ``ShapeError``:
+    the whole body is then suspect, and the company's last good values are kept instead.
+    """
+    if not isinstance(body, dict):
+        raise ShapeError(f"dataStatus is {type(body).__name__}, not an object keyed by data type")
+    result = []
+    for key, entry in body.items():
+        if entry is None:
+            continue  # DataStatuses marks every property nullable
+        if not isinstance(entry, dict):
+            raise ShapeError(f"dataStatus[{str(key)[:64]!r}] is {type(entry).__name__}, not an object")
+        if not _DATA_TYPE_KEY.fullmatch(key):
+            raise ShapeError(f"dataStatus key {key[:64]!r} is not a data type name")
+        if not selects(key):
+            continue
+        status = normalise_status(entry.get("currentStatus"))
+        raw_sync = entry.get("lastSuccessfulSync")
+        try:
+            last_sync = None if raw_sync is None else parse_datetime(raw_sync)
+        except ValueError as exc:
+            raise ShapeError(f"dataStatus[{key!r}].lastSuccessfulSync: {exc}") from None
+        result.append(DataTypeStatus(key, status, last_sync))
+    result.sort(key=lambda item: item.data_type)
+    return tuple(result)
+
+
+def parse_company_name(body: object) -> str:
+    """The ``name`` of a Company body; ShapeError when it has none."""
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        raise ShapeError("company body has no name")
+    return str(body["name"])

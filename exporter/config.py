@@ -1,0 +1,318 @@
+"""The YAML configuration, validated up front into frozen dataclasses.
+
+Every problem becomes one ``ConfigError`` whose message names the key path, e.g.::
+
+    poll.intervall: unknown key; did you mean interval?
+    codat.timeout: '30 seconds' is not a duration (use e.g. 90s, 5m, 1h30m, 2d)
+
+``${VAR}`` in any string value is replaced from the environment before validation.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+T = TypeVar("T")
+
+DEFAULT_BASE_URL = "https://api.codat.io"
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for the operator (one line, key first)."""
+
+
+@dataclass(frozen=True)
+class CodatConfig:
+    api_key: str = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    timeout: float = 30.0
+    max_concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class PollConfig:
+    interval: float = 300.0
+
+
+@dataclass(frozen=True)
+class CompaniesConfig:
+    ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DataTypesConfig:
+    include: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
+
+    def selects(self, data_type: str) -> bool:
+        if self.include and data_type not in self.include:
+            return False
+        return data_type not in self.exclude
+
+
+@dataclass(frozen=True)
+class FreshnessConfig:
+    default_max_age: float = 26 * 3600.0
+    max_age: Mapping[str, float] = field(default_factory=dict)
+
+    def max_age_for(self, data_type: str) -> float:
+        return self.max_age.get(data_type, self.default_max_age)
+
+
+@dataclass(frozen=True)
+class Config:
+    codat: CodatConfig
+    poll: PollConfig = PollConfig()
+    companies: CompaniesConfig = CompaniesConfig()
+    data_types: DataTypesConfig = DataTypesConfig()
+    freshness: FreshnessConfig = FreshnessConfig()
+
+    def summary(self) -> str:
+        """One line for ``--check-config`` and the start-up log; never shows the key."""
+        return (
+            f"{len(self.companies.ids)} companies, poll every "
+            f"{format_duration(self.poll.interval)} from {self.codat.base_url}, "
+            f"{self.codat.max_concurrency} concurrent requests"
+        )
+
+
+# --- durations ---------------------------------------------------------------------------
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``5m``, ``1h30m``, ``2d``, ``250ms`` -> seconds (Prometheus-style units)."""
+    pos, total, last_rank = 0, 0.0, -1
+    ranks = list(_UNITS)
+    while pos < len(text):
+        match = _DURATION.match(text, pos)
+        if match is None:
+            raise ValueError(text)
+        rank = len(ranks) - ranks.index(match[2])
+        if rank <= last_rank:
+            raise ValueError(text)  # units must go from largest to smallest, once each
+        last_rank = rank
+        total += int(match[1]) * _UNITS[match[2]]
+        pos = match.end()
+    if pos == 0:
+        raise ValueError(text)
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of ``parse_duration`` for display: 5400 -> '1h30m'."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    out, rest = "", int(seconds)
+    for unit in ("d", "h", "m", "s"):
+        size = int(_UNITS[unit])
+        if rest >= size:
+            out += f"{rest // size}{unit}"
+            rest %= size
+    return out or "0s"
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, substitute and validate a config file; raise ``ConfigError`` on any problem."""
+    environ = os.environ if environ is None else environ
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config file is not UTF-8 text") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f":{mark.line + 1}:{mark.column + 1}"
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+    if raw is None:
+        raw = {}
+    return parse_config(_substitute(raw, "", environ))
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")
+
+
+def _substitute(value: Any, path: str, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            if match[0] == "$$":
+                return "$"
+            if match[1] not in environ:
+                raise ConfigError(f"{path or '<top>'}: environment variable {match[1]} is not set")
+            return environ[match[1]]
+
+        return _VAR.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: _substitute(v, _join(path, str(k)), environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, f"{path}[{i}]", environ) for i, v in enumerate(value)]
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _section(raw: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path or '<top>'}: must be a mapping, not {_kind(raw)}")
+    for key in raw:
+        if not isinstance(key, str) or key not in allowed:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            suggestion = f"; did you mean {hint[0]}?" if hint else f"; known keys: {', '.join(allowed)}"
+            raise ConfigError(f"{_join(path, str(key))}: unknown key{suggestion}")
+    return raw
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
+    )
+
+
+def _get(section: dict[str, Any], path: str, key: str, conv: Callable[[Any, str], T], default: T) -> T:
+    if key not in section or section[key] is None:
+        return default
+    return conv(section[key], _join(path, key))
+
+
+def _duration(value: Any, path: str) -> float:
+    if isinstance(value, str):
+        try:
+            seconds = parse_duration(value.strip())
+        except ValueError:
+            pass
+        else:
+            if seconds <= 0:
+                raise ConfigError(f"{path}: must be longer than 0s")
+            return seconds
+    raise ConfigError(f"{path}: {value!r} is not a duration (use e.g. 90s, 5m, 1h30m, 2d)")
+
+
+def _positive_int(limit: int) -> Callable[[Any, str], int]:
+    def conv(value: Any, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise ConfigError(f"{path}: must be a whole number from 1 to {limit}, not {value!r}")
+        return value
+
+    return conv
+
+
+def _string(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{path}: must be a non-empty string")
+    return value.strip()
+
+
+def _string_list(value: Any, path: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: must be a list, not {_kind(value)}")
+    return tuple(_string(item, f"{path}[{i}]") for i, item in enumerate(value))
+
+
+def _company_ids(value: Any, path: str) -> tuple[str, ...]:
+    ids = _string_list(value, path)
+    seen: set[str] = set()
+    for i, company_id in enumerate(ids):
+        try:
+            canonical = str(uuid.UUID(company_id))
+        except ValueError:
+            raise ConfigError(f"{path}[{i}]: {company_id!r} is not a Codat company id (a UUID)") from None
+        if canonical in seen:
+            raise ConfigError(f"{path}[{i}]: company {company_id} is listed twice")
+        seen.add(canonical)
+    return ids
+
+
+def _base_url(value: Any, path: str) -> str:
+    url = _string(value, path).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{path}: {url!r} is not an http(s) URL")
+    return url
+
+
+def _max_ages(value: Any, path: str) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: must be a mapping of data type to duration")
+    return {str(k): _duration(v, _join(path, str(k))) for k, v in value.items()}
+
+
+def _api_key(codat: dict[str, Any]) -> str:
+    has_key, has_file = codat.get("api_key") is not None, codat.get("api_key_file") is not None
+    if has_key == has_file:
+        raise ConfigError("codat.api_key: set exactly one of codat.api_key and codat.api_key_file")
+    if has_key:
+        return _string(codat["api_key"], "codat.api_key")
+    key_path = _string(codat["api_key_file"], "codat.api_key_file")
+    try:
+        key = Path(key_path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"codat.api_key_file: cannot read {key_path}: {reason}") from None
+    if not key:
+        raise ConfigError(f"codat.api_key_file: {key_path} is empty")
+    return key
+
+
+def parse_config(raw: Any) -> Config:
+    """Validate an already-loaded mapping (used by ``load_config`` and by ``--demo``)."""
+    top = _section(raw, "", ("codat", "poll", "companies", "data_types", "freshness"))
+    codat = _section(
+        top.get("codat"),
+        "codat",
+        ("base_url", "api_key", "api_key_file", "timeout", "max_concurrency"),
+    )
+    poll = _section(top.get("poll"), "poll", ("interval",))
+    companies = _section(top.get("companies"), "companies", ("ids",))
+    data_types = _section(top.get("data_types"), "data_types", ("include", "exclude"))
+    freshness = _section(top.get("freshness"), "freshness", ("default_max_age", "max_age"))
+
+    ids = _get(companies, "companies", "ids", _company_ids, ())
+    if not ids:
+        raise ConfigError("companies.ids: list at least one Codat company id to monitor")
+    defaults = FreshnessConfig()
+    return Config(
+        codat=CodatConfig(
+            api_key=_api_key(codat),
+            base_url=_get(codat, "codat", "base_url", _base_url, DEFAULT_BASE_URL),
+            timeout=_get(codat, "codat", "timeout", _duration, 30.0),
+            max_concurrency=_get(codat, "codat", "max_concurrency", _positive_int(64), 4),
+        ),
+        poll=PollConfig(interval=_get(poll, "poll", "interval", _duration, 300.0)),
+        companies=CompaniesConfig(ids=ids),
+        data_types=DataTypesConfig(
+            include=frozenset(_get(data_types, "data_types", "include", _string_list, ())),
+            exclude=frozenset(_get(data_types, "data_types", "exclude", _string_list, ())),
+        ),
+        freshness=FreshnessConfig(
+            default_max_age=_get(
+                freshness, "freshness", "default_max_age", _duration, defaults.default_max_age
+            ),
+            max_age=_get(freshness, "freshness", "max_age", _max_ages, {}),
+        ),
+    )

@@ -1,0 +1,155 @@
+"""Every metric the exporter publishes: names, types, labels and HELP, in one place.
+
+The collector renders from these specs, ``python -m exporter.docs`` writes the README's
+metrics reference from them, and the dashboard and alert tests check their queries
+against them, so a rename cannot leave a stale copy behind.
+
+The exporter's own counters and histogram (``ExporterMetrics``) live in a private
+registry: their label sets are small and fixed, so prometheus_client's classes suit them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.process_collector import ProcessCollector
+
+from exporter import __version__
+
+PAIR = ("company_id", "company_name", "data_type")
+COMPANY = ("company_id", "company_name")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    type: str
+    labels: tuple[str, ...]
+    help: str
+    """May contain ``{interval}``, the configured poll interval (e.g. ``5m``)."""
+
+    def help_text(self, interval: str) -> str:
+        return self.help.format(interval=interval)
+
+
+FROM_POLL = "From the company's last successful poll; polls run every {interval}."
+
+LAST_SYNC_TIMESTAMP = MetricSpec(
+    "codat_data_type_last_successful_sync_timestamp_seconds", "gauge", PAIR,
+    "Unix time of the data type's lastSuccessfulSync in Codat; absent until it has synced "
+    "once. " + FROM_POLL,
+)  # fmt: skip
+LAST_SYNC_AGE = MetricSpec(
+    "codat_data_type_last_successful_sync_age_seconds", "gauge", PAIR,
+    "Seconds since the data type's lastSuccessfulSync, computed at scrape time. " + FROM_POLL,
+)  # fmt: skip
+STATUS = MetricSpec(
+    "codat_data_type_status", "gauge", (*PAIR, "status"),
+    "1 for the data type's currentStatus in Codat (NeverSynced: never synced; Unknown: "
+    "not a valid status). " + FROM_POLL,
+)  # fmt: skip
+MAX_AGE = MetricSpec(
+    "codat_data_type_max_age_seconds", "gauge", PAIR,
+    "Staleness threshold of the pair from the configuration: the data is stale while "
+    "codat_data_type_last_successful_sync_age_seconds is above it.",
+)  # fmt: skip
+COMPANIES_BY_STATUS = MetricSpec(
+    "codat_data_type_companies", "gauge", ("data_type", "status"),
+    "Monitored companies whose data type is in each currentStatus, zeros included. "
+    "From each company's last successful poll; polls run every {interval}.",
+)  # fmt: skip
+COMPANY_UP = MetricSpec(
+    "codat_exporter_company_up", "gauge", COMPANY,
+    "1 if the last poll of the company succeeded, 0 if it failed (its last good data-type "
+    "values stay exported). Polls run every {interval}.",
+)  # fmt: skip
+COMPANY_LAST_SUCCESS = MetricSpec(
+    "codat_exporter_company_last_poll_success_timestamp_seconds", "gauge", COMPANY,
+    "Unix time of the company's last successful poll: the age of its codat_data_type_* "
+    "values. Polls run every {interval}.",
+)  # fmt: skip
+COMPANIES = MetricSpec(
+    "codat_exporter_companies", "gauge", (),
+    "Companies monitored in the last poll cycle. Polls run every {interval}.",
+)  # fmt: skip
+POLL_DURATION = MetricSpec(
+    "codat_exporter_poll_duration_seconds", "gauge", (),
+    "Seconds the last full poll cycle took. Polls run every {interval}.",
+)  # fmt: skip
+LAST_POLL = MetricSpec(
+    "codat_exporter_last_poll_timestamp_seconds", "gauge", (),
+    "Unix time the last full poll cycle ended. Polls run every {interval}.",
+)  # fmt: skip
+API_REQUESTS = MetricSpec(
+    "codat_exporter_api_requests_total", "counter", ("endpoint", "code"),
+    "Requests to the Codat API by route template and HTTP status (error: no response), "
+    "retries included. Updated as requests complete.",
+)  # fmt: skip
+API_DURATION = MetricSpec(
+    "codat_exporter_api_request_duration_seconds", "histogram", ("endpoint",),
+    "Duration of requests to the Codat API by route template, body read included. "
+    "Updated as requests complete.",
+)  # fmt: skip
+POLL_ERRORS = MetricSpec(
+    "codat_exporter_poll_errors_total", "counter", ("reason",),
+    "Failed company polls by reason (api_key_rejected, http_error, malformed_response, "
+    "timeout, connection_error, rate_limited). Updated as polls complete.",
+)  # fmt: skip
+BUILD_INFO = MetricSpec(
+    "codat_exporter_build_info", "gauge", ("version",),
+    "Always 1; the version label is the exporter's version.",
+)  # fmt: skip
+
+SNAPSHOT_METRICS = (
+    LAST_SYNC_TIMESTAMP, STATUS, MAX_AGE, COMPANIES_BY_STATUS, COMPANY_UP,
+    COMPANY_LAST_SUCCESS, COMPANIES, POLL_DURATION, LAST_POLL,
+)  # fmt: skip
+"""Rendered once per poll from the snapshot."""
+
+SCRAPE_METRICS = (LAST_SYNC_AGE,)
+"""Rendered on every scrape: they change every second."""
+
+REGISTRY_METRICS = (API_REQUESTS, API_DURATION, POLL_ERRORS, BUILD_INFO)
+"""Kept by prometheus_client in the exporter's private registry."""
+
+ALL_METRICS = (*SNAPSHOT_METRICS, *SCRAPE_METRICS, *REGISTRY_METRICS)
+
+REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def _base(spec: MetricSpec) -> str:
+    return spec.name.removesuffix("_total")
+
+
+class ExporterMetrics:
+    """The exporter's own instrumentation, in a registry of its own (no global state)."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # *_created series only double the counters' series count
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.api_requests = Counter(
+            _base(API_REQUESTS), API_REQUESTS.help, API_REQUESTS.labels, registry=self.registry
+        )
+        self.api_duration = Histogram(
+            API_DURATION.name,
+            API_DURATION.help,
+            API_DURATION.labels,
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+        self.poll_errors = Counter(
+            _base(POLL_ERRORS), POLL_ERRORS.help, POLL_ERRORS.labels, registry=self.registry
+        )
+        Gauge(BUILD_INFO.name, BUILD_INFO.help, BUILD_INFO.labels, registry=self.registry).labels(
+            __version__
+        ).set(1)
+        ProcessCollector(registry=self.registry)
+
+    def request_done(self, endpoint: str, code: str, seconds: float) -> None:
+        self.api_requests.labels(endpoint, code).inc()
+        self.api_duration.labels(endpoint).observe(seconds)
+
+
+__all__ = ["ALL_METRICS", "ExporterMetrics", "GaugeMetricFamily", "MetricSpec"]

@@ -1,0 +1,35 @@
+"""``python -m exporter.simulator --port 8080 --companies 20 --seed 1`` serves a simulated Codat."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from exporter.clock import SystemClock
+from exporter.simulator import Fleet, SimulatedCodat
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m exporter.simulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--companies", type=int, default=20)
+    parser.add_argument("--data-types", type=int, default=12, help="data types per company")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--api-key", default="demo-api-key")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    args = parser.parse_args(argv)
+    fleet = Fleet.generate(SystemClock(), args.companies, args.seed, args.data_types)
+    server = SimulatedCodat(fleet, args.api_key, args.host, args.port, args.latency).start()
+    print(f"simulated Codat with {len(fleet.companies)} companies at {server.url}", flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

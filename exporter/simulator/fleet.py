@@ -1,0 +1,322 @@
+"""A seeded fleet of simulated Codat companies whose data status is a function of time.
+
+Each data type syncs every ``period`` seconds from a fixed phase. Whether sync *k* succeeds
+is a hash of (seed, company, data type, k), so the whole history exists without being
+stored: asking at any instant gives a consistent answer, and moving an injected clock
+forward makes syncs complete, fail and recover. Scenario profiles pin the cases a user
+must see (AuthError, stale, never synced, first sync failed, recovering, every status).
+
+Tests can also replace any company's dataStatus body verbatim (``override``) and inject
+faults (``inject``), which the server applies before answering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from exporter.clock import Clock
+from exporter.codat import DATA_TYPES, ERROR_STATUSES, KNOWN_STATUSES
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+IN_PROGRESS = ("Queued", "Fetching", "MapQueued", "Mapping", "ProcessingQueued", "Processing",
+               "ValidationQueued", "Validating")  # fmt: skip
+DATE_STYLES = ("z3", "z7", "offset", "unqualified", "z0", "z6")
+
+_FIRST = ("Acme", "Bramble", "Copper", "Delta", "Ember", "Fjord", "Granite", "Harbour",
+          "Indigo", "Juniper", "Kestrel", "Lumen", "Meridian", "Northwind", "Oakridge",
+          "Pioneer", "Quarry", "Riverside", "Summit", "Tidewater")  # fmt: skip
+_SECOND = ("Bakery", "Logistics", "Analytics", "Outfitters", "Dental", "Brewing", "Joinery",
+           "Studios", "Farms", "Freight", "Pharmacy", "Robotics")  # fmt: skip
+_SUFFIX = ("Ltd", "LLC", "Inc", "GmbH", "& Co", "Plc")
+
+
+@dataclass
+class SimDataType:
+    data_type: str
+    period: float
+    phase: float
+    first_sync: float
+    fail_rate: float = 0.03
+    never_synced: bool = False
+    fail_since: float | None = None
+    fail_until: float = math.inf
+    fail_status: str = "FetchError"
+    date_style: str = "z3"
+
+
+@dataclass
+class SimCompany:
+    id: str
+    name: str
+    created: float
+    profile: str
+    data_types: dict[str, SimDataType]
+
+
+@dataclass
+class Fault:
+    """What the server does instead of (or before) answering normally.
+
+    kind: ``status`` (HTTP ``status`` with an ErrorMessage), ``html`` (``status`` with an HTML
+    page), ``latency`` (wait ``seconds`` then answer), ``malformed`` (200, not JSON),
+    ``wrong_shape`` (200, a JSON list), ``trickle`` (200, body sent a byte per ``seconds``),
+    ``truncated`` (200, JSON cut short), ``reset`` (close the connection).
+    """
+
+    kind: str
+    status: int = 500
+    seconds: float = 0.0
+    retry_after: str | None = None
+    times: int | None = None
+    """How many requests it applies to; None: until cleared."""
+    endpoint: str | None = None
+    """Only requests to this route template, e.g. '/companies/{companyId}/dataStatus'."""
+
+
+@dataclass
+class Fleet:
+    clock: Clock
+    seed: int = 1
+    companies: dict[str, SimCompany] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    faults: dict[str, list[Fault]] = field(default_factory=dict)
+    epoch: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def generate(
+        cls, clock: Clock, companies: int = 20, seed: int = 1, data_types_per_company: int = 12
+    ) -> Fleet:
+        """A fleet whose first companies are the scenario profiles, the rest healthy."""
+        fleet = cls(clock=clock, seed=seed, epoch=clock.time())
+        rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
+        profiles = ["auth_error", "stale", "never_synced", "first_failed", "recovering",
+                    "degrading", "showcase"]  # fmt: skip
+        for index in range(companies):
+            profile = profiles[index] if index < len(profiles) else "healthy"
+            company = fleet._make_company(rng, index, profile, data_types_per_company)
+            fleet.companies[company.id] = company
+        return fleet
+
+    def _make_company(self, rng: random.Random, index: int, profile: str, count: int) -> SimCompany:
+        company_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        name = f"{rng.choice(_FIRST)} {rng.choice(_SECOND)} {rng.choice(_SUFFIX)}"
+        if index == 1:
+            name = "O'Brien & Daughters Ltd"
+        epoch = self.epoch
+        created = epoch - rng.uniform(30, 400) * DAY
+        style = DATE_STYLES[index % len(DATE_STYLES)]
+        if profile == "showcase":
+            chosen = list(DATA_TYPES[: len(KNOWN_STATUSES)])
+        else:
+            chosen = ["invoices", "bills", "customers", "payments", "suppliers"]
+            others = [d for d in DATA_TYPES if d not in chosen]
+            chosen += rng.sample(others, max(0, min(count, len(DATA_TYPES)) - len(chosen)))
+        if profile == "first_failed":
+            created = epoch - 3 * HOUR
+        data_types = {}
+        for position, data_type in enumerate(chosen):
+            period = HOUR if data_type == "invoices" else rng.choice([HOUR, 4 * HOUR, 12 * HOUR])
+            sim = SimDataType(
+                data_type=data_type,
+                period=period,
+                phase=rng.uniform(0, period),
+                first_sync=created + rng.uniform(0, HOUR),
+                date_style=style,
+            )
+            self._apply_profile(sim, profile, position)
+            data_types[data_type] = sim
+        if profile == "showcase":
+            data_types["company"].date_style = "date"
+        return SimCompany(company_id, name, created, profile, data_types)
+
+    def _apply_profile(self, sim: SimDataType, profile: str, position: int) -> None:
+        epoch = self.epoch
+        if profile == "auth_error":
+            sim.fail_since, sim.fail_status = epoch - 2 * DAY, "AuthError"
+        elif profile == "stale" and sim.data_type in ("invoices", "bills"):
+            sim.fail_since, sim.fail_status = epoch - 30 * HOUR, "FetchError"
+        elif profile == "never_synced" and position >= 3:
+            sim.never_synced = True
+        elif profile == "first_failed" and sim.data_type in ("invoices", "payments"):
+            sim.fail_since, sim.fail_status = 0.0, "PrerequisiteNotMet"
+        elif profile == "recovering" and sim.data_type == "payments":
+            sim.fail_since, sim.fail_until = epoch - 3 * HOUR, epoch + 3 * 60
+            sim.period, sim.phase, sim.fail_status = 60.0, 0.0, "FetchError"
+        elif profile == "degrading" and sim.data_type == "customers":
+            sim.fail_since, sim.fail_status = epoch + 2 * 60, "MapError"
+            sim.period, sim.phase = 60.0, 0.0
+        elif profile == "showcase":
+            sim.fail_since, sim.fail_status = epoch - 2 * HOUR, KNOWN_STATUSES[position]
+            sim.fail_rate = 0.0
+        if profile in ("auth_error", "stale", "first_failed", "showcase"):
+            sim.fail_rate = 0.0
+
+    # --- the state at an instant --------------------------------------------------------
+
+    def _unit(self, company_id: str, data_type: str, k: int, salt: str = "") -> float:
+        digest = hashlib.blake2b(
+            f"{self.seed}:{company_id}:{data_type}:{k}:{salt}".encode(), digest_size=8
+        ).digest()
+        return int.from_bytes(digest, "big") / 2**64
+
+    def _outcome(self, company_id: str, sim: SimDataType, k: int) -> str:
+        start = sim.phase + k * sim.period
+        if sim.fail_since is not None and sim.fail_since <= start < sim.fail_until:
+            return sim.fail_status
+        if self._unit(company_id, sim.data_type, k) < sim.fail_rate:
+            choice = self._unit(company_id, sim.data_type, k, "status")
+            return ERROR_STATUSES[int(choice * len(ERROR_STATUSES))]
+        return "Complete"
+
+    def data_type_status(self, company_id: str, sim: SimDataType, now: float) -> dict[str, Any]:
+        """One DataStatus entry as Codat would return it at ``now``."""
+        entry: dict[str, Any] = {"dataType": sim.data_type}
+        if sim.never_synced or now < sim.first_sync:
+            return entry
+        k_first = math.ceil((sim.first_sync - sim.phase) / sim.period)
+        k_now = math.floor((now - sim.phase) / sim.period)
+        if k_now < k_first:
+            return entry
+        duration = min(sim.period * 0.1, 300.0)
+        started = sim.phase + k_now * sim.period
+        if now - started < duration:
+            fraction = (now - started) / duration
+            entry["currentStatus"] = IN_PROGRESS[int(fraction * len(IN_PROGRESS))]
+            completed = k_now - 1
+        else:
+            entry["currentStatus"] = self._outcome(company_id, sim, k_now)
+            completed = k_now
+        entry["latestSyncId"] = self._sync_id(company_id, sim.data_type, k_now)
+        for k in range(completed, max(k_first, completed - 5000) - 1, -1):
+            if self._outcome(company_id, sim, k) == "Complete":
+                moment = sim.phase + k * sim.period + duration
+                moment += self._unit(company_id, sim.data_type, k, "fraction")
+                entry["lastSuccessfulSync"] = format_datetime(moment, sim.date_style)
+                entry["latestSuccessfulSyncId"] = self._sync_id(company_id, sim.data_type, k)
+                break
+        return entry
+
+    def _sync_id(self, company_id: str, data_type: str, k: int) -> str:
+        return _uuid(f"{self.seed}:{company_id}:{data_type}:{k}:sync")
+
+    def data_status(self, company_id: str) -> Any:
+        """The dataStatus body for a company at the clock's current time."""
+        with self._lock:
+            if company_id in self.overrides:
+                return self.overrides[company_id]
+            company = self.companies[company_id]
+        now = self.clock.time()
+        return {
+            name: self.data_type_status(company_id, sim, now)
+            for name, sim in company.data_types.items()
+        }
+
+    def company_body(self, company_id: str) -> dict[str, Any]:
+        company = self.companies[company_id]
+        deauthorized = company.profile == "auth_error"
+        connection_id = _uuid(f"{self.seed}:{company.id}:connection")
+        return {
+            "id": company.id,
+            "name": company.name,
+            "description": f"Simulated company ({company.profile})",
+            "redirect": f"https://link.codat.io/company/{company.id}",
+            "created": format_datetime(company.created, "z3"),
+            "lastSync": format_datetime(max(company.created, self.clock.time() - 600), "z7"),
+            "createdByUserName": "simulator",
+            "products": ["lending"],
+            "tags": {"profile": company.profile},
+            "referenceSubsidiaryCompanies": [],
+            "dataConnections": [
+                {
+                    "id": connection_id,
+                    "integrationId": "fd321cb6-7963-4506-b873-e99593a45e30",
+                    "integrationKey": "gbol",
+                    "sourceId": "8a156a5a-39cb-4f9d-856e-76ef9b9a9607",
+                    "sourceType": "Accounting",
+                    "platformName": "Xero",
+                    "linkUrl": f"https://link-api.codat.io/companies/{company.id}/connections/"
+                    f"{connection_id}/start",
+                    "status": "Deauthorized" if deauthorized else "Linked",
+                    "created": format_datetime(company.created, "z0"),
+                }
+            ],
+        }
+
+    # --- test controls ------------------------------------------------------------------
+
+    def override(self, company_id: str, body: Any) -> None:
+        """Serve ``body`` (any JSON value, or bytes verbatim) as this company's dataStatus."""
+        with self._lock:
+            self.overrides[company_id] = body
+
+    def inject(self, company_id: str, fault: Fault) -> None:
+        with self._lock:
+            self.faults.setdefault(company_id, []).append(fault)
+
+    def clear_faults(self, company_id: str | None = None) -> None:
+        with self._lock:
+            if company_id is None:
+                self.faults.clear()
+            else:
+                self.faults.pop(company_id, None)
+
+    def remove(self, company_id: str) -> None:
+        """Delete the company: every endpoint answers 404 for it from now on."""
+        with self._lock:
+            self.companies.pop(company_id, None)
+            self.overrides.pop(company_id, None)
+
+    def take_fault(self, company_id: str, endpoint: str) -> Fault | None:
+        with self._lock:
+            queue = self.faults.get(company_id, [])
+            for fault in queue:
+                if fault.endpoint not in (None, endpoint):
+                    continue
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        queue.remove(fault)
+                return fault
+        return None
+
+    def ids_by_profile(self, profile: str) -> Iterator[str]:
+        return (c.id for c in self.companies.values() if c.profile == profile)
+
+
+def _uuid(text: str) -> str:
+    digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+    return str(uuid.UUID(bytes=digest, version=4))
+
+
+def format_datetime(moment: float, style: str) -> str:
+    """Render Unix time in one of the forms Codat uses (see the contract README)."""
+    when = datetime.fromtimestamp(moment, UTC)
+    micro = f"{when.microsecond:06d}"
+    base = when.strftime("%Y-%m-%dT%H:%M:%S")
+    match style:
+        case "z0":
+            return base + "Z"
+        case "z3":
+            return f"{base}.{micro[:3]}Z"
+        case "z6":
+            return f"{base}.{micro}Z"
+        case "z7":
+            return f"{base}.{micro}{int(moment * 1e7) % 10}Z"
+        case "unqualified":
+            return f"{base}.{micro[:3]}"
+        case "date":
+            return when.strftime("%Y-%m-%d")
+        case "offset":
+            local = when.astimezone(timezone(timedelta(hours=-5)))
+            return local.strftime("%Y-%m-%dT%H:%M:%S") + f".{micro[:2]}-05:00"
+    raise ValueError(f"unknown date style {style!r}")

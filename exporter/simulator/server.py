@@ -1,0 +1,221 @@
+"""The simulated Codat served over real HTTP, speaking the contract in ../shared/codat.
+
+Routes: ``GET /companies`` (paged), ``GET /companies/{companyId}`` and
+``GET /companies/{companyId}/dataStatus``. Every request must carry
+``Authorization: Basic <base64(api key)>``; anything else gets Codat's 401 ErrorMessage.
+Responses carry the X-Rate-Limit-* headers Codat sends. Faults injected into the fleet
+are applied per company before answering.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import re
+import socket
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from exporter.simulator.fleet import Fault, Fleet
+
+DATA_STATUS = "/companies/{companyId}/dataStatus"
+COMPANY = "/companies/{companyId}"
+COMPANIES = "/companies"
+
+_ROUTES = (
+    (re.compile(r"/companies/(?P<id>[^/]+)/dataStatus"), DATA_STATUS),
+    (re.compile(r"/companies/(?P<id>[^/]+)"), COMPANY),
+    (re.compile(r"/companies"), COMPANIES),
+)
+
+
+def error_body(status: int, error: str) -> dict[str, Any]:
+    """Codat's ErrorMessage."""
+    return {
+        "statusCode": status,
+        "service": "PublicApi",
+        "error": error,
+        "correlationId": uuid.uuid4().hex,
+        "validation": None,
+        "canBeRetried": "Unknown",
+        "detailedErrorCode": 0,
+    }
+
+
+class SimulatedCodat(ThreadingHTTPServer):
+    """``SimulatedCodat(fleet, api_key).start()``; ``.url`` is the base URL to configure."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self, fleet: Fleet, api_key: str, host: str = "127.0.0.1", port: int = 0,
+        latency: float = 0.0,
+    ) -> None:  # fmt: skip
+        self.fleet = fleet
+        self.expected_auth = "Basic " + base64.b64encode(api_key.encode()).decode()
+        self.latency = latency
+        """Added to every request, like the network and Codat's own processing."""
+        self.requests: dict[str, int] = {}
+        self._count_lock = threading.Lock()
+        self.stopping = threading.Event()
+        super().__init__((host, port), _Handler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> SimulatedCodat:
+        self._thread = threading.Thread(target=self.serve_forever, name="simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+
+    def count(self, route: str) -> None:
+        with self._count_lock:
+            self.requests[route] = self.requests.get(route, 0) + 1
+
+    def quota_headers(self) -> dict[str, str]:
+        limit = 1000 * (1 + len(self.fleet.companies))
+        used = sum(self.requests.values())
+        now = datetime.fromtimestamp(self.fleet.clock.time(), UTC)
+        reset = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        return {
+            "X-Rate-Limit-Limit": str(limit),
+            "X-Rate-Limit-Remaining": str(max(0, limit - used)),
+            "X-Rate-Limit-Reset": reset.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: SimulatedCodat
+    protocol_version = "HTTP/1.1"
+    server_version = "SimulatedCodat/1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        route, company_id = self._route(parts.path)
+        if route is None:
+            self._json(404, error_body(404, "Resource not found"))
+            return
+        self.server.count(route)
+        if self.server.latency:
+            self.server.stopping.wait(self.server.latency)
+        if not hmac.compare_digest(self.headers.get("Authorization", ""), self.server.expected_auth):
+            self._json(401, error_body(401, "Unauthorized"))
+            return
+        fleet = self.server.fleet
+        if company_id is not None:
+            fault = fleet.take_fault(company_id, route)
+            if fault is not None and self._apply(fault):
+                return
+            if company_id not in fleet.companies:
+                self._json(404, error_body(404, f"Company with ID {company_id} not found"))
+                return
+        if route == DATA_STATUS:
+            assert company_id is not None
+            self._json(200, fleet.data_status(company_id))
+        elif route == COMPANY:
+            assert company_id is not None
+            self._json(200, fleet.company_body(company_id))
+        else:
+            self._json(200, self._companies_page(parse_qs(parts.query)))
+
+    def _route(self, path: str) -> tuple[str | None, str | None]:
+        for pattern, route in _ROUTES:
+            match = pattern.fullmatch(path)
+            if match:
+                return route, match.groupdict().get("id")
+        return None, None
+
+    def _companies_page(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        page = max(1, int(query.get("page", ["1"])[0]))
+        size = min(2000, max(1, int(query.get("pageSize", ["100"])[0])))
+        ids = sorted(self.server.fleet.companies)
+        chunk = ids[(page - 1) * size : page * size]
+        links: dict[str, Any] = {
+            "self": {"href": "/companies"},
+            "current": {"href": f"/companies?page={page}&pageSize={size}"},
+        }
+        if page * size < len(ids):
+            links["next"] = {"href": f"/companies?page={page + 1}&pageSize={size}"}
+        if page > 1:
+            links["previous"] = {"href": f"/companies?page={page - 1}&pageSize={size}"}
+        return {
+            "results": [self.server.fleet.company_body(i) for i in chunk],
+            "pageNumber": page,
+            "pageSize": size,
+            "totalResults": len(ids),
+            "_links": links,
+        }
+
+    def _apply(self, fault: Fault) -> bool:
+        """Act out a fault; True when it answered the request itself."""
+        if fault.kind == "latency":
+            self.server.stopping.wait(fault.seconds)
+            return False
+        if fault.kind == "status":
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            self._json(fault.status, error_body(fault.status, "Simulated failure"), extra)
+        elif fault.kind == "html":
+            self._send(fault.status, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                       "text/html")  # fmt: skip
+        elif fault.kind == "malformed":
+            self._send(200, b"this is not JSON {", "application/json")
+        elif fault.kind == "wrong_shape":
+            self._json(200, ["not", "an", "object"])
+        elif fault.kind == "truncated":
+            self._send(200, b'{"invoices": {"dataType": "invoi', "application/json")
+        elif fault.kind == "trickle":
+            self._trickle(fault.seconds)
+        elif fault.kind == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.close_connection = True
+            self.connection.close()
+        else:
+            raise ValueError(f"unknown fault kind {fault.kind!r}")
+        return True
+
+    def _trickle(self, interval: float) -> None:
+        body = b'{"invoices": {"dataType": "invoices", "currentStatus": "Complete"}}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for byte in body:
+            if self.server.stopping.wait(interval):
+                return
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:
+                return
+
+    def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self._send(status, raw, "application/json; charset=utf-8", headers)
+
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in {**self.server.quota_headers(), **(headers or {})}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)

@@ -1,0 +1,157 @@
+"""The HTTP surface: ``/metrics``, a landing page, ``/-/healthy`` and ``/-/ready``.
+
+/metrics concatenates the current snapshot's pre-rendered text, the ages computed for
+this instant, and the exporter's own registry (requests, latencies, process).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import generate_latest
+
+from exporter import __version__
+from exporter.clock import Clock
+from exporter.collector import CONTENT_TYPE
+from exporter.metrics import ExporterMetrics
+from exporter.state import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 9781
+DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """``:9781`` (all interfaces), ``127.0.0.1:9781``, ``[::1]:9781`` -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def accepts_gzip(header: str | None) -> bool:
+    for token in (header or "").split(","):
+        name, _, params = token.strip().partition(";")
+        if name.strip().lower() == "gzip":
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+class ExporterServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self, address: str, store: SnapshotStore, metrics: ExporterMetrics, clock: Clock
+    ) -> None:
+        host, port = parse_listen_address(address)
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        super().__init__((host, port), Handler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
+        shown = f"[{shown}]" if ":" in str(shown) else shown
+        return f"http://{shown}:{port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def metrics_body(self, compress: bool) -> bytes:
+        own = generate_latest(self.metrics.registry)
+        return self.store.current.render(self.clock.time(), own, compress)
+
+
+LANDING = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Codat freshness exporter</title></head>
+<body>
+<h1>Codat freshness exporter</h1>
+<p>Version {version}. {state}</p>
+<ul>
+<li><a href="/metrics">/metrics</a>: data freshness and exporter health</li>
+<li><a href="/-/healthy">/-/healthy</a>: 200 while the process runs</li>
+<li><a href="/-/ready">/-/ready</a>: 200 once the first poll cycle has completed</li>
+</ul>
+</body></html>
+"""
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: ExporterServer
+    protocol_version = "HTTP/1.1"
+    server_version = f"codat-freshness-exporter/{__version__}"
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            compress = accepts_gzip(self.headers.get("Accept-Encoding"))
+            try:
+                body = self.server.metrics_body(compress)
+            except Exception:
+                log.exception("rendering /metrics failed")
+                self._send(500, b"rendering metrics failed; see the exporter's log\n")
+                return
+            headers = {"Content-Encoding": "gzip"} if compress else {}
+            self._send(200, body, CONTENT_TYPE, headers)
+        elif path == "/":
+            self._send(200, self._landing().encode(), "text/html; charset=utf-8")
+        elif path == "/-/healthy":
+            self._send(200, b"Healthy.\n")
+        elif path == "/-/ready":
+            if self.server.store.ready.is_set():
+                self._send(200, b"Ready.\n")
+            else:
+                self._send(503, b"Not ready: the first poll cycle has not completed.\n")
+        else:
+            self._send(404, b"Not found. Metrics are at /metrics.\n")
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def _landing(self) -> str:
+        snapshot = self.server.store.current.snapshot
+        if not snapshot.complete:
+            state = "The first poll cycle is running."
+        else:
+            up = sum(1 for c in snapshot.companies.values() if c.up)
+            state = (
+                f"{snapshot.monitored} companies monitored, {up} polled successfully "
+                f"in the last cycle ({snapshot.poll_duration or 0:.1f}s)."
+            )
+        return LANDING.format(version=html.escape(__version__), state=html.escape(state))
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "text/plain; charset=utf-8",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s %s", self.address_string(), format % args)
