@@ -187,8 +187,10 @@ class CodatClient:
             if attempt == self._max_attempts:
                 break
             if self._clock.monotonic() + wait + min(self._timeout, 1.0) > deadline:
-                last = type(last)(f"{last}; not retried: next try would pass the poll deadline",
-                                  status=last.status)
+                last = type(last)(
+                    f"{last}; not retried: next try would pass the poll deadline",
+                    status=last.status,
+                )
                 break
             self._clock.sleep(wait)
         assert last is not None
@@ -207,9 +209,13 @@ class CodatClient:
             status, headers, body = self._exchange(url, params, io_deadline, budget)
             code = str(status)
         except _BodyTimeout:
-            raise _Retryable(RequestTimeout(f"GET {route}: no complete answer within {budget:.3g}s")) from None
+            raise _Retryable(
+                RequestTimeout(f"GET {route}: no complete answer within {budget:.3g}s")
+            ) from None
         except requests.Timeout:
-            raise _Retryable(RequestTimeout(f"GET {route}: timed out after {budget:.3g}s")) from None
+            raise _Retryable(
+                RequestTimeout(f"GET {route}: timed out after {budget:.3g}s")
+            ) from None
         except requests.ConnectionError as exc:
             raise _Retryable(ConnectionFailed(f"GET {route}: {_short(exc)}")) from None
         except requests.RequestException as exc:
@@ -277,8 +283,14 @@ class _Retryable(Exception):
 def _short(exc: BaseException) -> str:
     """A connection error's gist, without urllib3's nested reprs."""
     text = str(exc)
-    for marker in ("Connection refused", "Connection reset", "Name or service not known",
-                   "timed out", "Remote end closed connection", "IncompleteRead"):
+    for marker in (
+        "Connection refused",
+        "Connection reset",
+        "Name or service not known",
+        "timed out",
+        "Remote end closed connection",
+        "IncompleteRead",
+    ):
         if marker in text:
             return marker.lower()
     return type(exc).__name__

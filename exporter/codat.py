@@ -164,7 +164,9 @@ def parse_data_statuses(body: object, selects: Callable[[str], bool]) -> tuple[D
         if entry is None:
             continue  # DataStatuses marks every property nullable
         if not isinstance(entry, dict):
-            raise ShapeError(f"dataStatus[{str(key)[:64]!r}] is {type(entry).__name__}, not an object")
+            raise ShapeError(
+                f"dataStatus[{str(key)[:64]!r}] is {type(entry).__name__}, not an object"
+            )
         if not _DATA_TYPE_KEY.fullmatch(key):
             raise ShapeError(f"dataStatus key {key[:64]!r} is not a data type name")
         if not selects(key):

@@ -6,7 +6,8 @@ poll, so ``Exposition`` renders everything but the ages once, when the snapshot 
 published, and keeps it as bytes (and lazily as a gzip member). A scrape then formats only
 the ages, the one value that changes every second, from prepared series prefixes:
 
-    codat_data_type_last_successful_sync_age_seconds{company_id="8a21...",company_name="Acme",data_type="invoices"} 5423.25
+    codat_data_type_last_successful_sync_age_seconds{company_id="8a21...",\
+        company_name="Acme",data_type="invoices"} 5423.25
 
 Gzip bodies are the cached static member followed by a fresh member for the ages; a
 gzip stream may hold several members (RFC 1952), and Prometheus reads them all.
@@ -38,7 +39,9 @@ from exporter.metrics import (
 from exporter.state import Snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-GZIP_LEVEL = 1  # the body is large and regular; level 1 gets most of the ratio for a fraction of the CPU
+GZIP_LEVEL = (
+    1  # the body is large and regular; level 1 gets most of the ratio for a fraction of the CPU
+)
 
 
 def escape(value: str) -> str:
@@ -86,8 +89,7 @@ class Exposition:
         age_name = LAST_SYNC_AGE.name + "{"
         for company in self.snapshot.companies.values():
             company_labels = (
-                f'company_id="{escape(company.company_id)}",'
-                f'company_name="{escape(company.name)}"'
+                f'company_id="{escape(company.company_id)}",company_name="{escape(company.name)}"'
             )
             company_up.append(f"{COMPANY_UP.name}{{{company_labels}}} {int(company.up)}\n")
             if company.last_poll_success is not None:

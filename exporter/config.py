@@ -183,7 +183,9 @@ def _section(raw: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
     for key in raw:
         if not isinstance(key, str) or key not in allowed:
             hint = difflib.get_close_matches(str(key), allowed, n=1)
-            suggestion = f"; did you mean {hint[0]}?" if hint else f"; known keys: {', '.join(allowed)}"
+            suggestion = (
+                f"; did you mean {hint[0]}?" if hint else f"; known keys: {', '.join(allowed)}"
+            )
             raise ConfigError(f"{_join(path, str(key))}: unknown key{suggestion}")
     return raw
 
@@ -194,7 +196,9 @@ def _kind(value: Any) -> str:
     )
 
 
-def _get(section: dict[str, Any], path: str, key: str, conv: Callable[[Any, str], T], default: T) -> T:
+def _get(
+    section: dict[str, Any], path: str, key: str, conv: Callable[[Any, str], T], default: T
+) -> T:
     if key not in section or section[key] is None:
         return default
     return conv(section[key], _join(path, key))
@@ -241,7 +245,9 @@ def _company_ids(value: Any, path: str) -> tuple[str, ...]:
         try:
             canonical = str(uuid.UUID(company_id))
         except ValueError:
-            raise ConfigError(f"{path}[{i}]: {company_id!r} is not a Codat company id (a UUID)") from None
+            raise ConfigError(
+                f"{path}[{i}]: {company_id!r} is not a Codat company id (a UUID)"
+            ) from None
         if canonical in seen:
             raise ConfigError(f"{path}[{i}]: company {company_id} is listed twice")
         seen.add(canonical)
@@ -292,7 +298,8 @@ def parse_config(raw: Any) -> Config:
     data_types = _section(top.get("data_types"), "data_types", ("include", "exclude"))
     freshness = _section(top.get("freshness"), "freshness", ("default_max_age", "max_age"))
 
-    ids = _get(companies, "companies", "ids", _company_ids, ())
+    no_ids: tuple[str, ...] = ()  # typed empty default for _get
+    ids = _get(companies, "companies", "ids", _company_ids, no_ids)
     if not ids:
         raise ConfigError("companies.ids: list at least one Codat company id to monitor")
     defaults = FreshnessConfig()
@@ -306,8 +313,8 @@ def parse_config(raw: Any) -> Config:
         poll=PollConfig(interval=_get(poll, "poll", "interval", _duration, 300.0)),
         companies=CompaniesConfig(ids=ids),
         data_types=DataTypesConfig(
-            include=frozenset(_get(data_types, "data_types", "include", _string_list, ())),
-            exclude=frozenset(_get(data_types, "data_types", "exclude", _string_list, ())),
+            include=frozenset(_get(data_types, "data_types", "include", _string_list, no_ids)),
+            exclude=frozenset(_get(data_types, "data_types", "exclude", _string_list, no_ids)),
         ),
         freshness=FreshnessConfig(
             default_max_age=_get(

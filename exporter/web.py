@@ -61,13 +61,13 @@ class ExporterServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = str(self.server_address[0]), int(self.server_address[1])
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
         shown = f"[{shown}]" if ":" in str(shown) else shown
         return f"http://{shown}:{port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.1,), name="http", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -97,6 +97,12 @@ class Handler(BaseHTTPRequestHandler):
     server: ExporterServer
     protocol_version = "HTTP/1.1"
     server_version = f"codat-freshness-exporter/{__version__}"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out as two writes; without this, Nagle's algorithm and the
+        # peer's delayed ACK add 40 ms to every response.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -153,5 +159,5 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)

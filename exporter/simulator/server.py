@@ -69,11 +69,11 @@ class SimulatedCodat(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = str(self.server_address[0]), int(self.server_address[1])
         return f"http://{host}:{port}"
 
     def start(self) -> SimulatedCodat:
-        self._thread = threading.Thread(target=self.serve_forever, name="simulator", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.1,), name="simulator", daemon=True)
         self._thread.start()
         return self
 
@@ -103,7 +103,11 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "SimulatedCodat/1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see exporter.web
+
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -115,7 +119,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.count(route)
         if self.server.latency:
             self.server.stopping.wait(self.server.latency)
-        if not hmac.compare_digest(self.headers.get("Authorization", ""), self.server.expected_auth):
+        if not hmac.compare_digest(
+            self.headers.get("Authorization", ""), self.server.expected_auth
+        ):
             self._json(401, error_body(401, "Unauthorized"))
             return
         fleet = self.server.fleet
@@ -183,7 +189,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.kind == "trickle":
             self._trickle(fault.seconds)
         elif fault.kind == "reset":
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
             self.close_connection = True
             self.connection.close()
         else:
