@@ -94,8 +94,9 @@ API_DURATION = MetricSpec(
 )  # fmt: skip
 POLL_ERRORS = MetricSpec(
     "codat_exporter_poll_errors_total", "counter", ("reason",),
-    "Failed company polls by reason (api_key_rejected, http_error, malformed_response, "
-    "timeout, connection_error, rate_limited). Updated as polls complete.",
+    "Failed company polls by reason (api_key_rejected, not_found, http_error, "
+    "malformed_response, timeout, connection_error, rate_limited, internal_error). "
+    "Updated as polls complete.",
 )  # fmt: skip
 BUILD_INFO = MetricSpec(
     "codat_exporter_build_info", "gauge", ("version",),
@@ -115,6 +116,12 @@ REGISTRY_METRICS = (API_REQUESTS, API_DURATION, POLL_ERRORS, BUILD_INFO)
 """Kept by prometheus_client in the exporter's private registry."""
 
 ALL_METRICS = (*SNAPSHOT_METRICS, *SCRAPE_METRICS, *REGISTRY_METRICS)
+
+POLL_ERROR_REASONS = (
+    "api_key_rejected", "not_found", "http_error", "malformed_response", "timeout",
+    "connection_error", "rate_limited", "internal_error",
+)  # fmt: skip
+"""Every ``reason`` value, exported at 0 from the start so that rate() sees the first error."""
 
 REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -142,6 +149,8 @@ class ExporterMetrics:
         self.poll_errors = Counter(
             _base(POLL_ERRORS), POLL_ERRORS.help, POLL_ERRORS.labels, registry=self.registry
         )
+        for reason in POLL_ERROR_REASONS:
+            self.poll_errors.labels(reason)
         Gauge(BUILD_INFO.name, BUILD_INFO.help, BUILD_INFO.labels, registry=self.registry).labels(
             __version__
         ).set(1)

@@ -67,7 +67,9 @@ class ExporterServer(ThreadingHTTPServer):
         return f"http://{shown}:{port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, args=(0.1,), name="http", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, args=(0.1,), name="http", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -27,9 +27,7 @@ def codat(fleet: Fleet) -> Iterator[SimulatedCodat]:
 
 
 @pytest.fixture
-def make_harness(
-    clock: FakeClock, codat: SimulatedCodat
-) -> Iterator[Callable[..., Harness]]:
+def make_harness(clock: FakeClock, codat: SimulatedCodat) -> Iterator[Callable[..., Harness]]:
     """``make_harness(poll={"interval": "1m"}, ...)``: the exporter against the simulator."""
     made: list[Harness] = []
 

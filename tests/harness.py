@@ -130,13 +130,13 @@ class Harness:
         self.client.close()
 
 
-def make_config(codat: SimulatedCodat, **sections: Any) -> Config:
+def make_config(simulator: SimulatedCodat, /, **sections: Any) -> Config:
     """A valid config for the simulator; ``sections`` replace or extend the defaults."""
     raw: dict[str, Any] = {
-        "codat": {"base_url": codat.url, "api_key": API_KEY, "timeout": "2s",
+        "codat": {"base_url": simulator.url, "api_key": API_KEY, "timeout": "2s",
                   "max_concurrency": 2},
         "poll": {"interval": "5m"},
-        "companies": {"ids": sorted(codat.fleet.companies)},
+        "companies": {"ids": sorted(simulator.fleet.companies)},
     }  # fmt: skip
     for key, value in sections.items():
         raw[key] = {**raw.get(key, {}), **value}

@@ -41,7 +41,9 @@ def test_should_reject_invalid_config_with_one_line_naming_the_key(
 def test_should_exit_2_without_traceback_when_run_as_a_program(tmp_path: Path) -> None:
     # Prepare
     bad = tmp_path / "config.yaml"
-    bad.write_text(f"codat: {{api_key: k}}\npoll: {{intervall: 5m}}\ncompanies: {{ids: [{COMPANY}]}}\n")
+    bad.write_text(
+        f"codat: {{api_key: k}}\npoll: {{intervall: 5m}}\ncompanies: {{ids: [{COMPANY}]}}\n"
+    )
     # Act
     run = subprocess.run(
         [sys.executable, "-m", "exporter", "--config.file", str(bad)],
@@ -87,7 +89,7 @@ def test_should_substitute_environment_variables_in_any_string(tmp_path: Path) -
     path = tmp_path / "c.yaml"
     path.write_text(
         "codat: {api_key: '${KEY}', base_url: 'https://${HOST}/v1'}\n"
-        f"companies: {{ids: ['${{FIRST}}']}}\npoll: {{interval: '${{EVERY}}'}}\n"
+        "companies: {ids: ['${FIRST}']}\npoll: {interval: '${EVERY}'}\n"
     )
     env = {"KEY": "s3cret", "HOST": "codat.example", "FIRST": COMPANY, "EVERY": "90s"}
     # Act
@@ -158,4 +160,3 @@ def test_should_refuse_to_start_without_config_or_demo(
     # Check
     assert code == 2
     assert "pass --config.file PATH, or --demo" in capsys.readouterr().err
-

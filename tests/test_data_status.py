@@ -39,19 +39,25 @@ def test_should_export_never_synced_first_failed_and_failed_after_success(
     harness.poll()
     scrape = harness.scrape()
     # Check
-    assert scrape.value(STATUS, company_id=company, data_type="suppliers", status="NeverSynced") == 1
+    assert (
+        scrape.value(STATUS, company_id=company, data_type="suppliers", status="NeverSynced") == 1
+    )
     assert scrape.value(STATUS, company_id=company, data_type="bills", status="FetchError") == 1
     assert scrape.value(STATUS, company_id=company, data_type="invoices", status="AuthError") == 1
     for data_type in ("suppliers", "bills"):
         assert scrape.find(TS, company_id=company, data_type=data_type) == []
         assert scrape.find(AGE, company_id=company, data_type=data_type) == []
     assert scrape.value(TS, company_id=company, data_type="invoices") == SYNCED
-    assert scrape.value(AGE, company_id=company, data_type="invoices") == harness.clock.time() - SYNCED
+    assert (
+        scrape.value(AGE, company_id=company, data_type="invoices") == harness.clock.time() - SYNCED
+    )
     assert len(scrape.find(STATUS, company_id=company)) == 3
 
 
 @pytest.fixture(params=["Asia/Kolkata", "America/New_York"])
-def non_utc_timezone(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def non_utc_timezone(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     monkeypatch.setenv("TZ", request.param)
     time.tzset()
     yield
@@ -76,7 +82,8 @@ def test_should_read_every_date_form_as_the_same_instant_whatever_the_local_zone
         "date": "2026-11-20",
     }
     harness.fleet.override(company, {
-        f"t-{name}": {"dataType": f"t-{name}", "currentStatus": "Complete", "lastSuccessfulSync": raw}
+        f"t-{name}": {"dataType": f"t-{name}", "currentStatus": "Complete",
+                      "lastSuccessfulSync": raw}
         for name, raw in forms.items()
     })  # fmt: skip
     # Act
@@ -90,8 +97,9 @@ def test_should_read_every_date_form_as_the_same_instant_whatever_the_local_zone
 
 def test_should_keep_fractional_seconds(harness: Harness, company: str) -> None:
     # Prepare
+    synced = "2026-11-20T06:00:00.2798351Z"
     harness.fleet.override(company, {"bills": {"dataType": "bills", "currentStatus": "Complete",
-                                               "lastSuccessfulSync": "2026-11-20T06:00:00.2798351Z"}})  # fmt: skip
+                                               "lastSuccessfulSync": synced}})  # fmt: skip
     # Act
     harness.poll()
     # Check
@@ -126,8 +134,9 @@ def test_should_count_companies_per_data_type_and_status_with_zeros(
     harness = make_harness(companies={"ids": [first, second]})
     complete = {"dataType": "invoices", "currentStatus": "Complete",
                 "lastSuccessfulSync": "2026-11-20T06:00:00Z"}  # fmt: skip
-    harness.fleet.override(first, {"invoices": complete,
-                                   "bills": {"dataType": "bills", "currentStatus": "AuthError"}})
+    harness.fleet.override(
+        first, {"invoices": complete, "bills": {"dataType": "bills", "currentStatus": "AuthError"}}
+    )
     harness.fleet.override(second, {"invoices": complete, "bills": {"dataType": "bills"}})
     # Act
     harness.poll()
@@ -194,7 +203,9 @@ def test_should_label_company_names_and_refresh_them_hourly(harness: Harness, co
     harness.poll()
     after_hour = harness.scrape()
     # Check
-    assert half_hour.value("codat_exporter_company_up", company_id=company, company_name=original) == 1
+    assert (
+        half_hour.value("codat_exporter_company_up", company_id=company, company_name=original) == 1
+    )
     assert after_hour.value("codat_exporter_company_up", company_id=company,
                             company_name="Renamed Holdings Ltd") == 1  # fmt: skip
     assert after_hour.find(STATUS, company_id=company, company_name=original) == []

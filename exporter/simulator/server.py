@@ -73,7 +73,9 @@ class SimulatedCodat(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
     def start(self) -> SimulatedCodat:
-        self._thread = threading.Thread(target=self.serve_forever, args=(0.1,), name="simulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, args=(0.1,), name="simulator", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -1,0 +1,20 @@
+# syntax=docker/dockerfile:1
+# Build wheels in one stage, install them into a clean slim image in the next, and run as an
+# unprivileged user. Hardening (read-only root, distroless, pinned digests) comes later.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY exporter ./exporter
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin exporter
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels codat-freshness-exporter \
+ && rm -rf /wheels
+USER 10001:10001
+EXPOSE 9781
+HEALTHCHECK --interval=30s --timeout=5s \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9781/-/healthy', timeout=4)"]
+ENTRYPOINT ["codat-freshness-exporter"]
+CMD ["--config.file=/etc/codat-freshness-exporter/config.yaml"]

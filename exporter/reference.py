@@ -1,0 +1,66 @@
+"""Generates the parts of README.md that would otherwise drift: the metrics reference and
+the ``--help`` text. ``python -m exporter.reference README.md`` rewrites them in place;
+a test fails when the committed README differs from what this produces."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from exporter.cli import build_parser
+from exporter.metrics import ALL_METRICS, REGISTRY_METRICS, SCRAPE_METRICS
+
+DEFAULT_INTERVAL = "5m"
+
+
+def metrics_reference() -> str:
+    rows = ["| metric | type | labels | updated | description |", "|---|---|---|---|---|"]
+    for spec in ALL_METRICS:
+        if spec in SCRAPE_METRICS:
+            updated = "every scrape"
+        elif spec in REGISTRY_METRICS:
+            updated = "as it happens"
+        else:
+            updated = "every poll"
+        labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
+        text = spec.help_text("`poll.interval`").replace("|", "\\|")
+        rows.append(f"| `{spec.name}` | {spec.type} | {labels} | {updated} | {text} |")
+    return "\n".join(rows)
+
+
+def cli_help() -> str:
+    parser = build_parser()
+    parser.formatter_class = _Wide
+    return "```text\n" + parser.format_help().rstrip() + "\n```"
+
+
+class _Wide(argparse.HelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=100, max_help_position=32)
+
+
+SECTIONS = {"metrics-reference": metrics_reference, "cli-help": cli_help}
+
+
+def render(text: str) -> str:
+    """``text`` with every generated section between its markers brought up to date."""
+    for name, make in SECTIONS.items():
+        pattern = re.compile(
+            rf"(<!-- generated:{name} -->\n)(?:.*?\n)?(<!-- /generated:{name} -->)", re.DOTALL
+        )
+        if not pattern.search(text):
+            raise ValueError(f"README has no <!-- generated:{name} --> section")
+        text = pattern.sub(lambda m, make=make: m[1] + make() + "\n" + m[2], text)  # type: ignore[misc]
+    return text
+
+
+def main(argv: list[str]) -> int:
+    for path in map(Path, argv or ["README.md"]):
+        path.write_text(render(path.read_text(encoding="utf-8")), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,151 @@
+"""The program as an operator runs it: --once, --version, --demo, signals, and README."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from exporter import __version__
+from exporter.metrics import ALL_METRICS
+from exporter.reference import render
+from exporter.simulator import Fault, SimulatedCodat
+from exporter.simulator.server import DATA_STATUS
+from tests.harness import API_KEY, parse_exposition
+
+ROOT = Path(__file__).parent.parent
+
+
+def write_config(tmp_path: Path, codat: SimulatedCodat, ids: list[str]) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"codat: {{base_url: '{codat.url}', api_key: '${{TEST_CODAT_KEY}}', timeout: 2s}}\n"
+        f"poll: {{interval: 10s}}\ncompanies: {{ids: [{', '.join(ids)}]}}\n"
+    )
+    return path
+
+
+def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TEST_CODAT_KEY": API_KEY}
+    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, check=False)  # fmt: skip
+
+
+def test_should_print_metrics_and_exit_0_when_every_company_was_polled(
+    tmp_path: Path, codat: SimulatedCodat, fleet_ids: list[str]
+) -> None:
+    # Prepare
+    config = write_config(tmp_path, codat, fleet_ids)
+    # Act
+    run = run_cli("--config.file", str(config), "--once")
+    # Check
+    assert run.returncode == 0, run.stderr
+    samples = parse_exposition(run.stdout)
+    assert {
+        s.labels["company_id"] for s in samples if s.name == "codat_exporter_company_up"
+    } == set(fleet_ids)
+
+
+def test_should_exit_1_from_once_when_a_company_failed(
+    tmp_path: Path, codat: SimulatedCodat, fleet_ids: list[str]
+) -> None:
+    # Prepare
+    codat.fleet.inject(fleet_ids[0], Fault("malformed", endpoint=DATA_STATUS))
+    config = write_config(tmp_path, codat, fleet_ids)
+    # Act
+    run = run_cli("--config.file", str(config), "--once")
+    # Check
+    assert run.returncode == 1
+    up = [s for s in parse_exposition(run.stdout) if s.name == "codat_exporter_company_up"]
+    assert sorted(s.value for s in up) == [0] + [1] * (len(fleet_ids) - 1)
+    assert fleet_ids[0] in run.stderr
+
+
+def test_should_print_the_package_version() -> None:
+    run = run_cli("--version")
+    assert run.returncode == 0
+    assert run.stdout.strip() == f"codat-freshness-exporter {__version__}"
+    assert __version__ != "0.0.0+unknown"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_should_run_the_demo_with_every_metric_family_and_stop_cleanly_on_sigterm() -> None:
+    # Prepare
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        # Act
+        deadline = time.monotonic() + 20
+        body = ""
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).status_code == 200:
+                    body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=15)
+    finally:
+        process.kill()
+        _, stderr = process.communicate()
+    # Check
+    names = {s.name for s in parse_exposition(body)}
+    expected = {spec.name for spec in ALL_METRICS if spec.type != "histogram"}
+    assert expected <= names, f"missing: {expected - names}"
+    assert "codat_exporter_api_request_duration_seconds_bucket" in names
+    assert code == 0
+    assert f"http://127.0.0.1:{port}/metrics" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_should_keep_readme_generated_sections_in_sync() -> None:
+    # Prepare
+    readme = (ROOT / "README.md").read_text()
+    # Act
+    fresh = render(readme)
+    # Check
+    assert readme == fresh, "run: python -m exporter.reference README.md"
+
+
+def test_should_run_readmes_test_command_in_ci_unchanged() -> None:
+    # Prepare
+    readme = (ROOT / "README.md").read_text()
+    command = readme.split("## Run the tests", 1)[1].split("```sh\n", 1)[1].split("\n", 1)[0]
+    # Act
+    ci = (ROOT / ".ci" / "run").read_text()
+    # Check
+    assert command.endswith(".venv/bin/pytest")
+    assert command in ci.splitlines()
+
+
+def test_should_build_an_image_that_runs_unprivileged_on_the_default_port() -> None:
+    # Prepare: no Docker engine here, so check what the Dockerfile promises
+    from exporter.web import DEFAULT_PORT
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    # Act
+    sources = [source for line in dockerfile.splitlines()
+               if line.startswith("COPY ") and "--from" not in line
+               for source in line.split()[1:-1]]  # fmt: skip
+    # Check
+    assert all((ROOT / source).exists() for source in sources)
+    assert dockerfile.count("FROM ") == 2
+    assert "USER 10001" in dockerfile
+    assert f"EXPOSE {DEFAULT_PORT}" in dockerfile
+    assert 'ENTRYPOINT ["codat-freshness-exporter"]' in dockerfile

@@ -1,0 +1,249 @@
+"""What a user sees when Codat fails: the exporter keeps answering, one company's failure
+stays with that company, the last good values stay, and each failure is logged and counted."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Callable
+
+import pytest
+
+from exporter.simulator import Fault
+from exporter.simulator.server import DATA_STATUS
+from tests.harness import Harness, Scrape
+
+UP = "codat_exporter_company_up"
+TS = "codat_data_type_last_successful_sync_timestamp_seconds"
+LAST_SUCCESS = "codat_exporter_company_last_poll_success_timestamp_seconds"
+REQUESTS = "codat_exporter_api_requests_total"
+ERRORS = "codat_exporter_poll_errors_total"
+
+
+def ups(scrape: Scrape) -> dict[str, float]:
+    return {s.labels["company_id"]: s.value for s in scrape.find(UP)}
+
+
+def test_should_log_a_rejected_key_once_per_cycle_and_not_retry(
+    make_harness: Callable[..., Harness], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare
+    harness = make_harness(codat={"api_key": "wrong-key-7d1e"})
+    # Act
+    with caplog.at_level(logging.INFO):
+        result = harness.poll()
+    scrape = harness.scrape()
+    # Check
+    companies = len(harness.fleet.companies)
+    assert result.failed == companies
+    assert set(ups(scrape).values()) == {0}
+    rejected = [r for r in caplog.records if "Codat rejected the API key" in r.getMessage()]
+    assert len(rejected) == 1
+    assert harness.codat.requests[DATA_STATUS] == companies
+    assert scrape.value(REQUESTS, endpoint=DATA_STATUS, code="401") == companies
+    assert scrape.value(ERRORS, reason="api_key_rejected") == companies
+    assert "wrong-key-7d1e" not in caplog.text
+
+
+def test_should_honour_retry_after_in_seconds(harness: Harness, fleet_ids: list[str]) -> None:
+    # Prepare
+    harness.fleet.inject(fleet_ids[0], Fault("status", 429, retry_after="30", times=1,
+                                             endpoint=DATA_STATUS))  # fmt: skip
+    # Act
+    result = harness.poll()
+    # Check
+    assert result.all_succeeded
+    assert harness.clock.sleeps == [30.0]
+    assert harness.scrape().value(REQUESTS, endpoint=DATA_STATUS, code="429") == 1
+
+
+def test_should_honour_retry_after_as_an_http_date(harness: Harness, fleet_ids: list[str]) -> None:
+    # Prepare
+    when = email.utils.formatdate(harness.clock.time() + 45, usegmt=True)
+    harness.fleet.inject(fleet_ids[0], Fault("status", 429, retry_after=when, times=1,
+                                             endpoint=DATA_STATUS))  # fmt: skip
+    # Act
+    result = harness.poll()
+    # Check
+    assert result.all_succeeded
+    assert harness.clock.sleeps == [pytest.approx(45.0)]
+
+
+def test_should_retry_server_errors_with_growing_backoff_then_succeed(
+    harness: Harness, fleet_ids: list[str]
+) -> None:
+    # Prepare
+    harness.fleet.inject(fleet_ids[0], Fault("status", 503, times=2, endpoint=DATA_STATUS))
+    # Act
+    result = harness.poll()
+    scrape = harness.scrape()
+    # Check
+    assert result.all_succeeded
+    assert scrape.value(REQUESTS, endpoint=DATA_STATUS, code="503") == 2
+    first, second = harness.clock.sleeps
+    assert 1.0 <= first <= 2.0 <= second <= 4.0  # backoff_base 2 s: [b/2, b], then [b, 2b]
+
+
+def test_should_not_retry_past_the_poll_interval(
+    make_harness: Callable[..., Harness], fleet_ids: list[str]
+) -> None:
+    # Prepare
+    harness = make_harness(poll={"interval": "1m"})
+    harness.fleet.inject(
+        fleet_ids[0], Fault("status", 429, retry_after="3600", endpoint=DATA_STATUS)
+    )
+    harness.fleet.inject(fleet_ids[1], Fault("status", 500, endpoint=DATA_STATUS))
+    # Act
+    result = harness.poll()
+    scrape = harness.scrape()
+    # Check
+    assert result.failed == 2
+    assert sum(harness.clock.sleeps) < 60
+    assert ups(scrape)[fleet_ids[0]] == 0
+    assert scrape.value(ERRORS, reason="rate_limited") == 1
+    assert scrape.value(ERRORS, reason="http_error") == 1
+
+
+def test_should_time_out_a_slow_company_without_holding_up_the_others(
+    make_harness: Callable[..., Harness], fleet_ids: list[str]
+) -> None:
+    # Prepare
+    harness = make_harness(codat={"timeout": "200ms"}, poll={"interval": "10s"})
+    harness.fleet.inject(fleet_ids[0], Fault("latency", seconds=0.8, endpoint=DATA_STATUS))
+    # Act
+    result = harness.poll()
+    scrape = harness.scrape()
+    # Check
+    assert result.failed == 1
+    assert ups(scrape) == {c: (0 if c == fleet_ids[0] else 1) for c in fleet_ids}
+    assert scrape.value(ERRORS, reason="timeout") == 1
+    assert scrape.value(REQUESTS, endpoint=DATA_STATUS, code="error") >= 1
+
+
+def test_should_bound_the_whole_request_when_the_body_trickles(
+    make_harness: Callable[..., Harness], fleet_ids: list[str]
+) -> None:
+    # Prepare: ~70 bytes at one per 50 ms would take 3.5 s; the timeout is 300 ms
+    harness = make_harness(codat={"timeout": "300ms"})
+    harness.fleet.inject(
+        fleet_ids[0], Fault("trickle", seconds=0.05, times=1, endpoint=DATA_STATUS)
+    )
+    # Act
+    started = time.monotonic()
+    result = harness.poll()
+    elapsed = time.monotonic() - started
+    # Check: the first attempt was cut off at the deadline and the retry succeeded
+    assert result.all_succeeded
+    assert elapsed < 1.5
+    assert harness.scrape().value(REQUESTS, endpoint=DATA_STATUS, code="error") == 1
+
+
+@pytest.mark.parametrize("kind", ["malformed", "wrong_shape", "truncated", "html"])
+def test_should_keep_last_good_values_while_a_company_returns_bad_bodies(
+    harness: Harness, fleet_ids: list[str], kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare
+    broken = fleet_ids[0]
+    harness.poll()
+    good = harness.scrape()
+    harness.fleet.inject(broken, Fault(kind, status=200 if kind == "html" else 500,
+                                       endpoint=DATA_STATUS))  # fmt: skip
+    harness.clock.advance(300)
+    # Act
+    with caplog.at_level(logging.WARNING):
+        harness.poll()
+        harness.clock.advance(300)
+        harness.poll()
+    bad = harness.scrape()
+    # Check
+    assert ups(bad)[broken] == 0
+    assert bad.find(TS, company_id=broken) == good.find(TS, company_id=broken)
+    assert bad.value(LAST_SUCCESS, company_id=broken) == good.value(LAST_SUCCESS, company_id=broken)
+    assert bad.value(ERRORS, reason="malformed_response") == 2
+    warnings = [r for r in caplog.records if broken in r.getMessage()]
+    assert len(warnings) == 1, "a failure is logged once, not once per cycle"
+    assert all(v == 1 for c, v in ups(bad).items() if c != broken)
+
+
+def test_should_fail_the_poll_on_a_date_that_does_not_parse(
+    harness: Harness, fleet_ids: list[str]
+) -> None:
+    # Prepare
+    bad = {
+        "dataType": "bills",
+        "currentStatus": "Complete",
+        "lastSuccessfulSync": "2024-09-01T23:59:99Z",
+    }
+    harness.fleet.override(fleet_ids[0], {"bills": bad})
+    # Act
+    harness.poll()
+    scrape = harness.scrape()
+    # Check
+    assert ups(scrape)[fleet_ids[0]] == 0
+    assert scrape.value(ERRORS, reason="malformed_response") == 1
+
+
+def test_should_recover_on_the_first_good_poll(
+    harness: Harness, fleet_ids: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare
+    harness.fleet.inject(fleet_ids[0], Fault("malformed", endpoint=DATA_STATUS))
+    harness.poll()
+    harness.fleet.clear_faults()
+    harness.clock.advance(300)
+    # Act
+    with caplog.at_level(logging.INFO):
+        harness.poll()
+    scrape = harness.scrape()
+    # Check
+    assert ups(scrape)[fleet_ids[0]] == 1
+    assert scrape.value(LAST_SUCCESS, company_id=fleet_ids[0]) == harness.clock.time()
+    assert any("succeeded again" in r.getMessage() for r in caplog.records)
+
+
+def test_should_drop_a_company_that_codat_no_longer_has(
+    harness: Harness, fleet_ids: list[str]
+) -> None:
+    # Prepare
+    gone = fleet_ids[0]
+    harness.poll()
+    assert gone in harness.scrape().companies()
+    harness.fleet.remove(gone)
+    # Act
+    result = harness.poll()
+    scrape = harness.scrape()
+    # Check
+    assert result.gone == 1
+    assert gone not in scrape.companies()
+    assert gone not in scrape.text
+    assert scrape.value("codat_exporter_companies") == len(fleet_ids) - 1
+
+
+def test_should_keep_serving_metrics_when_codat_is_unreachable(
+    make_harness: Callable[..., Harness], fleet_ids: list[str]
+) -> None:
+    # Prepare: nothing listens on port 1
+    harness = make_harness(codat={"base_url": "http://127.0.0.1:1"}, poll={"interval": "10s"})
+    # Act
+    result = harness.poll()
+    scrape = harness.scrape()
+    # Check
+    assert result.failed == len(fleet_ids)
+    assert set(ups(scrape).values()) == {0}
+    assert scrape.value(ERRORS, reason="connection_error") == len(fleet_ids)
+    assert harness.get("/-/ready").status_code == 200
+
+
+def test_should_name_every_failure_reason_in_the_metric_from_the_start(harness: Harness) -> None:
+    # Prepare
+    from exporter import client
+
+    reasons = {cls.reason for cls in vars(client).values()
+               if isinstance(cls, type) and issubclass(cls, client.CodatError)}  # fmt: skip
+    # Act
+    scrape = harness.scrape()
+    # Check
+    exported = {s.labels["reason"]: s.value for s in scrape.find(ERRORS)}
+    assert reasons <= set(exported)
+    assert set(exported.values()) == {0}
