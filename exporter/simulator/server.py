@@ -62,6 +62,9 @@ class SimulatedCodat(ThreadingHTTPServer):
         self.latency = latency
         """Added to every request, like the network and Codat's own processing."""
         self.requests: dict[str, int] = {}
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        """Most requests handled at once: shows the client's concurrency limit at work."""
         self._count_lock = threading.Lock()
         self.stopping = threading.Event()
         super().__init__((host, port), _Handler)
@@ -88,6 +91,11 @@ class SimulatedCodat(ThreadingHTTPServer):
         with self._count_lock:
             self.requests[route] = self.requests.get(route, 0) + 1
 
+    def entered(self, delta: int) -> None:
+        with self._count_lock:
+            self.in_flight += delta
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
     def quota_headers(self) -> dict[str, str]:
         limit = 1000 * (1 + len(self.fleet.companies))
         used = sum(self.requests.values())
@@ -113,6 +121,13 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        self.server.entered(+1)
+        try:
+            self._get()
+        finally:
+            self.server.entered(-1)
+
+    def _get(self) -> None:
         parts = urlsplit(self.path)
         route, company_id = self._route(parts.path)
         if route is None:
