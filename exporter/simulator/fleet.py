@@ -156,8 +156,9 @@ class Fleet:
             sim.fail_since, sim.fail_status = epoch + 2 * 60, "MapError"
             sim.period, sim.phase = 60.0, 0.0
         elif profile == "showcase":
+            # Hourly syncs, so that every pinned status has replaced the last good one by start.
             sim.fail_since, sim.fail_status = epoch - 2 * HOUR, KNOWN_STATUSES[position]
-            sim.fail_rate = 0.0
+            sim.period, sim.fail_rate = HOUR, 0.0
         if profile in ("auth_error", "stale", "first_failed", "showcase"):
             sim.fail_rate = 0.0
 
