@@ -7,6 +7,11 @@ otherwise hold a worker forever. Bodies are read incrementally and capped in siz
 Retries (connection errors, timeouts, 408, 429, 5xx) back off exponentially with jitter,
 honour ``Retry-After`` (seconds or an HTTP date), and stop before the caller's deadline,
 so a cycle's retries never outlast the poll interval. 401/403 and 404 are not retried.
+
+Every request first takes a turn from one ``RateLimiter`` shared by all workers
+(``codat.max_requests_per_minute``), and a 429 pauses that limiter, so the whole client
+waits out Retry-After rather than each thread on its own. The X-Rate-Limit-* headers of
+every response become the quota gauges.
 """
 
 from __future__ import annotations
@@ -24,11 +29,17 @@ from requests.adapters import HTTPAdapter
 
 from exporter import __version__
 from exporter.clock import Clock
+from exporter.codat import parse_datetime
 from exporter.config import CodatConfig
-from exporter.metrics import ExporterMetrics
+from exporter.metrics import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET, ExporterMetrics
+from exporter.ratelimit import RateLimiter
 
 DATA_STATUS = "/companies/{companyId}/dataStatus"
 COMPANY = "/companies/{companyId}"
+COMPANIES = "/companies"
+CONNECTIONS = "/companies/{companyId}/connections"
+SYNC_SETTINGS = "/companies/{companyId}/syncSettings"
+MAX_PAGES = 10_000
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
@@ -96,6 +107,23 @@ def describe_error_body(body: bytes) -> str:
     return " ".join(parts) or f"error body without ErrorMessage fields ({len(body)} bytes)"
 
 
+def parse_quota_reset(value: str | None, now: float) -> float | None:
+    """X-Rate-Limit-Reset as Unix time. Codat does not document its form, so accept Unix
+    seconds, seconds from now, a Codat DateTime or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        number = float(value)
+        return number if number > 1e9 else now + number
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        pass
+    after = parse_retry_after(value, now)
+    return None if after is None else now + after
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a Retry-After header, given as seconds or as an HTTP date."""
     if not value:
@@ -134,6 +162,7 @@ class CodatClient:
         self._backoff_cap = backoff_cap
         self._max_body_bytes = max_body_bytes
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.limiter = RateLimiter(config.max_requests_per_minute, clock)
         token = base64.b64encode(config.api_key.encode()).decode()
         self._session = requests.Session()
         self._session.headers.update(
@@ -151,6 +180,7 @@ class CodatClient:
         return f"CodatClient({self._base_url!r})"
 
     def close(self) -> None:
+        self.limiter.close()
         self._session.close()
 
     def data_status(self, company_id: str, deadline: float) -> Any:
@@ -158,6 +188,36 @@ class CodatClient:
 
     def company(self, company_id: str, deadline: float) -> Any:
         return self.get_json(COMPANY, deadline, companyId=company_id)
+
+    def get_pages(
+        self,
+        route: str,
+        deadline: float,
+        page_size: int,
+        params: Mapping[str, str | int] | None = None,
+        **path: str,
+    ) -> list[Any]:
+        """Every ``results`` item of a paged Codat listing, following pages to the last.
+
+        Stops at the page the envelope says is last (no ``_links.next``, or the page that
+        reaches ``totalResults``); a page of the wrong shape raises MalformedResponse.
+        """
+        items: list[Any] = []
+        for page in range(1, MAX_PAGES + 1):
+            body = self.get_json(
+                route, deadline, {**(params or {}), "page": page, "pageSize": page_size}, **path
+            )
+            if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+                raise MalformedResponse(f"GET {route}: page {page} has no results list")
+            items.extend(body["results"])
+            total = body.get("totalResults")
+            links = body.get("_links")
+            links = links if isinstance(links, dict) else {}
+            if not body["results"] or "next" not in links:
+                return items
+            if isinstance(total, int) and page * page_size >= total:
+                return items
+        raise MalformedResponse(f"GET {route}: more than {MAX_PAGES} pages")
 
     def get_json(
         self,
@@ -174,6 +234,11 @@ class CodatClient:
         url = self._base_url + route.format(**path)
         last: CodatError | None = None
         for attempt in range(1, self._max_attempts + 1):
+            if not self.limiter.acquire(deadline):
+                raise last or RateLimited(
+                    f"GET {route}: the client-side rate limit (or a 429 pause) would pass "
+                    "the poll deadline"
+                )
             wait: float | None = None
             try:
                 return self._attempt(url, route, params, deadline)
@@ -184,6 +249,10 @@ class CodatClient:
             if wait is None:
                 ceiling = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1))
                 wait = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+            if isinstance(last, RateLimited):
+                # Pause every worker, even when this one gives up: they would hit the same 429.
+                self._metrics.rate_limited.inc()
+                self.limiter.pause_until(self._clock.monotonic() + wait)
             if attempt == self._max_attempts:
                 break
             if self._clock.monotonic() + wait + min(self._timeout, 1.0) > deadline:
@@ -192,7 +261,8 @@ class CodatClient:
                     status=last.status,
                 )
                 break
-            self._clock.sleep(wait)
+            if not isinstance(last, RateLimited):  # a 429's pause is waited out in acquire()
+                self._clock.sleep(wait)
         assert last is not None
         raise last
 
@@ -208,6 +278,7 @@ class CodatClient:
         try:
             status, headers, body = self._exchange(url, params, io_deadline, budget)
             code = str(status)
+            self._record_quota(headers)
         except _BodyTimeout:
             raise _Retryable(
                 RequestTimeout(f"GET {route}: no complete answer within {budget:.3g}s")
@@ -251,6 +322,17 @@ class CodatClient:
                     )
                 chunks.append(chunk)
             return response.status_code, response.headers, b"".join(chunks)
+
+    def _record_quota(self, headers: Mapping[str, str]) -> None:
+        latest = self._metrics.latest
+        for header, spec in (("X-Rate-Limit-Limit", QUOTA_LIMIT),
+                             ("X-Rate-Limit-Remaining", QUOTA_REMAINING)):  # fmt: skip
+            value = headers.get(header, "").strip()
+            if value.isdigit():
+                latest.set(spec, float(value))
+        reset = parse_quota_reset(headers.get("X-Rate-Limit-Reset"), self._clock.time())
+        if reset is not None:
+            latest.set(QUOTA_RESET, reset)
 
     def _interpret(self, route: str, status: int, headers: Mapping[str, str], body: bytes) -> Any:
         if status == 200:

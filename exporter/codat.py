@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
-from exporter.state import DataTypeStatus
+from exporter.state import ConnectionState, DataTypeStatus
 
 KNOWN_STATUSES: tuple[str, ...] = (
     "Initial",
@@ -41,6 +41,9 @@ NEVER_SYNCED = "NeverSynced"
 
 UNKNOWN_STATUS = "Unknown"
 """Exported for a ``currentStatus`` that is not a plain word (it could not be a real status)."""
+
+CONNECTION_STATUSES: tuple[str, ...] = ("PendingAuth", "Linked", "Unlinked", "Deauthorized")
+"""``Connection.status`` (dataConnectionStatus) of the contract."""
 
 ERROR_STATUSES: tuple[str, ...] = (
     "FetchError",
@@ -187,3 +190,40 @@ def parse_company_name(body: object) -> str:
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
         raise ShapeError("company body has no name")
     return str(body["name"])
+
+
+def parse_connections(items: list[object]) -> tuple[ConnectionState, ...]:
+    """Connection objects (from the paged listing) -> what the connection metrics need."""
+    result = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            raise ShapeError("connection without an id")
+        result.append(
+            ConnectionState(
+                connection_id=item["id"][:64],
+                platform=_label(item.get("platformName")),
+                source_type=_label(item.get("sourceType")),
+                status=normalise_status(item.get("status"))
+                if item.get("status") is not None
+                else UNKNOWN_STATUS,
+            )
+        )
+    return tuple(sorted(result, key=lambda c: c.connection_id))
+
+
+def parse_sync_schedules(body: object) -> dict[str, float]:
+    """CompanySyncSettings -> ``syncSchedule`` hours per data type."""
+    if not isinstance(body, dict) or not isinstance(body.get("settings"), list):
+        raise ShapeError("syncSettings has no settings list")
+    schedules = {}
+    for setting in body["settings"]:
+        if not isinstance(setting, dict) or not isinstance(setting.get("dataType"), str):
+            raise ShapeError("sync setting without a dataType")
+        hours = setting.get("syncSchedule")
+        if isinstance(hours, int | float) and not isinstance(hours, bool):
+            schedules[setting["dataType"]] = float(hours)
+    return schedules
+
+
+def _label(value: object) -> str:
+    return value[:100] if isinstance(value, str) else ""

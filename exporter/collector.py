@@ -21,13 +21,15 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable
 
-from exporter.codat import KNOWN_STATUSES, NEVER_SYNCED
+from exporter.codat import CONNECTION_STATUSES, KNOWN_STATUSES, NEVER_SYNCED
 from exporter.config import FreshnessConfig, format_duration
 from exporter.metrics import (
     COMPANIES,
     COMPANIES_BY_STATUS,
     COMPANY_LAST_SUCCESS,
     COMPANY_UP,
+    CONNECTION_STATUS,
+    CONNECTIONS,
     LAST_POLL,
     LAST_SYNC_AGE,
     LAST_SYNC_TIMESTAMP,
@@ -83,6 +85,8 @@ class Exposition:
         max_ages: list[str] = []
         company_up: list[str] = []
         company_success: list[str] = []
+        connections: list[str] = []
+        connection_counts: Counter[tuple[str, str]] = Counter()
         counts: Counter[tuple[str, str]] = Counter()
         data_types_seen: set[str] = set()
         extra_statuses: set[str] = set()
@@ -97,12 +101,21 @@ class Exposition:
                     f"{COMPANY_LAST_SUCCESS.name}{{{company_labels}}} "
                     f"{number(company.last_poll_success)}\n"
                 )
+            for conn in company.connections:
+                connections.append(
+                    f"{CONNECTION_STATUS.name}{{{company_labels},"
+                    f'connection_id="{escape(conn.connection_id)}",'
+                    f'platform="{escape(conn.platform)}",source_type="{escape(conn.source_type)}",'
+                    f'status="{escape(conn.status)}"}} 1\n'
+                )
+                connection_counts[conn.platform, conn.status] += 1
             for item in company.data_types:
                 labels = f'{company_labels},data_type="{escape(item.data_type)}"'
                 statuses.append(f'{STATUS.name}{{{labels},status="{escape(item.status)}"}} 1\n')
-                max_ages.append(
-                    f"{MAX_AGE.name}{{{labels}}} {number(freshness.max_age_for(item.data_type))}\n"
+                max_age = freshness.max_age_for(
+                    item.data_type, company.company_id, company.sync_schedules.get(item.data_type)
                 )
+                max_ages.append(f"{MAX_AGE.name}{{{labels}}} {number(max_age)}\n")
                 if item.last_successful_sync is not None:
                     timestamps.append(
                         f"{LAST_SYNC_TIMESTAMP.name}{{{labels}}} "
@@ -122,6 +135,17 @@ class Exposition:
             for data_type in sorted(data_types_seen)
             for status in all_statuses
         ]
+        platforms = sorted({platform for platform, _ in connection_counts})
+        connection_statuses = (
+            *CONNECTION_STATUSES,
+            *sorted({s for _, s in connection_counts} - set(CONNECTION_STATUSES)),
+        )
+        by_platform = [
+            f'{CONNECTIONS.name}{{platform="{escape(platform)}",status="{escape(status)}"}} '
+            f"{connection_counts[platform, status]}\n"
+            for platform in platforms
+            for status in connection_statuses
+        ]
         snap = self.snapshot
         return "".join(
             [
@@ -129,6 +153,8 @@ class Exposition:
                 *self._family(STATUS, statuses),
                 *self._family(MAX_AGE, max_ages),
                 *self._family(COMPANIES_BY_STATUS, by_status),
+                *self._family(CONNECTION_STATUS, connections),
+                *self._family(CONNECTIONS, by_platform),
                 *self._family(COMPANY_UP, company_up),
                 *self._family(COMPANY_LAST_SUCCESS, company_success),
                 *self._family(COMPANIES, [f"{COMPANIES.name} {snap.monitored}\n"]),

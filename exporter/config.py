@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import socket
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
+
+from exporter.sharding import Shard, ShardingError, resolve_shard
 
 T = TypeVar("T")
 
@@ -37,6 +40,7 @@ class CodatConfig:
     base_url: str = DEFAULT_BASE_URL
     timeout: float = 30.0
     max_concurrency: int = 4
+    max_requests_per_minute: int = 600
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,18 @@ class PollConfig:
 @dataclass(frozen=True)
 class CompaniesConfig:
     ids: tuple[str, ...] = ()
+    discover: bool = False
+    discovery_interval: float = 3600.0
+    page_size: int = 1000
+    tags: str = ""
+    query: str = ""
+    exclude: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ConnectionsConfig:
+    enabled: bool = True
+    interval: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -64,9 +80,36 @@ class DataTypesConfig:
 class FreshnessConfig:
     default_max_age: float = 26 * 3600.0
     max_age: Mapping[str, float] = field(default_factory=dict)
+    from_sync_settings: bool = False
+    sync_schedule_factor: float = 2.0
+    companies: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """Per company id: per data type max age, overriding everything else."""
 
-    def max_age_for(self, data_type: str) -> float:
-        return self.max_age.get(data_type, self.default_max_age)
+    def max_age_for(
+        self, data_type: str, company_id: str = "", sync_schedule_hours: float | None = None
+    ) -> float:
+        """The effective threshold, first match wins:
+
+        1. ``freshness.companies.<id>.max_age.<data type>``
+        2. ``freshness.max_age.<data type>``
+        3. the company's Codat ``syncSchedule`` (hours) x ``sync_schedule_factor``, when
+           ``from_sync_settings`` and the schedule is on (above 0)
+        4. ``freshness.default_max_age``
+
+        >>> f = FreshnessConfig(max_age={"invoices": 21600}, from_sync_settings=True,
+        ...                     companies={"c1": {"bills": 7200}})
+        >>> [f.max_age_for("bills", "c1", 24), f.max_age_for("invoices", "c2", 24),
+        ...  f.max_age_for("bills", "c2", 24), f.max_age_for("bills", "c2", 0)]
+        [7200, 21600, 172800.0, 93600.0]
+        """
+        per_company = self.companies.get(company_id)
+        if per_company and data_type in per_company:
+            return per_company[data_type]
+        if data_type in self.max_age:
+            return self.max_age[data_type]
+        if self.from_sync_settings and sync_schedule_hours and sync_schedule_hours > 0:
+            return sync_schedule_hours * 3600.0 * self.sync_schedule_factor
+        return self.default_max_age
 
 
 @dataclass(frozen=True)
@@ -76,13 +119,23 @@ class Config:
     companies: CompaniesConfig = CompaniesConfig()
     data_types: DataTypesConfig = DataTypesConfig()
     freshness: FreshnessConfig = FreshnessConfig()
+    connections: ConnectionsConfig = ConnectionsConfig()
+    shard: Shard = field(default_factory=Shard)
 
     def summary(self) -> str:
         """One line for ``--check-config`` and the start-up log; never shows the key."""
+        companies = self.companies
+        if companies.discover:
+            which = f"companies discovered every {format_duration(companies.discovery_interval)}"
+            if companies.ids:
+                which += f" plus {len(companies.ids)} listed"
+        else:
+            which = f"{len(companies.ids)} companies"
+        if self.shard.count > 1:
+            which += f" ({self.shard})"
         return (
-            f"{len(self.companies.ids)} companies, poll every "
-            f"{format_duration(self.poll.interval)} from {self.codat.base_url}, "
-            f"{self.codat.max_concurrency} concurrent requests"
+            f"{which}, poll every {format_duration(self.poll.interval)} from "
+            f"{self.codat.base_url}, {self.codat.max_concurrency} concurrent requests"
         )
 
 
@@ -147,7 +200,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
     if raw is None:
         raw = {}
-    return parse_config(_substitute(raw, "", environ))
+    return parse_config(_substitute(raw, "", environ), environ)
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")
@@ -226,9 +279,28 @@ def _positive_int(limit: int) -> Callable[[Any, str], int]:
     return conv
 
 
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: must be true or false, not {value!r}")
+    return value
+
+
+def _factor(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
+        raise ConfigError(f"{path}: must be a number above 0 and at most 100, not {value!r}")
+    return float(value)
+
+
 def _string(value: Any, path: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{path}: must be a non-empty string")
+    return value.strip()
+
+
+def _text(value: Any, path: str) -> str:
+    """A string that may be empty (empty: not set)."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: must be a string, not {_kind(value)}")
     return value.strip()
 
 
@@ -268,6 +340,22 @@ def _max_ages(value: Any, path: str) -> dict[str, float]:
     return {str(k): _duration(v, _join(path, str(k))) for k, v in value.items()}
 
 
+_NO_MAX_AGES: dict[str, float] = {}
+_NO_OVERRIDES: dict[str, dict[str, float]] = {}
+
+
+def _company_overrides(value: Any, path: str) -> dict[str, dict[str, float]]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: must be a mapping of company id to {{max_age: ...}}")
+    result: dict[str, dict[str, float]] = {}
+    for company_id, section in value.items():
+        where = _join(path, str(company_id))
+        _company_ids([company_id], where)
+        entry = _section(section, where, ("max_age",))
+        result[str(company_id)] = _get(entry, where, "max_age", _max_ages, _NO_MAX_AGES)
+    return result
+
+
 def _api_key(codat: dict[str, Any]) -> str:
     has_key, has_file = codat.get("api_key") is not None, codat.get("api_key_file") is not None
     if has_key == has_file:
@@ -285,23 +373,40 @@ def _api_key(codat: dict[str, Any]) -> str:
     return key
 
 
-def parse_config(raw: Any) -> Config:
-    """Validate an already-loaded mapping (used by ``load_config`` and by ``--demo``)."""
-    top = _section(raw, "", ("codat", "poll", "companies", "data_types", "freshness"))
-    codat = _section(
-        top.get("codat"),
-        "codat",
-        ("base_url", "api_key", "api_key_file", "timeout", "max_concurrency"),
+def parse_config(
+    raw: Any, environ: Mapping[str, str] | None = None, hostname: str | None = None
+) -> Config:
+    """Validate an already-loaded mapping (used by ``load_config`` and by ``--demo``).
+
+    ``environ`` and ``hostname`` only matter to ``sharding`` (env overrides, ``shard: auto``).
+    """
+    top = _section(
+        raw,
+        "",
+        ("codat", "poll", "companies", "data_types", "freshness", "connections", "sharding"),
     )
+    codat = _section(top.get("codat"), "codat", (
+        "base_url", "api_key", "api_key_file", "timeout", "max_concurrency",
+        "max_requests_per_minute",
+    ))  # fmt: skip
     poll = _section(top.get("poll"), "poll", ("interval",))
-    companies = _section(top.get("companies"), "companies", ("ids",))
+    companies = _section(top.get("companies"), "companies", (
+        "ids", "discover", "discovery_interval", "page_size", "tags", "query", "exclude",
+    ))  # fmt: skip
     data_types = _section(top.get("data_types"), "data_types", ("include", "exclude"))
-    freshness = _section(top.get("freshness"), "freshness", ("default_max_age", "max_age"))
+    freshness = _section(top.get("freshness"), "freshness", (
+        "default_max_age", "max_age", "from_sync_settings", "sync_schedule_factor", "companies",
+    ))  # fmt: skip
+    connections = _section(top.get("connections"), "connections", ("enabled", "interval"))
+    sharding = _section(top.get("sharding"), "sharding", ("shards", "shard"))
 
     no_ids: tuple[str, ...] = ()  # typed empty default for _get
     ids = _get(companies, "companies", "ids", _company_ids, no_ids)
-    if not ids:
-        raise ConfigError("companies.ids: list at least one Codat company id to monitor")
+    discover = _get(companies, "companies", "discover", _bool, False)
+    if not ids and not discover:
+        raise ConfigError(
+            "companies.ids: list at least one Codat company id, or set companies.discover: true"
+        )
     defaults = FreshnessConfig()
     return Config(
         codat=CodatConfig(
@@ -309,9 +414,22 @@ def parse_config(raw: Any) -> Config:
             base_url=_get(codat, "codat", "base_url", _base_url, DEFAULT_BASE_URL),
             timeout=_get(codat, "codat", "timeout", _duration, 30.0),
             max_concurrency=_get(codat, "codat", "max_concurrency", _positive_int(64), 4),
+            max_requests_per_minute=_get(
+                codat, "codat", "max_requests_per_minute", _positive_int(100_000), 600
+            ),
         ),
         poll=PollConfig(interval=_get(poll, "poll", "interval", _duration, 300.0)),
-        companies=CompaniesConfig(ids=ids),
+        companies=CompaniesConfig(
+            ids=ids,
+            discover=discover,
+            discovery_interval=_get(
+                companies, "companies", "discovery_interval", _duration, 3600.0
+            ),
+            page_size=_get(companies, "companies", "page_size", _positive_int(2000), 1000),
+            tags=_get(companies, "companies", "tags", _text, ""),
+            query=_get(companies, "companies", "query", _text, ""),
+            exclude=frozenset(_get(companies, "companies", "exclude", _company_ids, no_ids)),
+        ),
         data_types=DataTypesConfig(
             include=frozenset(_get(data_types, "data_types", "include", _string_list, no_ids)),
             exclude=frozenset(_get(data_types, "data_types", "exclude", _string_list, no_ids)),
@@ -320,6 +438,30 @@ def parse_config(raw: Any) -> Config:
             default_max_age=_get(
                 freshness, "freshness", "default_max_age", _duration, defaults.default_max_age
             ),
-            max_age=_get(freshness, "freshness", "max_age", _max_ages, {}),
+            max_age=_get(freshness, "freshness", "max_age", _max_ages, _NO_MAX_AGES),
+            from_sync_settings=_get(freshness, "freshness", "from_sync_settings", _bool, False),
+            sync_schedule_factor=_get(freshness, "freshness", "sync_schedule_factor", _factor, 2.0),
+            companies=_get(freshness, "freshness", "companies", _company_overrides, _NO_OVERRIDES),
         ),
+        connections=ConnectionsConfig(
+            enabled=_get(connections, "connections", "enabled", _bool, True),
+            interval=_get(connections, "connections", "interval", _duration, 1800.0),
+        ),
+        shard=_shard(sharding, environ, hostname),
     )
+
+
+def _shard(
+    sharding: dict[str, Any], environ: Mapping[str, str] | None, hostname: str | None
+) -> Shard:
+    shard: Any = sharding.get("shard")
+    shards: Any = sharding.get("shards")
+    try:
+        return resolve_shard(
+            "auto" if shard is None else shard,
+            1 if shards is None else shards,
+            socket.gethostname() if hostname is None else hostname,
+            os.environ if environ is None else environ,
+        )
+    except ShardingError as exc:
+        raise ConfigError(f"{exc.key}: {exc}") from None

@@ -1,7 +1,9 @@
 """``--demo``: a simulated Codat on a free loopback port, and a config pointing at it.
 
-The fleet is the simulator's seeded one (about 20 companies), which always contains the
-cases worth seeing: an AuthError company, stale data types, never-synced and first-failed
+The fleet is the simulator's seeded one (about 20 companies), discovered through
+``GET /companies`` as a real fleet would be, with thresholds derived from each company's sync
+settings unless set per data type. It always contains the cases worth seeing: an AuthError
+company, stale data types, never-synced and first-failed
 data types, one data type recovering and one starting to fail a few minutes in.
 """
 
@@ -23,8 +25,13 @@ def start_demo(clock: Clock, companies: int = DEMO_COMPANIES) -> tuple[Simulated
         {
             "codat": {"base_url": simulator.url, "api_key": DEMO_API_KEY, "timeout": "10s"},
             "poll": {"interval": DEMO_INTERVAL},
-            "companies": {"ids": list(fleet.companies)},
-            "freshness": {"default_max_age": "26h", "max_age": {"invoices": "6h"}},
+            "companies": {"discover": True, "discovery_interval": "10m"},
+            "connections": {"interval": "5m"},
+            "freshness": {
+                "default_max_age": "26h",
+                "max_age": {"invoices": "6h"},
+                "from_sync_settings": True,
+            },
         }
     )
     return simulator, config

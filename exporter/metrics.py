@@ -10,16 +10,19 @@ registry: their label sets are small and fixed, so prometheus_client's classes s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 from exporter import __version__
 
 PAIR = ("company_id", "company_name", "data_type")
 COMPANY = ("company_id", "company_name")
+CONNECTION = (*COMPANY, "connection_id", "platform", "source_type", "status")
 
 
 @dataclass(frozen=True)
@@ -98,21 +101,67 @@ POLL_ERRORS = MetricSpec(
     "malformed_response, timeout, connection_error, rate_limited, internal_error). "
     "Updated as polls complete.",
 )  # fmt: skip
+CONNECTION_STATUS = MetricSpec(
+    "codat_connection_status", "gauge", CONNECTION,
+    "1 for the connection's current status (PendingAuth, Linked, Unlinked, Deauthorized). "
+    "Refreshed every connections.interval.",
+)  # fmt: skip
+CONNECTIONS = MetricSpec(
+    "codat_connections", "gauge", ("platform", "status"),
+    "Connections of monitored companies in each status, zeros included for the four "
+    "statuses of every platform seen. Refreshed every connections.interval.",
+)  # fmt: skip
+QUOTA_LIMIT = MetricSpec(
+    "codat_api_quota_limit", "gauge", (),
+    "Codat's daily request quota for this client (X-Rate-Limit-Limit of the latest response).",
+)  # fmt: skip
+QUOTA_REMAINING = MetricSpec(
+    "codat_api_quota_remaining", "gauge", (),
+    "Requests left in Codat's daily quota (X-Rate-Limit-Remaining of the latest response).",
+)  # fmt: skip
+QUOTA_RESET = MetricSpec(
+    "codat_api_quota_reset_timestamp_seconds", "gauge", (),
+    "Unix time the daily quota resets (X-Rate-Limit-Reset of the latest response).",
+)  # fmt: skip
+RATE_LIMITED = MetricSpec(
+    "codat_exporter_rate_limited_total", "counter", (),
+    "429 answers from Codat; each pauses the whole client until its Retry-After.",
+)  # fmt: skip
+ESTIMATED_DAILY = MetricSpec(
+    "codat_exporter_estimated_daily_requests", "gauge", (),
+    "Requests a day the whole fleet's configuration needs (all shards), estimated at start "
+    "and after each discovery; compare with codat_api_quota_limit.",
+)  # fmt: skip
+DISCOVERY_FAILURES = MetricSpec(
+    "codat_exporter_discovery_failures_total", "counter", (),
+    "Company discoveries (GET /companies) that failed; the last known list is kept.",
+)  # fmt: skip
+LAST_DISCOVERY = MetricSpec(
+    "codat_exporter_last_discovery_success_timestamp_seconds", "gauge", (),
+    "Unix time of the last successful company discovery.",
+)  # fmt: skip
+SHARD_INFO = MetricSpec(
+    "codat_exporter_shard_info", "gauge", ("shard", "shards"),
+    "Always 1; which shard of how many this replica is (companies split by company id).",
+)  # fmt: skip
 BUILD_INFO = MetricSpec(
     "codat_exporter_build_info", "gauge", ("version",),
     "Always 1; the version label is the exporter's version.",
 )  # fmt: skip
 
 SNAPSHOT_METRICS = (
-    LAST_SYNC_TIMESTAMP, STATUS, MAX_AGE, COMPANIES_BY_STATUS, COMPANY_UP,
-    COMPANY_LAST_SUCCESS, COMPANIES, POLL_DURATION, LAST_POLL,
+    LAST_SYNC_TIMESTAMP, STATUS, MAX_AGE, COMPANIES_BY_STATUS, CONNECTION_STATUS, CONNECTIONS,
+    COMPANY_UP, COMPANY_LAST_SUCCESS, COMPANIES, POLL_DURATION, LAST_POLL,
 )  # fmt: skip
 """Rendered once per poll from the snapshot."""
 
 SCRAPE_METRICS = (LAST_SYNC_AGE,)
 """Rendered on every scrape: they change every second."""
 
-REGISTRY_METRICS = (API_REQUESTS, API_DURATION, POLL_ERRORS, BUILD_INFO)
+REGISTRY_METRICS = (
+    API_REQUESTS, API_DURATION, POLL_ERRORS, RATE_LIMITED, QUOTA_LIMIT, QUOTA_REMAINING,
+    QUOTA_RESET, ESTIMATED_DAILY, DISCOVERY_FAILURES, LAST_DISCOVERY, SHARD_INFO, BUILD_INFO,
+)  # fmt: skip
 """Kept by prometheus_client in the exporter's private registry."""
 
 ALL_METRICS = (*SNAPSHOT_METRICS, *SCRAPE_METRICS, *REGISTRY_METRICS)
@@ -128,6 +177,35 @@ REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 def _base(spec: MetricSpec) -> str:
     return spec.name.removesuffix("_total")
+
+
+class LatestValues(Collector):
+    """Gauges with no sample until a value is known.
+
+    A plain prometheus_client Gauge exports 0 from the start, and ``codat_api_quota_remaining
+    0`` before Codat has answered once would fire the quota alert for nothing.
+    """
+
+    def __init__(self, specs: tuple[MetricSpec, ...]) -> None:
+        self._specs = specs
+        self._values: dict[str, float] = {}
+
+    def set(self, spec: MetricSpec, value: float) -> None:
+        self._values[spec.name] = value
+
+    def get(self, spec: MetricSpec) -> float | None:
+        return self._values.get(spec.name)
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily(spec.name, spec.help) for spec in self._specs]
+
+    def collect(self) -> Iterable[Metric]:
+        values = dict(self._values)
+        return [
+            GaugeMetricFamily(spec.name, spec.help, value=values[spec.name])
+            for spec in self._specs
+            if spec.name in values
+        ]
 
 
 class ExporterMetrics:
@@ -151,14 +229,21 @@ class ExporterMetrics:
         )
         for reason in POLL_ERROR_REASONS:
             self.poll_errors.labels(reason)
-        Gauge(BUILD_INFO.name, BUILD_INFO.help, BUILD_INFO.labels, registry=self.registry).labels(
-            __version__
-        ).set(1)
+        self.rate_limited = Counter(_base(RATE_LIMITED), RATE_LIMITED.help, registry=self.registry)
+        self.discovery_failures = Counter(
+            _base(DISCOVERY_FAILURES), DISCOVERY_FAILURES.help, registry=self.registry
+        )
+        self.latest = LatestValues(
+            (QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET, ESTIMATED_DAILY, LAST_DISCOVERY)
+        )
+        self.registry.register(self.latest)
+        self.shard_info = self._gauge(SHARD_INFO)
+        self._gauge(BUILD_INFO).labels(__version__).set(1)
         ProcessCollector(registry=self.registry)
+
+    def _gauge(self, spec: MetricSpec) -> Gauge:
+        return Gauge(spec.name, spec.help, spec.labels, registry=self.registry)
 
     def request_done(self, endpoint: str, code: str, seconds: float) -> None:
         self.api_requests.labels(endpoint, code).inc()
         self.api_duration.labels(endpoint).observe(seconds)
-
-
-__all__ = ["ALL_METRICS", "ExporterMetrics", "GaugeMetricFamily", "MetricSpec"]

@@ -1,36 +1,61 @@
 """The poll loop: every ``poll.interval``, fetch each company's data status and publish a
 new snapshot.
 
-Companies are polled concurrently (``codat.max_concurrency`` workers). One company's failure
-never touches another: a failed company keeps its last good data types, with
-``codat_exporter_company_up`` 0, until a poll succeeds again. A 404 means the company no
-longer exists in Codat; it leaves the next snapshot.
+One APScheduler job runs the whole cycle, so nothing it does can overlap: discovery first
+when it is due (``companies.discovery_interval``), then one task per company, handed to
+``codat.max_concurrency`` workers and spread over the interval rather than fired as a
+burst. A company's task also refreshes, when due, its name (hourly, unless discovery gave
+it), its sync settings (with discovery) and its connections (``connections.interval``).
 
-Failures are logged once per episode (when a company starts failing or fails differently),
-not once per cycle, and 401/403 is logged once per cycle for the whole fleet.
+One company's failure never touches another: a failed company keeps its last good data
+types, with ``codat_exporter_company_up`` 0, until a poll succeeds again. A 404 means the
+company no longer exists; it leaves the next snapshot, as does a company that discovery no
+longer lists. Failures are logged once per episode (when a company starts failing or fails
+differently), not once per cycle, and 401/403 once per cycle for the whole fleet.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from exporter.client import ApiKeyRejected, CodatClient, CodatError, NotFound
+from exporter import budget
+from exporter.client import (
+    COMPANIES,
+    CONNECTIONS,
+    SYNC_SETTINGS,
+    ApiKeyRejected,
+    CodatClient,
+    CodatError,
+    NotFound,
+)
 from exporter.clock import Clock
-from exporter.codat import ShapeError, parse_company_name, parse_data_statuses
+from exporter.codat import (
+    ShapeError,
+    parse_company_name,
+    parse_connections,
+    parse_data_statuses,
+    parse_sync_schedules,
+)
 from exporter.collector import Exposition
 from exporter.config import Config
-from exporter.metrics import ExporterMetrics
-from exporter.state import CompanyState, DataTypeStatus, Snapshot, SnapshotStore
+from exporter.metrics import ESTIMATED_DAILY, LAST_DISCOVERY, ExporterMetrics
+from exporter.state import CompanyState, ConnectionState, DataTypeStatus, Snapshot, SnapshotStore
 
 log = logging.getLogger(__name__)
 
 NAME_REFRESH_SECONDS = 3600.0
+SPREAD = 0.8
+"""Share of the interval the cycle's requests are spread over; the rest absorbs retries."""
+CONNECTIONS_PAGE_SIZE = 100
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -41,7 +66,6 @@ class Outcome:
     error: str = ""
     reason: str = ""
     gone: bool = False
-    skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +79,14 @@ class CycleResult:
         return self.failed == 0 and self.gone == 0
 
 
+@dataclass
+class _Refreshed:
+    """A per-company side value (name, connections, schedules) and when it was fetched."""
+
+    value: Any
+    at: float
+
+
 class Poller:
     def __init__(
         self,
@@ -63,77 +95,132 @@ class Poller:
         store: SnapshotStore,
         metrics: ExporterMetrics,
         clock: Clock,
+        *,
+        spread: bool = True,
     ) -> None:
         self._config = config
         self._client = client
         self._store = store
         self._metrics = metrics
         self._clock = clock
+        self._spread = spread
         self._executor = ThreadPoolExecutor(
             max_workers=config.codat.max_concurrency, thread_name_prefix="poll"
         )
         self._stopping = threading.Event()
         self._cycle_lock = threading.Lock()
-        self._names: dict[str, tuple[str, float]] = {}
+        self._discovered: dict[str, str] | None = None
+        self._discovered_at: float | None = None
+        self._names: dict[str, _Refreshed] = {}
+        self._connections: dict[str, _Refreshed] = {}
+        self._schedules: dict[str, _Refreshed] = {}
         self._failing: dict[str, str] = {}
+        self._states: dict[str, CompanyState] = {}
+        self._estimated_for: int | None = None
+        metrics.shard_info.labels(str(config.shard.index), str(config.shard.count)).set(1)
 
     def stop(self) -> None:
         """Skip what is still queued; requests in flight end within their timeout."""
         self._stopping.set()
+        self._client.limiter.close()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
+    def targets(self) -> list[str]:
+        """This shard's companies: discovered plus listed, minus excluded, in a stable order."""
+        companies = self._config.companies
+        ids = dict.fromkeys([*(self._discovered or {}), *companies.ids])
+        return [c for c in ids if c not in companies.exclude and self._config.shard.owns(c)]
+
     def run_cycle(self) -> CycleResult:
-        """Poll every company once and publish the new snapshot."""
+        """Discover if due, poll every company once, and publish the new snapshot."""
         with self._cycle_lock:
             started = self._clock.monotonic()
             deadline = started + self._config.poll.interval
-            futures = [
-                self._executor.submit(self._poll_company, company_id, deadline)
-                for company_id in self._config.companies.ids
-            ]
-            outcomes = [future.result() for future in futures]
+            companies = self._config.companies
+            if companies.discover and self._due(
+                self._discovered_at, started, companies.discovery_interval
+            ):
+                self._discover(deadline)
+            self._estimate_budget()
+            targets = self.targets()
+            outcomes = self._poll_all(targets, started, deadline)
             if self._stopping.is_set():
                 return CycleResult(0, 0, 0)
             self._log_cycle(outcomes)
-            previous = self._store.current.snapshot
             now = self._clock.time()
-            companies: dict[str, CompanyState] = {}
-            for outcome in outcomes:
-                if outcome.gone:
-                    continue
-                companies[outcome.company_id] = self._company_state(
-                    outcome, previous.companies.get(outcome.company_id), now
-                )
-            snapshot = Snapshot(
-                companies=companies,
-                monitored=len(companies),
-                poll_duration=self._clock.monotonic() - started,
-                last_poll=self._clock.time(),
-            )
-            self._store.publish(
-                Exposition(snapshot, self._config.freshness, self._config.poll.interval)
-            )
+            self._states = {
+                o.company_id: self._company_state(o, self._states.get(o.company_id), now)
+                for o in outcomes
+                if not o.gone
+            }
+            self._publish(poll_duration=self._clock.monotonic() - started)
             gone = sum(1 for o in outcomes if o.gone)
             failed = sum(1 for o in outcomes if o.data_types is None and not o.gone)
             return CycleResult(len(outcomes) - failed - gone, failed, gone)
 
+    def _publish(self, poll_duration: float) -> None:
+        snapshot = Snapshot(
+            companies=dict(self._states),
+            monitored=len(self._states),
+            poll_duration=poll_duration,
+            last_poll=self._clock.time(),
+        )
+        self._store.publish(
+            Exposition(snapshot, self._config.freshness, self._config.poll.interval)
+        )
+
+    def _poll_all(self, targets: list[str], started: float, deadline: float) -> list[Outcome]:
+        """Hand each company to the workers, spaced evenly over SPREAD of the interval."""
+        step = self._config.poll.interval * SPREAD / len(targets) if targets else 0.0
+        futures: list[tuple[str, Future[Outcome]]] = []
+        for index, company_id in enumerate(targets):
+            if self._spread and index:
+                wait = started + index * step - self._clock.monotonic()
+                if wait > 0:
+                    self._clock.sleep(wait)
+            if self._stopping.is_set():
+                break
+            futures.append(
+                (company_id, self._executor.submit(self._poll_company, company_id, deadline))
+            )
+        return [future.result() for _, future in futures]
+
     def _company_state(
         self, outcome: Outcome, previous: CompanyState | None, now: float
     ) -> CompanyState:
-        name = self._names.get(outcome.company_id, ("", 0.0))[0]
-        if outcome.data_types is not None:
-            return CompanyState(outcome.company_id, name, True, now, outcome.data_types)
-        if previous is None:
-            return CompanyState(outcome.company_id, name, False, None, ())
-        return CompanyState(
-            outcome.company_id, name, False, previous.last_poll_success, previous.data_types
+        company_id = outcome.company_id
+        connections = self._connections.get(company_id)
+        schedules = self._schedules.get(company_id)
+        base = CompanyState(
+            company_id=company_id,
+            name=self._name_of(company_id),
+            up=outcome.data_types is not None,
+            last_poll_success=now,
+            data_types=outcome.data_types or (),
+            connections=connections.value if connections else (),
+            sync_schedules=schedules.value if schedules else {},
         )
+        if outcome.data_types is not None:
+            return base
+        if previous is None:
+            return replace(base, last_poll_success=None)
+        return replace(
+            base, last_poll_success=previous.last_poll_success, data_types=previous.data_types
+        )
+
+    def _name_of(self, company_id: str) -> str:
+        if self._discovered and company_id in self._discovered:
+            return self._discovered[company_id]
+        known = self._names.get(company_id)
+        return str(known.value) if known else ""
+
+    # --- one company ----------------------------------------------------------------------
 
     def _poll_company(self, company_id: str, deadline: float) -> Outcome:
         if self._stopping.is_set():
-            return Outcome(company_id, skipped=True)
-        self._refresh_name(company_id, deadline)
+            return Outcome(company_id, error="stopping", reason="stopping")
         try:
+            self._refresh_side_values(company_id, deadline)
             body = self._client.data_status(company_id, deadline)
             data_types = parse_data_statuses(body, self._config.data_types.selects)
         except NotFound as exc:
@@ -147,18 +234,111 @@ class Poller:
             return Outcome(company_id, error=type(exc).__name__, reason="internal_error")
         return Outcome(company_id, data_types=data_types)
 
-    def _refresh_name(self, company_id: str, deadline: float) -> None:
-        known = self._names.get(company_id)
-        if known is not None and self._clock.monotonic() - known[1] < NAME_REFRESH_SECONDS:
+    def _refresh_side_values(self, company_id: str, deadline: float) -> None:
+        """Name, sync settings and connections, each when due; a failure keeps the last value."""
+        config = self._config
+        client = self._client
+        if not (self._discovered and company_id in self._discovered):
+            self._refresh(
+                self._names, company_id, NAME_REFRESH_SECONDS, "name",
+                lambda: parse_company_name(client.company(company_id, deadline)),
+            )  # fmt: skip
+        if config.freshness.from_sync_settings:
+            self._refresh(
+                self._schedules, company_id, config.companies.discovery_interval, "sync settings",
+                lambda: parse_sync_schedules(
+                    client.get_json(SYNC_SETTINGS, deadline, companyId=company_id)
+                ),
+            )  # fmt: skip
+        if config.connections.enabled:
+            self._refresh(
+                self._connections, company_id, config.connections.interval, "connections",
+                lambda: self._fetch_connections(company_id, deadline),
+            )  # fmt: skip
+
+    def _fetch_connections(self, company_id: str, deadline: float) -> tuple[ConnectionState, ...]:
+        items = self._client.get_pages(
+            CONNECTIONS, deadline, CONNECTIONS_PAGE_SIZE, companyId=company_id
+        )
+        return parse_connections(items)
+
+    def _refresh(
+        self,
+        cache: dict[str, _Refreshed],
+        company_id: str,
+        every: float,
+        what: str,
+        fetch: Callable[[], T],
+    ) -> None:
+        now = self._clock.monotonic()
+        known = cache.get(company_id)
+        if not self._due(known.at if known else None, now, every):
             return
         try:
-            name = parse_company_name(self._client.company(company_id, deadline))
+            cache[company_id] = _Refreshed(fetch(), now)
+        except ApiKeyRejected:
+            raise  # the data status request would be rejected too; fail fast
         except (CodatError, ShapeError) as exc:
-            log.debug("company %s: name not refreshed: %s", company_id, exc)
-            return
-        self._names[company_id] = (name, self._clock.monotonic())
+            log.debug("company %s: %s not refreshed: %s", company_id, what, exc)
 
-    def _log_cycle(self, outcomes: list[Outcome]) -> None:
+    @staticmethod
+    def _due(last: float | None, now: float, every: float) -> bool:
+        return last is None or now - last >= every
+
+    # --- fleet ------------------------------------------------------------------------------
+
+    def _discover(self, deadline: float) -> None:
+        companies = self._config.companies
+        params = {k: v for k, v in (("tags", companies.tags), ("query", companies.query)) if v}
+        try:
+            items = self._client.get_pages(COMPANIES, deadline, companies.page_size, params)
+            found = {
+                str(item["id"]): str(item.get("name") or "")
+                for item in items
+                if isinstance(item, dict) and isinstance(item.get("id"), str)
+            }
+        except CodatError as exc:
+            self._metrics.discovery_failures.inc()
+            kept = len(self._discovered or {})
+            log.warning("company discovery failed; keeping the last list of %d: %s", kept, exc)
+            return
+        if self._discovered is not None:
+            dropped = self._discovered.keys() - found.keys()
+            if dropped:
+                log.info("discovery: %d companies no longer listed, dropping them", len(dropped))
+        self._discovered = found
+        self._discovered_at = self._clock.monotonic()
+        self._metrics.latest.set(LAST_DISCOVERY, self._clock.time())
+        log.info("discovered %d companies (%d on this shard)", len(found), len(self.targets()))
+
+    def _estimate_budget(self) -> None:
+        """Export the fleet's daily request estimate; warn when it exceeds Codat's quota."""
+        config = self._config
+        ids = {*(self._discovered or {}), *config.companies.ids} - config.companies.exclude
+        if len(ids) == self._estimated_for:
+            return
+        self._estimated_for = len(ids)
+        discover = config.companies.discover
+        estimate = budget.estimate_daily_requests(
+            len(ids),
+            config.poll.interval,
+            shards=config.shard.count,
+            discovery_interval=config.companies.discovery_interval if discover else None,
+            page_size=config.companies.page_size,
+            connections_interval=config.connections.interval
+            if config.connections.enabled
+            else None,
+            sync_settings_interval=config.companies.discovery_interval
+            if config.freshness.from_sync_settings
+            else None,
+        )
+        self._metrics.latest.set(ESTIMATED_DAILY, estimate.total)
+        warning = estimate.warning()
+        if warning:
+            log.warning("%s", warning)
+
+    def _log_cycle(self, outcomes: Iterable[Outcome]) -> None:
+        outcomes = list(outcomes)
         rejected = [o for o in outcomes if o.reason == ApiKeyRejected.reason]
         if rejected:
             log.error(
@@ -172,8 +352,8 @@ class Poller:
             if outcome.gone:
                 log.warning("company %s no longer exists in Codat (404); dropped from /metrics",
                             company_id)  # fmt: skip
-                self._failing.pop(company_id, None)
-                self._names.pop(company_id, None)
+                for cache in (self._failing, self._names, self._connections, self._schedules):
+                    cache.pop(company_id, None)
             elif outcome.data_types is None:
                 if outcome.reason == ApiKeyRejected.reason:
                     self._failing[company_id] = outcome.reason

@@ -25,6 +25,14 @@ class DataTypeStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionState:
+    connection_id: str
+    platform: str
+    source_type: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
 class CompanyState:
     company_id: str
     name: str
@@ -32,6 +40,9 @@ class CompanyState:
     """Whether the latest poll succeeded; when it did not, ``data_types`` are the last good."""
     last_poll_success: float | None
     data_types: tuple[DataTypeStatus, ...]
+    connections: tuple[ConnectionState, ...] = ()
+    sync_schedules: Mapping[str, float] = field(default_factory=dict)
+    """Codat's ``syncSchedule`` (hours) per data type, when read (freshness.from_sync_settings)."""
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ def make_harness(clock: FakeClock, codat: SimulatedCodat) -> Iterator[Callable[.
     """``make_harness(poll={"interval": "1m"}, ...)``: the exporter against the simulator."""
     made: list[Harness] = []
 
-    def make(**sections: Any) -> Harness:
-        harness = Harness(make_config(codat, **sections), clock, codat)
+    def make(*, spread: bool = False, **sections: Any) -> Harness:
+        harness = Harness(make_config(codat, **sections), clock, codat, spread)
         made.append(harness)
         return harness
 

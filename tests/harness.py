@@ -93,6 +93,8 @@ class Harness:
     config: Config
     clock: FakeClock
     codat: SimulatedCodat
+    spread: bool = False
+    """Off unless a test is about spreading: spacing would move the fake clock."""
     metrics: ExporterMetrics = field(init=False)
     store: SnapshotStore = field(init=False)
     poller: Poller = field(init=False)
@@ -105,7 +107,9 @@ class Harness:
         )
         empty = Exposition(Snapshot(), self.config.freshness, self.config.poll.interval)
         self.store = SnapshotStore(empty)
-        self.poller = Poller(self.config, self.client, self.store, self.metrics, self.clock)
+        self.poller = Poller(
+            self.config, self.client, self.store, self.metrics, self.clock, spread=self.spread
+        )
         self.server = ExporterServer("127.0.0.1:0", self.store, self.metrics, self.clock)
         self.server.start()
 
@@ -134,7 +138,7 @@ def make_config(simulator: SimulatedCodat, /, **sections: Any) -> Config:
     """A valid config for the simulator; ``sections`` replace or extend the defaults."""
     raw: dict[str, Any] = {
         "codat": {"base_url": simulator.url, "api_key": API_KEY, "timeout": "2s",
-                  "max_concurrency": 2},
+                  "max_concurrency": 2, "max_requests_per_minute": 100_000},
         "poll": {"interval": "5m"},
         "companies": {"ids": sorted(simulator.fleet.companies)},
     }  # fmt: skip

@@ -40,8 +40,8 @@ def test_should_log_a_rejected_key_once_per_cycle_and_not_retry(
     assert set(ups(scrape).values()) == {0}
     rejected = [r for r in caplog.records if "Codat rejected the API key" in r.getMessage()]
     assert len(rejected) == 1
-    assert harness.codat.requests[DATA_STATUS] == companies
-    assert scrape.value(REQUESTS, endpoint=DATA_STATUS, code="401") == companies
+    assert sum(harness.codat.requests.values()) == companies, "one request each, no retry"
+    assert sum(s.value for s in scrape.find(REQUESTS, code="401")) == companies
     assert scrape.value(ERRORS, reason="api_key_rejected") == companies
     assert "wrong-key-7d1e" not in caplog.text
 
@@ -54,7 +54,8 @@ def test_should_honour_retry_after_in_seconds(harness: Harness, fleet_ids: list[
     result = harness.poll()
     # Check
     assert result.all_succeeded
-    assert harness.clock.sleeps == [30.0]
+    assert harness.clock.sleeps[0] == 30.0
+    assert sum(harness.clock.sleeps[1:]) < 1, "after the pause, requests go at the steady rate"
     assert harness.scrape().value(REQUESTS, endpoint=DATA_STATUS, code="429") == 1
 
 
@@ -67,7 +68,7 @@ def test_should_honour_retry_after_as_an_http_date(harness: Harness, fleet_ids: 
     result = harness.poll()
     # Check
     assert result.all_succeeded
-    assert harness.clock.sleeps == [pytest.approx(45.0)]
+    assert harness.clock.sleeps[0] == pytest.approx(45.0)
 
 
 def test_should_retry_server_errors_with_growing_backoff_then_succeed(
@@ -85,23 +86,38 @@ def test_should_retry_server_errors_with_growing_backoff_then_succeed(
     assert 1.0 <= first <= 2.0 <= second <= 4.0  # backoff_base 2 s: [b/2, b], then [b, 2b]
 
 
-def test_should_not_retry_past_the_poll_interval(
+def test_should_pause_every_worker_on_a_429_and_give_up_when_it_outlasts_the_interval(
+    make_harness: Callable[..., Harness], fleet_ids: list[str]
+) -> None:
+    # Prepare: the first company polled is told to come back in an hour
+    harness = make_harness(codat={"max_concurrency": 1}, poll={"interval": "1m"})
+    harness.fleet.inject(
+        fleet_ids[0], Fault("status", 429, retry_after="3600", endpoint=DATA_STATUS)
+    )
+    # Act
+    result = harness.poll()
+    scrape = harness.scrape()
+    # Check: nobody waited an hour, and nobody else kept sending into the 429
+    assert result.failed == len(fleet_ids)
+    assert sum(harness.clock.sleeps) < 60
+    assert scrape.value("codat_exporter_rate_limited_total") == 1
+    assert scrape.value(ERRORS, reason="rate_limited") == len(fleet_ids)
+    assert harness.codat.requests[DATA_STATUS] == 1
+
+
+def test_should_not_retry_server_errors_past_the_poll_interval(
     make_harness: Callable[..., Harness], fleet_ids: list[str]
 ) -> None:
     # Prepare
     harness = make_harness(poll={"interval": "1m"})
-    harness.fleet.inject(
-        fleet_ids[0], Fault("status", 429, retry_after="3600", endpoint=DATA_STATUS)
-    )
     harness.fleet.inject(fleet_ids[1], Fault("status", 500, endpoint=DATA_STATUS))
     # Act
     result = harness.poll()
     scrape = harness.scrape()
     # Check
-    assert result.failed == 2
-    assert sum(harness.clock.sleeps) < 60
-    assert ups(scrape)[fleet_ids[0]] == 0
-    assert scrape.value(ERRORS, reason="rate_limited") == 1
+    assert result.failed == 1
+    assert 0 < sum(harness.clock.sleeps) < 60
+    assert ups(scrape)[fleet_ids[1]] == 0
     assert scrape.value(ERRORS, reason="http_error") == 1
 
 

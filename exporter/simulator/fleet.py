@@ -60,6 +60,9 @@ class SimCompany:
     created: float
     profile: str
     data_types: dict[str, SimDataType]
+    tags: dict[str, str] = field(default_factory=dict)
+    connection_status: str | None = None
+    """Overrides the profile's connection status (tests: a connection being deauthorized)."""
 
 
 @dataclass
@@ -137,7 +140,8 @@ class Fleet:
             data_types[data_type] = sim
         if profile == "showcase":
             data_types["company"].date_style = "date"
-        return SimCompany(company_id, name, created, profile, data_types)
+        tags = {"profile": profile, "region": ("uk", "us", "de")[index % 3]}
+        return SimCompany(company_id, name, created, profile, data_types, tags)
 
     def _apply_profile(self, sim: SimDataType, profile: str, position: int) -> None:
         epoch = self.epoch
@@ -224,8 +228,6 @@ class Fleet:
 
     def company_body(self, company_id: str) -> dict[str, Any]:
         company = self.companies[company_id]
-        deauthorized = company.profile == "auth_error"
-        connection_id = _uuid(f"{self.seed}:{company.id}:connection")
         return {
             "id": company.id,
             "name": company.name,
@@ -235,22 +237,57 @@ class Fleet:
             "lastSync": format_datetime(max(company.created, self.clock.time() - 600), "z7"),
             "createdByUserName": "simulator",
             "products": ["lending"],
-            "tags": {"profile": company.profile},
+            "tags": dict(company.tags),
             "referenceSubsidiaryCompanies": [],
-            "dataConnections": [
+            "dataConnections": self.connections(company_id),
+        }
+
+    def connections(self, company_id: str) -> list[dict[str, Any]]:
+        """The company's Connection objects: an accounting one, and a bank feed for some."""
+        company = self.companies[company_id]
+        status = company.connection_status
+        if status is None:
+            status = {"auth_error": "Deauthorized", "first_failed": "PendingAuth"}.get(
+                company.profile, "Linked"
+            )
+        platforms = [("gbol", "Xero", "Accounting", status)]
+        if self._unit(company.id, "", 0, "bank") < 0.4:
+            platforms.append(("ugxp", "Plaid", "Banking", "Linked"))
+        result = []
+        for key, platform, source_type, connection_status in platforms:
+            connection_id = _uuid(f"{self.seed}:{company.id}:connection:{key}")
+            result.append({
+                "id": connection_id,
+                "integrationId": _uuid(f"integration:{key}"),
+                "integrationKey": key,
+                "sourceId": _uuid(f"source:{key}"),
+                "sourceType": source_type,
+                "platformName": platform,
+                "linkUrl": f"https://link-api.codat.io/companies/{company.id}/connections/"
+                f"{connection_id}/start",
+                "status": connection_status,
+                "created": format_datetime(company.created, "z0"),
+            })  # fmt: skip
+        return result
+
+    def sync_settings(self, company_id: str) -> dict[str, Any]:
+        """CompanySyncSettings: each data type's schedule is its sync period, in whole hours."""
+        company = self.companies[company_id]
+        return {
+            "companyId": company.id,
+            "settings": [
                 {
-                    "id": connection_id,
-                    "integrationId": "fd321cb6-7963-4506-b873-e99593a45e30",
-                    "integrationKey": "gbol",
-                    "sourceId": "8a156a5a-39cb-4f9d-856e-76ef9b9a9607",
-                    "sourceType": "Accounting",
-                    "platformName": "Xero",
-                    "linkUrl": f"https://link-api.codat.io/companies/{company.id}/connections/"
-                    f"{connection_id}/start",
-                    "status": "Deauthorized" if deauthorized else "Linked",
-                    "created": format_datetime(company.created, "z0"),
+                    "dataType": sim.data_type,
+                    "fetchOnFirstLink": True,
+                    "syncSchedule": max(1, round(sim.period / HOUR)),
+                    "syncOrder": order,
+                    "syncFromUtc": format_datetime(company.created - 365 * DAY, "z3"),
+                    "monthsToSync": 24,
+                    "isLocked": False,
                 }
+                for order, sim in enumerate(company.data_types.values())
             ],
+            "overridesDefaults": False,
         }
 
     # --- test controls ------------------------------------------------------------------
@@ -289,6 +326,14 @@ class Fleet:
                         queue.remove(fault)
                 return fault
         return None
+
+    def add(self, profile: str = "healthy", data_types: int = 12) -> str:
+        """A new company (tests: discovery picking it up); returns its id."""
+        rng = random.Random(f"{self.seed}:{len(self.companies)}:added")  # noqa: S311
+        company = self._make_company(rng, len(self.companies) + 100, profile, data_types)
+        with self._lock:
+            self.companies[company.id] = company
+        return company.id
 
     def ids_by_profile(self, profile: str) -> Iterator[str]:
         return (c.id for c in self.companies.values() if c.profile == profile)

@@ -16,6 +16,7 @@ import re
 import socket
 import threading
 import uuid
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,9 +27,16 @@ from exporter.simulator.fleet import Fault, Fleet
 DATA_STATUS = "/companies/{companyId}/dataStatus"
 COMPANY = "/companies/{companyId}"
 COMPANIES = "/companies"
+CONNECTIONS = "/companies/{companyId}/connections"
+SYNC_SETTINGS = "/companies/{companyId}/syncSettings"
+
+LISTING = "*"
+"""Fault key for requests that name no company (the company list)."""
 
 _ROUTES = (
     (re.compile(r"/companies/(?P<id>[^/]+)/dataStatus"), DATA_STATUS),
+    (re.compile(r"/companies/(?P<id>[^/]+)/connections"), CONNECTIONS),
+    (re.compile(r"/companies/(?P<id>[^/]+)/syncSettings"), SYNC_SETTINGS),
     (re.compile(r"/companies/(?P<id>[^/]+)"), COMPANY),
     (re.compile(r"/companies"), COMPANIES),
 )
@@ -47,6 +55,44 @@ def error_body(status: int, error: str) -> dict[str, Any]:
     }
 
 
+def page_of(items: list[Any], query: dict[str, str], path: str) -> dict[str, Any]:
+    """One page of a Codat listing (PagingInfo envelope) from ``page`` and ``pageSize``."""
+    page = max(1, int(query.get("page", "1")))
+    size = min(5000, max(1, int(query.get("pageSize", "100"))))
+    links: dict[str, Any] = {
+        "self": {"href": path},
+        "current": {"href": f"{path}?page={page}&pageSize={size}"},
+    }
+    if page * size < len(items):
+        links["next"] = {"href": f"{path}?page={page + 1}&pageSize={size}"}
+    if page > 1:
+        links["previous"] = {"href": f"{path}?page={page - 1}&pageSize={size}"}
+    return {
+        "results": items[(page - 1) * size : page * size],
+        "pageNumber": page,
+        "pageSize": size,
+        "totalResults": len(items),
+        "_links": links,
+    }
+
+
+def matches_tags(tags: dict[str, str], expression: str) -> bool:
+    """Codat's tags filter: ``region=uk && team!=ops && name~acme`` (=, != and contains)."""
+    for clause in filter(None, (c.strip() for c in expression.split("&&"))):
+        match = re.fullmatch(r"([^=!~]+?)\s*(!=|=|~)\s*(.*)", clause)
+        if match is None:
+            return False
+        key, op, value = match[1].strip(), match[2], match[3].strip()
+        actual = tags.get(key)
+        if op == "=" and actual != value:
+            return False
+        if op == "!=" and actual == value:
+            return False
+        if op == "~" and (actual is None or value not in actual):
+            return False
+    return True
+
+
 class SimulatedCodat(ThreadingHTTPServer):
     """``SimulatedCodat(fleet, api_key).start()``; ``.url`` is the base URL to configure."""
 
@@ -62,6 +108,8 @@ class SimulatedCodat(ThreadingHTTPServer):
         self.latency = latency
         """Added to every request, like the network and Codat's own processing."""
         self.requests: dict[str, int] = {}
+        self.log: deque[tuple[float, str, str | None, dict[str, str]]] = deque(maxlen=100_000)
+        """(clock time, route, company id, query) of recent requests, newest last."""
         self.in_flight = 0
         self.peak_in_flight = 0
         """Most requests handled at once: shows the client's concurrency limit at work."""
@@ -134,6 +182,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, error_body(404, "Resource not found"))
             return
         self.server.count(route)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        self.server.log.append((self.server.fleet.clock.time(), route, company_id, query))
         if self.server.latency:
             self.server.stopping.wait(self.server.latency)
         if not hmac.compare_digest(
@@ -142,21 +192,25 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(401, error_body(401, "Unauthorized"))
             return
         fleet = self.server.fleet
-        if company_id is not None:
-            fault = fleet.take_fault(company_id, route)
-            if fault is not None and self._apply(fault):
-                return
-            if company_id not in fleet.companies:
-                self._json(404, error_body(404, f"Company with ID {company_id} not found"))
-                return
-        if route == DATA_STATUS:
-            assert company_id is not None
+        fault = fleet.take_fault(company_id or LISTING, route)
+        if fault is not None and self._apply(fault):
+            return
+        if company_id is not None and company_id not in fleet.companies:
+            self._json(404, error_body(404, f"Company with ID {company_id} not found"))
+            return
+        if company_id is None:
+            listing = [fleet.company_body(i) for i in sorted(fleet.companies)]
+            selected = [c for c in listing if matches_tags(c["tags"], query.get("tags", ""))]
+            self._json(200, page_of(selected, query, COMPANIES))
+        elif route == DATA_STATUS:
             self._json(200, fleet.data_status(company_id))
         elif route == COMPANY:
-            assert company_id is not None
             self._json(200, fleet.company_body(company_id))
+        elif route == CONNECTIONS:
+            path = f"/companies/{company_id}/connections"
+            self._json(200, page_of(fleet.connections(company_id), query, path))
         else:
-            self._json(200, self._companies_page(parse_qs(parts.query)))
+            self._json(200, fleet.sync_settings(company_id))
 
     def _route(self, path: str) -> tuple[str | None, str | None]:
         for pattern, route in _ROUTES:
@@ -164,27 +218,6 @@ class _Handler(BaseHTTPRequestHandler):
             if match:
                 return route, match.groupdict().get("id")
         return None, None
-
-    def _companies_page(self, query: dict[str, list[str]]) -> dict[str, Any]:
-        page = max(1, int(query.get("page", ["1"])[0]))
-        size = min(2000, max(1, int(query.get("pageSize", ["100"])[0])))
-        ids = sorted(self.server.fleet.companies)
-        chunk = ids[(page - 1) * size : page * size]
-        links: dict[str, Any] = {
-            "self": {"href": "/companies"},
-            "current": {"href": f"/companies?page={page}&pageSize={size}"},
-        }
-        if page * size < len(ids):
-            links["next"] = {"href": f"/companies?page={page + 1}&pageSize={size}"}
-        if page > 1:
-            links["previous"] = {"href": f"/companies?page={page - 1}&pageSize={size}"}
-        return {
-            "results": [self.server.fleet.company_body(i) for i in chunk],
-            "pageNumber": page,
-            "pageSize": size,
-            "totalResults": len(ids),
-            "_links": links,
-        }
 
     def _apply(self, fault: Fault) -> bool:
         """Act out a fault; True when it answered the request itself."""

@@ -1,0 +1,196 @@
+"""Will the exporter fit in Codat's daily request quota? An estimate for a start-up warning.
+
+Codat allows a client 1,000 x (1 + active connected companies) requests per UTC day, and
+answers 429 to everything after that until 00:00 UTC: a fleet polled too often goes dark for
+the rest of the day, and takes down every other integration that uses the same API key. So
+the exporter estimates its own daily use at start-up and says which poll interval would fit.
+
+What a day costs, with ``N`` companies:
+
+- polls: N dataStatus requests every poll interval;
+- discovery: ceil(N / page size) pages of GET /companies every discovery interval, by every
+  shard (each replica lists the whole fleet to pick its share; the quota is per client);
+- connections: N requests every connections interval, when enabled;
+- sync settings: N requests every refresh interval (the discovery interval, when
+  ``freshness.from_sync_settings``);
+- company names: N requests an hour, only without discovery (the company list has names).
+
+Retries and the first round at start-up come on top; they are not counted.
+
+>>> estimate = estimate_daily_requests(companies=1000, poll_interval=60)
+>>> estimate.total, estimate.quota, estimate.fits
+(1464000.0, 1001000, False)
+>>> estimate.suggested_interval
+120.0
+>>> print(estimate.warning())  # doctest: +NORMALIZE_WHITESPACE
+Codat daily quota: the exporter needs about 1,464,000 requests a day, more than the
+1,001,000 allowed (1,000 x (1 + 1,000 companies)); polls every 1m: 1,440,000, company
+names hourly: 24,000. Set poll.interval to 2m or longer.
+>>> estimate_daily_requests(companies=1000, poll_interval=300).warning() is None
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from exporter.config import format_duration
+
+DAY = 86400.0
+REQUESTS_PER_COMPANY = 1000
+NAME_REFRESH_INTERVAL = 3600.0
+
+FRIENDLY_INTERVALS = tuple(
+    float(seconds)
+    for seconds in (
+        *(60 * m for m in (1, 2, 5, 10, 15, 20, 30)),
+        *(3600 * h for h in (1, 2, 3, 4, 6, 8, 12, 24)),
+    )
+)
+"""The poll intervals ``suggested_interval`` picks from, 1m to 1d. Nothing shorter than a
+minute can be needed: polling alone allows one request per company every 43 s at best."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Requests per day by kind, against the quota. Build it with ``estimate_daily_requests``."""
+
+    companies: int
+    poll_interval: float
+    quota: int
+    """Codat's daily quota for the client: 1,000 x (1 + quota_companies)."""
+    quota_companies: int
+    quota_share: float
+    """The fraction of the quota the exporter may use; the rest is left to other clients."""
+    polls: float
+    discovery: float
+    connections: float
+    sync_settings: float
+    names: float
+    suggested_interval: float | None
+    """The shortest of ``FRIENDLY_INTERVALS`` that fits, when the poll interval does not;
+    None when it fits, or when not even 1d would."""
+
+    @property
+    def total(self) -> float:
+        return self.polls + self.discovery + self.connections + self.sync_settings + self.names
+
+    @property
+    def allowed(self) -> float:
+        """The requests a day the exporter may make: the quota times ``quota_share``."""
+        return self.quota * self.quota_share
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.allowed
+
+    def breakdown(self) -> str:
+        """The non-zero kinds, for a log line: ``polls every 1m: 1,440,000, ...``."""
+        parts = [
+            (f"polls every {format_duration(self.poll_interval)}", self.polls),
+            ("discovery", self.discovery),
+            ("connections", self.connections),
+            ("sync settings", self.sync_settings),
+            ("company names hourly", self.names),
+        ]
+        return ", ".join(f"{label}: {count:,.0f}" for label, count in parts if count)
+
+    def warning(self) -> str | None:
+        """The start-up warning when the estimate is over the quota, else None."""
+        if self.fits:
+            return None
+        if self.quota_share == 1:
+            limit = f"the {self.quota:,} allowed"
+        else:
+            limit = (
+                f"its {self.quota_share * 100:g}% share ({self.allowed:,.0f}) "
+                f"of the {self.quota:,} allowed"
+            )
+        text = (
+            f"Codat daily quota: the exporter needs about {self.total:,.0f} requests a day, "
+            f"more than {limit} ({REQUESTS_PER_COMPANY:,} x (1 + {self.quota_companies:,} "
+            f"companies)); {self.breakdown()}."
+        )
+        if self.suggested_interval is not None:
+            return (
+                f"{text} Set poll.interval to {format_duration(self.suggested_interval)} or longer."
+            )
+        return (
+            f"{text} Even polling once a day would not fit: the other requests alone need "
+            f"{self.total - self.polls:,.0f}; make discovery, connections or sync settings "
+            "less frequent."
+        )
+
+
+def estimate_daily_requests(
+    companies: int,
+    poll_interval: float,
+    *,
+    shards: int = 1,
+    discovery_interval: float | None = None,
+    page_size: int = 100,
+    connections_interval: float | None = None,
+    sync_settings_interval: float | None = None,
+    quota_companies: int | None = None,
+    quota_share: float = 1.0,
+) -> Estimate:
+    """Estimate a day's requests for the whole fleet; intervals in seconds, None = disabled.
+
+    ``companies`` is the whole fleet, across all shards. ``quota_companies`` is what Codat's
+    quota counts, the companies with an active connection; it defaults to ``companies``.
+
+    >>> e = estimate_daily_requests(5000, 900, shards=4, discovery_interval=3600,
+    ...                             page_size=500, sync_settings_interval=3600)
+    >>> e.polls, e.discovery, e.sync_settings, e.names, e.fits
+    (480000.0, 960.0, 120000.0, 0.0, True)
+    >>> e = estimate_daily_requests(5000, 300, discovery_interval=3600, connections_interval=60)
+    >>> e.fits, e.suggested_interval, e.connections
+    (False, None, 7200000.0)
+    """
+    _check(companies >= 0, f"companies must be 0 or more, not {companies}")
+    _check(shards >= 1, f"shards must be at least 1, not {shards}")
+    _check(page_size >= 1, f"page_size must be at least 1, not {page_size}")
+    _check(0 < quota_share <= 1, f"quota_share must be over 0 and at most 1, not {quota_share}")
+    for name, interval in (
+        ("poll_interval", poll_interval),
+        ("discovery_interval", discovery_interval),
+        ("connections_interval", connections_interval),
+        ("sync_settings_interval", sync_settings_interval),
+    ):
+        _check(interval is None or interval > 0, f"{name} must be over 0s, not {interval}")
+    counted = companies if quota_companies is None else quota_companies
+    _check(counted >= 0, f"quota_companies must be 0 or more, not {counted}")
+
+    def per_day(requests: float, interval: float | None) -> float:
+        return 0.0 if interval is None else requests * DAY / interval
+
+    pages = max(1, math.ceil(companies / page_size))
+    estimate = Estimate(
+        companies=companies,
+        poll_interval=poll_interval,
+        quota=REQUESTS_PER_COMPANY * (1 + counted),
+        quota_companies=counted,
+        quota_share=quota_share,
+        polls=per_day(companies, poll_interval),
+        discovery=per_day(shards * pages, discovery_interval),
+        connections=per_day(companies, connections_interval),
+        sync_settings=per_day(companies, sync_settings_interval),
+        names=per_day(companies, NAME_REFRESH_INTERVAL if discovery_interval is None else None),
+        suggested_interval=None,
+    )
+    if estimate.fits:
+        return estimate
+    for interval in FRIENDLY_INTERVALS:
+        if _with_poll_interval(estimate, interval).fits:
+            return replace(estimate, suggested_interval=interval)
+    return estimate
+
+
+def _with_poll_interval(estimate: Estimate, interval: float) -> Estimate:
+    return replace(estimate, poll_interval=interval, polls=estimate.companies * DAY / interval)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
