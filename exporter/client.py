@@ -41,7 +41,6 @@ CONNECTIONS = "/companies/{companyId}/connections"
 SYNC_SETTINGS = "/companies/{companyId}/syncSettings"
 MAX_PAGES = 10_000
 
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -150,7 +149,7 @@ class CodatClient:
         max_attempts: int = 5,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_body_bytes: int | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._base_url = config.base_url
@@ -160,7 +159,7 @@ class CodatClient:
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
-        self._max_body_bytes = max_body_bytes
+        self._max_body_bytes = max_body_bytes or config.max_response_bytes
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.limiter = RateLimiter(config.max_requests_per_minute, clock)
         token = base64.b64encode(config.api_key.encode()).decode()

@@ -41,6 +41,7 @@ class CodatConfig:
     timeout: float = 30.0
     max_concurrency: int = 4
     max_requests_per_minute: int = 600
+    max_response_bytes: int = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -387,7 +388,7 @@ def parse_config(
     )
     codat = _section(top.get("codat"), "codat", (
         "base_url", "api_key", "api_key_file", "timeout", "max_concurrency",
-        "max_requests_per_minute",
+        "max_requests_per_minute", "max_response_bytes",
     ))  # fmt: skip
     poll = _section(top.get("poll"), "poll", ("interval",))
     companies = _section(top.get("companies"), "companies", (
@@ -416,6 +417,9 @@ def parse_config(
             max_concurrency=_get(codat, "codat", "max_concurrency", _positive_int(64), 4),
             max_requests_per_minute=_get(
                 codat, "codat", "max_requests_per_minute", _positive_int(100_000), 600
+            ),
+            max_response_bytes=_get(
+                codat, "codat", "max_response_bytes", _positive_int(1 << 30), 10 * 1024 * 1024
             ),
         ),
         poll=PollConfig(interval=_get(poll, "poll", "interval", _duration, 300.0)),

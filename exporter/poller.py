@@ -34,6 +34,7 @@ from exporter.client import (
     ApiKeyRejected,
     CodatClient,
     CodatError,
+    MalformedResponse,
     NotFound,
 )
 from exporter.clock import Clock
@@ -62,9 +63,10 @@ T = TypeVar("T")
 class Outcome:
     company_id: str
     data_types: tuple[DataTypeStatus, ...] | None = None
-    """None when the poll failed."""
+    """None when the dataStatus request failed."""
     error: str = ""
     reason: str = ""
+    """Why some request of the company's poll failed; empty when all succeeded."""
     gone: bool = False
 
 
@@ -155,7 +157,7 @@ class Poller:
             }
             self._publish(poll_duration=self._clock.monotonic() - started)
             gone = sum(1 for o in outcomes if o.gone)
-            failed = sum(1 for o in outcomes if o.data_types is None and not o.gone)
+            failed = sum(1 for o in outcomes if o.reason and not o.gone)
             return CycleResult(len(outcomes) - failed - gone, failed, gone)
 
     def _publish(self, poll_duration: float) -> None:
@@ -194,7 +196,7 @@ class Poller:
         base = CompanyState(
             company_id=company_id,
             name=self._name_of(company_id),
-            up=outcome.data_types is not None,
+            up=not outcome.reason,
             last_poll_success=now,
             data_types=outcome.data_types or (),
             connections=connections.value if connections else (),
@@ -220,7 +222,7 @@ class Poller:
         if self._stopping.is_set():
             return Outcome(company_id, error="stopping", reason="stopping")
         try:
-            self._refresh_side_values(company_id, deadline)
+            side_failure = self._refresh_side_values(company_id, deadline)
             body = self._client.data_status(company_id, deadline)
             data_types = parse_data_statuses(body, self._config.data_types.selects)
         except NotFound as exc:
@@ -232,29 +234,35 @@ class Poller:
         except Exception as exc:  # a bug must not take the other companies down
             log.exception("unexpected error polling company %s", company_id)
             return Outcome(company_id, error=type(exc).__name__, reason="internal_error")
+        if side_failure is not None:
+            return Outcome(company_id, data_types, error=str(side_failure),
+                           reason=side_failure.reason)  # fmt: skip
         return Outcome(company_id, data_types=data_types)
 
-    def _refresh_side_values(self, company_id: str, deadline: float) -> None:
-        """Name, sync settings and connections, each when due; a failure keeps the last value."""
+    def _refresh_side_values(self, company_id: str, deadline: float) -> CodatError | None:
+        """Name, sync settings and connections, each when due; a failure keeps the last value
+        and is returned, so that the company shows down while its data status still updates."""
         config = self._config
         client = self._client
+        failures: list[CodatError | None] = []
         if not (self._discovered and company_id in self._discovered):
-            self._refresh(
+            failures.append(self._refresh(
                 self._names, company_id, NAME_REFRESH_SECONDS, "name",
                 lambda: parse_company_name(client.company(company_id, deadline)),
-            )  # fmt: skip
+            ))  # fmt: skip
         if config.freshness.from_sync_settings:
-            self._refresh(
+            failures.append(self._refresh(
                 self._schedules, company_id, config.companies.discovery_interval, "sync settings",
                 lambda: parse_sync_schedules(
                     client.get_json(SYNC_SETTINGS, deadline, companyId=company_id)
                 ),
-            )  # fmt: skip
+            ))  # fmt: skip
         if config.connections.enabled:
-            self._refresh(
+            failures.append(self._refresh(
                 self._connections, company_id, config.connections.interval, "connections",
                 lambda: self._fetch_connections(company_id, deadline),
-            )  # fmt: skip
+            ))  # fmt: skip
+        return next((failure for failure in failures if failure is not None), None)
 
     def _fetch_connections(self, company_id: str, deadline: float) -> tuple[ConnectionState, ...]:
         items = self._client.get_pages(
@@ -269,17 +277,20 @@ class Poller:
         every: float,
         what: str,
         fetch: Callable[[], T],
-    ) -> None:
+    ) -> CodatError | None:
         now = self._clock.monotonic()
         known = cache.get(company_id)
         if not self._due(known.at if known else None, now, every):
-            return
+            return None
         try:
             cache[company_id] = _Refreshed(fetch(), now)
         except ApiKeyRejected:
             raise  # the data status request would be rejected too; fail fast
-        except (CodatError, ShapeError) as exc:
-            log.debug("company %s: %s not refreshed: %s", company_id, what, exc)
+        except CodatError as exc:
+            return exc
+        except ShapeError as exc:
+            return MalformedResponse(f"{what}: {exc}")
+        return None
 
     @staticmethod
     def _due(last: float | None, now: float, every: float) -> bool:
@@ -354,7 +365,7 @@ class Poller:
                             company_id)  # fmt: skip
                 for cache in (self._failing, self._names, self._connections, self._schedules):
                     cache.pop(company_id, None)
-            elif outcome.data_types is None:
+            elif outcome.reason:
                 if outcome.reason == ApiKeyRejected.reason:
                     self._failing[company_id] = outcome.reason
                 elif self._failing.get(company_id) != outcome.reason:

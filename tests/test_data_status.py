@@ -213,10 +213,11 @@ def test_should_label_company_names_and_refresh_them_hourly(harness: Harness, co
 
 def test_should_leave_the_name_empty_until_it_is_known(harness: Harness, company: str) -> None:
     # Prepare
-    harness.fleet.inject(company, Fault("status", status=404, endpoint=COMPANY))
+    harness.fleet.inject(company, Fault("status", status=500, endpoint=COMPANY))
     # Act
     harness.poll()
     scrape = harness.scrape()
-    # Check
-    assert scrape.value("codat_exporter_company_up", company_id=company, company_name="") == 1
+    # Check: the failed name request shows as a failed poll, the data status still counts
+    assert scrape.value("codat_exporter_company_up", company_id=company, company_name="") == 0
     assert scrape.find(STATUS, company_id=company, company_name="") != []
+    assert scrape.value("codat_exporter_poll_errors_total", reason="http_error") == 1

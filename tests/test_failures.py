@@ -263,3 +263,18 @@ def test_should_name_every_failure_reason_in_the_metric_from_the_start(harness: 
     exported = {s.labels["reason"]: s.value for s in scrape.find(ERRORS)}
     assert reasons <= set(exported)
     assert set(exported.values()) == {0}
+
+
+def test_should_stop_reading_a_body_over_the_size_cap(
+    make_harness: Callable[..., Harness], fleet_ids: list[str]
+) -> None:
+    # Prepare
+    harness = make_harness(codat={"max_response_bytes": 100_000})
+    harness.fleet.inject(fleet_ids[0], Fault("oversized", size=5_000_000, endpoint=DATA_STATUS))
+    # Act
+    result = harness.poll()
+    scrape = harness.scrape()
+    # Check
+    assert result.failed == 1
+    assert ups(scrape)[fleet_ids[0]] == 0
+    assert scrape.value(ERRORS, reason="malformed_response") == 1

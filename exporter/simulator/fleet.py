@@ -72,13 +72,15 @@ class Fault:
     kind: ``status`` (HTTP ``status`` with an ErrorMessage), ``html`` (``status`` with an HTML
     page), ``latency`` (wait ``seconds`` then answer), ``malformed`` (200, not JSON),
     ``wrong_shape`` (200, a JSON list), ``trickle`` (200, body sent a byte per ``seconds``),
-    ``truncated`` (200, JSON cut short), ``reset`` (close the connection).
+    ``truncated`` (200, JSON cut short), ``reset`` (close the connection), ``empty`` (200,
+    ``{}``), ``oversized`` (200, a JSON body of ``size`` bytes).
     """
 
     kind: str
     status: int = 500
     seconds: float = 0.0
     retry_after: str | None = None
+    size: int = 11 * 1024 * 1024
     times: int | None = None
     """How many requests it applies to; None: until cleared."""
     endpoint: str | None = None

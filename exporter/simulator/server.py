@@ -234,6 +234,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"this is not JSON {", "application/json")
         elif fault.kind == "wrong_shape":
             self._json(200, ["not", "an", "object"])
+        elif fault.kind == "empty":
+            self._json(200, {})
+        elif fault.kind == "oversized":
+            filler = b" " * max(0, fault.size - 2)
+            self._send(200, b"{" + filler + b"}", "application/json")
         elif fault.kind == "truncated":
             self._send(200, b'{"invoices": {"dataType": "invoi', "application/json")
         elif fault.kind == "trickle":
