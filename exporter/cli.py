@@ -21,6 +21,8 @@ from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller, start_scheduler
 from exporter.state import Snapshot, SnapshotStore
 from exporter.web import DEFAULT_LISTEN_ADDRESS, ExporterServer, parse_listen_address
+from exporter.webconfig import WebConfig, load_web_config
+from exporter.webhooks import WebhookReceiver, WebhookVerifier
 
 PROG = "codat-freshness-exporter"
 log = logging.getLogger("exporter")
@@ -39,6 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--web.listen-address", dest="listen_address", metavar="ADDR",
         default=DEFAULT_LISTEN_ADDRESS, help="address to serve /metrics on (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--web.config.file", dest="web_config_file", metavar="PATH",
+        help="TLS and basic auth, in the exporter-toolkit web configuration format",
+    )  # fmt: skip
+    parser.add_argument(
+        "--web.health-without-auth", dest="health_without_auth", action="store_true",
+        help="serve /-/healthy and /-/ready without basic auth (for probes)",
     )  # fmt: skip
     parser.add_argument(
         "--demo", action="store_true",
@@ -97,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulator = None
     try:
         parse_listen_address(args.listen_address)
+        web_config = load_web_config(args.web_config_file) if args.web_config_file else WebConfig()
         if args.demo:
             if args.config_file:
                 raise ConfigError("--demo runs its own simulated Codat; drop --config.file")
@@ -114,27 +125,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.config_file or 'demo'}: configuration OK: {config.summary()}")
         return 0
     try:
-        return run(config, args, clock, stop)
+        return run(config, args, clock, stop, web_config)
     finally:
         if simulator is not None:
             simulator.stop()
 
 
-def run(config: Config, args: argparse.Namespace, clock: SystemClock, stop: threading.Event) -> int:
+def run(
+    config: Config,
+    args: argparse.Namespace,
+    clock: SystemClock,
+    stop: threading.Event,
+    web_config: WebConfig,
+) -> int:
     metrics = ExporterMetrics()
     client = CodatClient(config.codat, metrics, clock)
     store = SnapshotStore(Exposition(Snapshot(), config.freshness, config.poll.interval))
-    poller = Poller(config, client, store, metrics, clock)
+    # The demo polls a simulator every 15 s: a quota warning would only confuse.
+    poller = Poller(
+        config, client, store, metrics, clock, spread=not args.once, quota_warning=not args.demo
+    )
     if args.once:
         result = poller.run_cycle()
         poller.stop()
         sys.stdout.buffer.write(store.current.render(clock.time()))
         sys.stdout.flush()
         return 0 if result.all_succeeded else 1
+    receiver = None
+    if config.webhooks.enabled:
+        verifier = WebhookVerifier(config.webhooks.secret, clock)
+        receiver = WebhookReceiver(
+            verifier, clock, metrics.webhooks, poller, config.webhooks.debounce
+        )
+    servers: list[ExporterServer] = []
     try:
-        server = ExporterServer(args.listen_address, store, metrics, clock)
+        on_main = receiver if not config.webhooks.listen_address else None
+        servers.append(ExporterServer(
+            args.listen_address, store, metrics, clock, web_config=web_config,
+            webhooks=on_main, webhook_max_bytes=config.webhooks.max_body_bytes,
+            health_without_auth=args.health_without_auth,
+        ))  # fmt: skip
+        if receiver is not None and config.webhooks.listen_address:
+            servers.append(ExporterServer(
+                config.webhooks.listen_address, store, metrics, clock, webhooks=receiver,
+                webhook_max_bytes=config.webhooks.max_body_bytes, serve_metrics=False,
+            ))  # fmt: skip
     except OSError as exc:
-        log.error("cannot listen on %s: %s", args.listen_address, exc.strerror)
+        log.error("cannot listen: %s", exc.strerror)
+        for server in servers:
+            server.stop()
         return 1
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -143,15 +182,21 @@ def run(config: Config, args: argparse.Namespace, clock: SystemClock, stop: thre
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server.start()
+    for server in servers:
+        server.start()
     log.info("%s %s: %s", PROG, __version__, config.summary())
-    log.info("serving metrics at %s/metrics", server.url)
-    scheduler = start_scheduler(poller, config.poll.interval)
+    protected = web_config.tls is not None or web_config.auth_required
+    log.info("serving metrics at %s/metrics%s", servers[0].url,
+             f" ({web_config.summary()})" if protected else "")  # fmt: skip
+    if receiver is not None:
+        log.info("accepting Codat webhooks at %s/webhooks/codat", servers[-1].url)
+    scheduler = start_scheduler(poller, config.poll.interval, receiver)
     stop.wait()
     scheduler.shutdown(wait=False)
     poller.stop()
     scheduler.shutdown(wait=True) if scheduler.running else None
-    server.stop()
+    for server in servers:
+        server.stop()
     client.close()
     log.info("stopped")
     return 0

@@ -67,6 +67,16 @@ class ConnectionsConfig:
 
 
 @dataclass(frozen=True)
+class WebhooksConfig:
+    enabled: bool = False
+    secret: str = field(default="", repr=False)
+    listen_address: str = ""
+    """Empty: POST /webhooks/codat on the main listener."""
+    max_body_bytes: int = 256 * 1024
+    debounce: float = 5.0
+
+
+@dataclass(frozen=True)
 class DataTypesConfig:
     include: frozenset[str] = frozenset()
     exclude: frozenset[str] = frozenset()
@@ -122,6 +132,7 @@ class Config:
     freshness: FreshnessConfig = FreshnessConfig()
     connections: ConnectionsConfig = ConnectionsConfig()
     shard: Shard = field(default_factory=Shard)
+    webhooks: WebhooksConfig = WebhooksConfig()
 
     def summary(self) -> str:
         """One line for ``--check-config`` and the start-up log; never shows the key."""
@@ -381,11 +392,10 @@ def parse_config(
 
     ``environ`` and ``hostname`` only matter to ``sharding`` (env overrides, ``shard: auto``).
     """
-    top = _section(
-        raw,
-        "",
-        ("codat", "poll", "companies", "data_types", "freshness", "connections", "sharding"),
-    )
+    top = _section(raw, "", (
+        "codat", "poll", "companies", "data_types", "freshness", "connections", "sharding",
+        "webhooks",
+    ))  # fmt: skip
     codat = _section(top.get("codat"), "codat", (
         "base_url", "api_key", "api_key_file", "timeout", "max_concurrency",
         "max_requests_per_minute", "max_response_bytes",
@@ -452,6 +462,33 @@ def parse_config(
             interval=_get(connections, "connections", "interval", _duration, 1800.0),
         ),
         shard=_shard(sharding, environ, hostname),
+        webhooks=_webhooks(top.get("webhooks")),
+    )
+
+
+def _webhooks(raw: Any) -> WebhooksConfig:
+    section = _section(raw, "webhooks", (
+        "enabled", "secret", "listen_address", "max_body_bytes", "debounce",
+    ))  # fmt: skip
+    enabled = _get(section, "webhooks", "enabled", _bool, False)
+    secret = _get(section, "webhooks", "secret", _text, "")
+    if enabled:
+        from exporter.webhooks import parse_secret  # validates whsec_<base64>
+
+        if not secret:
+            raise ConfigError("webhooks.secret: required when webhooks.enabled is true")
+        parse_secret(secret, "webhooks.secret")
+    listen = _get(section, "webhooks", "listen_address", _text, "")
+    if listen and not re.fullmatch(r"(\[[0-9A-Fa-f:]+\]|[^:]*):\d{1,5}", listen):
+        raise ConfigError(f"webhooks.listen_address: {listen!r} is not host:port")
+    return WebhooksConfig(
+        enabled=enabled,
+        secret=secret,
+        listen_address=listen,
+        max_body_bytes=_get(
+            section, "webhooks", "max_body_bytes", _positive_int(16 << 20), 256 << 10
+        ),
+        debounce=_get(section, "webhooks", "debounce", _duration, 5.0),
     )
 
 

@@ -144,6 +144,12 @@ SHARD_INFO = MetricSpec(
     "codat_exporter_shard_info", "gauge", ("shard", "shards"),
     "Always 1; which shard of how many this replica is (companies split by company id).",
 )  # fmt: skip
+WEBHOOKS = MetricSpec(
+    "codat_exporter_webhooks_total", "counter", ("event_type", "result"),
+    "Webhook deliveries from Codat by event type (other: unknown or unverified) and result "
+    "(ok, missing_headers, bad_timestamp, stale, bad_signature, replayed, too_large, "
+    "invalid_payload).",
+)  # fmt: skip
 BUILD_INFO = MetricSpec(
     "codat_exporter_build_info", "gauge", ("version",),
     "Always 1; the version label is the exporter's version.",
@@ -160,7 +166,8 @@ SCRAPE_METRICS = (LAST_SYNC_AGE,)
 
 REGISTRY_METRICS = (
     API_REQUESTS, API_DURATION, POLL_ERRORS, RATE_LIMITED, QUOTA_LIMIT, QUOTA_REMAINING,
-    QUOTA_RESET, ESTIMATED_DAILY, DISCOVERY_FAILURES, LAST_DISCOVERY, SHARD_INFO, BUILD_INFO,
+    QUOTA_RESET, ESTIMATED_DAILY, DISCOVERY_FAILURES, LAST_DISCOVERY, SHARD_INFO, WEBHOOKS,
+    BUILD_INFO,
 )  # fmt: skip
 """Kept by prometheus_client in the exporter's private registry."""
 
@@ -238,6 +245,9 @@ class ExporterMetrics:
         )
         self.registry.register(self.latest)
         self.shard_info = self._gauge(SHARD_INFO)
+        self.webhooks = Counter(
+            _base(WEBHOOKS), WEBHOOKS.help, WEBHOOKS.labels, registry=self.registry
+        )
         self._gauge(BUILD_INFO).labels(__version__).set(1)
         ProcessCollector(registry=self.registry)
 

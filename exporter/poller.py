@@ -49,6 +49,7 @@ from exporter.collector import Exposition
 from exporter.config import Config
 from exporter.metrics import ESTIMATED_DAILY, LAST_DISCOVERY, ExporterMetrics
 from exporter.state import CompanyState, ConnectionState, DataTypeStatus, Snapshot, SnapshotStore
+from exporter.webhooks import WebhookReceiver
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class Outcome:
     reason: str = ""
     """Why some request of the company's poll failed; empty when all succeeded."""
     gone: bool = False
+    at: float = 0.0
+    """Monotonic time the poll finished: of two results for a company, the later wins."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class Poller:
         clock: Clock,
         *,
         spread: bool = True,
+        quota_warning: bool = True,
     ) -> None:
         self._config = config
         self._client = client
@@ -106,6 +110,7 @@ class Poller:
         self._metrics = metrics
         self._clock = clock
         self._spread = spread
+        self._quota_warning = quota_warning
         self._executor = ThreadPoolExecutor(
             max_workers=config.codat.max_concurrency, thread_name_prefix="poll"
         )
@@ -118,6 +123,10 @@ class Poller:
         self._schedules: dict[str, _Refreshed] = {}
         self._failing: dict[str, str] = {}
         self._states: dict[str, CompanyState] = {}
+        self._state_at: dict[str, float] = {}
+        self._states_lock = threading.Lock()
+        """Guards _states while a cycle and webhook re-polls both publish."""
+        self._last_cycle: tuple[float, float] | None = None
         self._estimated_for: int | None = None
         metrics.shard_info.labels(str(config.shard.index), str(config.shard.count)).set(1)
 
@@ -149,34 +158,80 @@ class Poller:
             if self._stopping.is_set():
                 return CycleResult(0, 0, 0)
             self._log_cycle(outcomes)
-            now = self._clock.time()
-            self._states = {
-                o.company_id: self._company_state(o, self._states.get(o.company_id), now)
-                for o in outcomes
-                if not o.gone
-            }
-            self._publish(poll_duration=self._clock.monotonic() - started)
+            with self._states_lock:
+                previous, self._states = self._states, {}
+                for outcome in outcomes:
+                    if not outcome.gone:
+                        self._merge(outcome, previous.get(outcome.company_id))
+                self._last_cycle = (self._clock.monotonic() - started, self._clock.time())
+                self._publish()
             gone = sum(1 for o in outcomes if o.gone)
             failed = sum(1 for o in outcomes if o.reason and not o.gone)
             return CycleResult(len(outcomes) - failed - gone, failed, gone)
 
-    def _publish(self, poll_duration: float) -> None:
+    def _merge(self, outcome: Outcome, previous: CompanyState | None) -> None:
+        """Record a company's result unless a later one (a webhook re-poll) is already in."""
+        company_id = outcome.company_id
+        if previous is not None and self._state_at.get(company_id, 0.0) > outcome.at:
+            self._states[company_id] = previous
+            return
+        self._states[company_id] = self._company_state(outcome, previous, self._clock.time())
+        self._state_at[company_id] = outcome.at
+
+    def poll_companies(self, company_ids: Iterable[str]) -> None:
+        """Re-poll some monitored companies now (webhooks) and publish; others are ignored."""
+        by_key = {company_id.lower(): company_id for company_id in self.targets()}
+        wanted = [by_key[c.lower()] for c in company_ids if c.lower() in by_key]
+        if not wanted or self._stopping.is_set():
+            return
+        deadline = self._clock.monotonic() + self._config.poll.interval
+        futures = [self._executor.submit(self._poll_company, c, deadline) for c in wanted]
+        outcomes = [future.result() for future in futures]
+        self._log_cycle(outcomes, whole_cycle=False)
+        with self._states_lock:
+            for outcome in outcomes:
+                if outcome.gone:
+                    self._states.pop(outcome.company_id, None)
+                else:
+                    self._merge(outcome, self._states.get(outcome.company_id))
+            self._publish()
+
+    def expire_connections(self, company_ids: Iterable[str]) -> None:
+        """Make the next poll of these companies fetch their connections, whatever the interval."""
+        wanted = {c.lower() for c in company_ids}
+        for key in [c for c in self._connections if c.lower() in wanted]:
+            self._connections.pop(key, None)
+
+    def drop_company(self, company_id: str) -> None:
+        """Forget a company Codat deleted; it stays out until a poll finds it again."""
+        with self._states_lock:
+            for key in [c for c in self._states if c.lower() == company_id.lower()]:
+                del self._states[key]
+                log.info("company %s deleted in Codat; dropped from /metrics", key)
+            self._publish()
+
+    def _publish(self) -> None:
+        """Render and swap in the current states; the caller holds _states_lock."""
+        duration, ended = self._last_cycle or (None, None)
         snapshot = Snapshot(
             companies=dict(self._states),
             monitored=len(self._states),
-            poll_duration=poll_duration,
-            last_poll=self._clock.time(),
+            poll_duration=duration,
+            last_poll=ended,
         )
         self._store.publish(
             Exposition(snapshot, self._config.freshness, self._config.poll.interval)
         )
 
     def _poll_all(self, targets: list[str], started: float, deadline: float) -> list[Outcome]:
-        """Hand each company to the workers, spaced evenly over SPREAD of the interval."""
+        """Hand each company to the workers, spaced evenly over SPREAD of the interval.
+
+        The first cycle is not spread: until it ends there is nothing to show at all."""
         step = self._config.poll.interval * SPREAD / len(targets) if targets else 0.0
+        spread = self._spread and self._last_cycle is not None
         futures: list[tuple[str, Future[Outcome]]] = []
         for index, company_id in enumerate(targets):
-            if self._spread and index:
+            if spread and index:
                 wait = started + index * step - self._clock.monotonic()
                 if wait > 0:
                     self._clock.sleep(wait)
@@ -228,16 +283,19 @@ class Poller:
         except NotFound as exc:
             return Outcome(company_id, error=str(exc), reason=exc.reason, gone=True)
         except CodatError as exc:
-            return Outcome(company_id, error=str(exc), reason=exc.reason)
+            return self._failed(company_id, str(exc), exc.reason)
         except ShapeError as exc:
-            return Outcome(company_id, error=f"GET dataStatus: {exc}", reason="malformed_response")
+            return self._failed(company_id, f"GET dataStatus: {exc}", "malformed_response")
         except Exception as exc:  # a bug must not take the other companies down
             log.exception("unexpected error polling company %s", company_id)
-            return Outcome(company_id, error=type(exc).__name__, reason="internal_error")
+            return self._failed(company_id, type(exc).__name__, "internal_error")
         if side_failure is not None:
             return Outcome(company_id, data_types, error=str(side_failure),
-                           reason=side_failure.reason)  # fmt: skip
-        return Outcome(company_id, data_types=data_types)
+                           reason=side_failure.reason, at=self._clock.monotonic())  # fmt: skip
+        return Outcome(company_id, data_types=data_types, at=self._clock.monotonic())
+
+    def _failed(self, company_id: str, error: str, reason: str) -> Outcome:
+        return Outcome(company_id, error=error, reason=reason, at=self._clock.monotonic())
 
     def _refresh_side_values(self, company_id: str, deadline: float) -> CodatError | None:
         """Name, sync settings and connections, each when due; a failure keeps the last value
@@ -345,16 +403,17 @@ class Poller:
         )
         self._metrics.latest.set(ESTIMATED_DAILY, estimate.total)
         warning = estimate.warning()
-        if warning:
+        if warning and self._quota_warning:
             log.warning("%s", warning)
 
-    def _log_cycle(self, outcomes: Iterable[Outcome]) -> None:
+    def _log_cycle(self, outcomes: Iterable[Outcome], whole_cycle: bool = True) -> None:
         outcomes = list(outcomes)
         rejected = [o for o in outcomes if o.reason == ApiKeyRejected.reason]
-        if rejected:
+        if rejected and whole_cycle:
             log.error(
-                "Codat rejected the API key for %d of %d companies (%s); check codat.api_key",
-                len(rejected), len(outcomes), rejected[0].error,
+                "Codat rejected the API key for %d of %d companies (company %s: %s); "
+                "check codat.api_key",
+                len(rejected), len(outcomes), rejected[0].company_id, rejected[0].error,
             )  # fmt: skip
         for outcome in outcomes:
             company_id = outcome.company_id
@@ -378,9 +437,12 @@ class Poller:
                 log.info("company %s: poll succeeded again", company_id)
 
 
-def start_scheduler(poller: Poller, interval: float) -> BackgroundScheduler:
+def start_scheduler(
+    poller: Poller, interval: float, webhooks: WebhookReceiver | None = None
+) -> BackgroundScheduler:
     """Run ``poller.run_cycle`` now and then every ``interval``; a slow cycle never overlaps
-    the next (one instance at most; missed runs coalesce into one)."""
+    the next (one instance at most; missed runs coalesce into one). Webhook work, if any,
+    runs every second beside it."""
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(
         poller.run_cycle,
@@ -393,5 +455,10 @@ def start_scheduler(poller: Poller, interval: float) -> BackgroundScheduler:
         id="poll",
         name="poll Codat data status",
     )
+    if webhooks is not None:
+        scheduler.add_job(
+            webhooks.tick, "interval", seconds=1, max_instances=1, coalesce=True,
+            id="webhooks", name="act on Codat webhooks",
+        )  # fmt: skip
     scheduler.start()
     return scheduler

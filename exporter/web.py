@@ -1,7 +1,12 @@
-"""The HTTP surface: ``/metrics``, a landing page, ``/-/healthy`` and ``/-/ready``.
+"""The HTTP surface: ``/metrics``, a landing page, ``/-/healthy``, ``/-/ready`` and, when
+enabled, ``POST /webhooks/codat``.
 
 /metrics concatenates the current snapshot's pre-rendered text, the ages computed for
 this instant, and the exporter's own registry (requests, latencies, process).
+
+``--web.config.file`` (exporter-toolkit format) adds TLS, optionally mutual, and basic
+auth. Basic auth covers every path except the webhook endpoint, which Codat signs instead,
+and the health endpoints when ``--web.health-without-auth`` says so.
 """
 
 from __future__ import annotations
@@ -20,11 +25,17 @@ from exporter.clock import Clock
 from exporter.collector import CONTENT_TYPE
 from exporter.metrics import ExporterMetrics
 from exporter.state import SnapshotStore
+from exporter.webconfig import BASIC_CHALLENGE, WebConfig
+from exporter.webhooks import OTHER, WebhookReceiver
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9781
 DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
+WEBHOOK_PATH = "/webhooks/codat"
+HEALTH_PATHS = ("/-/healthy", "/-/ready")
+REQUEST_TIMEOUT = 30.0
+"""Seconds a client may take to send its request; a stalled one must not hold a thread."""
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
@@ -44,11 +55,24 @@ def accepts_gzip(header: str | None) -> bool:
 
 
 class ExporterServer(ThreadingHTTPServer):
+    """One listener. The main one serves metrics; a separate webhook listener
+    (``webhooks.listen_address``) has ``serve_metrics=False``."""
+
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(
-        self, address: str, store: SnapshotStore, metrics: ExporterMetrics, clock: Clock
+        self,
+        address: str,
+        store: SnapshotStore,
+        metrics: ExporterMetrics,
+        clock: Clock,
+        *,
+        web_config: WebConfig | None = None,
+        webhooks: WebhookReceiver | None = None,
+        webhook_max_bytes: int = 256 * 1024,
+        serve_metrics: bool = True,
+        health_without_auth: bool = False,
     ) -> None:
         host, port = parse_listen_address(address)
         if ":" in host:
@@ -56,7 +80,13 @@ class ExporterServer(ThreadingHTTPServer):
         self.store = store
         self.metrics = metrics
         self.clock = clock
+        self.web_config = web_config or WebConfig()
+        self.webhooks = webhooks
+        self.webhook_max_bytes = webhook_max_bytes
+        self.serve_metrics = serve_metrics
+        self.health_without_auth = health_without_auth
         super().__init__((host, port), Handler)
+        self.socket = self.web_config.wrap_socket(self.socket)
         self._thread: threading.Thread | None = None
 
     @property
@@ -64,7 +94,7 @@ class ExporterServer(ThreadingHTTPServer):
         host, port = str(self.server_address[0]), int(self.server_address[1])
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
         shown = f"[{shown}]" if ":" in str(shown) else shown
-        return f"http://{shown}:{port}"
+        return f"{self.web_config.scheme}://{shown}:{port}"
 
     def start(self) -> None:
         self._thread = threading.Thread(
@@ -76,9 +106,19 @@ class ExporterServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Refused TLS handshakes, port scans and clients hanging up are routine; a
+        # traceback per connection would drown the log.
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
     def metrics_body(self, compress: bool) -> bytes:
         own = generate_latest(self.metrics.registry)
         return self.store.current.render(self.clock.time(), own, compress)
+
+    def needs_auth(self, path: str) -> bool:
+        if not self.web_config.auth_required or path == WEBHOOK_PATH:
+            return False
+        return not (self.health_without_auth and path in HEALTH_PATHS)
 
 
 LANDING = """<!doctype html>
@@ -99,6 +139,7 @@ class Handler(BaseHTTPRequestHandler):
     server: ExporterServer
     protocol_version = "HTTP/1.1"
     server_version = f"codat-freshness-exporter/{__version__}"
+    timeout = REQUEST_TIMEOUT
 
     def setup(self) -> None:
         super().setup()
@@ -106,9 +147,28 @@ class Handler(BaseHTTPRequestHandler):
         # peer's delayed ACK add 40 ms to every response.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def _authorized(self, path: str) -> bool:
+        if not self.server.needs_auth(path):
+            return True
+        if self.server.web_config.authorized(self.headers.get("Authorization")):
+            return True
+        self._send(401, b"Unauthorized.\n", headers={"WWW-Authenticate": BASIC_CHALLENGE})
+        return False
+
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+        if not self._authorized(path):
+            return
+        if path == "/-/healthy":
+            self._send(200, b"Healthy.\n")
+        elif path == "/-/ready":
+            if self.server.store.ready.is_set():
+                self._send(200, b"Ready.\n")
+            else:
+                self._send(503, b"Not ready: the first poll cycle has not completed.\n")
+        elif not self.server.serve_metrics:
+            self._send(404, b"Not found.\n")
+        elif path == "/metrics":
             compress = accepts_gzip(self.headers.get("Accept-Encoding"))
             try:
                 body = self.server.metrics_body(compress)
@@ -120,18 +180,29 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, body, CONTENT_TYPE, headers)
         elif path == "/":
             self._send(200, self._landing().encode(), "text/html; charset=utf-8")
-        elif path == "/-/healthy":
-            self._send(200, b"Healthy.\n")
-        elif path == "/-/ready":
-            if self.server.store.ready.is_set():
-                self._send(200, b"Ready.\n")
-            else:
-                self._send(503, b"Not ready: the first poll cycle has not completed.\n")
         else:
             self._send(404, b"Not found. Metrics are at /metrics.\n")
 
     def do_HEAD(self) -> None:
         self.do_GET()
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        receiver = self.server.webhooks
+        if path != WEBHOOK_PATH or receiver is None:
+            self._send(404, b"Not found.\n")
+            return
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit():
+            self._send(411, b"Content-Length required.\n")
+            return
+        if int(length) > self.server.webhook_max_bytes:
+            receiver.count(OTHER, "too_large")
+            self.close_connection = True  # the body is not read, so the connection is spent
+            self._send(413, b"Payload too large.\n")
+            return
+        body = self.rfile.read(int(length))
+        self._send(receiver.handle(self.headers, body), b"")
 
     def _landing(self) -> str:
         snapshot = self.server.store.current.snapshot
@@ -155,7 +226,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
+        for name, value in {**self.server.web_config.headers, **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":

@@ -362,3 +362,70 @@ class DebounceQueue:
             if not self._due:
                 return None
             return max(0.0, min(self._due.values()) - self._clock.monotonic())
+
+
+class WebhookTarget(Protocol):
+    """What the receiver asks of the poller."""
+
+    def poll_companies(self, company_ids: Iterable[str]) -> None: ...
+    def expire_connections(self, company_ids: Iterable[str]) -> None: ...
+    def drop_company(self, company_id: str) -> None: ...
+
+
+class WebhookReceiver:
+    """From a delivery to an action, answering at once: events are only queued here.
+
+    Codat gives up on an endpoint that takes more than 15 s and retries a failed delivery
+    for a day, so ``handle`` verifies, counts and enqueues; ``tick`` (every second, on the
+    scheduler) does the work, with read.completed bursts debounced into one re-poll.
+    """
+
+    def __init__(
+        self,
+        verifier: WebhookVerifier,
+        clock: Clock,
+        counter: Any,
+        target: WebhookTarget,
+        debounce: float = 5.0,
+    ) -> None:
+        self._verifier = verifier
+        self._counter = counter
+        self._target = target
+        self._repolls = DebounceQueue(clock, debounce)
+        self._connections = DebounceQueue(clock, debounce)
+        self._drops = DebounceQueue(clock, 0.0)
+
+    def count(self, label: str, result: str) -> None:
+        self._counter.labels(label, result).inc()
+
+    def handle(self, headers: HeaderSource, body: bytes) -> int:
+        """Verify and enqueue one delivery; returns the HTTP status to answer with."""
+        verdict = self._verifier.verify(headers, body)
+        if not verdict.ok:
+            self.count(OTHER, str(verdict.result))
+            return 401
+        event = parse_event(body)
+        if event is None:
+            self.count(OTHER, "invalid_payload")
+            return 200  # signed by Codat, so a retry would not change it
+        self.count(event.label, "ok")
+        if event.company_id is None:
+            return 200
+        if event.action is Action.REPOLL_DATA_STATUS:
+            self._repolls.push(event.company_id)
+        elif event.action is Action.REFRESH_CONNECTIONS:
+            self._connections.push(event.company_id)
+        elif event.action is Action.DROP_COMPANY:
+            self._repolls.discard(event.company_id)
+            self._connections.discard(event.company_id)
+            self._drops.push(event.company_id)
+        return 200
+
+    def tick(self) -> None:
+        for company_id in self._drops.pop_due():
+            self._target.drop_company(company_id)
+        connections = self._connections.pop_due()
+        self._target.expire_connections(connections)
+        due = dict.fromkeys([*self._repolls.pop_due(), *connections])
+        if due:
+            self._target.poll_companies(due)

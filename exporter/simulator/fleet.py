@@ -51,6 +51,8 @@ class SimDataType:
     fail_until: float = math.inf
     fail_status: str = "FetchError"
     date_style: str = "z3"
+    shows_progress: bool = True
+    """Whether a sync shows Queued, Fetching, ... while it runs (off: pinned statuses)."""
 
 
 @dataclass
@@ -164,7 +166,7 @@ class Fleet:
         elif profile == "showcase":
             # Hourly syncs, so that every pinned status has replaced the last good one by start.
             sim.fail_since, sim.fail_status = epoch - 2 * HOUR, KNOWN_STATUSES[position]
-            sim.period, sim.fail_rate = HOUR, 0.0
+            sim.period, sim.fail_rate, sim.shows_progress = HOUR, 0.0, False
         if profile in ("auth_error", "stale", "first_failed", "showcase"):
             sim.fail_rate = 0.0
 
@@ -196,7 +198,7 @@ class Fleet:
             return entry
         duration = min(sim.period * 0.1, 300.0)
         started = sim.phase + k_now * sim.period
-        if now - started < duration:
+        if sim.shows_progress and now - started < duration:
             fraction = (now - started) / duration
             entry["currentStatus"] = IN_PROGRESS[int(fraction * len(IN_PROGRESS))]
             completed = k_now - 1

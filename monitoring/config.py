@@ -1,0 +1,106 @@
+"""``monitoring/config.yml`` read into a checked object: a typo fails the generator, not
+the Prometheus that loads its output."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).with_name("config.yml")
+
+ALERT_NAMES = (
+    "CodatDataTypeAuthError",
+    "CodatDataTypeStale",
+    "CodatDataTypeNeverSynced",
+    "CodatDataTypeSyncFailing",
+    "CodatExporterCompanyPollFailing",
+    "CodatExporterAPIKeyRejected",
+    "CodatExporterDown",
+    "CodatExporterPollStalled",
+)
+SEVERITIES = ("critical", "warning", "info")
+_DURATION = re.compile(r"(?:\d+[smhdw])+")
+
+
+class MonitoringConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    severity: str
+    for_: str
+    """A Prometheus duration; ``0s`` fires on the first evaluation."""
+    window: str | None = None
+    threshold: str | None = None
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    selector: str
+    grafana_url: str
+    runbook_url: str
+    alerts: dict[str, AlertConfig]
+    sync_in_progress_grace: str
+
+    def alert(self, name: str) -> AlertConfig:
+        return self.alerts[name]
+
+
+def load(path: Path = DEFAULT_CONFIG) -> MonitoringConfig:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict):
+        raise MonitoringConfigError(f"{path}: expected a mapping at the top level")
+    _only(raw, {"selector", "grafana_url", "runbook_url", "alerts", "sync_in_progress_grace"}, "")
+    alerts_raw = raw.get("alerts")
+    if not isinstance(alerts_raw, dict) or set(alerts_raw) != set(ALERT_NAMES):
+        raise MonitoringConfigError(f"alerts: expected exactly {', '.join(ALERT_NAMES)}")
+    return MonitoringConfig(
+        selector=_text(raw, "selector"),
+        grafana_url=_text(raw, "grafana_url").rstrip("/"),
+        runbook_url=_text(raw, "runbook_url"),
+        alerts={name: _alert(name, alerts_raw[name]) for name in ALERT_NAMES},
+        sync_in_progress_grace=_duration(
+            raw.get("sync_in_progress_grace"), "sync_in_progress_grace"
+        ),
+    )
+
+
+def _alert(name: str, raw: Any) -> AlertConfig:
+    if not isinstance(raw, dict):
+        raise MonitoringConfigError(f"alerts.{name}: expected a mapping")
+    _only(raw, {"severity", "for", "window", "threshold"}, f"alerts.{name}.")
+    severity = raw.get("severity")
+    if severity not in SEVERITIES:
+        raise MonitoringConfigError(f"alerts.{name}.severity: one of {', '.join(SEVERITIES)}")
+    optional = {
+        key: _duration(raw[key], f"alerts.{name}.{key}")
+        for key in ("window", "threshold")
+        if key in raw
+    }
+    return AlertConfig(
+        severity=severity, for_=_duration(raw.get("for"), f"alerts.{name}.for"), **optional
+    )
+
+
+def _only(raw: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise MonitoringConfigError(f"{where}{unknown[0]}: unknown key")
+
+
+def _text(raw: dict[str, Any], key: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise MonitoringConfigError(f"{key}: expected a non-empty string")
+    return value.strip()
+
+
+def _duration(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _DURATION.fullmatch(value):
+        raise MonitoringConfigError(f"{where}: expected a Prometheus duration such as 15m")
+    return value

@@ -1,0 +1,232 @@
+"""The exporter's own health: polling, requests to Codat (codes, latency, 429s) and its
+process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exporter.metrics import (
+    API_DURATION,
+    API_REQUESTS,
+    BUILD_INFO,
+    COMPANIES,
+    COMPANY_LAST_SUCCESS,
+    COMPANY_UP,
+    LAST_POLL,
+    POLL_DURATION,
+    POLL_ERRORS,
+)
+from monitoring.dashboards.common import (
+    EXPORTER_UID,
+    JOB,
+    company_link,
+    job_variable,
+)
+from monitoring.panels import (
+    Layout,
+    by_name,
+    dashboard,
+    stat,
+    table,
+    target,
+    thresholds,
+    timeseries,
+)
+
+
+def build(selector: str) -> dict[str, Any]:
+    requests = f"{API_REQUESTS.name}{{{JOB}}}"
+    layout = Layout()
+    layout.row("Now")
+    for title, description, expr, options in (
+        (
+            "Targets up",
+            "Scrape targets of the selected jobs that Prometheus reaches.",
+            f"sum(up{{{JOB}}})",
+            {"steps": thresholds((None, "red"), (1, "green"))},
+        ),
+        (
+            "Version",
+            "Exporter versions running.",
+            f"count by (version) ({BUILD_INFO.name}{{{JOB}}})",
+            {"legend": "{{version}}", "text_mode": "name"},
+        ),
+        ("Companies monitored", "In the last poll cycle.", f"sum({COMPANIES.name}{{{JOB}}})", {}),
+        (
+            "Companies polled OK",
+            "Whose last poll succeeded.",
+            f"sum({COMPANY_UP.name}{{{JOB}}})",
+            {},
+        ),
+        (
+            "Last cycle ended",
+            "Time since the last poll cycle ended.",
+            f"time() - max({LAST_POLL.name}{{{JOB}}})",
+            {"unit": "dtdurations"},
+        ),
+        (
+            "Last cycle took",
+            "Duration of the last poll cycle.",
+            f"max({POLL_DURATION.name}{{{JOB}}})",
+            {"unit": "s"},
+        ),
+    ):
+        layout.add(stat(title, description, expr, **options), 4, 4)
+
+    layout.row("Polling")
+    layout.add(
+        timeseries(
+            "Poll cycle duration",
+            "Seconds each poll cycle took; it must stay below the poll interval.",
+            [target(f"{POLL_DURATION.name}{{{JOB}}}", "{{instance}}")],
+            unit="s",
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Companies up and down",
+            "Companies whose last poll succeeded (up) or failed (down).",
+            [
+                target(f"sum by (instance) ({COMPANY_UP.name}{{{JOB}}})", "{{instance}} up"),
+                target(
+                    f"count by (instance) ({COMPANY_UP.name}{{{JOB}}} == 0)",
+                    "{{instance}} down",
+                    ref="B",
+                ),
+            ],
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Poll errors by reason",
+            "Failed company polls, by reason.",
+            [
+                target(
+                    f"sum by (reason) (increase({POLL_ERRORS.name}{{{JOB}}}[$__rate_interval]))",
+                    "{{reason}}",
+                )
+            ],
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        table(
+            "Companies not polled",
+            "Companies whose last poll failed, with the time since their last good one.",
+            [
+                target(f"{COMPANY_UP.name}{{{JOB}}} == 0", ref="A"),
+                target(
+                    f"time() - {COMPANY_LAST_SUCCESS.name}{{{JOB}}} and on (job, instance, "
+                    f"company_id) {COMPANY_UP.name}{{{JOB}}} == 0",
+                    ref="B",
+                ),
+            ],
+            columns={"company_name": "Company", "Value #B": "Last successful poll"},
+            overrides=[company_link(), by_name("Last successful poll", ("unit", "dtdurations"))],
+        ),
+        12,
+        8,
+    )
+
+    layout.row("Codat API")
+    layout.add(
+        timeseries(
+            "API requests by endpoint and code",
+            "Requests to Codat per second, by route and HTTP status (error: no response).",
+            [
+                target(
+                    f"sum by (endpoint, code) (rate({requests}[$__rate_interval]))",
+                    "{{endpoint}} {{code}}",
+                )
+            ],
+            unit="reqps",
+        ),
+        12,
+        8,
+    )
+    buckets = f"{API_DURATION.name}_bucket{{{JOB}}}"
+    layout.add(
+        timeseries(
+            "API latency",
+            "Request duration quantiles by route, body read included.",
+            [
+                target(
+                    f"histogram_quantile({q}, sum by (le, endpoint) "
+                    f"(rate({buckets}[$__rate_interval])))",
+                    f"p{round(q * 100)} {{{{endpoint}}}}",
+                    ref=ref,
+                )
+                for q, ref in ((0.5, "A"), (0.9, "B"), (0.99, "C"))
+            ],
+            unit="s",
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Rate-limited requests (429)",
+            "Requests Codat refused with 429 Too Many Requests, per second.",
+            [
+                target(
+                    f'sum by (endpoint) (rate({API_REQUESTS.name}{{{JOB}, code="429"}}'
+                    "[$__rate_interval]))",
+                    "{{endpoint}}",
+                )
+            ],
+            unit="reqps",
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Rejected requests (401/403)",
+            "Requests Codat refused as unauthorised: the API key is wrong or revoked.",
+            [
+                target(
+                    f"sum by (endpoint, code) (rate({API_REQUESTS.name}{{{JOB}, "
+                    'code=~"401|403"}[$__rate_interval]))',
+                    "{{endpoint}} {{code}}",
+                )
+            ],
+            unit="reqps",
+        ),
+        12,
+        8,
+    )
+
+    layout.row("Process")
+    layout.add(
+        timeseries(
+            "Memory",
+            "Resident memory of the exporter process.",
+            [target(f"process_resident_memory_bytes{{{JOB}}}", "{{instance}}")],
+            unit="bytes",
+        ),
+        12,
+        7,
+    )
+    layout.add(
+        timeseries(
+            "CPU",
+            "CPU time the exporter process uses per second.",
+            [target(f"rate(process_cpu_seconds_total{{{JOB}}}[$__rate_interval])", "{{instance}}")],
+            unit="percentunit",
+        ),
+        12,
+        7,
+    )
+    return dashboard(
+        EXPORTER_UID,
+        "Codat freshness / Exporter health",
+        "The exporter's polling, its requests to Codat and its process. Generated by "
+        "monitoring/generate.py; edit the generator, not this JSON.",
+        [job_variable(selector)],
+        layout,
+    )

@@ -1,0 +1,142 @@
+"""Shared by the alert, dashboard, compose and end-to-end tests: where the monitoring files
+are, the real Prometheus binaries, the metric names a PromQL query uses, and Grafana's
+template variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.metrics import ALL_METRICS, ExporterMetrics
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "prometheus" / "rules" / "codat-freshness-exporter.rules.yml"
+RULE_TESTS = ROOT / "prometheus" / "rules" / "tests"
+PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
+DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
+MONITORING_CONFIG = ROOT / "monitoring" / "config.yml"
+
+SCRAPE_METRICS = {"up"}
+"""Series Prometheus itself adds for every target: the only non-exporter names allowed."""
+
+GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "1h"}
+
+
+def binary(name: str) -> str:
+    """The installed binary, or skip; under CI (env CI set) a missing one fails instead."""
+    path = shutil.which(name)
+    if path is None:
+        reason = f"{name} is not installed (Debian: apt-get install prometheus)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; .ci/run must install it")
+        pytest.skip(reason)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in load_yaml(RULES)["groups"] for rule in group["rules"]]
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """File name -> dashboard."""
+    return {
+        path.name: json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(DASHBOARD_DIR.glob("*.json"))
+    }
+
+
+def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel but rows, including those inside collapsed rows."""
+    for item in dashboard["panels"]:
+        if item["type"] == "row":
+            yield from item.get("panels", [])
+        else:
+            yield item
+
+
+def variables(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+
+
+def exported_metric_names() -> set[str]:
+    """Every series name the exporter can publish, histogram series included."""
+    names = set()
+    for spec in ALL_METRICS:
+        names.add(spec.name)
+        if spec.type == "histogram":
+            names.update(f"{spec.name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+    for family in ExporterMetrics().registry.collect():
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_NOT_NAMES = re.compile(
+    r"\{[^}]*\}"  # label matchers
+    r"|\[[^\]]*\]"  # ranges
+    r"|\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"  # label lists
+    r"|\boffset\s+\S+"
+)
+_IDENTIFIER = re.compile(r"(?<![\w.:$])[a-zA-Z_:][\w:]*(?!\s*\(|[\w:])")
+_KEYWORDS = {
+    "and", "or", "unless", "bool", "by", "without", "on", "ignoring", "group_left",
+    "group_right", "offset", "inf", "nan", "atan2",
+}  # fmt: skip
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (a static approximation that suffices
+    for our queries: no metric name is hidden in a string or a ``__name__`` matcher).
+
+    >>> sorted(metric_names('sum by (le) (rate(a_bucket{x="y"}[5m])) / on (j) b > bool 1'))
+    ['a_bucket', 'b']
+    """
+    text = _NOT_NAMES.sub(" ", _STRINGS.sub('""', expr))
+    return {name for name in _IDENTIFIER.findall(text) if name.lower() not in _KEYWORDS}
+
+
+_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
+
+
+def variable_names(expr: str) -> set[str]:
+    return {next(g for g in match.groups() if g) for match in _VARIABLE.finditer(expr)}
+
+
+def substitute(expr: str, values: dict[str, str]) -> str:
+    """``expr`` with Grafana's variables replaced as Grafana would send it."""
+    known = {**GRAFANA_BUILTINS, **values}
+    return _VARIABLE.sub(lambda m: known[next(g for g in m.groups() if g)], expr)
+
+
+_LABEL_VALUES = re.compile(r"label_values\((?P<expr>.+),\s*(?P<label>\w+)\)", re.S)
+_QUERY_RESULT = re.compile(r"query_result\((?P<expr>.+)\)", re.S)
+
+
+def variable_query(definition: str) -> tuple[str, str | None]:
+    """A Grafana ``label_values(expr, label)`` or ``query_result(expr)`` -> (expr, label)."""
+    match = _LABEL_VALUES.fullmatch(definition.strip())
+    if match:
+        return match["expr"], match["label"]
+    match = _QUERY_RESULT.fullmatch(definition.strip())
+    if match:
+        return match["expr"], None
+    raise ValueError(f"not a variable query this project uses: {definition}")

@@ -1,0 +1,247 @@
+"""The Grafana dashboards as committed: generated from monitoring/, valid, consistent, and
+querying only what the exporter exports. test_e2e_prometheus.py runs their queries."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.promtools import (
+    DASHBOARD_DIR,
+    GRAFANA_BUILTINS,
+    MONITORING_CONFIG,
+    ROOT,
+    RULES,
+    SCRAPE_METRICS,
+    dashboards,
+    exported_metric_names,
+    metric_names,
+    panels,
+    variable_names,
+    variable_query,
+    variables,
+)
+
+UIDS = {
+    "fleet.json": "codat-fleet",
+    "company.json": "codat-company",
+    "exporter.json": "codat-exporter",
+}
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+
+
+def generate(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitoring.generate", *map(str, args)],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def queries(board: dict[str, Any]) -> list[str]:
+    return [target["expr"] for panel in panels(board) for target in panel["targets"]]
+
+
+def test_should_commit_exactly_what_the_generator_writes(tmp_path: Path) -> None:
+    # Act
+    result = generate("--out", tmp_path)
+
+    # Check
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == sorted(
+        [RULES.relative_to(ROOT), *(p.relative_to(ROOT) for p in DASHBOARD_DIR.glob("*.json"))]
+    )
+    stale = [str(p) for p in written if (tmp_path / p).read_bytes() != (ROOT / p).read_bytes()]
+    assert not stale, f"run `python -m monitoring.generate` and commit: {stale}"
+
+
+def test_should_put_a_changed_selector_into_every_rule_and_dashboard(tmp_path: Path) -> None:
+    # Prepare
+    config = MONITORING_CONFIG.read_text().replace(
+        'selector: job="codat-freshness-exporter"', 'selector: job="codat", env="prod"'
+    )
+    (tmp_path / "config.yml").write_text(config)
+
+    # Act
+    result = generate("--config", tmp_path / "config.yml", "--out", tmp_path)
+
+    # Check
+    assert result.returncode == 0, result.stderr
+    rules = (tmp_path / RULES.relative_to(ROOT)).read_text()
+    assert 'codat-freshness-exporter"' not in rules
+    assert rules.count('job="codat", env="prod"') >= len(re.findall(r"- alert:", rules))
+    for name in UIDS:
+        board = (tmp_path / "grafana" / "dashboards" / name).read_text()
+        assert (
+            'label_values(codat_exporter_build_info{job=\\"codat\\", env=\\"prod\\"}, job)' in board
+        )
+
+
+def test_should_reject_a_config_with_an_unknown_key(tmp_path: Path) -> None:
+    # Prepare
+    (tmp_path / "config.yml").write_text(MONITORING_CONFIG.read_text() + "selektor: x\n")
+
+    # Act
+    result = generate("--config", tmp_path / "config.yml", "--out", tmp_path)
+
+    # Check
+    assert result.returncode == 2
+    assert "selektor: unknown key" in result.stderr
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_should_give_each_dashboard_its_stable_uid_and_the_shared_tag() -> None:
+    # Act
+    boards = dashboards()
+
+    # Check
+    assert {name: board["uid"] for name, board in boards.items()} == UIDS
+    for board in boards.values():
+        assert "codat-freshness-exporter" in board["tags"]
+
+
+def test_should_number_panels_uniquely_without_overlaps() -> None:
+    for name, board in dashboards().items():
+        # Act
+        ids = [panel["id"] for panel in board["panels"]]
+        cells = [
+            (x, y)
+            for panel in board["panels"]
+            for x in range(panel["gridPos"]["x"], panel["gridPos"]["x"] + panel["gridPos"]["w"])
+            for y in range(panel["gridPos"]["y"], panel["gridPos"]["y"] + panel["gridPos"]["h"])
+        ]
+
+        # Check
+        assert len(ids) == len(set(ids)), name
+        assert len(cells) == len(set(cells)), f"{name}: panels overlap"
+        assert all(x < 24 for x, _ in cells), f"{name}: a panel is wider than the grid"
+
+
+def test_should_query_through_the_datasource_variable_everywhere() -> None:
+    for name, board in dashboards().items():
+        # Act
+        variable = variables(board).get("datasource", {})
+        queried = list(panels(board))
+
+        # Check
+        assert variable.get("type") == "datasource" and variable.get("query") == "prometheus"
+        assert queried, name
+        for panel in queried:
+            assert panel["datasource"] == DATASOURCE, f"{name}: {panel['title']}"
+            assert panel["targets"], f"{name}: {panel['title']} has no query"
+            assert all(t["datasource"] == DATASOURCE for t in panel["targets"]), panel["title"]
+        for query_variable in variables(board).values():
+            if query_variable["type"] == "query":
+                assert query_variable["datasource"] == DATASOURCE
+
+
+def test_should_offer_the_job_company_and_data_type_variables() -> None:
+    # Act
+    offered = {name: list(variables(board)) for name, board in dashboards().items()}
+
+    # Check
+    assert offered == {
+        "fleet.json": ["datasource", "job", "company", "data_type"],
+        "company.json": ["datasource", "job", "company", "data_type"],
+        "exporter.json": ["datasource", "job"],
+    }
+
+
+def test_should_use_only_variables_the_dashboard_defines() -> None:
+    for name, board in dashboards().items():
+        # Prepare
+        defined = set(variables(board)) | set(GRAFANA_BUILTINS)
+        texts = queries(board) + [
+            v["definition"] for v in variables(board).values() if "definition" in v
+        ]
+
+        # Act
+        used = set().union(*(variable_names(text) for text in texts))
+
+        # Check
+        assert used <= defined, f"{name}: undefined {used - defined}"
+
+
+def test_should_query_only_metrics_the_exporter_exports() -> None:
+    # Prepare
+    known = exported_metric_names() | SCRAPE_METRICS
+
+    for name, board in dashboards().items():
+        # Act
+        used = set().union(*(metric_names(expr) for expr in queries(board)))
+        used |= {
+            metric
+            for variable in variables(board).values()
+            if variable["type"] == "query"
+            for metric in metric_names(variable_query(variable["definition"])[0])
+        }
+
+        # Check
+        assert used, name
+        assert not used - known, f"{name} queries unknown metrics {used - known}"
+
+
+def test_should_find_every_metric_name_in_a_query_and_nothing_else() -> None:
+    # Prepare
+    expr = (
+        'histogram_quantile(0.9, sum by (le, endpoint) (rate(a_bucket{job=~"$job"}'
+        "[$__rate_interval]))) / on (job, instance) group_left () b_total offset 5m"
+        ' or label_replace(vector(1), "status", "c_not_a_metric", "", "") > bool 1e3'
+    )
+
+    # Act
+    found = metric_names(expr)
+
+    # Check
+    assert found == {"a_bucket", "b_total"}
+
+
+def test_should_link_the_dashboards_to_each_other() -> None:
+    boards = dashboards()
+    uids = {board["uid"] for board in boards.values()}
+    for name, board in boards.items():
+        # Act
+        tag_links = [link for link in board["links"] if link["type"] == "dashboards"]
+        data_links = re.findall(r'"url": "/d/([\w-]+)/', str(board).replace("'", '"'))
+
+        # Check
+        assert tag_links, name
+        for link in tag_links:
+            assert set(link["tags"]) <= set(board["tags"]) and link["includeVars"]
+        assert set(data_links) <= uids
+    assert any(board["uid"] == "codat-company" for board in boards.values())
+    assert re.search(r"/d/codat-company/", (DASHBOARD_DIR / "fleet.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("line", "value", "text"),
+    [
+        (
+            '{company_id="dc25-74bd",company_name="O\'Brien & Daughters Ltd"} 1 1700000000000',
+            "dc25-74bd",
+            "O'Brien & Daughters Ltd",
+        ),
+        ('{company_id="a1", company_name="Say "Hi" Ltd"} 1 1700000000000', "a1", 'Say "Hi" Ltd'),
+    ],
+)
+def test_should_show_company_names_and_select_company_ids(line: str, value: str, text: str) -> None:
+    # Prepare: Grafana renders each query_result() series as the line above and applies the
+    # variable's regex (JavaScript syntax) to it.
+    regex = variables(dashboards()["company.json"])["company"]["regex"]
+    pattern = re.compile(regex.strip("/").replace("(?<", "(?P<"))
+
+    # Act
+    match = pattern.search(line)
+
+    # Check
+    assert match is not None
+    assert (match["value"], match["text"]) == (value, text)

@@ -1,0 +1,333 @@
+"""The exporter in demo mode, scraped by a real Prometheus that loads the alert rules, and
+every dashboard query run against it, as a user of the compose stack would see them.
+
+Both processes listen on loopback ports of their own; Prometheus scrapes and evaluates
+every second, so the demo fleet's AuthError and stale pairs show as pending alerts within
+seconds. The whole module is bounded by DEADLINE.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.metrics import LAST_SYNC_AGE, MAX_AGE
+from tests.promtools import (
+    PROMETHEUS_CONFIG,
+    ROOT,
+    binary,
+    dashboards,
+    free_port,
+    load_yaml,
+    panels,
+    substitute,
+    variable_query,
+    variables,
+)
+
+pytestmark = pytest.mark.prometheus
+
+DEADLINE = 60.0
+"""Seconds for everything: both processes up, first polls, scrapes, rule evaluations."""
+POLL = 0.25
+T = TypeVar("T")
+
+EMPTY_IN_DEMO = {
+    ("codat-exporter", "Companies up and down", "B"),
+    ("codat-exporter", "Poll errors by reason", "A"),
+    ("codat-exporter", "Companies not polled", "A"),
+    ("codat-exporter", "Companies not polled", "B"),
+    ("codat-exporter", "Rate-limited requests (429)", "A"),
+    ("codat-exporter", "Rejected requests (401/403)", "A"),
+}
+"""Queries that may have no data while the simulated Codat answers every poll (errors,
+rejections, 429s); every other query must return data."""
+STALE_IN_DEMO = {("O'Brien & Daughters Ltd", "invoices"), ("O'Brien & Daughters Ltd", "bills")}
+
+
+@dataclass
+class Stack:
+    prometheus: str
+    exporter: str
+    job: str
+    started: float
+
+    def api(self, path: str, **params: Any) -> Any:
+        url = f"{self.prometheus}/api/v1/{path}"
+        if params:  # queries may be long: POST them, as Grafana does
+            response = requests.post(url, data=params, timeout=5)
+        else:
+            response = requests.get(url, timeout=5)
+        body = response.json()
+        assert body["status"] == "success", f"{path} {params}: {body}"
+        return body["data"]
+
+    def query(self, expr: str, **params: Any) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.api("query", query=expr, **params)["result"]
+        return result
+
+    def wait_for(self, what: str, probe: Callable[[], T | None]) -> T:
+        """``probe()`` until it returns something, within the module's DEADLINE."""
+        last_error: Exception | None = None
+        while time.monotonic() - self.started < DEADLINE:
+            try:
+                result = probe()
+            except (requests.RequestException, AssertionError) as exc:
+                result, last_error = None, exc
+            if result is not None:
+                return result
+            time.sleep(POLL)
+        pytest.fail(f"not within {DEADLINE:.0f}s: {what} (last error: {last_error})")
+
+
+def _start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    prometheus_binary = binary("prometheus")
+    workdir = tmp_path_factory.mktemp("e2e")
+    started = time.monotonic()
+    exporter_port, prometheus_port = free_port(), free_port()
+    config = load_yaml(PROMETHEUS_CONFIG)
+    config["global"] = {
+        "scrape_interval": "1s",
+        "scrape_timeout": "1s",
+        "evaluation_interval": "1s",
+    }
+    config["rule_files"] = [str(PROMETHEUS_CONFIG.parent / path) for path in config["rule_files"]]
+    (scrape,) = config["scrape_configs"]
+    scrape["static_configs"] = [{"targets": [f"127.0.0.1:{exporter_port}"]}]
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+
+    processes = [
+        _start(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "--demo",
+                "--web.listen-address",
+                f"127.0.0.1:{exporter_port}",
+            ],
+            workdir / "exporter.log",
+        ),
+        _start(
+            [
+                prometheus_binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{prometheus_port}",
+            ],
+            workdir / "prometheus.log",
+        ),
+    ]
+    try:
+        yield Stack(
+            prometheus=f"http://127.0.0.1:{prometheus_port}",
+            exporter=f"http://127.0.0.1:{exporter_port}",
+            job=scrape["job_name"],
+            started=started,
+        )
+    finally:
+        for process in processes:
+            _stop(process)
+        for log in ("exporter.log", "prometheus.log"):
+            print(f"--- {log}\n" + (workdir / log).read_text(errors="replace")[-3000:])
+
+
+def _alerts(stack: Stack, name: str) -> list[dict[str, Any]]:
+    """Pending and firing alerts of that name, annotations expanded."""
+    return [a for a in stack.api("alerts")["alerts"] if a["labels"]["alertname"] == name]
+
+
+def _pairs(alerts_or_series: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    labels = [item.get("labels") or item["metric"] for item in alerts_or_series]
+    return {(label["company_name"], label["data_type"]) for label in labels}
+
+
+def test_should_evaluate_every_rule_group_without_error(stack: Stack) -> None:
+    # Act
+    def evaluated() -> list[dict[str, Any]] | None:
+        groups = stack.api("rules")["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        ready = groups and all(rule["health"] != "unknown" for rule in rules)
+        return groups if ready else None
+
+    groups = stack.wait_for("every rule evaluated", evaluated)
+
+    # Check
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert len(rules) == 8
+    assert {group["file"] for group in groups} == {
+        str(PROMETHEUS_CONFIG.parent / "rules" / "codat-freshness-exporter.rules.yml")
+    }
+    broken = [(rule["name"], rule.get("lastError")) for rule in rules if rule["health"] != "ok"]
+    assert not broken
+
+
+def test_should_raise_an_auth_error_alert_for_every_demo_pair_in_auth_error(stack: Stack) -> None:
+    # Prepare
+    in_auth_error = stack.wait_for(
+        "the demo's AuthError pairs scraped",
+        lambda: _pairs(stack.query('codat_data_type_status{status="AuthError"}')) or None,
+    )
+
+    # Act
+    def covering() -> list[dict[str, Any]] | None:
+        alerts = _alerts(stack, "CodatDataTypeAuthError")
+        return alerts if _pairs(alerts) == in_auth_error else None
+
+    alerts = stack.wait_for("an AuthError alert for each of them", covering)
+
+    # Check
+    assert len({a["labels"]["company_id"] for a in alerts}) >= 1
+    for alert in alerts:
+        assert alert["state"] in {"pending", "firing"}
+        assert alert["labels"]["severity"] == "critical"
+        assert alert["labels"]["job"] == stack.job
+        assert alert["labels"]["instance"] == stack.exporter.removeprefix("http://")
+        assert "status" not in alert["labels"]
+        assert alert["labels"]["company_name"] in alert["annotations"]["description"]
+        assert "ago." in alert["annotations"]["description"]  # the last sync, looked up
+
+
+def test_should_raise_a_stale_alert_for_the_demo_pairs_past_their_max_age(stack: Stack) -> None:
+    # Act
+    def covering() -> list[dict[str, Any]] | None:
+        alerts = _alerts(stack, "CodatDataTypeStale")
+        return alerts if _pairs(alerts) >= STALE_IN_DEMO else None
+
+    alerts = stack.wait_for("stale alerts for O'Brien & Daughters' invoices and bills", covering)
+
+    # Check
+    by_pair = {(a["labels"]["company_name"], a["labels"]["data_type"]): a for a in alerts}
+    invoices, bills = (by_pair["O'Brien & Daughters Ltd", kind] for kind in ("invoices", "bills"))
+    assert invoices["labels"]["severity"] == "warning"
+    assert invoices["labels"]["job"] == stack.job
+    assert "more than its max age of 6h 0m 0s. Latest" in invoices["annotations"]["description"]
+    # The demo derives the bills threshold from the company's sync settings: any whole hours.
+    assert re.search(
+        r"max age of (\d+d )?\d+h 0m 0s\. Latest sync status: \w+\.$",
+        bills["annotations"]["description"],
+    )
+    # Every alerting pair is stale by the exporter's own numbers, read without PromQL.
+    ages, max_ages = _exporter_ages(stack)
+    for pair in by_pair:
+        assert ages[pair] > max_ages[pair], pair
+
+
+Pairs = dict[tuple[str, str], float]
+
+
+def _exporter_ages(stack: Stack) -> tuple[Pairs, Pairs]:
+    """Ages and max ages straight from the exporter's /metrics text."""
+    text = requests.get(f"{stack.exporter}/metrics", timeout=5).text
+    values: dict[str, Pairs] = {LAST_SYNC_AGE.name: {}, MAX_AGE.name: {}}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples if family.name in values else []:
+            pair = (sample.labels["company_name"], sample.labels["data_type"])
+            values[family.name][pair] = sample.value
+    return values[LAST_SYNC_AGE.name], values[MAX_AGE.name]
+
+
+def test_should_leave_the_exporter_alerts_quiet_while_the_demo_runs(stack: Stack) -> None:
+    # Prepare
+    stack.wait_for("the target scraped", lambda: stack.query("up == 1") or None)
+
+    # Act
+    alerts = stack.api("alerts")["alerts"]
+
+    # Check
+    exporter_alerts = [
+        a["labels"]["alertname"] for a in alerts if "CodatExporter" in a["labels"]["alertname"]
+    ]
+    assert not exporter_alerts
+    assert not [a for a in alerts if "error expanding" in str(a["annotations"])]
+
+
+def test_should_answer_every_dashboard_query_with_data_where_the_demo_has_some(
+    stack: Stack,
+) -> None:
+    # Prepare: once rates have scrapes to work with.
+    stack.wait_for(
+        "three scrapes for rate()",
+        lambda: stack.query("count_over_time(up[1m]) >= 3") or None,
+    )
+    values = _viewer_choices(stack)
+    now = time.time()
+
+    # Act
+    empty, answered = [], 0
+    for board in dashboards().values():
+        chosen = values[board["uid"]]
+        for panel in panels(board):
+            for target in panel["targets"]:
+                expr = substitute(target["expr"], chosen)
+                result = stack.query(expr, time=now)
+                if target.get("range"):
+                    stack.api("query_range", query=expr, start=now - 30, end=now, step=1)
+                answered += 1
+                if not result:
+                    empty.append((board["uid"], panel["title"], target["refId"]))
+
+    # Check
+    assert answered >= 50
+    assert set(empty) <= EMPTY_IN_DEMO
+
+
+def test_should_fill_every_template_variable_from_the_demo(stack: Stack) -> None:
+    # Prepare
+    values = _viewer_choices(stack)
+
+    for board in dashboards().values():
+        for variable in variables(board).values():
+            if variable["type"] != "query":
+                continue
+            expr, label = variable_query(substitute(variable["definition"], values[board["uid"]]))
+
+            # Act
+            if label is None:
+                options = [s["metric"] for s in stack.query(expr)]
+            else:
+                options = [s[label] for s in stack.api("series", **{"match[]": expr}) if label in s]
+
+            # Check
+            assert options, f"{board['uid']}: ${variable['name']} would offer nothing"
+
+
+def _viewer_choices(stack: Stack) -> dict[str, dict[str, str]]:
+    """Variable values a viewer would pick, by dashboard uid: every company on the fleet
+    dashboard, the stale demo company on the company dashboard."""
+    obrien = stack.wait_for(
+        "O'Brien & Daughters Ltd polled",
+        lambda: stack.query('codat_exporter_company_up{company_name=~"O.Brien.*"}') or None,
+    )[0]["metric"]["company_id"]
+    common = {"job": stack.job, "datasource": "prometheus"}
+    return {
+        "codat-fleet": {**common, "company": ".*", "data_type": ".*"},
+        "codat-company": {**common, "company": obrien, "data_type": ".*"},
+        "codat-exporter": common,
+    }
