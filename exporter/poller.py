@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -185,8 +185,8 @@ class Poller:
         if not wanted or self._stopping.is_set():
             return
         deadline = self._clock.monotonic() + self._config.poll.interval
-        futures = [self._executor.submit(self._poll_company, c, deadline) for c in wanted]
-        outcomes = [future.result() for future in futures]
+        submitted = [self._submit(c, deadline) for c in wanted]
+        outcomes = self._results(f for f in submitted if f is not None)
         self._log_cycle(outcomes, whole_cycle=False)
         with self._states_lock:
             for outcome in outcomes:
@@ -237,10 +237,28 @@ class Poller:
                     self._clock.sleep(wait)
             if self._stopping.is_set():
                 break
-            futures.append(
-                (company_id, self._executor.submit(self._poll_company, company_id, deadline))
-            )
-        return [future.result() for _, future in futures]
+            future = self._submit(company_id, deadline)
+            if future is None:
+                break
+            futures.append((company_id, future))
+        return self._results(future for _, future in futures)
+
+    def _submit(self, company_id: str, deadline: float) -> Future[Outcome] | None:
+        try:
+            return self._executor.submit(self._poll_company, company_id, deadline)
+        except RuntimeError:  # shut down meanwhile: stopping
+            return None
+
+    @staticmethod
+    def _results(futures: Iterable[Future[Outcome]]) -> list[Outcome]:
+        """Outcomes of the tasks that ran; those cancelled by stop() have none."""
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result())
+            except CancelledError:
+                continue
+        return outcomes
 
     def _company_state(
         self, outcome: Outcome, previous: CompanyState | None, now: float

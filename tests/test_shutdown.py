@@ -1,0 +1,81 @@
+"""Stopping in the middle of a poll cycle: exit 0 within the request timeout, no thread
+left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from exporter.poller import start_scheduler
+from exporter.simulator import SimulatedCodat
+from exporter.simulator.server import DATA_STATUS
+from tests.harness import API_KEY, Harness
+from tests.test_cli import free_port
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_should_exit_0_within_the_timeout_on_sigterm_mid_cycle(
+    tmp_path: Path, codat: SimulatedCodat, fleet_ids: list[str]
+) -> None:
+    # Prepare: every request takes 0.4 s, so a cycle of 8 companies with 2 workers is ~3 s
+    codat.latency = 0.4
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"codat: {{base_url: '{codat.url}', api_key: '{API_KEY}', timeout: 2s,"
+        f" max_concurrency: 2}}\npoll: {{interval: 1h}}\nconnections: {{enabled: false}}\n"
+        f"companies: {{ids: [{', '.join(fleet_ids)}]}}\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "--config.file", str(config),
+         "--web.listen-address", f"127.0.0.1:{free_port()}"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ},
+    )  # fmt: skip
+    try:
+        assert wait_for(lambda: codat.requests.get(DATA_STATUS, 0) >= 1), "cycle started"
+        # Act
+        process.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        code = process.wait(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        process.kill()
+        _, stderr = process.communicate()
+    # Check
+    assert code == 0
+    assert took < 2 + 1, "in-flight requests end within codat.timeout"
+    assert codat.requests[DATA_STATUS] < len(fleet_ids), "queued companies were not polled"
+    assert "received SIGTERM; shutting down" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_should_leave_no_thread_behind_when_stopped_mid_cycle(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Prepare
+    before = set(threading.enumerate())
+    harness = make_harness(codat={"max_concurrency": 3}, connections={"enabled": False})
+    harness.codat.latency = 0.3
+    scheduler = start_scheduler(harness.poller, interval=3600)
+    assert wait_for(lambda: harness.codat.requests.get(DATA_STATUS, 0) >= 1)
+    # Act: what cli.run does on SIGTERM
+    scheduler.shutdown(wait=False)
+    harness.close()
+    scheduler.shutdown(wait=True) if scheduler.running else None
+    # Check
+    left = lambda: {t for t in threading.enumerate() if t not in before and t.is_alive()}  # noqa: E731
+    assert wait_for(lambda: not left(), seconds=5), [t.name for t in left()]
+    assert not harness.store.ready.is_set(), "a cut-short cycle publishes nothing"
