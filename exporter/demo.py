@@ -23,7 +23,13 @@ def start_demo(clock: Clock, companies: int = DEMO_COMPANIES) -> tuple[Simulated
     simulator = SimulatedCodat(fleet, DEMO_API_KEY).start()
     config = parse_config(
         {
-            "codat": {"base_url": simulator.url, "api_key": DEMO_API_KEY, "timeout": "10s"},
+            # The simulator is in-process: no need to pace requests as for api.codat.io.
+            "codat": {
+                "base_url": simulator.url,
+                "api_key": DEMO_API_KEY,
+                "timeout": "10s",
+                "max_requests_per_minute": 60_000,
+            },
             "poll": {"interval": DEMO_INTERVAL},
             "companies": {"discover": True, "discovery_interval": "10m"},
             "connections": {"interval": "5m"},

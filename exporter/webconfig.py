@@ -413,9 +413,16 @@ def _users(raw: Any) -> dict[str, str]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must be a mapping of user name to bcrypt hash")
     users: dict[str, str] = {}
-    for name, hashed in raw.items():
-        if not isinstance(name, str) or not name or ":" in name:
-            raise ConfigError(f"{path}: user name {name!r} must be a string without ':'")
+    for position, (name, hashed) in enumerate(raw.items(), 1):
+        if isinstance(name, str) and ":" in name:
+            # Not echoed: such a name is most likely a pasted htpasswd line (user:hash) or
+            # user:password.
+            raise ConfigError(
+                f"{path}: user name {position} contains ':'; write each user as "
+                "`name: <bcrypt hash>`, not htpasswd's name:hash"
+            )
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{path}: user name {name!r} must be a non-empty string")
         _bcrypt_hash(hashed, f"{path}.{name}")
         users[name] = hashed
     return users

@@ -75,7 +75,10 @@ def test_should_leave_no_thread_behind_when_stopped_mid_cycle(
     scheduler.shutdown(wait=False)
     harness.close()
     scheduler.shutdown(wait=True) if scheduler.running else None
+
     # Check
-    left = lambda: {t for t in threading.enumerate() if t not in before and t.is_alive()}  # noqa: E731
+    def left() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t not in before and t.is_alive()}
+
     assert wait_for(lambda: not left(), seconds=5), [t.name for t in left()]
     assert not harness.store.ready.is_set(), "a cut-short cycle publishes nothing"
