@@ -195,24 +195,30 @@ def format_duration(seconds: float) -> str:
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     """Read, substitute and validate a config file; raise ``ConfigError`` on any problem."""
     environ = os.environ if environ is None else environ
+    raw = read_yaml(path, "config file")
+    return parse_config(_substitute(raw, "", environ), environ)
+
+
+def read_yaml(path: str | os.PathLike[str], what: str) -> Any:
+    """A YAML file's content ({} when empty), or a ConfigError naming the file and line.
+
+    The message gives YAML's description of the problem, never the offending text, which
+    may be a secret on a line of its own.
+    """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: config file is not UTF-8 text") from None
+        raise ConfigError(f"{path}: {what} is not UTF-8 text") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        where = ""
         mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f":{mark.line + 1}:{mark.column + 1}"
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
-    if raw is None:
-        raw = {}
-    return parse_config(_substitute(raw, "", environ), environ)
+    return {} if raw is None else raw
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")

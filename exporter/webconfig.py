@@ -51,9 +51,8 @@ from types import MappingProxyType
 from typing import Any
 
 import bcrypt
-import yaml
 
-from exporter.config import ConfigError
+from exporter.config import ConfigError, read_yaml
 
 # What Go's crypto/tls client auth types mean, in Python's terms. RequestClientCert and
 # RequireAnyClientCert accept a certificate without verifying it, which Python's ssl
@@ -298,19 +297,7 @@ def _bcrypt_hash(value: Any, path: str) -> bytes:
 
 def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     """Read and validate a web config file, including the certificate and key files."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read web config file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: web config file is not UTF-8 text") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML") from None
-    config = parse_web_config(raw, Path(path).parent)
+    config = parse_web_config(read_yaml(path, "web config file"), Path(path).parent)
     config.ssl_context()  # a missing or mismatched file fails now, not at the first scrape
     return config
 
