@@ -23,8 +23,10 @@ import random
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from exporter import __version__
@@ -230,7 +232,9 @@ class CodatClient:
         ``deadline`` is on the clock's monotonic scale; no retry starts that could not
         finish before it.
         """
-        url = self._base_url + route.format(**path)
+        # Ids are UUIDs, but a discovered one is whatever Codat lists: quoted, a "/", "?" or
+        # "#" in it cannot turn the request into one for another resource.
+        url = self._base_url + route.format(**{k: quote(v, safe="") for k, v in path.items()})
         last: CodatError | None = None
         for attempt in range(1, self._max_attempts + 1):
             if not self.limiter.acquire(deadline):
@@ -278,17 +282,20 @@ class CodatClient:
             status, headers, body = self._exchange(url, params, io_deadline, budget)
             code = str(status)
             self._record_quota(headers)
+        except MalformedResponse as exc:  # a body over the cap: Codat did answer
+            code = str(exc.status) if exc.status is not None else code
+            raise
         except _BodyTimeout:
             raise _Retryable(
                 RequestTimeout(f"GET {route}: no complete answer within {budget:.3g}s")
             ) from None
-        except requests.Timeout:
+        except (requests.Timeout, urllib3.exceptions.TimeoutError):
+            # urllib3's own errors come from reading the body ourselves (raw.read1), which
+            # requests does not wrap: a stall mid-body, a connection cut short.
             raise _Retryable(
                 RequestTimeout(f"GET {route}: timed out after {budget:.3g}s")
             ) from None
-        except requests.ConnectionError as exc:
-            raise _Retryable(ConnectionFailed(f"GET {route}: {_short(exc)}")) from None
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise _Retryable(ConnectionFailed(f"GET {route}: {_short(exc)}")) from None
         finally:
             self._metrics.request_done(route, code, time.monotonic() - started)

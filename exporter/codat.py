@@ -185,11 +185,25 @@ def parse_data_statuses(body: object, selects: Callable[[str], bool]) -> tuple[D
     return tuple(result)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text(value: str) -> str:
+    """A string from Codat, safe to export: JSON can carry lone surrogates (``"\\ud800"``),
+    which have no UTF-8 form and would fail the rendering of every company's metrics. Each
+    becomes U+FFFD.
+
+    >>> text("Caf\\u00e9 \\ud800!") == "Caf\\u00e9 \\ufffd!"
+    True
+    """
+    return _SURROGATE.sub("\ufffd", value)
+
+
 def parse_company_name(body: object) -> str:
     """The ``name`` of a Company body; ShapeError when it has none."""
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
         raise ShapeError("company body has no name")
-    return str(body["name"])
+    return text(body["name"])
 
 
 def parse_connections(items: list[object]) -> tuple[ConnectionState, ...]:
@@ -200,7 +214,7 @@ def parse_connections(items: list[object]) -> tuple[ConnectionState, ...]:
             raise ShapeError("connection without an id")
         result.append(
             ConnectionState(
-                connection_id=item["id"][:64],
+                connection_id=text(item["id"][:64]),
                 platform=_label(item.get("platformName")),
                 source_type=_label(item.get("sourceType")),
                 status=normalise_status(item.get("status"))
@@ -226,4 +240,4 @@ def parse_sync_schedules(body: object) -> dict[str, float]:
 
 
 def _label(value: object) -> str:
-    return value[:100] if isinstance(value, str) else ""
+    return text(value[:100]) if isinstance(value, str) else ""

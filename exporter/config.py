@@ -218,6 +218,8 @@ def read_yaml(path: str | os.PathLike[str], what: str) -> Any:
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+    except RecursionError:  # PyYAML's parser recurses once per level of nesting
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     return {} if raw is None else raw
 
 
@@ -243,7 +245,13 @@ def _substitute(value: Any, path: str, environ: Mapping[str, str]) -> Any:
 
 
 def _join(path: str, key: str) -> str:
+    key = _shown(key)
     return f"{path}.{key}" if path else key
+
+
+def _shown(text: str) -> str:
+    """``text`` for an error message, quoted when it would break the message's one line."""
+    return text if text.isprintable() and text else repr(text)
 
 
 def _section(raw: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -275,15 +283,21 @@ def _get(
     return conv(section[key], _join(path, key))
 
 
+MAX_DURATION = 10 * 365 * 86400.0
+"""Longer would be a mistake, and far longer overflows the scheduler's timedelta."""
+
+
 def _duration(value: Any, path: str) -> float:
     if isinstance(value, str):
         try:
             seconds = parse_duration(value.strip())
-        except ValueError:
+        except (ValueError, OverflowError):  # overflow: more digits than a float holds
             pass
         else:
             if seconds <= 0:
                 raise ConfigError(f"{path}: must be longer than 0s")
+            if seconds > MAX_DURATION:
+                raise ConfigError(f"{path}: must be at most 3650d")
             return seconds
     raise ConfigError(f"{path}: {value!r} is not a duration (use e.g. 90s, 5m, 1h30m, 2d)")
 
@@ -385,9 +399,9 @@ def _api_key(codat: dict[str, Any]) -> str:
         key = Path(key_path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise ConfigError(f"codat.api_key_file: cannot read {key_path}: {reason}") from None
+        raise ConfigError(f"codat.api_key_file: cannot read {_shown(key_path)}: {reason}") from None
     if not key:
-        raise ConfigError(f"codat.api_key_file: {key_path} is empty")
+        raise ConfigError(f"codat.api_key_file: {_shown(key_path)} is empty")
     return key
 
 

@@ -44,6 +44,7 @@ from exporter.codat import (
     parse_connections,
     parse_data_statuses,
     parse_sync_schedules,
+    text,
 )
 from exporter.collector import Exposition
 from exporter.config import Config
@@ -118,6 +119,7 @@ class Poller:
         self._cycle_lock = threading.Lock()
         self._discovered: dict[str, str] | None = None
         self._discovered_at: float | None = None
+        self._discovery_failing = False
         self._names: dict[str, _Refreshed] = {}
         self._connections: dict[str, _Refreshed] = {}
         self._schedules: dict[str, _Refreshed] = {}
@@ -380,15 +382,21 @@ class Poller:
         try:
             items = self._client.get_pages(COMPANIES, deadline, companies.page_size, params)
             found = {
-                str(item["id"]): str(item.get("name") or "")
+                text(item["id"]): text(str(item.get("name") or ""))
                 for item in items
                 if isinstance(item, dict) and isinstance(item.get("id"), str)
             }
         except CodatError as exc:
             self._metrics.discovery_failures.inc()
             kept = len(self._discovered or {})
-            log.warning("company discovery failed; keeping the last list of %d: %s", kept, exc)
+            # Once per outage, like a company's failure: it is retried every cycle meanwhile.
+            level = logging.DEBUG if self._discovery_failing else logging.WARNING
+            log.log(level, "company discovery failed; keeping the last list of %d: %s", kept, exc)
+            self._discovery_failing = True
             return
+        if self._discovery_failing:
+            log.info("company discovery succeeded again")
+            self._discovery_failing = False
         if self._discovered is not None:
             dropped = self._discovered.keys() - found.keys()
             if dropped:

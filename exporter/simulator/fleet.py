@@ -74,8 +74,9 @@ class Fault:
     kind: ``status`` (HTTP ``status`` with an ErrorMessage), ``html`` (``status`` with an HTML
     page), ``latency`` (wait ``seconds`` then answer), ``malformed`` (200, not JSON),
     ``wrong_shape`` (200, a JSON list), ``trickle`` (200, body sent a byte per ``seconds``),
-    ``truncated`` (200, JSON cut short), ``reset`` (close the connection), ``empty`` (200,
-    ``{}``), ``oversized`` (200, a JSON body of ``size`` bytes).
+    ``truncated`` (200, JSON cut short), ``reset`` (close the connection), ``cut`` (200 and
+    half the body its Content-Length announces, then reset), ``empty`` (200, ``{}``),
+    ``oversized`` (200, a JSON body of ``size`` bytes).
     """
 
     kind: str

@@ -20,7 +20,7 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from exporter.simulator.fleet import Fault, Fleet
 
@@ -219,7 +219,8 @@ class _Handler(BaseHTTPRequestHandler):
         for pattern, route in _ROUTES:
             match = pattern.fullmatch(path)
             if match:
-                return route, match.groupdict().get("id")
+                company_id = match.groupdict().get("id")
+                return route, None if company_id is None else unquote(company_id)
         return None, None
 
     def _apply(self, fault: Fault) -> bool:
@@ -246,6 +247,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b'{"invoices": {"dataType": "invoi', "application/json")
         elif fault.kind == "trickle":
             self._trickle(fault.seconds)
+        elif fault.kind == "cut":
+            self._cut()
         elif fault.kind == "reset":
             self.connection.setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
@@ -255,6 +258,21 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             raise ValueError(f"unknown fault kind {fault.kind!r}")
         return True
+
+    def _cut(self) -> None:
+        """Headers for a whole body, half of it, then the connection is reset."""
+        body = b'{"invoices": {"dataType": "invoices", "currentStatus": "Complete"}}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        self.connection.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
+        self.close_connection = True
+        self.connection.close()
 
     def _trickle(self, interval: float) -> None:
         body = b'{"invoices": {"dataType": "invoices", "currentStatus": "Complete"}}'
