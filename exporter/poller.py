@@ -300,6 +300,11 @@ class Poller:
             side_failure = self._refresh_side_values(company_id, deadline)
             body = self._client.data_status(company_id, deadline)
             data_types = parse_data_statuses(body, self._config.data_types.selects)
+            known = self._states.get(company_id)
+            if body == {} and known is not None and known.data_types:
+                # A company that listed data types does not lose them all at once; a company
+                # with nothing connected yet answers {} and is fine.
+                raise ShapeError(f"dataStatus is empty; it listed {len(known.data_types)} before")
         except NotFound as exc:
             return Outcome(company_id, error=str(exc), reason=exc.reason, gone=True)
         except CodatError as exc:

@@ -221,3 +221,16 @@ def test_should_leave_the_name_empty_until_it_is_known(harness: Harness, company
     assert scrape.value("codat_exporter_company_up", company_id=company, company_name="") == 0
     assert scrape.find(STATUS, company_id=company, company_name="") != []
     assert scrape.value("codat_exporter_poll_errors_total", reason="http_error") == 1
+
+
+def test_should_accept_an_empty_data_status_from_a_company_that_never_listed_any(
+    harness: Harness, company: str
+) -> None:
+    # Prepare: nothing connected yet, so Codat has no data types for the company
+    harness.fleet.override(company, {})
+    # Act
+    harness.poll()
+    scrape = harness.scrape()
+    # Check
+    assert scrape.value("codat_exporter_company_up", company_id=company) == 1
+    assert scrape.find(STATUS, company_id=company) == []

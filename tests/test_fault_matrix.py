@@ -154,12 +154,6 @@ CASES = (
          "malformed_response", "200"),
 )  # fmt: skip
 
-EMPTY_DATA_STATUS = pytest.mark.xfail(
-    strict=True,
-    reason="a dataStatus of {} is read as a company without data types: the poll succeeds "
-    "and the company's data-type series all vanish (reported on issue 5)",
-)
-
 
 def matrix(*endpoints: str) -> list[Any]:
     params = []
@@ -167,13 +161,7 @@ def matrix(*endpoints: str) -> list[Any]:
         for case in CASES:
             if endpoint == DATA_STATUS and case.name == "404":
                 continue  # the company was deleted: its own test below
-            marks = (
-                [EMPTY_DATA_STATUS]
-                if (endpoint, case.name) == (DATA_STATUS, "empty-object")
-                else []
-            )
-            params.append(pytest.param(endpoint, case, marks=marks,
-                                       id=f"{ROUTES[endpoint]}-{case.name}"))  # fmt: skip
+            params.append(pytest.param(endpoint, case, id=f"{ROUTES[endpoint]}-{case.name}"))
     return params
 
 
