@@ -167,9 +167,25 @@ class Poller:
                         self._merge(outcome, previous.get(outcome.company_id))
                 self._last_cycle = (self._clock.monotonic() - started, self._clock.time())
                 self._publish()
+            self._forget_all_but(set(targets) - {o.company_id for o in outcomes if o.gone})
             gone = sum(1 for o in outcomes if o.gone)
             failed = sum(1 for o in outcomes if o.reason and not o.gone)
             return CycleResult(len(outcomes) - failed - gone, failed, gone)
+
+    def _caches(self) -> list[dict[str, Any]]:
+        return [self._state_at, self._names, self._connections, self._schedules, self._failing]
+
+    def remembered(self) -> set[str]:
+        """Every company the poller keeps anything about (bounded by the fleet, not history)."""
+        with self._states_lock:
+            return {company_id for cache in self._caches() for company_id in cache}
+
+    def _forget_all_but(self, kept: set[str]) -> None:
+        """Drop what is remembered of companies no longer polled, so churn cannot grow it."""
+        with self._states_lock:
+            for cache in self._caches():
+                for company_id in cache.keys() - kept:
+                    del cache[company_id]
 
     def _merge(self, outcome: Outcome, previous: CompanyState | None) -> None:
         """Record a company's result unless a later one (a webhook re-poll) is already in."""

@@ -297,3 +297,21 @@ def test_should_split_the_fleet_across_shards_without_overlap(
     assert seen[0] == {c for c in fleet_ids if shard_of(c, 2) == 0}
     info = shards[1].scrape().find("codat_exporter_shard_info")
     assert [(s.labels["shard"], s.labels["shards"]) for s in info] == [("1", "2")]
+
+
+def test_should_forget_companies_that_churn_out_of_the_fleet(
+    make_harness: Callable[..., Harness], fleet_ids: list[str]
+) -> None:
+    # Prepare: every hour a company leaves and another joins
+    harness = make_harness(companies=discovering(discovery_interval="1h"))
+    harness.poll()
+    # Act
+    for leaving in fleet_ids[:5]:
+        harness.fleet.remove(leaving)
+        harness.fleet.add()
+        harness.clock.advance(3600)
+        harness.poll()
+    # Check: what the poller remembers is bounded by the fleet, not by its history
+    current = set(harness.fleet.companies)
+    assert harness.poller.remembered() <= current
+    assert companies_up(harness.scrape()) == current
