@@ -13,6 +13,9 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels codat-freshness-exporter \
  && rm -rf /wheels
 USER 10001:10001
+# Fewer malloc arenas: memory freed after each poll's render is reused instead of kept
+# per thread (measured in bench/RESULTS.md).
+ENV MALLOC_ARENA_MAX=2
 EXPOSE 9781
 HEALTHCHECK --interval=30s --timeout=5s \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9781/-/healthy', timeout=4)"]

@@ -1,25 +1,29 @@
-"""Renders a snapshot into the Prometheus text format.
+"""Renders a snapshot into the Prometheus text format, sized for 10,000 companies x 25 data
+types (about 750,000 series and 175 MB of text).
 
-prometheus_client's own rendering builds a Python object per sample on every scrape; at
-10,000 companies x 25 data types that is seconds of CPU. A snapshot changes only once per
-poll, so ``Exposition`` renders everything but the ages once, when the snapshot is
-published, and keeps it as bytes (and lazily as a gzip member). A scrape then formats only
-the ages, the one value that changes every second, from prepared series prefixes:
+prometheus_client's own rendering builds a Python object per sample on every scrape: about
+14 s a scrape at that size here. A snapshot changes only once per poll, so ``Exposition``
+renders everything but the ages when the snapshot is published, and keeps it compressed:
+each family is fed line by line into its own gzip member (about 15 MB in all, with no
+175 MB string ever built). The ages, the one value that changes every second, are kept as
+%-templates of a few thousand lines each, so a scrape formats them with one C-level
+``template % ages`` per piece::
 
-    codat_data_type_last_successful_sync_age_seconds{company_id="8a21...",\
-        company_name="Acme",data_type="invoices"} 5423.25
+    codat_data_type_last_successful_sync_age_seconds{company_id="8a21...",\\
+        company_name="Acme",data_type="invoices"} %r
 
-Gzip bodies are the cached static member followed by a fresh member for the ages; a
-gzip stream may hold several members (RFC 1952), and Prometheus reads them all.
+A scrape is a sequence of pieces (``pieces``), written to the socket as they come: for
+gzip, the stored members followed by a fresh member for the ages and the exporter's own
+metrics (a gzip stream may hold several members, RFC 1952, and Prometheus reads them all);
+for plain text, the members inflated a piece at a time. Measured in bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
-import gzip
-import threading
+import zlib
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterator
 
 from exporter.codat import CONNECTION_STATUSES, KNOWN_STATUSES, NEVER_SYNCED
 from exporter.config import FreshnessConfig, format_duration
@@ -38,12 +42,18 @@ from exporter.metrics import (
     STATUS,
     MetricSpec,
 )
-from exporter.state import Snapshot
+from exporter.state import CompanyState, Snapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-GZIP_LEVEL = (
-    1  # the body is large and regular; level 1 gets most of the ratio for a fraction of the CPU
-)
+GZIP_LEVEL = 1  # the text is large and regular; level 1 gets most of the ratio for little CPU
+AGE_PIECE = 4000
+"""Age lines per %-template (about 0.6 MB of text)."""
+INFLATE_PIECE = 128 * 1024
+"""Compressed bytes inflated at a time for a plain scrape (about 1 MB of text)."""
+
+_PER_COMPANY = (LAST_SYNC_TIMESTAMP, STATUS, MAX_AGE, COMPANIES_BY_STATUS, CONNECTION_STATUS,
+                CONNECTIONS, COMPANY_UP, COMPANY_LAST_SUCCESS)  # fmt: skip
+"""Snapshot families in the order they are written; the fleet-wide ones follow."""
 
 
 def escape(value: str) -> str:
@@ -67,128 +77,150 @@ def header(spec: MetricSpec, interval: str) -> str:
     return f"# HELP {spec.name} {help_text}\n# TYPE {spec.name} {spec.type}\n"
 
 
+class _Member:
+    """One family compressed into one gzip member as its lines are rendered."""
+
+    def __init__(self, spec: MetricSpec, interval: str) -> None:
+        self._header = header(spec, interval).encode()
+        self._deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        self._out: list[bytes] = []
+        self._empty = True
+
+    def add(self, text: str) -> None:
+        if not text:
+            return
+        if self._empty:
+            self._out.append(self._deflate.compress(self._header))
+            self._empty = False
+        self._out.append(self._deflate.compress(text.encode()))
+
+    def finish(self) -> bytes:
+        """The member, or nothing for a family without samples (it is left out)."""
+        if self._empty:
+            return b""
+        self._out.append(self._deflate.flush())
+        return b"".join(self._out)
+
+
 class Exposition:
     """The text of one snapshot: everything but the ages rendered once, at construction."""
 
     def __init__(self, snapshot: Snapshot, freshness: FreshnessConfig, interval: float) -> None:
         self.snapshot = snapshot
         self._interval = format_duration(interval)
-        self._age_prefixes: list[str] = []
-        self._age_timestamps = array("d")
-        self.static = self._render_static(freshness).encode()
-        self._static_gzip: bytes | None = None
-        self._gzip_lock = threading.Lock()
+        self._age_header = header(LAST_SYNC_AGE, self._interval).encode()
+        self._age_pieces: list[tuple[bytes, array[float]]] = []
+        self._members = self._render(freshness)
 
-    def _render_static(self, freshness: FreshnessConfig) -> str:
-        timestamps: list[str] = []
-        statuses: list[str] = []
-        max_ages: list[str] = []
-        company_up: list[str] = []
-        company_success: list[str] = []
-        connections: list[str] = []
-        connection_counts: Counter[tuple[str, str]] = Counter()
+    def _render(self, freshness: FreshnessConfig) -> list[bytes]:
+        members = {spec.name: _Member(spec, self._interval) for spec in _PER_COMPANY}
+        template: list[bytes] = []
+        timestamps = array("d")
         counts: Counter[tuple[str, str]] = Counter()
-        data_types_seen: set[str] = set()
-        extra_statuses: set[str] = set()
-        age_name = LAST_SYNC_AGE.name + "{"
+        connection_counts: Counter[tuple[str, str]] = Counter()
         for company in self.snapshot.companies.values():
-            company_labels = (
-                f'company_id="{escape(company.company_id)}",company_name="{escape(company.name)}"'
-            )
-            company_up.append(f"{COMPANY_UP.name}{{{company_labels}}} {int(company.up)}\n")
-            if company.last_poll_success is not None:
-                company_success.append(
-                    f"{COMPANY_LAST_SUCCESS.name}{{{company_labels}}} "
-                    f"{number(company.last_poll_success)}\n"
-                )
-            for conn in company.connections:
-                connections.append(
-                    f"{CONNECTION_STATUS.name}{{{company_labels},"
-                    f'connection_id="{escape(conn.connection_id)}",'
-                    f'platform="{escape(conn.platform)}",source_type="{escape(conn.source_type)}",'
-                    f'status="{escape(conn.status)}"}} 1\n'
-                )
-                connection_counts[conn.platform, conn.status] += 1
-            for item in company.data_types:
-                labels = f'{company_labels},data_type="{escape(item.data_type)}"'
-                statuses.append(f'{STATUS.name}{{{labels},status="{escape(item.status)}"}} 1\n')
-                max_age = freshness.max_age_for(
-                    item.data_type, company.company_id, company.sync_schedules.get(item.data_type)
-                )
-                max_ages.append(f"{MAX_AGE.name}{{{labels}}} {number(max_age)}\n")
-                if item.last_successful_sync is not None:
-                    timestamps.append(
-                        f"{LAST_SYNC_TIMESTAMP.name}{{{labels}}} "
-                        f"{number(item.last_successful_sync)}\n"
-                    )
-                    self._age_prefixes.append(f"{age_name}{labels}}} ")
-                    self._age_timestamps.append(item.last_successful_sync)
-                counts[item.data_type, item.status] += 1
-                data_types_seen.add(item.data_type)
-                if item.status not in KNOWN_STATUSES and item.status != NEVER_SYNCED:
-                    extra_statuses.add(item.status)
+            for name, text in self._company_lines(company, freshness, template, timestamps):
+                members[name].add(text)
+            if len(timestamps) >= AGE_PIECE:
+                self._age_pieces.append((b"".join(template), timestamps))
+                template, timestamps = [], array("d")
+            counts.update((item.data_type, item.status) for item in company.data_types)
+            connection_counts.update((c.platform, c.status) for c in company.connections)
+        if timestamps:
+            self._age_pieces.append((b"".join(template), timestamps))
 
-        all_statuses = (*KNOWN_STATUSES, NEVER_SYNCED, *sorted(extra_statuses))
-        by_status = [
-            f'{COMPANIES_BY_STATUS.name}{{data_type="{escape(data_type)}",status="{status}"}} '
-            f"{counts[data_type, status]}\n"
-            for data_type in sorted(data_types_seen)
-            for status in all_statuses
-        ]
-        platforms = sorted({platform for platform, _ in connection_counts})
-        connection_statuses = (
-            *CONNECTION_STATUSES,
-            *sorted({s for _, s in connection_counts} - set(CONNECTION_STATUSES)),
-        )
-        by_platform = [
-            f'{CONNECTIONS.name}{{platform="{escape(platform)}",status="{escape(status)}"}} '
-            f"{connection_counts[platform, status]}\n"
-            for platform in platforms
-            for status in connection_statuses
-        ]
+        extra = sorted({s for _, s in counts} - {*KNOWN_STATUSES, NEVER_SYNCED})
+        for data_type in sorted({d for d, _ in counts}):
+            members[COMPANIES_BY_STATUS.name].add("".join(
+                f'{COMPANIES_BY_STATUS.name}{{data_type="{escape(data_type)}",'
+                f'status="{escape(status)}"}} {counts[data_type, status]}\n'
+                for status in (*KNOWN_STATUSES, NEVER_SYNCED, *extra)
+            ))  # fmt: skip
+        seen = {s for _, s in connection_counts} - set(CONNECTION_STATUSES)
+        for platform in sorted({p for p, _ in connection_counts}):
+            members[CONNECTIONS.name].add("".join(
+                f'{CONNECTIONS.name}{{platform="{escape(platform)}",status="{escape(status)}"}} '
+                f"{connection_counts[platform, status]}\n"
+                for status in (*CONNECTION_STATUSES, *sorted(seen))
+            ))  # fmt: skip
+
         snap = self.snapshot
-        return "".join(
-            [
-                *self._family(LAST_SYNC_TIMESTAMP, timestamps),
-                *self._family(STATUS, statuses),
-                *self._family(MAX_AGE, max_ages),
-                *self._family(COMPANIES_BY_STATUS, by_status),
-                *self._family(CONNECTION_STATUS, connections),
-                *self._family(CONNECTIONS, by_platform),
-                *self._family(COMPANY_UP, company_up),
-                *self._family(COMPANY_LAST_SUCCESS, company_success),
-                *self._family(COMPANIES, [f"{COMPANIES.name} {snap.monitored}\n"]),
-                *self._optional(POLL_DURATION, snap.poll_duration),
-                *self._optional(LAST_POLL, snap.last_poll),
-            ]
+        fleet = [(COMPANIES, snap.monitored), (POLL_DURATION, snap.poll_duration),
+                 (LAST_POLL, snap.last_poll)]  # fmt: skip
+        ordered = list(members.values())
+        for spec, value in fleet:
+            member = _Member(spec, self._interval)
+            if value is not None:
+                member.add(f"{spec.name} {number(value)}\n")
+            ordered.append(member)
+        return [body for body in (member.finish() for member in ordered) if body]
+
+    @staticmethod
+    def _company_lines(
+        company: CompanyState,
+        freshness: FreshnessConfig,
+        template: list[bytes],
+        timestamps: array[float],
+    ) -> Iterator[tuple[str, str]]:
+        """(family, text) for one company; its age lines go to ``template``."""
+        labels = f'company_id="{escape(company.company_id)}",company_name="{escape(company.name)}"'
+        yield COMPANY_UP.name, f"{COMPANY_UP.name}{{{labels}}} {int(company.up)}\n"
+        if company.last_poll_success is not None:
+            yield (
+                COMPANY_LAST_SUCCESS.name,
+                (f"{COMPANY_LAST_SUCCESS.name}{{{labels}}} {number(company.last_poll_success)}\n"),
+            )
+        yield (
+            CONNECTION_STATUS.name,
+            "".join(
+                f'{CONNECTION_STATUS.name}{{{labels},connection_id="{escape(c.connection_id)}",'
+                f'platform="{escape(c.platform)}",source_type="{escape(c.source_type)}",'
+                f'status="{escape(c.status)}"}} 1\n'
+                for c in company.connections
+            ),
         )
+        synced, statuses, max_ages, ages = [], [], [], []
+        for item in company.data_types:
+            pair = f'{labels},data_type="{escape(item.data_type)}"'
+            statuses.append(f'{STATUS.name}{{{pair},status="{escape(item.status)}"}} 1\n')
+            max_age = freshness.max_age_for(
+                item.data_type, company.company_id, company.sync_schedules.get(item.data_type)
+            )
+            max_ages.append(f"{MAX_AGE.name}{{{pair}}} {number(max_age)}\n")
+            if item.last_successful_sync is not None:
+                synced.append(
+                    f"{LAST_SYNC_TIMESTAMP.name}{{{pair}}} {number(item.last_successful_sync)}\n"
+                )
+                ages.append(f"{LAST_SYNC_AGE.name}{{{pair.replace('%', '%%')}}} %r\n")
+                timestamps.append(item.last_successful_sync)
+        yield LAST_SYNC_TIMESTAMP.name, "".join(synced)
+        yield STATUS.name, "".join(statuses)
+        yield MAX_AGE.name, "".join(max_ages)
+        template.append("".join(ages).encode())
 
-    def _family(self, spec: MetricSpec, lines: list[str]) -> Iterable[str]:
-        return [header(spec, self._interval), *lines] if lines else []
+    def _ages(self, now: float) -> Iterator[bytes]:
+        if self._age_pieces:
+            yield self._age_header
+        for template, timestamps in self._age_pieces:
+            yield template % tuple([now - ts for ts in timestamps])
 
-    def _optional(self, spec: MetricSpec, value: float | None) -> Iterable[str]:
-        return [] if value is None else self._family(spec, [f"{spec.name} {number(value)}\n"])
-
-    def ages(self, now: float) -> bytes:
-        """The age family, computed for ``now``: the only per-scrape rendering."""
-        if not self._age_prefixes:
-            return b""
-        body = [header(LAST_SYNC_AGE, self._interval)]
-        body += [
-            f"{prefix}{now - ts!r}\n"
-            for prefix, ts in zip(self._age_prefixes, self._age_timestamps, strict=True)
-        ]
-        return "".join(body).encode()
-
-    def static_gzip(self) -> bytes:
-        with self._gzip_lock:
-            if self._static_gzip is None:
-                self._static_gzip = gzip.compress(self.static, GZIP_LEVEL, mtime=0)
-            return self._static_gzip
+    def pieces(self, now: float, extra: bytes = b"", compress: bool = False) -> Iterator[bytes]:
+        """The body of a scrape at ``now``, piece by piece; ``extra`` is rendered text."""
+        if not compress:
+            for member in self._members:
+                inflate = zlib.decompressobj(31)
+                for start in range(0, len(member), INFLATE_PIECE):
+                    yield inflate.decompress(member[start : start + INFLATE_PIECE])
+                yield inflate.flush()
+            yield from self._ages(now)
+            yield extra
+            return
+        yield from self._members
+        deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        for piece in self._ages(now):
+            yield deflate.compress(piece)
+        yield deflate.compress(extra) + deflate.flush()
 
     def render(self, now: float, extra: bytes = b"", compress: bool = False) -> bytes:
-        """The whole body for a scrape at ``now``; ``extra`` is already-rendered text."""
-        dynamic = self.ages(now) + extra
-        if not compress:
-            return self.static + dynamic
-        return self.static_gzip() + gzip.compress(dynamic, GZIP_LEVEL, mtime=0)
+        """The whole body at once, for ``--once`` and tests; /metrics streams ``pieces``."""
+        return b"".join(self.pieces(now, extra, compress))

@@ -278,3 +278,20 @@ def test_should_stop_reading_a_body_over_the_size_cap(
     assert result.failed == 1
     assert ups(scrape)[fleet_ids[0]] == 0
     assert scrape.value(ERRORS, reason="malformed_response") == 1
+
+
+def test_should_reach_codat_through_the_proxy_from_the_environment(
+    make_harness: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch, fleet_ids: list[str]
+) -> None:
+    # Prepare: codat.invalid does not resolve, so only the proxy (the simulator) can answer
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = make_harness().codat.url
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    harness = make_harness(codat={"base_url": "http://codat.invalid"})
+    monkeypatch.delenv("HTTP_PROXY")  # read once, at start; the test's own scrapes go direct
+    # Act
+    result = harness.poll()
+    # Check
+    assert result.all_succeeded
+    assert len(harness.scrape().find(UP)) == len(fleet_ids)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from tests.harness import Harness
 
 
@@ -50,3 +52,34 @@ def test_should_use_the_prometheus_text_content_type(harness: Harness) -> None:
         harness.get("/metrics").headers["Content-Type"]
         == "text/plain; version=0.0.4; charset=utf-8"
     )
+
+
+def test_should_stream_metrics_in_chunks_and_give_http_1_0_a_plain_body(harness: Harness) -> None:
+    # Prepare
+    harness.poll()
+    host, port = harness.server.server_address[:2]
+    # Act
+    bodies = {}
+    for version in ("HTTP/1.1", "HTTP/1.0"):
+        with socket.create_connection((str(host), int(port)), timeout=5) as conn:
+            conn.sendall(f"GET /metrics {version}\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            raw = b""
+            while chunk := conn.recv(65536):
+                raw += chunk
+        bodies[version] = raw
+    # Check
+    head11, _ = bodies["HTTP/1.1"].split(b"\r\n\r\n", 1)
+    head10, body10 = bodies["HTTP/1.0"].split(b"\r\n\r\n", 1)
+    assert b"Transfer-Encoding: chunked" in head11
+    assert b"Content-Length: %d" % len(body10) in head10
+    assert b"codat_exporter_company_up{" in body10
+
+
+def test_should_stream_the_same_metrics_as_a_whole_render(harness: Harness) -> None:
+    # Prepare
+    harness.poll()
+    # Act
+    streamed = harness.get("/metrics").text
+    whole = harness.store.current.render(harness.clock.time()).decode()
+    # Check
+    assert streamed.startswith(whole)
