@@ -1,0 +1,108 @@
+"""The exporter in a process of its own, wired as ``exporter.cli.run`` wires it (config from
+``parse_config``, ``CodatClient``, ``SnapshotStore``, ``Poller``, ``ExporterServer``), driven
+by the benchmark instead of the scheduler so that each poll cycle can be timed on its own.
+
+One difference: the poller runs with ``spread=False``. In production a cycle's requests are
+spaced evenly over 80 % of ``poll.interval``, so a cycle lasts that long by design whatever
+the exporter could do; the benchmark measures what it can do (the fastest cycle, which says
+how short ``poll.interval`` may be for a fleet).
+
+Commands: ``cycle`` runs ``Poller.run_cycle`` once and answers its wall time and the requests
+it made by route (from the exporter's own ``codat_exporter_api_requests_total``); ``serve``
+starts ``ExporterServer`` on a free loopback port and answers its URL.
+
+    python bench/exporter_proc.py --base-url http://127.0.0.1:PORT --concurrency 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Any
+
+from common import exporter_config, send, serve_commands
+
+from exporter.client import CodatClient
+from exporter.clock import SystemClock
+from exporter.collector import Exposition
+from exporter.metrics import ExporterMetrics
+from exporter.poller import Poller
+from exporter.state import Snapshot, SnapshotStore
+from exporter.web import ExporterServer
+
+
+def requests_by_endpoint(metrics: ExporterMetrics) -> dict[str, dict[str, float]]:
+    """{endpoint: {code: count}} from the exporter's own request counter."""
+    counts: dict[str, dict[str, float]] = {}
+    for family in metrics.api_requests.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                by_code = counts.setdefault(sample.labels["endpoint"], {})
+                by_code[sample.labels["code"]] = sample.value
+    return counts
+
+
+def delta(
+    after: dict[str, dict[str, float]], before: dict[str, dict[str, float]]
+) -> dict[str, dict[str, int]]:
+    return {
+        endpoint: {
+            code: int(value - before.get(endpoint, {}).get(code, 0.0))
+            for code, value in codes.items()
+            if value != before.get(endpoint, {}).get(code, 0.0)
+        }
+        for endpoint, codes in after.items()
+        if codes != before.get(endpoint)
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--concurrency", type=int, required=True)
+    args = parser.parse_args()
+    config = exporter_config(args.base_url, args.concurrency)
+    clock = SystemClock()
+    metrics = ExporterMetrics()
+    client = CodatClient(config.codat, metrics, clock)
+    server_class = ExporterServer
+    store = SnapshotStore(Exposition(Snapshot(), config.freshness, config.poll.interval))
+    poller = Poller(config, client, store, metrics, clock, spread=False)
+    servers: list[ExporterServer] = []
+
+    def cycle(_: dict[str, Any]) -> dict[str, Any]:
+        before = requests_by_endpoint(metrics)
+        cpu, started = time.process_time(), time.monotonic()
+        result = poller.run_cycle()
+        seconds = time.monotonic() - started
+        snapshot = store.current.snapshot
+        return {
+            "seconds": seconds,
+            "poll_duration": snapshot.poll_duration,
+            "cpu_seconds": time.process_time() - cpu,
+            "companies": snapshot.monitored,
+            "succeeded": result.succeeded,
+            "failed": result.failed,
+            "gone": result.gone,
+            "requests": delta(requests_by_endpoint(metrics), before),
+        }
+
+    def serve(_: dict[str, Any]) -> dict[str, Any]:
+        server = server_class("127.0.0.1:0", store, metrics, clock)
+        server.start()
+        servers.append(server)
+        return {"url": server.url}
+
+    try:
+        send({"pid": os.getpid()})
+        serve_commands({"cycle": cycle, "serve": serve})
+    finally:
+        for server in servers:
+            server.stop()
+        poller.stop()
+        client.close()
+
+
+if __name__ == "__main__":
+    main()
