@@ -225,6 +225,21 @@ def by_name(field: str, *properties: tuple[str, Any]) -> dict[str, Any]:
     }
 
 
+def age_columns() -> list[dict[str, Any]]:
+    """Table columns Age, Max age and % of max age, the last coloured against the threshold."""
+    return [
+        by_name("Age", ("unit", "dtdurations")),
+        by_name("Max age", ("unit", "dtdurations")),
+        by_name(
+            "% of max age",
+            ("unit", "percent"),
+            ("decimals", 0),
+            ("thresholds", AGE_RATIO_THRESHOLDS),
+            ("custom.cellOptions", {"type": "color-background"}),
+        ),
+    ]
+
+
 def datasource_variable() -> dict[str, Any]:
     return {
         "name": "datasource",

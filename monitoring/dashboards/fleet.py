@@ -28,9 +28,9 @@ from monitoring.dashboards.common import (
     stale,
 )
 from monitoring.panels import (
-    AGE_RATIO_THRESHOLDS,
     TIMELINE_STATUSES,
     Layout,
+    age_columns,
     by_name,
     dashboard,
     panel,
@@ -160,15 +160,7 @@ def build(selector: str) -> dict[str, Any]:
             },
             overrides=[
                 company_link(),
-                by_name("Age", ("unit", "dtdurations")),
-                by_name("Max age", ("unit", "dtdurations")),
-                by_name(
-                    "% of max age",
-                    ("unit", "percent"),
-                    ("decimals", 0),
-                    ("thresholds", AGE_RATIO_THRESHOLDS),
-                    ("custom.cellOptions", {"type": "color-background"}),
-                ),
+                *age_columns(),
             ],
             sort_by="Age",
             descending=True,
