@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -253,9 +254,22 @@ def _exporter_ages(stack: Stack) -> tuple[Pairs, Pairs]:
     return values[LAST_SYNC_AGE.name], values[MAX_AGE.name]
 
 
+def _evaluated_since(stack: Stack, moment: float) -> bool:
+    """Whether every rule group has been evaluated after ``moment`` (Unix seconds)."""
+    groups = stack.api("rules")["groups"]
+    return bool(groups) and all(
+        datetime.fromisoformat(group["lastEvaluation"]).timestamp() > moment for group in groups
+    )
+
+
 def test_should_leave_the_exporter_alerts_quiet_while_the_demo_runs(stack: Stack) -> None:
-    # Prepare
+    # Prepare: CodatExporterDown's absent() is pending until the first scrape lands, so
+    # look only once the rules have been evaluated with a successful scrape queryable.
     stack.wait_for("the target scraped", lambda: stack.query("up == 1") or None)
+    scrape_visible = time.time()
+    stack.wait_for(
+        "the rules evaluated after that", lambda: _evaluated_since(stack, scrape_visible) or None
+    )
 
     # Act
     alerts = stack.api("alerts")["alerts"]
