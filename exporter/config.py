@@ -359,10 +359,20 @@ def _company_ids(value: Any, path: str) -> tuple[str, ...]:
 
 
 def _base_url(value: Any, path: str) -> str:
+    """The API root, without credentials: a ``user:password@`` part would end up in logs
+    and errors, so it is refused without echoing the URL."""
     url = _string(value, path).rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not 0-65535
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not a valid URL ({exc})") from None
+    if "@" in parts.netloc:
+        raise ConfigError(f"{path}: must not carry credentials; set codat.api_key instead")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{path}: {url!r} is not an http(s) URL")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{path}: {url!r} must not have a query or fragment")
     return url
 
 
@@ -397,8 +407,10 @@ def _api_key(codat: dict[str, Any]) -> str:
     key_path = _string(codat["api_key_file"], "codat.api_key_file")
     try:
         key = Path(key_path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+    except (OSError, ValueError) as exc:
+        reason = {UnicodeDecodeError: "not UTF-8 text", ValueError: "a NUL byte in the path"}.get(
+            type(exc), getattr(exc, "strerror", None) or "unreadable"
+        )
         raise ConfigError(f"codat.api_key_file: cannot read {_shown(key_path)}: {reason}") from None
     if not key:
         raise ConfigError(f"codat.api_key_file: {_shown(key_path)} is empty")
