@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
-from exporter.state import ConnectionState, DataTypeStatus
+from exporter.state import CompanyInfo, ConnectionState, DataTypeStatus
 
 KNOWN_STATUSES: tuple[str, ...] = (
     "Initial",
@@ -199,11 +199,23 @@ def text(value: str) -> str:
     return _SURROGATE.sub("\ufffd", value)
 
 
-def parse_company_name(body: object) -> str:
-    """The ``name`` of a Company body; ShapeError when it has none."""
+def parse_company(body: object) -> CompanyInfo:
+    """The ``name`` and ``created`` of a Company body (GET /companies/{companyId});
+    ShapeError when it has no name. A ``created`` that is missing or does not parse is
+    left out rather than failing the poll: nothing but the NeverSynced alert needs it."""
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
         raise ShapeError("company body has no name")
-    return text(body["name"])
+    return company_info(body)
+
+
+def company_info(item: dict[str, object]) -> CompanyInfo:
+    """What a Company object (or an item of the company listing) says of the company."""
+    created = item.get("created")
+    try:
+        created_at = parse_datetime(created) if isinstance(created, str) else None
+    except ValueError:
+        created_at = None
+    return CompanyInfo(text(str(item.get("name") or "")), created_at)
 
 
 def parse_connections(items: list[object]) -> tuple[ConnectionState, ...]:

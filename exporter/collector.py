@@ -30,6 +30,7 @@ from exporter.config import FreshnessConfig, format_duration
 from exporter.metrics import (
     COMPANIES,
     COMPANIES_BY_STATUS,
+    COMPANY_CREATED,
     COMPANY_LAST_SUCCESS,
     COMPANY_UP,
     CONNECTION_STATUS,
@@ -52,7 +53,7 @@ INFLATE_PIECE = 128 * 1024
 """Compressed bytes inflated at a time for a plain scrape (about 1 MB of text)."""
 
 _PER_COMPANY = (LAST_SYNC_TIMESTAMP, STATUS, MAX_AGE, COMPANIES_BY_STATUS, CONNECTION_STATUS,
-                CONNECTIONS, COMPANY_UP, COMPANY_LAST_SUCCESS)  # fmt: skip
+                CONNECTIONS, COMPANY_UP, COMPANY_LAST_SUCCESS, COMPANY_CREATED)  # fmt: skip
 """Snapshot families in the order they are written; the fleet-wide ones follow."""
 
 
@@ -169,6 +170,11 @@ class Exposition:
             yield (
                 COMPANY_LAST_SUCCESS.name,
                 (f"{COMPANY_LAST_SUCCESS.name}{{{labels}}} {number(company.last_poll_success)}\n"),
+            )
+        if company.created is not None:
+            yield (
+                COMPANY_CREATED.name,
+                f"{COMPANY_CREATED.name}{{{labels}}} {number(company.created)}\n",
             )
         yield (
             CONNECTION_STATUS.name,

@@ -73,6 +73,11 @@ COMPANY_LAST_SUCCESS = MetricSpec(
     "Unix time of the company's last successful poll: the age of its codat_data_type_* "
     "values. Polls run every {interval}.",
 )  # fmt: skip
+COMPANY_CREATED = MetricSpec(
+    "codat_company_created_timestamp_seconds", "gauge", COMPANY,
+    "Unix time the company was created in Codat (Company.created); read with its name, from "
+    "discovery or hourly from GET /companies/{{companyId}}; absent until read.",
+)  # fmt: skip
 COMPANIES = MetricSpec(
     "codat_exporter_companies", "gauge", (),
     "Companies monitored in the last poll cycle. Polls run every {interval}.",
@@ -157,7 +162,7 @@ BUILD_INFO = MetricSpec(
 
 SNAPSHOT_METRICS = (
     LAST_SYNC_TIMESTAMP, STATUS, MAX_AGE, COMPANIES_BY_STATUS, CONNECTION_STATUS, CONNECTIONS,
-    COMPANY_UP, COMPANY_LAST_SUCCESS, COMPANIES, POLL_DURATION, LAST_POLL,
+    COMPANY_UP, COMPANY_LAST_SUCCESS, COMPANY_CREATED, COMPANIES, POLL_DURATION, LAST_POLL,
 )  # fmt: skip
 """Rendered once per poll from the snapshot."""
 

@@ -40,7 +40,8 @@ from exporter.client import (
 from exporter.clock import Clock
 from exporter.codat import (
     ShapeError,
-    parse_company_name,
+    company_info,
+    parse_company,
     parse_connections,
     parse_data_statuses,
     parse_sync_schedules,
@@ -49,12 +50,20 @@ from exporter.codat import (
 from exporter.collector import Exposition
 from exporter.config import Config
 from exporter.metrics import ESTIMATED_DAILY, LAST_DISCOVERY, ExporterMetrics
-from exporter.state import CompanyState, ConnectionState, DataTypeStatus, Snapshot, SnapshotStore
+from exporter.state import (
+    CompanyInfo,
+    CompanyState,
+    ConnectionState,
+    DataTypeStatus,
+    Snapshot,
+    SnapshotStore,
+)
 from exporter.webhooks import WebhookReceiver
 
 log = logging.getLogger(__name__)
 
 NAME_REFRESH_SECONDS = 3600.0
+_NOTHING_KNOWN = CompanyInfo()
 SPREAD = 0.8
 """Share of the interval the cycle's requests are spread over; the rest absorbs retries."""
 CONNECTIONS_PAGE_SIZE = 100
@@ -117,7 +126,7 @@ class Poller:
         )
         self._stopping = threading.Event()
         self._cycle_lock = threading.Lock()
-        self._discovered: dict[str, str] | None = None
+        self._discovered: dict[str, CompanyInfo] | None = None
         self._discovered_at: float | None = None
         self._discovery_failing = False
         self._names: dict[str, _Refreshed] = {}
@@ -284,9 +293,11 @@ class Poller:
         company_id = outcome.company_id
         connections = self._connections.get(company_id)
         schedules = self._schedules.get(company_id)
+        info = self._info_of(company_id)
         base = CompanyState(
             company_id=company_id,
-            name=self._name_of(company_id),
+            name=info.name,
+            created=info.created,
             up=not outcome.reason,
             last_poll_success=now,
             data_types=outcome.data_types or (),
@@ -301,11 +312,11 @@ class Poller:
             base, last_poll_success=previous.last_poll_success, data_types=previous.data_types
         )
 
-    def _name_of(self, company_id: str) -> str:
+    def _info_of(self, company_id: str) -> CompanyInfo:
         if self._discovered and company_id in self._discovered:
             return self._discovered[company_id]
         known = self._names.get(company_id)
-        return str(known.value) if known else ""
+        return known.value if known else _NOTHING_KNOWN
 
     # --- one company ----------------------------------------------------------------------
 
@@ -347,7 +358,7 @@ class Poller:
         if not (self._discovered and company_id in self._discovered):
             failures.append(self._refresh(
                 self._names, company_id, NAME_REFRESH_SECONDS, "name",
-                lambda: parse_company_name(client.company(company_id, deadline)),
+                lambda: parse_company(client.company(company_id, deadline)),
             ))  # fmt: skip
         if config.freshness.from_sync_settings:
             failures.append(self._refresh(
@@ -403,7 +414,7 @@ class Poller:
         try:
             items = self._client.get_pages(COMPANIES, deadline, companies.page_size, params)
             found = {
-                text(item["id"]): text(str(item.get("name") or ""))
+                text(item["id"]): company_info(item)
                 for item in items
                 if isinstance(item, dict) and isinstance(item.get("id"), str)
             }

@@ -33,6 +33,16 @@ class ConnectionState:
 
 
 @dataclass(frozen=True, slots=True)
+class CompanyInfo:
+    """What Codat says of the company itself, from the listing or GET /companies/{id}."""
+
+    name: str = ""
+    """Empty until read."""
+    created: float | None = None
+    """Unix seconds the company was created in Codat, when read."""
+
+
+@dataclass(frozen=True, slots=True)
 class CompanyState:
     company_id: str
     name: str
@@ -43,6 +53,8 @@ class CompanyState:
     connections: tuple[ConnectionState, ...] = ()
     sync_schedules: Mapping[str, float] = field(default_factory=dict)
     """Codat's ``syncSchedule`` (hours) per data type, when read (freshness.from_sync_settings)."""
+    created: float | None = None
+    """Unix seconds the company was created in Codat, when read."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 
 from exporter.metrics import (
     API_REQUESTS,
+    COMPANY_CREATED,
     COMPANY_LAST_SUCCESS,
     COMPANY_UP,
     LAST_POLL,
@@ -75,6 +76,11 @@ LAST_COMPANY_POLL = (
     "$labels.job $labels.instance $labels.company_id | query }}"
     "{{ . | first | value | humanizeDuration }} ago{{ else }}never{{ end }}"
 )
+COMPANY_AGE = (
+    f"{{{{ with printf `time() - {COMPANY_CREATED.name}{{job=%q,instance=%q,company_id=%q}}` "
+    "$labels.job $labels.instance $labels.company_id | query }}"
+    "{{ . | first | value | humanizeDuration }} ago{{ end }}"
+)
 PAIR_NAME = (
     "{{ $labels.data_type }} for {{ $labels.company_name }} (company {{ $labels.company_id }})"
 )
@@ -117,9 +123,11 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
 
     api_key = config.alert("CodatExporterAPIKeyRejected")
     stalled = config.alert("CodatExporterPollStalled")
-    if api_key.window is None or stalled.threshold is None:
+    never = config.alert("CodatDataTypeNeverSynced")
+    if api_key.window is None or stalled.threshold is None or never.threshold is None:
         raise ValueError(
-            "CodatExporterAPIKeyRejected needs window, CodatExporterPollStalled threshold"
+            "CodatExporterAPIKeyRejected needs window, CodatExporterPollStalled and "
+            "CodatDataTypeNeverSynced threshold"
         )
 
     data_rules = [
@@ -143,15 +151,19 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
         ),
         alert(
             "CodatDataTypeNeverSynced",
-            f"max without (status) (\n"
-            f'  {STATUS.name}{{{sel}, status!~"AuthError|NotSupported|{ERRORS}"}}\n'
+            f"(\n"
+            f"  max without (status) (\n"
+            f'    {STATUS.name}{{{sel}, status!~"AuthError|NotSupported|{ERRORS}"}}\n'
+            f"  )\n"
+            f"  unless on ({PAIR})\n"
+            f"    {LAST_SYNC_TIMESTAMP.name}{{{sel}}}\n"
             f")\n"
-            f"unless on ({PAIR})\n"
-            f"  {LAST_SYNC_TIMESTAMP.name}{{{sel}}}\n",
+            f"and on (job, instance, company_id)\n"
+            f"  time() - {COMPANY_CREATED.name}{{{sel}}} > {seconds(never.threshold)}\n",
             "{{ $labels.company_name }}: {{ $labels.data_type }} has never synced",
-            f"Codat has had no successful sync of {PAIR_NAME} for {{for}} (latest status: "
-            f"{LATEST_STATUS}). Check that the data type is enabled in the company's sync "
-            "settings and offered by its integration.",
+            f"Codat has had no successful sync of {PAIR_NAME} since the company was created "
+            f"{COMPANY_AGE} (latest status: {LATEST_STATUS}). Check that the data type is "
+            "enabled in the company's sync settings and offered by its integration.",
             company_url,
         ),
         alert(

@@ -147,6 +147,8 @@ MUTANTS = [
         _replace('status="Complete"', 'status="Never"'),
     ),
     ("CodatDataTypeNeverSynced", "failing first syncs too", _replace("|PrerequisiteNotMet", "")),
+    ("CodatDataTypeNeverSynced", "company age off by a minute", _replace("> 86400", "> 86340")),
+    ("CodatDataTypeNeverSynced", "company age ignored", _replace(")\nand on (", ")\nor on (")),
     (
         "CodatExporterAPIKeyRejected",
         "fires without rejections",

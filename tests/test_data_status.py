@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from exporter.codat import KNOWN_STATUSES
+from exporter.codat import KNOWN_STATUSES, parse_company
 from exporter.simulator import Fault
 from exporter.simulator.server import COMPANY
+from exporter.state import CompanyInfo
 from tests.harness import Harness
 
 TS = "codat_data_type_last_successful_sync_timestamp_seconds"
@@ -17,6 +18,7 @@ AGE = "codat_data_type_last_successful_sync_age_seconds"
 STATUS = "codat_data_type_status"
 COUNTS = "codat_data_type_companies"
 MAX_AGE = "codat_data_type_max_age_seconds"
+CREATED = "codat_company_created_timestamp_seconds"
 SYNCED = 1_795_154_400.0  # 2026-11-20T06:00:00Z
 
 
@@ -211,6 +213,25 @@ def test_should_label_company_names_and_refresh_them_hourly(harness: Harness, co
     assert after_hour.find(STATUS, company_id=company, company_name=original) == []
 
 
+def test_should_export_when_codat_created_the_company(harness: Harness, company: str) -> None:
+    # Act
+    harness.poll()
+    scrape = harness.scrape()
+    # Check: from GET /companies/{companyId}, sent with millisecond precision
+    created = harness.fleet.companies[company].created
+    name = harness.fleet.companies[company].name
+    exported = scrape.value(CREATED, company_id=company, company_name=name)
+    assert exported == pytest.approx(created, abs=0.001)
+
+
+@pytest.mark.parametrize("created", ["yesterday", "2026-02-30T00:00:00Z", 1700000000, None])
+def test_should_leave_out_a_created_time_that_does_not_parse(created: object) -> None:
+    # Act
+    info = parse_company({"id": "x", "name": "Acme Ltd", "created": created})
+    # Check: the name still counts; only the created time is left out
+    assert info == CompanyInfo("Acme Ltd", None)
+
+
 def test_should_leave_the_name_empty_until_it_is_known(harness: Harness, company: str) -> None:
     # Prepare
     harness.fleet.inject(company, Fault("status", status=500, endpoint=COMPANY))
@@ -219,6 +240,7 @@ def test_should_leave_the_name_empty_until_it_is_known(harness: Harness, company
     scrape = harness.scrape()
     # Check: the failed name request shows as a failed poll, the data status still counts
     assert scrape.value("codat_exporter_company_up", company_id=company, company_name="") == 0
+    assert scrape.find(CREATED, company_id=company) == []
     assert scrape.find(STATUS, company_id=company, company_name="") != []
     assert scrape.value("codat_exporter_poll_errors_total", reason="http_error") == 1
 

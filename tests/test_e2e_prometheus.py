@@ -23,7 +23,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.metrics import LAST_SYNC_AGE, MAX_AGE
+from exporter.metrics import COMPANY_CREATED, LAST_SYNC_AGE, LAST_SYNC_TIMESTAMP, MAX_AGE, STATUS
 from tests.promtools import (
     PROMETHEUS_CONFIG,
     ROOT,
@@ -238,6 +238,44 @@ def test_should_raise_a_stale_alert_for_the_demo_pairs_past_their_max_age(stack:
     ages, max_ages = _exporter_ages(stack)
     for pair in by_pair:
         assert ages[pair] > max_ages[pair], pair
+
+
+def test_should_raise_a_never_synced_alert_only_in_companies_older_than_a_day(
+    stack: Stack,
+) -> None:
+    # Prepare: the pairs the exporter itself shows as never synced, with company ages.
+    def never_synced() -> dict[tuple[str, str], float] | None:
+        text = requests.get(f"{stack.exporter}/metrics", timeout=5).text
+        families = {f.name: f.samples for f in text_string_to_metric_families(text)}
+        created = {s.labels["company_id"]: s.value for s in families.get(COMPANY_CREATED.name, [])}
+        synced = {_pair(s.labels) for s in families.get(LAST_SYNC_TIMESTAMP.name, [])}
+        pairs = {
+            _pair(s.labels): time.time() - created[s.labels["company_id"]]
+            for s in families.get(STATUS.name, [])
+            if s.labels["status"] == "NeverSynced" and s.labels["company_id"] in created
+        }
+        return {pair: age for pair, age in pairs.items() if pair not in synced} or None
+
+    ages = stack.wait_for("the demo's never-synced pairs scraped", never_synced)
+    old = {pair for pair, age in ages.items() if age > 86400}
+
+    # Act
+    def covering() -> list[dict[str, Any]] | None:
+        alerts = _alerts(stack, "CodatDataTypeNeverSynced")
+        return alerts if _pairs(alerts) >= old else None
+
+    alerts = stack.wait_for("a NeverSynced alert for each pair of an old company", covering)
+
+    # Check: both kinds are in the demo; the company created hours ago raises none.
+    assert old and set(ages) - old
+    assert _pairs(alerts) == old
+    for alert in alerts:
+        assert alert["labels"]["severity"] == "info"
+        assert "since the company was created " in alert["annotations"]["description"]
+
+
+def _pair(labels: dict[str, str]) -> tuple[str, str]:
+    return labels["company_name"], labels["data_type"]
 
 
 Pairs = dict[tuple[str, str], float]

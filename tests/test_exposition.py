@@ -34,6 +34,7 @@ def fixed_snapshot() -> Snapshot:
         "0b5f3c5e-0000-4000-8000-000000000002": CompanyState(
             "0b5f3c5e-0000-4000-8000-000000000002", "Acme Ltd", False, NOW - 900,
             (DataTypeStatus("invoices", "AuthError", NOW - 2 * 86400),),
+            created=NOW - 400 * 86400.5,
         ),
         "0b5f3c5e-0000-4000-8000-000000000003": CompanyState(
             "0b5f3c5e-0000-4000-8000-000000000003", "", False, None, ()

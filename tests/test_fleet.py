@@ -22,6 +22,7 @@ from tests.harness import API_KEY, Harness, Scrape, make_config
 
 UP = "codat_exporter_company_up"
 MAX_AGE = "codat_data_type_max_age_seconds"
+CREATED = "codat_company_created_timestamp_seconds"
 
 
 def companies_up(scrape: Scrape) -> set[str]:
@@ -48,6 +49,9 @@ def test_should_discover_every_company_over_several_pages(
     assert pages == [("1", "3"), ("2", "3"), ("3", "3")]
     names = {s.labels["company_name"] for s in scrape.find(UP)}
     assert names == {c.name for c in harness.fleet.companies.values()}
+    created = {s.labels["company_id"]: s.value for s in scrape.find(CREATED)}
+    assert created == pytest.approx({i: c.created for i, c in harness.fleet.companies.items()},
+                                    abs=0.001)  # fmt: skip
     assert "/companies/{companyId}" not in harness.codat.requests, "names came from the listing"
 
 
