@@ -185,6 +185,9 @@ def parse_data_statuses(body: object, selects: Callable[[str], bool]) -> tuple[D
     return tuple(result)
 
 
+MAX_NAME = 256
+"""Characters of a company name kept as a label value; longer ones end in an ellipsis."""
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -215,7 +218,10 @@ def company_info(item: dict[str, object]) -> CompanyInfo:
         created_at = parse_datetime(created) if isinstance(created, str) else None
     except ValueError:
         created_at = None
-    return CompanyInfo(text(str(item.get("name") or "")), created_at)
+    name = text(str(item.get("name") or ""))
+    if len(name) > MAX_NAME:
+        name = name[: MAX_NAME - 1] + "\u2026"
+    return CompanyInfo(name, created_at)
 
 
 def parse_connections(items: list[object]) -> tuple[ConnectionState, ...]:

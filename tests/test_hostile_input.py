@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from exporter.cli import main
 from exporter.simulator import Fleet
-from tests.harness import Harness, Sample, Scrape, parse_exposition
+from tests.harness import FakeClock, Harness, Sample, Scrape, parse_exposition
 from tests.promtools import binary
 
 UP = "codat_exporter_company_up"
@@ -70,16 +70,28 @@ HOSTILE_CONNECTION = {
 }
 
 
+@pytest.fixture
+def fleet(clock: FakeClock) -> Fleet:
+    """A company for every hostile name."""
+    return Fleet.generate(clock, companies=len(HOSTILE_NAMES), seed=7)
+
+
 def exported(value: str) -> str:
     """How a string from Codat shows as a label value: a lone surrogate becomes U+FFFD."""
     return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+
+
+def exported_name(value: str) -> str:
+    """How a company name shows: as ``exported``, and cut to 256 characters with an ellipsis."""
+    value = exported(value)
+    return value if len(value) <= 256 else value[:255] + "\u2026"
 
 
 @pytest.fixture
 def hostile(make_harness: Callable[..., Harness], fleet: Fleet) -> Iterator[Harness]:
     """A discovered fleet whose names, ids, data types, statuses and connections are hostile."""
     ids = sorted(fleet.companies)
-    for company_id, name in zip(ids, HOSTILE_NAMES.values(), strict=False):
+    for company_id, name in zip(ids, HOSTILE_NAMES.values(), strict=True):
         fleet.companies[company_id].name = name
     template = fleet.companies[ids[-1]]
     for key, company_id in HOSTILE_IDS.items():
@@ -125,7 +137,9 @@ def test_should_render_hostile_names_and_ids_as_labels_that_read_back_unchanged(
     # Check: every company is there, up, with its name and id exactly as Codat sent them
     fleet = hostile.fleet
     up = {s.labels["company_id"]: (s.labels["company_name"], s.value) for s in scrape.find(UP)}
-    assert up == {exported(c.id): (exported(c.name), 1.0) for c in fleet.companies.values()}
+    assert up == {exported(c.id): (exported_name(c.name), 1.0) for c in fleet.companies.values()}
+    (long_name,) = [name for name, _ in up.values() if name.startswith("Long Name Holdings")]
+    assert long_name == ("Long Name Holdings " * 14)[:255] + "\u2026"
     assert scrape.find(UP, company_id="forged") == []
     # Check: one parsed sample per sample line (nothing injected), the same through gzip
     lines = [line for line in scrape.text.split("\n") if line and not line.startswith("#")]
@@ -137,7 +151,7 @@ def test_should_read_hostile_names_from_the_company_endpoint_as_well(
     make_harness: Callable[..., Harness], fleet: Fleet
 ) -> None:
     # Prepare: listed ids (UUIDs, as the config demands), so names come from GET /companies/{id}
-    names = dict(zip(sorted(fleet.companies), HOSTILE_NAMES.values(), strict=False))
+    names = dict(zip(sorted(fleet.companies), HOSTILE_NAMES.values(), strict=True))
     for company_id, name in names.items():
         fleet.companies[company_id].name = name
     harness = make_harness()
@@ -146,7 +160,7 @@ def test_should_read_hostile_names_from_the_company_endpoint_as_well(
     scrape = harness.scrape()
     # Check
     up = {s.labels["company_id"]: s.labels["company_name"] for s in scrape.find(UP)}
-    assert up == {company_id: exported(name) for company_id, name in names.items()}
+    assert up == {company_id: exported_name(name) for company_id, name in names.items()}
 
 
 def test_should_pass_hostile_data_types_statuses_and_connections_through_safely(
