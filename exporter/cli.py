@@ -86,12 +86,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127] if c != 9} | {10: "\\n", 13: "\\r"}
+
+
+class TextFormatter(logging.Formatter):
+    r"""One line per record: a company id or name from Codat may hold a newline or a
+    terminal escape, which would forge a log line or recolour a terminal. Control
+    characters in the message are escaped; tracebacks keep their lines.
+
+    >>> record = logging.LogRecord("exporter", logging.WARNING, "", 0, "company %s: 500",
+    ...                            ("id\nWARNING forged\x1b[31m",), None)
+    >>> print(TextFormatter("%(levelname)s %(message)s").format(record))
+    WARNING company id\nWARNING forged\x1b[31m: 500
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.translate(_CONTROL)
+        return super().formatMessage(record)
+
+
 def setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

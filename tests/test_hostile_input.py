@@ -15,8 +15,10 @@ import dataclasses
 import gzip
 import logging
 import os
+import re
 import string
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,8 +31,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from exporter.cli import main
-from exporter.simulator import Fleet
-from tests.harness import FakeClock, Harness, Sample, Scrape, parse_exposition
+from exporter.simulator import Fault, Fleet, SimulatedCodat
+from exporter.simulator.server import DATA_STATUS
+from tests.harness import API_KEY, FakeClock, Harness, Sample, Scrape, parse_exposition
 from tests.promtools import binary
 
 UP = "codat_exporter_company_up"
@@ -188,6 +191,35 @@ def test_should_pass_hostile_data_types_statuses_and_connections_through_safely(
         "status": "Unknown",
     }
     assert sum(s.value for s in scrape.find(ERRORS)) == 0
+
+
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) \S+: ")
+
+
+def test_should_keep_one_text_log_line_per_event_whatever_an_id_holds(
+    tmp_path: Path, codat: SimulatedCodat, fleet: Fleet
+) -> None:
+    # Prepare: a discovered company whose id would forge a log line and colour a terminal,
+    # and whose poll fails, so that its id is logged.
+    forged = "id\n2026-11-23 00:00:00,000 ERROR exporter: forged\x1b[31m"
+    fleet.companies[forged] = dataclasses.replace(fleet.companies[min(fleet.companies)], id=forged)
+    fleet.inject(forged, Fault("malformed", endpoint=DATA_STATUS))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "codat": {"base_url": codat.url, "api_key": API_KEY, "timeout": "2s"},
+        "companies": {"ids": [], "discover": True},
+    }))  # fmt: skip
+    # Act
+    run = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.file", str(config), "--once"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    # Check
+    assert run.returncode == 1
+    lines = run.stderr.splitlines()
+    assert lines and [line for line in lines if not LOG_LINE.match(line)] == []
+    assert r"id\n2026-11-23 00:00:00,000 ERROR exporter: forged\x1b[31m" in run.stderr
+    assert "\x1b" not in run.stderr
 
 
 @pytest.mark.parametrize(
