@@ -21,8 +21,8 @@ from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller, start_scheduler
 from exporter.state import Snapshot, SnapshotStore
 from exporter.web import DEFAULT_LISTEN_ADDRESS, ExporterServer, parse_listen_address
-from exporter.webconfig import WebConfig, load_web_config
 from exporter.webhooks import WebhookReceiver, WebhookVerifier
+from exporter.webreload import ReloadingWebConfig
 
 PROG = "codat-freshness-exporter"
 log = logging.getLogger("exporter")
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulator = None
     try:
         parse_listen_address(args.listen_address)
-        web_config = load_web_config(args.web_config_file) if args.web_config_file else WebConfig()
+        web_config = ReloadingWebConfig(args.web_config_file)
         if args.demo:
             if args.config_file:
                 raise ConfigError("--demo runs its own simulated Codat; drop --config.file")
@@ -155,7 +155,7 @@ def run(
     args: argparse.Namespace,
     clock: SystemClock,
     stop: threading.Event,
-    web_config: WebConfig,
+    web_config: ReloadingWebConfig,
 ) -> int:
     metrics = ExporterMetrics()
     client = CodatClient(config.codat, metrics, clock)
@@ -204,9 +204,10 @@ def run(
     for server in servers:
         server.start()
     log.info("%s %s: %s", PROG, __version__, config.summary())
-    protected = web_config.tls is not None or web_config.auth_required
+    served = web_config.config
+    protected = served.tls is not None or served.auth_required
     log.info("serving metrics at %s/metrics%s", servers[0].url,
-             f" ({web_config.summary()})" if protected else "")  # fmt: skip
+             f" ({served.summary()})" if protected else "")  # fmt: skip
     if receiver is not None:
         log.info("accepting Codat webhooks at %s/webhooks/codat", servers[-1].url)
     scheduler = start_scheduler(poller, config.poll.interval, receiver)

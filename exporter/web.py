@@ -28,6 +28,7 @@ from exporter.metrics import ExporterMetrics
 from exporter.state import SnapshotStore
 from exporter.webconfig import BASIC_CHALLENGE, WebConfig
 from exporter.webhooks import OTHER, WebhookReceiver
+from exporter.webreload import ReloadingWebConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class ExporterServer(ThreadingHTTPServer):
         metrics: ExporterMetrics,
         clock: Clock,
         *,
-        web_config: WebConfig | None = None,
+        web_config: WebConfig | ReloadingWebConfig | None = None,
         webhooks: WebhookReceiver | None = None,
         webhook_max_bytes: int = 256 * 1024,
         serve_metrics: bool = True,
@@ -81,14 +82,37 @@ class ExporterServer(ThreadingHTTPServer):
         self.store = store
         self.metrics = metrics
         self.clock = clock
-        self.web_config = web_config or WebConfig()
+        if not isinstance(web_config, ReloadingWebConfig):
+            web_config = ReloadingWebConfig.fixed(web_config or WebConfig())
+        self._web_config = web_config
         self.webhooks = webhooks
         self.webhook_max_bytes = webhook_max_bytes
         self.serve_metrics = serve_metrics
         self.health_without_auth = health_without_auth
         super().__init__((host, port), Handler)
-        self.socket = self.web_config.wrap_socket(self.socket)
         self._thread: threading.Thread | None = None
+
+    @property
+    def web_config(self) -> WebConfig:
+        return self._web_config.config
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept, and wrap in TLS with the context current now (renewed certificates take
+        effect on the next connection). The handshake is deferred to the first read, in
+        the request's own thread: a client that connects and says nothing holds one
+        thread, not the accept loop."""
+        connection, address = self.socket.accept()
+        context = self._web_config.context
+        if context is None:
+            return connection, address
+        try:
+            wrapped = context.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+        except OSError:
+            connection.close()
+            raise
+        return wrapped, address
 
     @property
     def url(self) -> str:

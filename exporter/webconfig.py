@@ -20,7 +20,7 @@ Where exporter-toolkit has a key this exporter cannot honour with Python's ssl m
 (inline ``cert``/``key``/``client_ca``, cipher and curve lists, ``client_allowed_sans``,
 ``rate_limit``, and the client auth types that accept a certificate without verifying
 it), loading fails naming that key rather than silently serving something weaker.
-Unlike exporter-toolkit, the file is read once at start-up, not on every request.
+The exporter re-reads the file when it or a file it names changes (exporter/webreload.py).
 
 Every problem is one ``ConfigError`` line, key path first, and never shows a password
 hash or key material::
@@ -40,7 +40,6 @@ import hmac
 import os
 import re
 import secrets
-import socket
 import ssl
 import threading
 from collections import OrderedDict
@@ -204,20 +203,6 @@ class WebConfig:
                 ) from None
         context.verify_mode = CLIENT_AUTH_TYPES[tls.client_auth_type]
         return context
-
-    def wrap_socket(self, listening: socket.socket) -> socket.socket:
-        """Serve TLS on a bound, listening socket; unchanged for plain HTTP.
-
-        The handshake is deferred to the first read, which happens in the request's own
-        thread under ThreadingHTTPServer: a client that connects and says nothing then
-        holds one thread, not the accept loop. Use it right after the server binds::
-
-            server.socket = web_config.wrap_socket(server.socket)
-        """
-        context = self.ssl_context()
-        if context is None:
-            return listening
-        return context.wrap_socket(listening, server_side=True, do_handshake_on_connect=False)
 
     def authorized(self, authorization_header: str | None) -> bool:
         """Whether a request with this ``Authorization`` header may proceed.

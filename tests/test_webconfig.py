@@ -127,7 +127,11 @@ class TinyServer(ThreadingHTTPServer):
         self.web_config = web_config
         self.errors: list[str] = []
         super().__init__(("127.0.0.1", 0), Handler)
-        self.socket = web_config.wrap_socket(self.socket)
+        context = web_config.ssl_context()
+        if context is not None:
+            self.socket = context.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
 
     @property
     def port(self) -> int:

@@ -1,0 +1,118 @@
+"""The web configuration in force, re-read when its files change.
+
+exporter-toolkit re-reads ``--web.config.file`` for every connection, and operators count
+on it: cert-manager renews a certificate every few weeks, and a rotated scrape password
+should not need a restart. ``ReloadingWebConfig`` does the same at most once a second: on
+a new connection it compares the modification stamps of the web config file and of the
+certificate, key and client CA files it names, and loads them again when one changed.
+
+A file that no longer loads (a key written before its certificate, a typo) is logged
+once per change and the last good configuration stays, so a half-finished renewal never
+takes the scrape endpoint down::
+
+    web config /etc/exporter/web.yml not reloaded, keeping the last good one:
+    tls_server_config.key_file: cannot use server.key with server.crt (...)
+
+Turning TLS on or off changes the listener's scheme, so it still needs a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from exporter.config import ConfigError
+from exporter.webconfig import WebConfig, load_web_config
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY = 1.0
+"""Seconds between two looks at the files' stamps."""
+
+Stamp = tuple[tuple[str, int, int, int] | None, ...]
+
+
+def _stamp(config: WebConfig, path: Path) -> Stamp:
+    files = [path]
+    if config.tls is not None:
+        files += [config.tls.cert_file, config.tls.key_file]
+        files += [config.tls.client_ca_file] if config.tls.client_ca_file else []
+    stamps: list[tuple[str, int, int, int] | None] = []
+    for file in files:
+        try:
+            status = os.stat(file)
+        except OSError:
+            stamps.append(None)
+            continue
+        stamps.append((str(file), status.st_mtime_ns, status.st_size, status.st_ino))
+    return tuple(stamps)
+
+
+class ReloadingWebConfig:
+    """The current ``WebConfig`` and its TLS context; ``fixed`` for one that never changes."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None,
+        monotonic: Callable[[], float] = time.monotonic,
+        *,
+        config: WebConfig | None = None,
+    ) -> None:
+        self._path = Path(path) if path is not None else None
+        self._config = config or (load_web_config(self._path) if self._path else WebConfig())
+        self._context = self._config.ssl_context()
+        self._stamp = _stamp(self._config, self._path) if self._path else ()
+        self._rejected: Stamp | None = None
+        self._monotonic = monotonic
+        self._checked = monotonic()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def fixed(cls, config: WebConfig) -> ReloadingWebConfig:
+        return cls(None, config=config)
+
+    @property
+    def config(self) -> WebConfig:
+        self._maybe_reload()
+        return self._config
+
+    @property
+    def context(self) -> ssl.SSLContext | None:
+        """The server context for the next connection; None for plain HTTP."""
+        self._maybe_reload()
+        return self._context
+
+    def _maybe_reload(self) -> None:
+        if self._path is None or self._monotonic() - self._checked < CHECK_EVERY:
+            return
+        with self._lock:
+            now = self._monotonic()
+            if now - self._checked < CHECK_EVERY:
+                return
+            self._checked = now
+            stamp = _stamp(self._config, self._path)
+            if stamp in (self._stamp, self._rejected):
+                return
+            try:
+                config = load_web_config(self._path)
+                if (config.tls is None) != (self._config.tls is None):
+                    raise ConfigError("tls_server_config: turning TLS on or off needs a restart")
+                context = config.ssl_context()
+            except ConfigError as exc:
+                log.error("web config %s not reloaded, keeping the last good one: %s",
+                          self._path, exc)  # fmt: skip
+                self._rejected = stamp
+                return
+            except Exception:  # runs in the accept loop: a bug here must not stop serving
+                log.exception("web config %s not reloaded, keeping the last good one",
+                              self._path)  # fmt: skip
+                self._rejected = stamp
+                return
+            self._config, self._context = config, context
+            self._stamp, self._rejected = _stamp(config, self._path), None
+            log.info("web config %s reloaded: %s", self._path, config.summary())
