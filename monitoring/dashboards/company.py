@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from exporter.metrics import (
+    COMPANY_CREATED,
     COMPANY_LAST_SUCCESS,
     COMPANY_UP,
     LAST_SYNC_AGE,
@@ -72,7 +73,17 @@ def build(selector: str) -> dict[str, Any]:
             legend="{{company_name}}",
             text_mode="name",
         ),
-        6,
+        5,
+        4,
+    )
+    layout.add(
+        stat(
+            "Created in Codat",
+            "When the company was created in Codat: CodatDataTypeNeverSynced counts from it.",
+            f"max({COMPANY_CREATED.name}{{{company_sel}}}) * 1000",
+            unit="dateTimeFromNow",
+        ),
+        3,
         4,
     )
     layout.add(
@@ -93,7 +104,7 @@ def build(selector: str) -> dict[str, Any]:
             f"time() - max({COMPANY_LAST_SUCCESS.name}{{{company_sel}}})",
             unit="dtdurations",
         ),
-        5,
+        4,
         4,
     )
     for title, expr, steps in (
@@ -109,8 +120,7 @@ def build(selector: str) -> dict[str, Any]:
         ),
         ("Stale", f"count({stale(sel)}) or vector(0)", ORANGE_ABOVE_ZERO),
     ):
-        width = 4 if title == "Stale" else 3
-        layout.add(stat(title, f"Data types of the company: {title}.", expr, steps=steps), width, 4)
+        layout.add(stat(title, f"Data types of the company: {title}.", expr, steps=steps), 3, 4)
 
     layout.row("Data types")
     layout.add(
