@@ -1,8 +1,8 @@
 """Every metric the exporter publishes: names, types, labels and HELP, in one place.
 
-The collector renders from these specs, ``python -m exporter.docs`` writes the README's
-metrics reference from them, and the dashboard and alert tests check their queries
-against them, so a rename cannot leave a stale copy behind.
+The collector renders from these specs, ``python -m exporter.reference README.md`` writes
+the README's metrics reference from them, and the dashboard and alert tests check their
+queries against them, so a rename cannot leave a stale copy behind.
 
 The exporter's own counters and histogram (``ExporterMetrics``) live in a private
 registry: their label sets are small and fixed, so prometheus_client's classes suit them.

@@ -4,11 +4,14 @@ services find each other under the names and paths the files use."""
 
 from __future__ import annotations
 
+import re
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.promtools import (
     DASHBOARD_DIR,
@@ -94,6 +97,25 @@ def test_should_scrape_the_exporter_service_under_the_job_the_alerts_select() ->
     # Check
     assert f'job="{scrape["job_name"]}"' in selector
     assert scrape["static_configs"] == [{"targets": ["exporter:9781"]}]
+
+
+def test_should_show_readme_scrape_configs_under_the_job_the_alerts_select() -> None:
+    # Prepare: a user copies these snippets as they are
+    selector = load_yaml(MONITORING_CONFIG)["selector"]
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.DOTALL)
+
+    # Act
+    jobs = [
+        scrape["job_name"]
+        for block in blocks
+        if "scrape_configs:" in block
+        for scrape in yaml.safe_load(textwrap.dedent(block))["scrape_configs"]
+    ]
+
+    # Check
+    assert len(jobs) >= 2
+    assert [job for job in jobs if f'job="{job}"' not in selector] == []
 
 
 def test_should_provision_the_compose_prometheus_and_the_dashboards() -> None:
