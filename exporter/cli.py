@@ -86,7 +86,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127] if c != 9} | {10: "\\n", 13: "\\r"}
+_CONTROL = {
+    **{c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if c != 9},
+    **{10: "\\n", 13: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"},
+}
+"""C0 and C1 controls (tab aside) and the Unicode line and paragraph separators: every
+character that some terminal or log tool takes as a line break or an escape."""
 
 
 class TextFormatter(logging.Formatter):

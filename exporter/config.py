@@ -362,13 +362,13 @@ def _base_url(value: Any, path: str) -> str:
     """The API root, without credentials: a ``user:password@`` part would end up in logs
     and errors, so it is refused without echoing the URL."""
     url = _string(value, path).rstrip("/")
+    if "@" in url:  # checked first: no message below may show a user:password@ part
+        raise ConfigError(f"{path}: must not carry credentials; set codat.api_key instead")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- raises ValueError for a port that is not 0-65535
     except ValueError as exc:
         raise ConfigError(f"{path}: not a valid URL ({exc})") from None
-    if "@" in parts.netloc:
-        raise ConfigError(f"{path}: must not carry credentials; set codat.api_key instead")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{path}: {url!r} is not an http(s) URL")
     if parts.query or parts.fragment:

@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from exporter.config import ConfigError
 from exporter.webconfig import WebConfig, load_web_config
 
@@ -37,16 +39,27 @@ CHECK_EVERY = 1.0
 Stamp = tuple[tuple[str, int, int, int] | None, ...]
 
 
-def _stamp(config: WebConfig, path: Path) -> Stamp:
-    files = [path]
-    if config.tls is not None:
-        files += [config.tls.cert_file, config.tls.key_file]
-        files += [config.tls.client_ca_file] if config.tls.client_ca_file else []
+def _named_files(path: Path) -> list[Path]:
+    """The certificate, key and CA files the web config file names now, read without
+    validating anything: a reload that failed is retried when one of them appears."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):
+        return []
+    tls = raw.get("tls_server_config") if isinstance(raw, dict) else None
+    if not isinstance(tls, dict):
+        return []
+    names = [tls.get(key) for key in ("cert_file", "key_file", "client_ca_file")]
+    return [path.parent / name for name in names if isinstance(name, str) and name]
+
+
+def _stamp(path: Path) -> Stamp:
+    """What a change of the web config shows in: the file and the files it names."""
     stamps: list[tuple[str, int, int, int] | None] = []
-    for file in files:
+    for file in [path, *_named_files(path)]:
         try:
             status = os.stat(file)
-        except OSError:
+        except (OSError, ValueError):
             stamps.append(None)
             continue
         stamps.append((str(file), status.st_mtime_ns, status.st_size, status.st_ino))
@@ -64,9 +77,9 @@ class ReloadingWebConfig:
         config: WebConfig | None = None,
     ) -> None:
         self._path = Path(path) if path is not None else None
+        self._stamp = _stamp(self._path) if self._path else ()
         self._config = config or (load_web_config(self._path) if self._path else WebConfig())
         self._context = self._config.ssl_context()
-        self._stamp = _stamp(self._config, self._path) if self._path else ()
         self._rejected: Stamp | None = None
         self._monotonic = monotonic
         self._checked = monotonic()
@@ -95,7 +108,7 @@ class ReloadingWebConfig:
             if now - self._checked < CHECK_EVERY:
                 return
             self._checked = now
-            stamp = _stamp(self._config, self._path)
+            stamp = _stamp(self._path)  # before loading: a change during the load is seen next
             if stamp in (self._stamp, self._rejected):
                 return
             try:
@@ -114,5 +127,5 @@ class ReloadingWebConfig:
                 self._rejected = stamp
                 return
             self._config, self._context = config, context
-            self._stamp, self._rejected = _stamp(config, self._path), None
+            self._stamp, self._rejected = stamp, None
             log.info("web config %s reloaded: %s", self._path, config.summary())

@@ -36,6 +36,7 @@ def test_should_reject_invalid_config_with_one_line_naming_the_key(
     assert expected in err
     assert err.count("\n") == 1
     assert "Traceback" not in err
+    assert "s3cret" not in err
 
 
 def test_should_exit_2_without_traceback_when_run_as_a_program(tmp_path: Path) -> None:

@@ -201,7 +201,7 @@ def test_should_keep_one_text_log_line_per_event_whatever_an_id_holds(
 ) -> None:
     # Prepare: a discovered company whose id would forge a log line and colour a terminal,
     # and whose poll fails, so that its id is logged.
-    forged = "id\n2026-11-23 00:00:00,000 ERROR exporter: forged\x1b[31m"
+    forged = "id\n2026-11-23 00:00:00,000 ERROR exporter: forged\x1b[31m\u2028\x85x"
     fleet.companies[forged] = dataclasses.replace(fleet.companies[min(fleet.companies)], id=forged)
     fleet.inject(forged, Fault("malformed", endpoint=DATA_STATUS))
     config = tmp_path / "config.yaml"
@@ -218,7 +218,7 @@ def test_should_keep_one_text_log_line_per_event_whatever_an_id_holds(
     assert run.returncode == 1
     lines = run.stderr.splitlines()
     assert lines and [line for line in lines if not LOG_LINE.match(line)] == []
-    assert r"id\n2026-11-23 00:00:00,000 ERROR exporter: forged\x1b[31m" in run.stderr
+    assert r"id\n2026-11-23 00:00:00,000 ERROR exporter: forged\x1b[31m\u2028\x85x" in run.stderr
     assert "\x1b" not in run.stderr
 
 

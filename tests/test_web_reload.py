@@ -188,6 +188,31 @@ def test_should_keep_the_last_good_config_while_a_renewal_is_half_written(
     assert after == ssl.PEM_cert_to_DER_cert(renewal.cert_chain_pems[0].bytes().decode())
 
 
+def test_should_pick_up_certificate_files_that_appear_after_the_config_names_them(
+    tmp_path: Path,
+    ca: trustme.CA,
+    clock: FakeClock,
+    tls_served: tuple[ExporterServer, ReloadingWebConfig, bytes],
+) -> None:
+    # Prepare
+    server, _, first = tls_served
+    config = (tmp_path / "web-config.yml").read_text()
+
+    # Act: the config names new files first (that reload fails), then they are written
+    replace(tmp_path / "web-config.yml", config.replace("server.", "renewed."))
+    clock.advance(CHECK_EVERY)
+    before = served_certificate(server, tmp_path / "ca.pem")
+    leaf = ca.issue_cert("127.0.0.1")
+    replace(tmp_path / "renewed.key", leaf.private_key_pem.bytes())
+    replace(tmp_path / "renewed.pem", b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    clock.advance(CHECK_EVERY)
+    after = served_certificate(server, tmp_path / "ca.pem")
+
+    # Check
+    assert before == first
+    assert after == ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
+
+
 def test_should_refuse_to_turn_tls_off_without_a_restart(
     tmp_path: Path,
     clock: FakeClock,
