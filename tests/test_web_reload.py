@@ -13,6 +13,7 @@ import os
 import socket
 import ssl
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import bcrypt
@@ -53,6 +54,10 @@ def issue(ca: trustme.CA, folder: Path) -> bytes:
     leaf = ca.issue_cert("127.0.0.1")
     replace(folder / "server.key", leaf.private_key_pem.bytes())
     replace(folder / "server.pem", b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    return der(leaf)
+
+
+def der(leaf: trustme.LeafCert) -> bytes:
     return ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
 
 
@@ -87,14 +92,29 @@ def serve(
 Serve = Callable[[Path], tuple[ExporterServer, ReloadingWebConfig]]
 
 
+@dataclass
+class Tls:
+    """A TLS listener with basic auth (password ``old``) over files in ``folder``."""
+
+    server: ExporterServer
+    web_config: ReloadingWebConfig
+    first: bytes
+    """The certificate it serves at start, DER."""
+    folder: Path
+    ca: trustme.CA
+
+    def served(self) -> bytes:
+        return served_certificate(self.server, self.folder / "ca.pem")
+
+    def status(self, password: str) -> int:
+        return status(self.server, password, self.folder / "ca.pem")
+
+
 @pytest.fixture
-def tls_served(
-    tmp_path: Path, ca: trustme.CA, serve: Serve
-) -> tuple[ExporterServer, ReloadingWebConfig, bytes]:
-    """A TLS listener with basic auth (password ``old``), and the certificate it serves."""
+def tls(tmp_path: Path, ca: trustme.CA, serve: Serve) -> Tls:
     first = issue(ca, tmp_path)
     server, web_config = serve(write_config(tmp_path, password="old"))
-    return server, web_config, first
+    return Tls(server, web_config, first, tmp_path, ca)
 
 
 def served_certificate(server: ExporterServer, ca_file: Path) -> bytes:
@@ -118,26 +138,22 @@ def status(server: ExporterServer, password: str, ca_file: Path | None = None) -
 
 
 def test_should_serve_a_renewed_certificate_from_the_next_connection(
-    tmp_path: Path,
-    ca: trustme.CA,
-    clock: FakeClock,
-    tls_served: tuple[ExporterServer, ReloadingWebConfig, bytes],
+    tls: Tls, clock: FakeClock
 ) -> None:
     # Prepare
-    server, _, first = tls_served
-    assert served_certificate(server, tmp_path / "ca.pem") == first
+    assert tls.served() == tls.first
 
     # Act
-    renewed = issue(ca, tmp_path)
-    within_the_second = served_certificate(server, tmp_path / "ca.pem")
+    renewed = issue(tls.ca, tls.folder)
+    within_the_second = tls.served()
     clock.advance(CHECK_EVERY)
-    after = served_certificate(server, tmp_path / "ca.pem")
+    after = tls.served()
 
     # Check
-    assert renewed != first
-    assert within_the_second == first
+    assert renewed != tls.first
+    assert within_the_second == tls.first
     assert after == renewed
-    assert status(server, "old", tmp_path / "ca.pem") == 200
+    assert tls.status("old") == 200
 
 
 def test_should_take_a_rotated_password_without_a_restart(
@@ -159,77 +175,62 @@ def test_should_take_a_rotated_password_without_a_restart(
 
 
 def test_should_keep_the_last_good_config_while_a_renewal_is_half_written(
-    tmp_path: Path,
-    ca: trustme.CA,
-    clock: FakeClock,
-    tls_served: tuple[ExporterServer, ReloadingWebConfig, bytes],
-    caplog: pytest.LogCaptureFixture,
+    tls: Tls, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Prepare
-    server, _, first = tls_served
-    renewal = ca.issue_cert("127.0.0.1")
+    renewal = tls.ca.issue_cert("127.0.0.1")
 
     # Act: the new certificate lands before its key
-    replace(tmp_path / "server.pem", b"".join(blob.bytes() for blob in renewal.cert_chain_pems))
+    replace(tls.folder / "server.pem", b"".join(blob.bytes() for blob in renewal.cert_chain_pems))
     clock.advance(CHECK_EVERY)
-    during = [served_certificate(server, tmp_path / "ca.pem") for _ in range(2)]
+    during = [tls.served() for _ in range(2)]
     clock.advance(CHECK_EVERY)
-    served_certificate(server, tmp_path / "ca.pem")
-    replace(tmp_path / "server.key", renewal.private_key_pem.bytes())
+    tls.served()
+    replace(tls.folder / "server.key", renewal.private_key_pem.bytes())
     clock.advance(CHECK_EVERY)
-    after = served_certificate(server, tmp_path / "ca.pem")
+    after = tls.served()
 
     # Check: the old pair served throughout, the failure logged once, then the new pair
-    assert during == [first, first]
+    assert during == [tls.first, tls.first]
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
     assert "keeping the last good one" in errors[0]
     assert "tls_server_config.key_file" in errors[0]
-    assert after == ssl.PEM_cert_to_DER_cert(renewal.cert_chain_pems[0].bytes().decode())
+    assert after == der(renewal)
 
 
 def test_should_pick_up_certificate_files_that_appear_after_the_config_names_them(
-    tmp_path: Path,
-    ca: trustme.CA,
-    clock: FakeClock,
-    tls_served: tuple[ExporterServer, ReloadingWebConfig, bytes],
+    tls: Tls, clock: FakeClock
 ) -> None:
     # Prepare
-    server, _, first = tls_served
-    config = (tmp_path / "web-config.yml").read_text()
+    config = (tls.folder / "web-config.yml").read_text()
 
     # Act: the config names new files first (that reload fails), then they are written
-    replace(tmp_path / "web-config.yml", config.replace("server.", "renewed."))
+    replace(tls.folder / "web-config.yml", config.replace("server.", "renewed."))
     clock.advance(CHECK_EVERY)
-    before = served_certificate(server, tmp_path / "ca.pem")
-    leaf = ca.issue_cert("127.0.0.1")
-    replace(tmp_path / "renewed.key", leaf.private_key_pem.bytes())
-    replace(tmp_path / "renewed.pem", b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    before = tls.served()
+    leaf = tls.ca.issue_cert("127.0.0.1")
+    replace(tls.folder / "renewed.key", leaf.private_key_pem.bytes())
+    replace(tls.folder / "renewed.pem", b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     clock.advance(CHECK_EVERY)
-    after = served_certificate(server, tmp_path / "ca.pem")
+    after = tls.served()
 
     # Check
-    assert before == first
-    assert after == ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
+    assert before == tls.first
+    assert after == der(leaf)
 
 
 def test_should_refuse_to_turn_tls_off_without_a_restart(
-    tmp_path: Path,
-    clock: FakeClock,
-    tls_served: tuple[ExporterServer, ReloadingWebConfig, bytes],
-    caplog: pytest.LogCaptureFixture,
+    tls: Tls, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Prepare
-    server, web_config, _ = tls_served
-
     # Act
-    write_config(tmp_path, password="new", tls=False)
+    write_config(tls.folder, password="new", tls=False)
     clock.advance(CHECK_EVERY)
-    answer = status(server, "old", tmp_path / "ca.pem")
+    answer = tls.status("old")
 
     # Check
     assert answer == 200
-    assert web_config.config.scheme == "https"
+    assert tls.web_config.config.scheme == "https"
     assert any("turning TLS on or off needs a restart" in r.getMessage() for r in caplog.records)
 
 
