@@ -282,9 +282,16 @@ def _bcrypt_hash(value: Any, path: str) -> bytes:
 
 def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     """Read and validate a web config file, including the certificate and key files."""
+    return load_web_config_and_context(path)[0]
+
+
+def load_web_config_and_context(
+    path: str | os.PathLike[str],
+) -> tuple[WebConfig, ssl.SSLContext | None]:
+    """``load_web_config``, and the TLS context it built to validate the files (None for
+    plain HTTP): a missing or mismatched file fails now, not at the first scrape."""
     config = parse_web_config(read_yaml(path, "web config file"), Path(path).parent)
-    config.ssl_context()  # a missing or mismatched file fails now, not at the first scrape
-    return config
+    return config, config.ssl_context()
 
 
 def parse_web_config(raw: Any, base_dir: Path) -> WebConfig:

@@ -29,14 +29,15 @@ from pathlib import Path
 import yaml
 
 from exporter.config import ConfigError
-from exporter.webconfig import WebConfig, load_web_config
+from exporter.webconfig import WebConfig, load_web_config_and_context
 
 log = logging.getLogger(__name__)
 
 CHECK_EVERY = 1.0
 """Seconds between two looks at the files' stamps."""
 
-Stamp = tuple[tuple[str, int, int, int] | None, ...]
+FileStamp = tuple[str, int, int, int] | None
+Stamp = tuple[FileStamp, ...]
 
 
 def _named_files(path: Path) -> list[Path]:
@@ -53,17 +54,12 @@ def _named_files(path: Path) -> list[Path]:
     return [path.parent / name for name in names if isinstance(name, str) and name]
 
 
-def _stamp(path: Path) -> Stamp:
-    """What a change of the web config shows in: the file and the files it names."""
-    stamps: list[tuple[str, int, int, int] | None] = []
-    for file in [path, *_named_files(path)]:
-        try:
-            status = os.stat(file)
-        except (OSError, ValueError):
-            stamps.append(None)
-            continue
-        stamps.append((str(file), status.st_mtime_ns, status.st_size, status.st_ino))
-    return tuple(stamps)
+def _file_stamp(file: Path) -> FileStamp:
+    try:
+        status = os.stat(file)
+    except (OSError, ValueError):
+        return None
+    return (str(file), status.st_mtime_ns, status.st_size, status.st_ino)
 
 
 class ReloadingWebConfig:
@@ -77,9 +73,14 @@ class ReloadingWebConfig:
         config: WebConfig | None = None,
     ) -> None:
         self._path = Path(path) if path is not None else None
-        self._stamp = _stamp(self._path) if self._path else ()
-        self._config = config or (load_web_config(self._path) if self._path else WebConfig())
-        self._context = self._config.ssl_context()
+        self._named_for: FileStamp = None
+        self._named: list[Path] = []
+        self._stamp = self._current_stamp()
+        if config is not None or self._path is None:
+            self._config = config or WebConfig()
+            self._context = self._config.ssl_context()
+        else:
+            self._config, self._context = load_web_config_and_context(self._path)
         self._rejected: Stamp | None = None
         self._monotonic = monotonic
         self._checked = monotonic()
@@ -88,6 +89,16 @@ class ReloadingWebConfig:
     @classmethod
     def fixed(cls, config: WebConfig) -> ReloadingWebConfig:
         return cls(None, config=config)
+
+    def _current_stamp(self) -> Stamp:
+        """What a change shows in: the file and the files it names. The names are read
+        again only when the file itself changed; the rest is a stat per file."""
+        if self._path is None:
+            return ()
+        own = _file_stamp(self._path)
+        if own != self._named_for:
+            self._named_for, self._named = own, _named_files(self._path)
+        return (own, *map(_file_stamp, self._named))
 
     @property
     def config(self) -> WebConfig:
@@ -108,22 +119,18 @@ class ReloadingWebConfig:
             if now - self._checked < CHECK_EVERY:
                 return
             self._checked = now
-            stamp = _stamp(self._path)  # before loading: a change during the load is seen next
+            stamp = self._current_stamp()  # before loading: a change meanwhile is seen next
             if stamp in (self._stamp, self._rejected):
                 return
             try:
-                config = load_web_config(self._path)
+                config, context = load_web_config_and_context(self._path)
                 if (config.tls is None) != (self._config.tls is None):
                     raise ConfigError("tls_server_config: turning TLS on or off needs a restart")
-                context = config.ssl_context()
-            except ConfigError as exc:
+            except Exception as exc:  # runs in the accept loop: nothing may stop serving
+                expected = isinstance(exc, ConfigError)
                 log.error("web config %s not reloaded, keeping the last good one: %s",
-                          self._path, exc)  # fmt: skip
-                self._rejected = stamp
-                return
-            except Exception:  # runs in the accept loop: a bug here must not stop serving
-                log.exception("web config %s not reloaded, keeping the last good one",
-                              self._path)  # fmt: skip
+                          self._path, exc if expected else "unexpected error",
+                          exc_info=not expected)  # fmt: skip
                 self._rejected = stamp
                 return
             self._config, self._context = config, context
