@@ -235,6 +235,13 @@ def configured(*sections: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str
     return merged
 
 
+@pytest.fixture
+def two_companies(make_harness: Callable[..., Harness], victim: str, bystander: str) -> Harness:
+    """The exporter watching the victim and the bystander only."""
+    harness: Harness = make_harness(**configured({"companies": {"ids": [victim, bystander]}}))
+    return harness
+
+
 def ups(scrape: Scrape) -> dict[str, float]:
     return {s.labels["company_id"]: s.value for s in scrape.find(UP)}
 
@@ -427,13 +434,13 @@ def test_should_survive_a_fault_on_a_company_request_and_recover_on_the_next_goo
 
 
 def test_should_drop_a_company_whose_data_status_answers_404_and_take_it_back_after(
-    make_harness: Callable[..., Harness],
+    two_companies: Harness,
     caplog: pytest.LogCaptureFixture,
     victim: str,
     bystander: str,
 ) -> None:
     # Prepare: Codat says the company is gone (404), then has it again
-    harness = make_harness(**configured({"companies": {"ids": [victim, bystander]}}))
+    harness = two_companies
     fleet = harness.fleet
     harness.poll()
     fleet.override(victim, NEW_DATA_STATUS)
@@ -536,14 +543,14 @@ def complete(data_type: str, synced: Any = "2026-11-23T11:00:00Z") -> dict[str, 
     ],
 )
 def test_should_fail_the_poll_on_a_date_that_does_not_parse_and_recover_after(
-    make_harness: Callable[..., Harness],
+    two_companies: Harness,
     caplog: pytest.LogCaptureFixture,
     victim: str,
     bystander: str,
     synced: Any,
 ) -> None:
     # Prepare
-    harness = make_harness(**configured({"companies": {"ids": [victim, bystander]}}))
+    harness = two_companies
     fleet = harness.fleet
     harness.poll()
     good = harness.scrape()
@@ -573,13 +580,13 @@ def test_should_fail_the_poll_on_a_date_that_does_not_parse_and_recover_after(
 
 
 def test_should_pass_unknown_statuses_and_data_types_through_without_failing_the_poll(
-    make_harness: Callable[..., Harness],
+    two_companies: Harness,
     caplog: pytest.LogCaptureFixture,
     victim: str,
     bystander: str,
 ) -> None:
     # Prepare
-    harness = make_harness(**configured({"companies": {"ids": [victim, bystander]}}))
+    harness = two_companies
     harness.fleet.override(victim, {
         "bills": {"dataType": "bills", "currentStatus": "Paused"},
         "items": {"dataType": "items", "currentStatus": "Paused!"},
@@ -608,13 +615,13 @@ def test_should_pass_unknown_statuses_and_data_types_through_without_failing_the
 
 
 def test_should_pass_unknown_connection_statuses_through_without_failing_the_poll(
-    make_harness: Callable[..., Harness],
+    two_companies: Harness,
     monkeypatch: pytest.MonkeyPatch,
     victim: str,
     bystander: str,
 ) -> None:
     # Prepare
-    harness = make_harness(**configured({"companies": {"ids": [victim, bystander]}}))
+    harness = two_companies
     fleet = harness.fleet
     real = fleet.connections
 

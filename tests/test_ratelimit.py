@@ -116,6 +116,15 @@ def acquire_and_report(
     return start_thread(run)
 
 
+def spent_limiter() -> tuple[ManualClock, RateLimiter, queue.Queue[object]]:
+    """A limiter at one request a second whose token is taken (the next turn is at t=1),
+    and a queue for ``acquire_and_report``."""
+    clock = ManualClock()
+    limiter = RateLimiter(60, clock, burst=1)
+    limiter.acquire(deadline=math.inf)
+    return clock, limiter, queue.Queue()
+
+
 def test_should_spread_1200_requests_over_about_120_seconds_at_600_a_minute(
     clock: FakeClock,
 ) -> None:
@@ -259,10 +268,7 @@ def test_should_never_shorten_a_pause(clock: FakeClock) -> None:
 
 def test_should_hold_back_threads_already_waiting_when_a_pause_comes() -> None:
     # Prepare: one request a second; the next turn is at t=1, three threads wait for it
-    clock = ManualClock()
-    limiter = RateLimiter(60, clock, burst=1)
-    limiter.acquire(deadline=math.inf)
-    results: queue.Queue[object] = queue.Queue()
+    clock, limiter, results = spent_limiter()
     threads = [acquire_and_report(limiter, clock, 100.0, results) for _ in range(3)]
     clock.wait_for_sleeper(1.0)
 
@@ -286,10 +292,7 @@ def test_should_hold_back_threads_already_waiting_when_a_pause_comes() -> None:
 
 def test_should_refuse_a_queued_thread_at_once_when_its_turn_is_past_its_deadline() -> None:
     # Prepare: one request a second; A waits for t=1, so B's turn is t=2
-    clock = ManualClock()
-    limiter = RateLimiter(60, clock, burst=1)
-    limiter.acquire(deadline=math.inf)
-    results: queue.Queue[object] = queue.Queue()
+    clock, limiter, results = spent_limiter()
     first = acquire_and_report(limiter, clock, 100.0, results)
     clock.wait_for_sleeper(1.0)
 
@@ -309,10 +312,7 @@ def test_should_refuse_a_queued_thread_at_once_when_its_turn_is_past_its_deadlin
 
 def test_should_refuse_queued_threads_whose_deadline_a_new_pause_passes() -> None:
     # Prepare: B waits behind A for its turn at t=2, with a deadline of t=5
-    clock = ManualClock()
-    limiter = RateLimiter(60, clock, burst=1)
-    limiter.acquire(deadline=math.inf)
-    results: queue.Queue[object] = queue.Queue()
+    clock, limiter, results = spent_limiter()
     first = acquire_and_report(limiter, clock, 100.0, results)
     clock.wait_for_sleeper(1.0)
     second = acquire_and_report(limiter, clock, 5.0, results)
@@ -336,10 +336,7 @@ def test_should_refuse_queued_threads_whose_deadline_a_new_pause_passes() -> Non
 
 def test_should_refuse_everything_once_closed() -> None:
     # Prepare: A sleeps until its turn at t=1, B queues behind it
-    clock = ManualClock()
-    limiter = RateLimiter(60, clock, burst=1)
-    limiter.acquire(deadline=math.inf)
-    results: queue.Queue[object] = queue.Queue()
+    clock, limiter, results = spent_limiter()
     first = acquire_and_report(limiter, clock, 100.0, results)
     clock.wait_for_sleeper(1.0)
     second = acquire_and_report(limiter, clock, 100.0, results)

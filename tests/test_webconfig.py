@@ -94,6 +94,14 @@ def tls_config(folder: Path, pki: Pki, **extra: str) -> WebConfig:
     return load_web_config(write_config(folder, "\n".join(lines) + "\n"))
 
 
+def mutual_tls_config(folder: Path, pki: Pki) -> WebConfig:
+    """TLS that requires a client certificate from the client CA."""
+    return tls_config(
+        folder, pki, client_auth_type="RequireAndVerifyClientCert",
+        client_ca_file=str(pki.client_ca),
+    )  # fmt: skip
+
+
 # --- a tiny server wired the way the exporter will wire it -------------------------------
 
 
@@ -435,12 +443,7 @@ def test_should_refuse_a_client_without_a_certificate_when_one_is_required(
     tmp_path: Path, pki: Pki
 ) -> None:
     # Prepare
-    config = tls_config(
-        tmp_path,
-        pki,
-        client_auth_type="RequireAndVerifyClientCert",
-        client_ca_file=str(pki.client_ca),
-    )
+    config = mutual_tls_config(tmp_path, pki)
     # Act: TLS 1.3 may report the refusal only on the client's first read
     with serving(config) as server, pytest.raises((ssl.SSLError, ConnectionError)):
         get(server.port, client_context(pki))
@@ -452,12 +455,7 @@ def test_should_serve_a_client_with_a_certificate_from_the_client_ca(
     tmp_path: Path, pki: Pki
 ) -> None:
     # Prepare
-    config = tls_config(
-        tmp_path,
-        pki,
-        client_auth_type="RequireAndVerifyClientCert",
-        client_ca_file=str(pki.client_ca),
-    )
+    config = mutual_tls_config(tmp_path, pki)
     with serving(config) as server:
         # Act
         response = get(server.port, client_context(pki, cert=pki.client))
@@ -467,12 +465,7 @@ def test_should_serve_a_client_with_a_certificate_from_the_client_ca(
 
 def test_should_refuse_a_client_certificate_from_another_ca(tmp_path: Path, pki: Pki) -> None:
     # Prepare
-    config = tls_config(
-        tmp_path,
-        pki,
-        client_auth_type="RequireAndVerifyClientCert",
-        client_ca_file=str(pki.client_ca),
-    )
+    config = mutual_tls_config(tmp_path, pki)
     # Act
     with serving(config) as server, pytest.raises((ssl.SSLError, ConnectionError)):
         get(server.port, client_context(pki, cert=pki.stranger))
