@@ -450,4 +450,11 @@ def _file(section: dict[str, Any], path: str, key: str, base_dir: Path) -> Path:
     value = section.get(key)
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{path}.{key}: must be a file name")
+    return named_file(value, base_dir)
+
+
+def named_file(value: str, base_dir: Path) -> Path:
+    """Where a file name in the web config file points: ``~`` expanded, relative names
+    taken from the file's own folder. The reloader stats the same paths, so a renewal of
+    ``~/tls/server.crt`` is noticed."""
     return base_dir / Path(value.strip()).expanduser()

@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from exporter.config import ConfigError
-from exporter.webconfig import WebConfig, load_web_config_and_context
+from exporter.webconfig import WebConfig, load_web_config_and_context, named_file
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,9 @@ def _named_files(path: Path) -> list[Path]:
     if not isinstance(tls, dict):
         return []
     names = [tls.get(key) for key in ("cert_file", "key_file", "client_ca_file")]
-    return [path.parent / name for name in names if isinstance(name, str) and name]
+    return [
+        named_file(name, path.parent) for name in names if isinstance(name, str) and name.strip()
+    ]
 
 
 def _file_stamp(file: Path) -> FileStamp:

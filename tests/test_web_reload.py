@@ -254,3 +254,25 @@ def test_should_never_log_a_password_hash_when_a_reload_fails(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "not reloaded" in logged
     assert leaked not in logged and leaked[7:] not in logged
+
+
+def test_should_serve_a_renewed_certificate_named_from_the_home_folder(
+    tmp_path: Path, ca: trustme.CA, clock: FakeClock, serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    first = issue(ca, home)
+    config = tmp_path / "web-config.yml"
+    replace(config, "tls_server_config:\n  cert_file: ~/server.pem\n  key_file: ~/server.key\n")
+    server, _ = serve(config)
+
+    # Act
+    renewed = issue(ca, home)
+    clock.advance(CHECK_EVERY)
+    after = served_certificate(server, tmp_path / "ca.pem")
+
+    # Check
+    assert renewed != first
+    assert after == renewed
