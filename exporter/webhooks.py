@@ -1,10 +1,12 @@
 """Codat's webhooks: verify that Codat sent them, then say what the exporter should do.
 
 Codat delivers webhooks through Svix, signed the Standard Webhooks way: three headers,
-``webhook-id``, ``webhook-timestamp`` (Unix seconds) and ``webhook-signature``, a
-space-separated list of ``v1,<base64 HMAC-SHA256>`` entries (more than one while Codat
-rotates a secret). The HMAC key is the base64 part of the ``whsec_...`` secret shown in
-Codat's portal, and the signed text is ``f"{id}.{timestamp}.{raw body}"``.
+``svix-id``, ``svix-timestamp`` (Unix seconds) and ``svix-signature``, a space-separated
+list of ``v1,<base64 HMAC-SHA256>`` entries (more than one while Codat rotates a secret).
+Svix's unbranded option names them ``webhook-id``, ``webhook-timestamp`` and
+``webhook-signature``; as in Svix's own libraries both are accepted, the ``svix-`` one
+first when a delivery carries both. The HMAC key is the base64 part of the ``whsec_...``
+secret shown in Codat's portal, and the signed text is ``f"{id}.{timestamp}.{raw body}"``.
 
 A webhook only ever *hastens* work the poller would do anyway, so a lost or rejected one
 costs freshness, never correctness. Verification still matters: an unauthenticated
@@ -137,8 +139,7 @@ class WebhookVerifier:
         return f"WebhookVerifier(tolerance={self._tolerance:g}, secret=<hidden>)"
 
     def verify(self, headers: HeaderSource, body: bytes) -> Verdict:
-        found = _webhook_headers(headers)
-        msg_id, timestamp, signatures = (found.get(n) for n in _HEADER_NAMES)
+        msg_id, timestamp, signatures = _webhook_headers(headers)
         if not msg_id or not timestamp or not signatures:
             return Verdict(Result.MISSING_HEADERS, msg_id or None)
         if not _TIMESTAMP.fullmatch(timestamp):
@@ -188,11 +189,13 @@ class WebhookVerifier:
             return True
 
 
-_HEADER_NAMES = ("webhook-id", "webhook-timestamp", "webhook-signature")
+_HEADER_PREFIXES = ("svix-", "webhook-")
+"""Svix's default header names first, then its unbranded ones."""
+_HEADER_FIELDS = ("id", "timestamp", "signature")
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value Codat sends, e.g. ``v1,g0hM9SsE...``; for the simulator."""
+    """The ``svix-signature`` value Codat sends, e.g. ``v1,g0hM9SsE...``; for the simulator."""
     mac = _mac(parse_secret(secret), msg_id, str(timestamp), body)
     return f"v1,{base64.b64encode(mac).decode()}"
 
@@ -202,14 +205,19 @@ def _mac(key: bytes, msg_id: str, timestamp: str, body: bytes) -> bytes:
     return hmac.new(key, signed, hashlib.sha256).digest()
 
 
-def _webhook_headers(headers: HeaderSource) -> dict[str, str]:
-    """First value of each webhook header, names matched case-insensitively."""
+def _webhook_headers(headers: HeaderSource) -> tuple[str | None, ...]:
+    """(id, timestamp, signature): each the first value of its ``svix-`` header, else of
+    its ``webhook-`` header, as Svix's libraries read them; names are case-insensitive."""
+    wanted = {prefix + field for prefix in _HEADER_PREFIXES for field in _HEADER_FIELDS}
     found: dict[str, str] = {}
     for name, value in headers.items():
         lower = str(name).lower()
-        if lower in _HEADER_NAMES and lower not in found:
+        if lower in wanted and lower not in found:
             found[lower] = str(value).strip()
-    return found
+    return tuple(
+        next((found[p + field] for p in _HEADER_PREFIXES if p + field in found), None)
+        for field in _HEADER_FIELDS
+    )
 
 
 # --- interpreting the payload ------------------------------------------------------------

@@ -48,6 +48,16 @@ def signed_headers(secret: str, msg_id: str, timestamp: int, body: bytes = BODY)
     }
 
 
+PREFIXES = ["svix-", "webhook-"]
+"""Svix's header names (https://docs.svix.com/receiving/verifying-payloads/how-manual):
+``svix-*`` by default, ``webhook-*`` when white-labelled; its libraries accept both."""
+
+
+def prefixed(headers: dict[str, str], prefix: str) -> dict[str, str]:
+    """The same headers with ``webhook-`` names turned into ``prefix`` ones."""
+    return {prefix + k.removeprefix("webhook-"): v for k, v in headers.items()}
+
+
 @pytest.fixture
 def secret() -> str:
     return new_secret()
@@ -71,13 +81,14 @@ SVIX_PAYLOAD = b'{"test": 2432232314}'
 SVIX_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
-def test_should_accept_svix_published_example() -> None:
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_should_accept_svix_published_example(prefix: str) -> None:
     # Prepare
     verifier = WebhookVerifier(SVIX_SECRET, FakeClock(start=SVIX_TIMESTAMP + 10))
     headers = {
-        "webhook-id": SVIX_ID,
-        "webhook-timestamp": str(SVIX_TIMESTAMP),
-        "webhook-signature": SVIX_SIGNATURE,
+        f"{prefix}id": SVIX_ID,
+        f"{prefix}timestamp": str(SVIX_TIMESTAMP),
+        f"{prefix}signature": SVIX_SIGNATURE,
     }
     # Act
     verdict = verifier.verify(headers, SVIX_PAYLOAD)
@@ -254,17 +265,43 @@ def test_should_accept_a_delivery_exactly_once_under_concurrency(
     assert sorted(results) == sorted([Result.OK] + [Result.REPLAYED] * 7)
 
 
-@pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+@pytest.mark.parametrize("prefix", PREFIXES)
+@pytest.mark.parametrize("missing", ["id", "timestamp", "signature"])
 def test_should_report_missing_headers(
-    verifier: WebhookVerifier, secret: str, clock: FakeClock, missing: str
+    verifier: WebhookVerifier, secret: str, clock: FakeClock, missing: str, prefix: str
 ) -> None:
     # Prepare
-    headers = signed_headers(secret, "msg_11", int(clock.time()))
-    del headers[missing]
+    headers = prefixed(signed_headers(secret, "msg_11", int(clock.time())), prefix)
+    del headers[prefix + missing]
     # Act
     verdict = verifier.verify(headers, BODY)
     # Check
     assert verdict.result is Result.MISSING_HEADERS
+
+
+@pytest.mark.parametrize(
+    ("svix", "unbranded", "expected"),
+    [
+        pytest.param("good", "forged", Result.OK, id="svix-good-webhook-forged"),
+        pytest.param("forged", "good", Result.BAD_SIGNATURE, id="svix-forged-webhook-good"),
+    ],
+)
+def test_should_read_the_svix_headers_first_when_a_delivery_carries_both(
+    verifier: WebhookVerifier, secret: str, clock: FakeClock, svix: str, unbranded: str,
+    expected: Result,
+) -> None:  # fmt: skip
+    # Prepare: as Svix's libraries do, svix-* wins over webhook-*, header by header
+    signing = {"good": secret, "forged": new_secret()}
+    now = int(clock.time())
+    headers = {
+        **prefixed(signed_headers(signing[svix], "msg_svix", now), "svix-"),
+        **signed_headers(signing[unbranded], "msg_unbranded", now),
+    }
+    # Act
+    verdict = verifier.verify(headers, BODY)
+    # Check
+    assert verdict.result is expected
+    assert verdict.webhook_id == "msg_svix"
 
 
 @pytest.mark.parametrize(
@@ -282,11 +319,12 @@ def test_should_reject_a_timestamp_that_is_not_whole_seconds(
     assert verdict.result is Result.BAD_TIMESTAMP
 
 
+@pytest.mark.parametrize("prefix", PREFIXES)
 def test_should_read_headers_as_http_server_hands_them_over(
-    verifier: WebhookVerifier, secret: str, clock: FakeClock
+    verifier: WebhookVerifier, secret: str, clock: FakeClock, prefix: str
 ) -> None:
     # Prepare: a handler's self.headers is an HTTPMessage, with any capitalisation
-    signed = signed_headers(secret, "msg_13", int(clock.time()))
+    signed = prefixed(signed_headers(secret, "msg_13", int(clock.time())), prefix)
     raw = "".join(f"{name.title()}: {value}\r\n" for name, value in signed.items())
     message = parse_headers(io.BytesIO(raw.encode("latin-1") + b"\r\n"))
     # Act

@@ -135,23 +135,25 @@ class Webhooks:
         return requests.post(url, data=body, headers=headers or {}, timeout=5)
 
     def signed(
-        self, body: bytes, *, msg_id: str = "", offset: int = 0, secret: str = ""
-    ) -> dict[str, str]:
-        """The three headers Svix sends; ``offset`` moves the timestamp from now."""
+        self, body: bytes, *, msg_id: str = "", offset: int = 0, secret: str = "",
+        prefix: str = "svix-",
+    ) -> dict[str, str]:  # fmt: skip
+        """The three headers Svix sends (``prefix`` "webhook-": its unbranded names);
+        ``offset`` moves the timestamp from now."""
         msg_id = msg_id or f"msg_{next(self._ids)}"
         timestamp = int(self.clock.time()) + offset
         return {
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret or self.secret, msg_id, timestamp, body),
+            f"{prefix}id": msg_id,
+            f"{prefix}timestamp": str(timestamp),
+            f"{prefix}signature": sign(secret or self.secret, msg_id, timestamp, body),
             "Content-Type": "application/json",
         }
 
     def deliver(
-        self, event: dict[str, Any], server: ExporterServer | None = None
+        self, event: dict[str, Any], server: ExporterServer | None = None, prefix: str = "svix-"
     ) -> requests.Response:
         body = json.dumps(event).encode()
-        return self.post(body, self.signed(body), server)
+        return self.post(body, self.signed(body, prefix=prefix), server)
 
     def requests_for(self, company_id: str, route: str = DATA_STATUS) -> int:
         return sum(1 for _, r, c, _ in list(self.codat.log) if r == route and c == company_id)
@@ -264,6 +266,30 @@ def test_should_answer_at_once_and_repoll_a_burst_once_after_the_debounce(
     assert scrape.value(WEBHOOKS_TOTAL, event_type="read.completed", result="ok") == 5
 
 
+@pytest.mark.parametrize(("prefix", "other"), [("svix-", "webhook-"), ("webhook-", "svix-")])
+def test_should_take_deliveries_under_either_of_svixs_header_names(
+    app: Webhooks, clock: FakeClock, linked: list[str], prefix: str, other: str
+) -> None:
+    # Prepare: Svix sends svix-* headers, or webhook-* ones when white-labelled
+    company = linked[0]
+    app.harness.poll()
+    body = json.dumps(read_completed(company)).encode()
+    headers = app.signed(body, prefix=prefix)
+    renamed = {k.replace(prefix, other): v for k, v in headers.items()}
+    forged = app.signed(body, prefix=prefix, secret=new_secret())
+    before = app.requests_for(company)
+    # Act: the delivery, its replay under the other names, and a forgery
+    answers = [app.post(body, h).status_code for h in (headers, renamed, forged)]
+    clock.advance(DEBOUNCE)
+    app.receiver.tick()
+    # Check
+    assert answers == [200, 401, 401]
+    assert app.requests_for(company) == before + 1
+    assert app.counted("read.completed", "ok") == 1
+    assert app.counted("other", "replayed") == 1
+    assert app.counted("other", "bad_signature") == 1
+
+
 def xero_status(scrape: Scrape, company_id: str) -> list[str]:
     """The status label of each of the company's Xero connections on /metrics."""
     found = scrape.find(CONNECTION_STATUS, company_id=company_id, platform="Xero")
@@ -357,7 +383,7 @@ def stale_future(app: Webhooks, body: bytes) -> dict[str, str]:
 
 def tampered(app: Webhooks, body: bytes) -> dict[str, str]:
     headers = app.signed(body)
-    headers["webhook-signature"] = headers["webhook-signature"][:-6] + "AAAAA="
+    headers["svix-signature"] = headers["svix-signature"][:-6] + "AAAAA="
     return headers
 
 
