@@ -1,85 +1,290 @@
-"""The YAML configuration, validated up front into frozen dataclasses.
+"""The YAML configuration (``--config.file``), declared once as frozen dataclasses.
 
-Every problem becomes one ``ConfigError`` whose message names the key path, e.g.::
+Each section is a dataclass and each of its ``setting()`` fields a key, with its type,
+default and description; ``exporter.settings`` reads a file against them, and README's
+table is generated from them. Every problem becomes one ``ConfigError`` naming the key::
 
     poll.intervall: unknown key; did you mean interval?
     codat.timeout: '30 seconds' is not a duration (use e.g. 90s, 5m, 1h30m, 2d)
 
-``${VAR}`` in any string value is replaced from the environment before validation.
+A data type name the contract does not list is a warning rather than an error (Codat adds
+data types), carried on ``Config.warnings``::
+
+    freshness.max_age.invoice: unknown data type; did you mean invoices?
+
+``${VAR}`` in any string value is replaced from the environment before validation. Company
+ids are canonical (lower case) from here on, so an id matches however it was written.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import socket
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
+from exporter.codat import DATA_TYPES
+from exporter.durations import format_duration, parse_duration
+from exporter.settings import (
+    BOOL,
+    DURATION,
+    STRING,
+    TEXT,
+    ConfigError,
+    Kind,
+    Reading,
+    Where,
+    did_you_mean,
+    join,
+    kind_of,
+    number,
+    read_section,
+    read_yaml,
+    section,
+    setting,
+    shown,
+    whole_number,
+)
 from exporter.sharding import Shard, ShardingError, resolve_shard
+from exporter.webhooks import parse_secret
 
-T = TypeVar("T")
+__all__ = [
+    "CodatConfig",
+    "CompaniesConfig",
+    "Config",
+    "ConfigError",
+    "ConnectionsConfig",
+    "DataTypesConfig",
+    "FreshnessConfig",
+    "PollConfig",
+    "WebhooksConfig",
+    "format_duration",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+]
 
 DEFAULT_BASE_URL = "https://api.codat.io"
 
+# --- kinds of value only this file has ------------------------------------------------------
 
-class ConfigError(Exception):
-    """A configuration problem, already phrased for the operator (one line, key first)."""
+
+def _base_url(value: Any, at: Where) -> str:
+    """The API root, without credentials: a ``user:password@`` part would end up in logs
+    and errors, so it is refused without echoing the URL."""
+    url = STRING.read(value, at).rstrip("/")
+    if "@" in url:  # checked first: no message below may show a user:password@ part
+        raise ConfigError(f"{at}: must not carry credentials; set codat.api_key instead")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not 0-65535
+    except ValueError as exc:
+        raise ConfigError(f"{at}: not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{at}: {url!r} is not an http(s) URL")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{at}: {url!r} must not have a query or fragment")
+    return url
+
+
+_AUTHORIZATION_HEADER = re.compile(r"(authorization\s*:\s*)?basic\s+\S", re.IGNORECASE)
+
+
+def _api_key(value: Any, at: Where) -> str:
+    """The raw key. ``Basic <base64>`` is the header the exporter makes from it: pasted
+    instead, it would be encoded twice and rejected by Codat with nothing to say why."""
+    key = STRING.read(value, at)
+    if _AUTHORIZATION_HEADER.match(key):
+        raise ConfigError(
+            f"{at}: this is an Authorization header (Basic ...), not the API key; give the "
+            "key as Codat's portal shows it, the exporter encodes it"
+        )
+    return key
+
+
+def _company_id(value: Any, at: Where) -> str:
+    """A Codat company id (a UUID) in canonical form: lower case, hyphenated."""
+    text = STRING.read(value, at)
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise ConfigError(f"{at}: {text!r} is not a Codat company id (a UUID)") from None
+
+
+def _company_ids(value: Any, at: Where) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{at}: must be a list, not {kind_of(value)}")
+    ids: dict[str, None] = {}
+    for i, item in enumerate(value):
+        company_id = _company_id(item, at.item(i))
+        if company_id in ids:
+            raise ConfigError(f"{at.item(i)}: company {company_id} is listed twice")
+        ids[company_id] = None
+    return tuple(ids)
+
+
+def _check_data_type(name: str, at: Where, named: bool) -> None:
+    """Warn about a name Codat's contract does not list; ``named``: ``at`` already shows it."""
+    if name not in DATA_TYPES:
+        which = "" if named else f" {shown(name)}"
+        at.warn(f"unknown data type{which}{did_you_mean(name, DATA_TYPES)}")
+
+
+def _data_types(value: Any, at: Where) -> frozenset[str]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{at}: must be a list, not {kind_of(value)}")
+    names = [STRING.read(item, at.item(i)) for i, item in enumerate(value)]
+    for i, name in enumerate(names):
+        _check_data_type(name, at.item(i), named=False)
+    return frozenset(names)
+
+
+def _max_ages(value: Any, at: Where) -> Mapping[str, float]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{at}: must be a mapping of data type to duration")
+    ages = {str(name): DURATION.read(age, at.key(str(name))) for name, age in value.items()}
+    for name in ages:
+        _check_data_type(name, at.key(name), named=True)
+    return ages
+
+
+def _company_overrides(value: Any, at: Where) -> Mapping[str, Mapping[str, float]]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{at}: must be a mapping of company id to {{max_age: ...}}")
+    overrides: dict[str, Mapping[str, float]] = {}
+    for key, entry in value.items():
+        where = at.key(str(key))
+        company_id = _company_id(key, where)
+        if company_id in overrides:
+            raise ConfigError(f"{where}: company {company_id} is listed twice")
+        overrides[company_id] = read_section(CompanyFreshness, entry, where).max_age
+    return overrides
+
+
+def _listen_address(value: Any, at: Where) -> str:
+    address = TEXT.read(value, at)
+    if address and not re.fullmatch(r"(\[[0-9A-Fa-f:]+\]|[^:]*):\d{1,5}", address):
+        raise ConfigError(f"{at}: {address!r} is not host:port")
+    return address
+
+
+def _as_given(value: Any, at: Where) -> Any:
+    """Left for ``resolve_shard``, which checks it after the environment's overrides."""
+    return value
+
+
+API_KEY = Kind("string", _api_key)
+BASE_URL = Kind("URL", _base_url)
+COMPANY_IDS = Kind("list of company ids", _company_ids)
+COMPANY_ID_SET = Kind("list of company ids", lambda v, at: frozenset(_company_ids(v, at)))
+DATA_TYPE_SET = Kind("list of data types", _data_types)
+MAX_AGES = Kind("mapping of data type to duration", _max_ages)
+COMPANY_OVERRIDES = Kind("mapping of company id to `{max_age: …}`", _company_overrides)
+HOST_PORT = Kind("host:port", _listen_address)
+NONE: Mapping[str, Any] = MappingProxyType({})
+
+
+# --- the sections ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CodatConfig:
-    api_key: str = field(repr=False)
-    base_url: str = DEFAULT_BASE_URL
-    timeout: float = 30.0
-    max_concurrency: int = 4
-    max_requests_per_minute: int = 600
-    max_response_bytes: int = 10 * 1024 * 1024
+    api_key: str = setting(
+        API_KEY, "the raw API key (not the `Basic …` header: the exporter encodes it); "
+        "`${VAR}` reads it from the environment", from_file=True, repr=False,
+    )  # fmt: skip
+    base_url: str = setting(
+        BASE_URL, "Codat Platform API root: http(s), no credentials, query or fragment",
+        default=DEFAULT_BASE_URL,
+    )  # fmt: skip
+    timeout: float = setting(DURATION, "limit for one whole request attempt", default=30.0)
+    max_concurrency: int = setting(
+        whole_number(64), "requests to Codat in flight at once", default=4
+    )
+    max_requests_per_minute: int = setting(
+        whole_number(100_000), "client-side rate limit shared by all workers", default=600
+    )
+    max_response_bytes: int = setting(
+        whole_number(1 << 30), "largest response body read (10 MiB); larger fails the request",
+        default=10 * 1024 * 1024,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class PollConfig:
-    interval: float = 300.0
+    interval: float = setting(DURATION, "time between poll cycles", default=300.0)
 
 
 @dataclass(frozen=True)
 class CompaniesConfig:
-    ids: tuple[str, ...] = ()
-    discover: bool = False
-    discovery_interval: float = 3600.0
-    page_size: int = 1000
-    tags: str = ""
-    query: str = ""
-    exclude: frozenset[str] = frozenset()
+    ids: tuple[str, ...] = setting(
+        COMPANY_IDS, "company ids (UUIDs) to monitor; at least one unless `discover`", default=()
+    )
+    discover: bool = setting(BOOL, "list companies with `GET /companies`", default=False)
+    discovery_interval: float = setting(
+        DURATION, "how often discovery (and sync settings) refresh", default=3600.0
+    )
+    page_size: int = setting(whole_number(2000), "companies per page of the listing", default=1000)
+    tags: str = setting(
+        TEXT, "Codat's tags filter for discovery, e.g. `region=uk && team=lending`", default=""
+    )
+    query: str = setting(TEXT, "Codat query string for discovery", default="")
+    exclude: frozenset[str] = setting(
+        COMPANY_ID_SET, "company ids never to monitor, discovered or listed", default=frozenset()
+    )
+
+    def check(self, at: Where) -> None:
+        if not self.ids and not self.discover:
+            raise ConfigError(
+                f"{at.key('ids')}: list at least one Codat company id, "
+                f"or set {at.key('discover')}: true"
+            )
 
 
 @dataclass(frozen=True)
 class ConnectionsConfig:
-    enabled: bool = True
-    interval: float = 1800.0
+    enabled: bool = setting(BOOL, "poll each company's connections", default=True)
+    interval: float = setting(DURATION, "how often connections refresh", default=1800.0)
 
 
 @dataclass(frozen=True)
 class WebhooksConfig:
-    enabled: bool = False
-    secret: str = field(default="", repr=False)
-    listen_address: str = ""
-    """Empty: POST /webhooks/codat on the main listener."""
-    max_body_bytes: int = 256 * 1024
-    debounce: float = 5.0
+    enabled: bool = setting(
+        BOOL, "accept Codat's webhooks at `POST /webhooks/codat`", default=False
+    )
+    secret: str = setting(
+        TEXT, "Codat's signing secret, `whsec_…`; required when enabled", default="", repr=False
+    )
+    listen_address: str = setting(
+        HOST_PORT, "a separate `host:port` for webhooks (empty: the main listener)", default=""
+    )
+    max_body_bytes: int = setting(
+        whole_number(16 << 20), "larger deliveries get 413", default=256 << 10
+    )
+    debounce: float = setting(
+        DURATION, "wait before re-polling a company, so a burst of events costs one poll",
+        default=5.0,
+    )  # fmt: skip
+
+    def check(self, at: Where) -> None:
+        if self.enabled:
+            if not self.secret:
+                where = at.key("secret")
+                raise ConfigError(f"{where}: required when {at.key('enabled')} is true")
+            parse_secret(self.secret, str(at.key("secret")))
 
 
 @dataclass(frozen=True)
 class DataTypesConfig:
-    include: frozenset[str] = frozenset()
-    exclude: frozenset[str] = frozenset()
+    include: frozenset[str] = setting(
+        DATA_TYPE_SET, "only these data types (empty: all)", default=frozenset()
+    )
+    exclude: frozenset[str] = setting(DATA_TYPE_SET, "never these data types", default=frozenset())
 
     def selects(self, data_type: str) -> bool:
         if self.include and data_type not in self.include:
@@ -88,12 +293,32 @@ class DataTypesConfig:
 
 
 @dataclass(frozen=True)
+class CompanyFreshness:
+    """One entry of ``freshness.companies``."""
+
+    max_age: Mapping[str, float] = setting(
+        MAX_AGES, "this company's per data type thresholds", default=NONE
+    )
+
+
+@dataclass(frozen=True)
 class FreshnessConfig:
-    default_max_age: float = 26 * 3600.0
-    max_age: Mapping[str, float] = field(default_factory=dict)
-    from_sync_settings: bool = False
-    sync_schedule_factor: float = 2.0
-    companies: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    default_max_age: float = setting(
+        DURATION, "staleness threshold for every data type", default=26 * 3600.0
+    )
+    max_age: Mapping[str, float] = setting(
+        MAX_AGES, "per data type thresholds, e.g. `{invoices: 6h}`", default=NONE
+    )
+    from_sync_settings: bool = setting(
+        BOOL, "derive thresholds from Codat's sync schedules", default=False
+    )
+    sync_schedule_factor: float = setting(
+        number(100), "derived threshold = syncSchedule hours x this", default=2.0
+    )
+    companies: Mapping[str, Mapping[str, float]] = setting(
+        COMPANY_OVERRIDES, "per company thresholds: `{<id>: {max_age: {invoices: 2h}}}`",
+        default=NONE,
+    )  # fmt: skip
     """Per company id: per data type max age, overriding everything else."""
 
     def max_age_for(
@@ -124,15 +349,43 @@ class FreshnessConfig:
 
 
 @dataclass(frozen=True)
+class ShardingKeys:
+    """The ``sharding`` section as written; ``Config.shard`` is what it resolves to."""
+
+    shards: int = setting(
+        Kind("integer", _as_given), "replicas sharing the fleet (env `CODAT_EXPORTER_SHARDS`)",
+        default=1,
+    )  # fmt: skip
+    shard: int | str = setting(
+        Kind("integer or `auto`", _as_given),
+        "this replica's index, or `auto` from the hostname ordinal (env `CODAT_EXPORTER_SHARD`)",
+        default="auto",
+    )  # fmt: skip
+
+
+def _shard(raw: Any, at: Where) -> Shard:
+    keys = read_section(ShardingKeys, raw, at)
+    reading = at.reading
+    try:
+        return resolve_shard(keys.shard, keys.shards, reading.hostname, reading.environ)
+    except ShardingError as exc:
+        raise ConfigError(f"{exc.key}: {exc}") from None
+
+
+@dataclass(frozen=True)
 class Config:
-    codat: CodatConfig
-    poll: PollConfig = PollConfig()
-    companies: CompaniesConfig = CompaniesConfig()
-    data_types: DataTypesConfig = DataTypesConfig()
-    freshness: FreshnessConfig = FreshnessConfig()
-    connections: ConnectionsConfig = ConnectionsConfig()
-    shard: Shard = field(default_factory=Shard)
-    webhooks: WebhooksConfig = WebhooksConfig()
+    codat: CodatConfig = section(CodatConfig, required=True)
+    poll: PollConfig = section(PollConfig)
+    companies: CompaniesConfig = section(CompaniesConfig)
+    data_types: DataTypesConfig = section(DataTypesConfig)
+    freshness: FreshnessConfig = section(FreshnessConfig)
+    connections: ConnectionsConfig = section(ConnectionsConfig)
+    shard: Shard = setting(
+        Kind("section", _shard, section=ShardingKeys), "", key="sharding", default=Shard()
+    )
+    webhooks: WebhooksConfig = section(WebhooksConfig)
+    warnings: tuple[str, ...] = ()
+    """Accepted but doubtful values, one line each, key first."""
 
     def summary(self) -> str:
         """One line for ``--check-config`` and the start-up log; never shows the key."""
@@ -151,45 +404,7 @@ class Config:
         )
 
 
-# --- durations ---------------------------------------------------------------------------
-
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
-
-
-def parse_duration(text: str) -> float:
-    """``90s``, ``5m``, ``1h30m``, ``2d``, ``250ms`` -> seconds (Prometheus-style units)."""
-    pos, total, last_rank = 0, 0.0, -1
-    ranks = list(_UNITS)
-    while pos < len(text):
-        match = _DURATION.match(text, pos)
-        if match is None:
-            raise ValueError(text)
-        rank = len(ranks) - ranks.index(match[2])
-        if rank <= last_rank:
-            raise ValueError(text)  # units must go from largest to smallest, once each
-        last_rank = rank
-        total += int(match[1]) * _UNITS[match[2]]
-        pos = match.end()
-    if pos == 0:
-        raise ValueError(text)
-    return total
-
-
-def format_duration(seconds: float) -> str:
-    """The inverse of ``parse_duration`` for display: 5400 -> '1h30m'."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    out, rest = "", int(seconds)
-    for unit in ("d", "h", "m", "s"):
-        size = int(_UNITS[unit])
-        if rest >= size:
-            out += f"{rest // size}{unit}"
-            rest %= size
-    return out or "0s"
-
-
-# --- loading -----------------------------------------------------------------------------
+# --- loading --------------------------------------------------------------------------------
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
@@ -199,28 +414,19 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     return parse_config(_substitute(raw, "", environ), environ)
 
 
-def read_yaml(path: str | os.PathLike[str], what: str) -> Any:
-    """A YAML file's content ({} when empty), or a ConfigError naming the file and line.
+def parse_config(
+    raw: Any, environ: Mapping[str, str] | None = None, hostname: str | None = None
+) -> Config:
+    """Validate an already-loaded mapping (used by ``load_config`` and by ``--demo``).
 
-    The message gives YAML's description of the problem, never the offending text, which
-    may be a secret on a line of its own.
+    ``environ`` and ``hostname`` only matter to ``sharding`` (env overrides, ``shard: auto``).
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: {what} is not UTF-8 text") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
-    except RecursionError:  # PyYAML's parser recurses once per level of nesting
-        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
-    return {} if raw is None else raw
+    reading = Reading(
+        os.environ if environ is None else environ,
+        socket.gethostname() if hostname is None else hostname,
+    )
+    config = read_section(Config, raw, Where(reading))
+    return replace(config, warnings=tuple(reading.warnings))
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")
@@ -229,312 +435,16 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")
 def _substitute(value: Any, path: str, environ: Mapping[str, str]) -> Any:
     if isinstance(value, str):
 
-        def replace(match: re.Match[str]) -> str:
+        def variable(match: re.Match[str]) -> str:
             if match[0] == "$$":
                 return "$"
             if match[1] not in environ:
                 raise ConfigError(f"{path or '<top>'}: environment variable {match[1]} is not set")
             return environ[match[1]]
 
-        return _VAR.sub(replace, value)
+        return _VAR.sub(variable, value)
     if isinstance(value, dict):
-        return {k: _substitute(v, _join(path, str(k)), environ) for k, v in value.items()}
+        return {k: _substitute(v, join(path, str(k)), environ) for k, v in value.items()}
     if isinstance(value, list):
         return [_substitute(v, f"{path}[{i}]", environ) for i, v in enumerate(value)]
     return value
-
-
-def _join(path: str, key: str) -> str:
-    key = _shown(key)
-    return f"{path}.{key}" if path else key
-
-
-def _shown(text: str) -> str:
-    """``text`` for an error message, quoted when it would break the message's one line."""
-    return text if text.isprintable() and text else repr(text)
-
-
-def _section(raw: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path or '<top>'}: must be a mapping, not {_kind(raw)}")
-    for key in raw:
-        if not isinstance(key, str) or key not in allowed:
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
-            suggestion = (
-                f"; did you mean {hint[0]}?" if hint else f"; known keys: {', '.join(allowed)}"
-            )
-            raise ConfigError(f"{_join(path, str(key))}: unknown key{suggestion}")
-    return raw
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
-    )
-
-
-def _get(
-    section: dict[str, Any], path: str, key: str, conv: Callable[[Any, str], T], default: T
-) -> T:
-    if key not in section or section[key] is None:
-        return default
-    return conv(section[key], _join(path, key))
-
-
-MAX_DURATION = 10 * 365 * 86400.0
-"""Longer would be a mistake, and far longer overflows the scheduler's timedelta."""
-
-
-def _duration(value: Any, path: str) -> float:
-    if isinstance(value, str):
-        try:
-            seconds = parse_duration(value.strip())
-        except (ValueError, OverflowError):  # overflow: more digits than a float holds
-            pass
-        else:
-            if seconds <= 0:
-                raise ConfigError(f"{path}: must be longer than 0s")
-            if seconds > MAX_DURATION:
-                raise ConfigError(f"{path}: must be at most 3650d")
-            return seconds
-    raise ConfigError(f"{path}: {value!r} is not a duration (use e.g. 90s, 5m, 1h30m, 2d)")
-
-
-def _positive_int(limit: int) -> Callable[[Any, str], int]:
-    def conv(value: Any, path: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-            raise ConfigError(f"{path}: must be a whole number from 1 to {limit}, not {value!r}")
-        return value
-
-    return conv
-
-
-def _bool(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{path}: must be true or false, not {value!r}")
-    return value
-
-
-def _factor(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
-        raise ConfigError(f"{path}: must be a number above 0 and at most 100, not {value!r}")
-    return float(value)
-
-
-def _string(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{path}: must be a non-empty string")
-    return value.strip()
-
-
-def _text(value: Any, path: str) -> str:
-    """A string that may be empty (empty: not set)."""
-    if not isinstance(value, str):
-        raise ConfigError(f"{path}: must be a string, not {_kind(value)}")
-    return value.strip()
-
-
-def _string_list(value: Any, path: str) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ConfigError(f"{path}: must be a list, not {_kind(value)}")
-    return tuple(_string(item, f"{path}[{i}]") for i, item in enumerate(value))
-
-
-def _company_ids(value: Any, path: str) -> tuple[str, ...]:
-    ids = _string_list(value, path)
-    seen: set[str] = set()
-    for i, company_id in enumerate(ids):
-        try:
-            canonical = str(uuid.UUID(company_id))
-        except ValueError:
-            raise ConfigError(
-                f"{path}[{i}]: {company_id!r} is not a Codat company id (a UUID)"
-            ) from None
-        if canonical in seen:
-            raise ConfigError(f"{path}[{i}]: company {company_id} is listed twice")
-        seen.add(canonical)
-    return ids
-
-
-def _base_url(value: Any, path: str) -> str:
-    """The API root, without credentials: a ``user:password@`` part would end up in logs
-    and errors, so it is refused without echoing the URL."""
-    url = _string(value, path).rstrip("/")
-    if "@" in url:  # checked first: no message below may show a user:password@ part
-        raise ConfigError(f"{path}: must not carry credentials; set codat.api_key instead")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not 0-65535
-    except ValueError as exc:
-        raise ConfigError(f"{path}: not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{path}: {url!r} is not an http(s) URL")
-    if parts.query or parts.fragment:
-        raise ConfigError(f"{path}: {url!r} must not have a query or fragment")
-    return url
-
-
-def _max_ages(value: Any, path: str) -> dict[str, float]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: must be a mapping of data type to duration")
-    return {str(k): _duration(v, _join(path, str(k))) for k, v in value.items()}
-
-
-_NO_MAX_AGES: dict[str, float] = {}
-_NO_OVERRIDES: dict[str, dict[str, float]] = {}
-
-
-def _company_overrides(value: Any, path: str) -> dict[str, dict[str, float]]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: must be a mapping of company id to {{max_age: ...}}")
-    result: dict[str, dict[str, float]] = {}
-    for company_id, section in value.items():
-        where = _join(path, str(company_id))
-        _company_ids([company_id], where)
-        entry = _section(section, where, ("max_age",))
-        result[str(company_id)] = _get(entry, where, "max_age", _max_ages, _NO_MAX_AGES)
-    return result
-
-
-def _api_key(codat: dict[str, Any]) -> str:
-    has_key, has_file = codat.get("api_key") is not None, codat.get("api_key_file") is not None
-    if has_key == has_file:
-        raise ConfigError("codat.api_key: set exactly one of codat.api_key and codat.api_key_file")
-    if has_key:
-        return _string(codat["api_key"], "codat.api_key")
-    key_path = _string(codat["api_key_file"], "codat.api_key_file")
-    try:
-        key = Path(key_path).read_text(encoding="utf-8").strip()
-    except (OSError, ValueError) as exc:
-        reason = {UnicodeDecodeError: "not UTF-8 text", ValueError: "a NUL byte in the path"}.get(
-            type(exc), getattr(exc, "strerror", None) or "unreadable"
-        )
-        raise ConfigError(f"codat.api_key_file: cannot read {_shown(key_path)}: {reason}") from None
-    if not key:
-        raise ConfigError(f"codat.api_key_file: {_shown(key_path)} is empty")
-    return key
-
-
-def parse_config(
-    raw: Any, environ: Mapping[str, str] | None = None, hostname: str | None = None
-) -> Config:
-    """Validate an already-loaded mapping (used by ``load_config`` and by ``--demo``).
-
-    ``environ`` and ``hostname`` only matter to ``sharding`` (env overrides, ``shard: auto``).
-    """
-    top = _section(raw, "", (
-        "codat", "poll", "companies", "data_types", "freshness", "connections", "sharding",
-        "webhooks",
-    ))  # fmt: skip
-    codat = _section(top.get("codat"), "codat", (
-        "base_url", "api_key", "api_key_file", "timeout", "max_concurrency",
-        "max_requests_per_minute", "max_response_bytes",
-    ))  # fmt: skip
-    poll = _section(top.get("poll"), "poll", ("interval",))
-    companies = _section(top.get("companies"), "companies", (
-        "ids", "discover", "discovery_interval", "page_size", "tags", "query", "exclude",
-    ))  # fmt: skip
-    data_types = _section(top.get("data_types"), "data_types", ("include", "exclude"))
-    freshness = _section(top.get("freshness"), "freshness", (
-        "default_max_age", "max_age", "from_sync_settings", "sync_schedule_factor", "companies",
-    ))  # fmt: skip
-    connections = _section(top.get("connections"), "connections", ("enabled", "interval"))
-    sharding = _section(top.get("sharding"), "sharding", ("shards", "shard"))
-
-    no_ids: tuple[str, ...] = ()  # typed empty default for _get
-    ids = _get(companies, "companies", "ids", _company_ids, no_ids)
-    discover = _get(companies, "companies", "discover", _bool, False)
-    if not ids and not discover:
-        raise ConfigError(
-            "companies.ids: list at least one Codat company id, or set companies.discover: true"
-        )
-    defaults = FreshnessConfig()
-    return Config(
-        codat=CodatConfig(
-            api_key=_api_key(codat),
-            base_url=_get(codat, "codat", "base_url", _base_url, DEFAULT_BASE_URL),
-            timeout=_get(codat, "codat", "timeout", _duration, 30.0),
-            max_concurrency=_get(codat, "codat", "max_concurrency", _positive_int(64), 4),
-            max_requests_per_minute=_get(
-                codat, "codat", "max_requests_per_minute", _positive_int(100_000), 600
-            ),
-            max_response_bytes=_get(
-                codat, "codat", "max_response_bytes", _positive_int(1 << 30), 10 * 1024 * 1024
-            ),
-        ),
-        poll=PollConfig(interval=_get(poll, "poll", "interval", _duration, 300.0)),
-        companies=CompaniesConfig(
-            ids=ids,
-            discover=discover,
-            discovery_interval=_get(
-                companies, "companies", "discovery_interval", _duration, 3600.0
-            ),
-            page_size=_get(companies, "companies", "page_size", _positive_int(2000), 1000),
-            tags=_get(companies, "companies", "tags", _text, ""),
-            query=_get(companies, "companies", "query", _text, ""),
-            exclude=frozenset(_get(companies, "companies", "exclude", _company_ids, no_ids)),
-        ),
-        data_types=DataTypesConfig(
-            include=frozenset(_get(data_types, "data_types", "include", _string_list, no_ids)),
-            exclude=frozenset(_get(data_types, "data_types", "exclude", _string_list, no_ids)),
-        ),
-        freshness=FreshnessConfig(
-            default_max_age=_get(
-                freshness, "freshness", "default_max_age", _duration, defaults.default_max_age
-            ),
-            max_age=_get(freshness, "freshness", "max_age", _max_ages, _NO_MAX_AGES),
-            from_sync_settings=_get(freshness, "freshness", "from_sync_settings", _bool, False),
-            sync_schedule_factor=_get(freshness, "freshness", "sync_schedule_factor", _factor, 2.0),
-            companies=_get(freshness, "freshness", "companies", _company_overrides, _NO_OVERRIDES),
-        ),
-        connections=ConnectionsConfig(
-            enabled=_get(connections, "connections", "enabled", _bool, True),
-            interval=_get(connections, "connections", "interval", _duration, 1800.0),
-        ),
-        shard=_shard(sharding, environ, hostname),
-        webhooks=_webhooks(top.get("webhooks")),
-    )
-
-
-def _webhooks(raw: Any) -> WebhooksConfig:
-    section = _section(raw, "webhooks", (
-        "enabled", "secret", "listen_address", "max_body_bytes", "debounce",
-    ))  # fmt: skip
-    enabled = _get(section, "webhooks", "enabled", _bool, False)
-    secret = _get(section, "webhooks", "secret", _text, "")
-    if enabled:
-        from exporter.webhooks import parse_secret  # validates whsec_<base64>
-
-        if not secret:
-            raise ConfigError("webhooks.secret: required when webhooks.enabled is true")
-        parse_secret(secret, "webhooks.secret")
-    listen = _get(section, "webhooks", "listen_address", _text, "")
-    if listen and not re.fullmatch(r"(\[[0-9A-Fa-f:]+\]|[^:]*):\d{1,5}", listen):
-        raise ConfigError(f"webhooks.listen_address: {listen!r} is not host:port")
-    return WebhooksConfig(
-        enabled=enabled,
-        secret=secret,
-        listen_address=listen,
-        max_body_bytes=_get(
-            section, "webhooks", "max_body_bytes", _positive_int(16 << 20), 256 << 10
-        ),
-        debounce=_get(section, "webhooks", "debounce", _duration, 5.0),
-    )
-
-
-def _shard(
-    sharding: dict[str, Any], environ: Mapping[str, str] | None, hostname: str | None
-) -> Shard:
-    shard: Any = sharding.get("shard")
-    shards: Any = sharding.get("shards")
-    try:
-        return resolve_shard(
-            "auto" if shard is None else shard,
-            1 if shards is None else shards,
-            socket.gethostname() if hostname is None else hostname,
-            os.environ if environ is None else environ,
-        )
-    except ShardingError as exc:
-        raise ConfigError(f"{exc.key}: {exc}") from None

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import hashlib
 import hmac
 import os
@@ -51,7 +50,7 @@ from typing import Any
 
 import bcrypt
 
-from exporter.config import ConfigError, read_yaml
+from exporter.settings import ConfigError, check_keys, did_you_mean, read_yaml
 
 # What Go's crypto/tls client auth types mean, in Python's terms. RequestClientCert and
 # RequireAnyClientCert accept a certificate without verifying it, which Python's ssl
@@ -296,7 +295,7 @@ def load_web_config_and_context(
 
 def parse_web_config(raw: Any, base_dir: Path) -> WebConfig:
     """Validate an already-loaded mapping; relative file names are taken from ``base_dir``."""
-    top = _section(
+    top = check_keys(
         raw,
         "",
         ("tls_server_config", "http_server_config", "basic_auth_users"),
@@ -323,7 +322,7 @@ _TLS_UNSUPPORTED = {
 
 def _tls(raw: Any, base_dir: Path) -> TLSServerConfig | None:
     path = "tls_server_config"
-    tls = _section(
+    tls = check_keys(
         raw,
         path,
         (
@@ -367,10 +366,10 @@ def _tls(raw: Any, base_dir: Path) -> TLSServerConfig | None:
 def _http(raw: Any) -> dict[str, str]:
     path = "http_server_config"
     # http2 is accepted so shared files load; this server speaks HTTP/1.1 either way.
-    http = _section(raw, path, ("headers", "http2"))
+    http = check_keys(raw, path, ("headers", "http2"))
     if "http2" in http and not isinstance(http["http2"], bool):
         raise ConfigError(f"{path}.http2: must be true or false")
-    headers = _section(http.get("headers"), f"{path}.headers", tuple(RESPONSE_HEADERS))
+    headers = check_keys(http.get("headers"), f"{path}.headers", tuple(RESPONSE_HEADERS))
     out: dict[str, str] = {}
     for name, value in headers.items():
         where = f"{path}.headers.{name}"
@@ -407,24 +406,6 @@ def _users(raw: Any) -> dict[str, str]:
     return users
 
 
-def _section(
-    raw: Any, path: str, allowed: tuple[str, ...], unsupported: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path or '<top>'}: must be a mapping")
-    for key in raw:
-        where = f"{path}.{key}" if path else str(key)
-        if unsupported and key in unsupported:
-            raise ConfigError(f"{where}: not supported by this exporter; {unsupported[key]}")
-        if not isinstance(key, str) or key not in allowed:
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
-            more = f"did you mean {hint[0]}?" if hint else f"known keys: {', '.join(allowed)}"
-            raise ConfigError(f"{where}: unknown key; {more}")
-    return raw
-
-
 def _choice(
     section: dict[str, Any], path: str, key: str, default: str, allowed: tuple[str, ...]
 ) -> str:
@@ -441,8 +422,7 @@ def _choice(
         )
     if key.endswith("_version") and value in ("TLS10", "TLS11"):
         raise ConfigError(f"{where}: {value} is not supported; use TLS12 or TLS13")
-    hint = difflib.get_close_matches(str(value), allowed, n=1)
-    suggestion = f"; did you mean {hint[0]}?" if hint else ""
+    suggestion = did_you_mean(str(value), allowed)
     raise ConfigError(f"{where}: {value!r} is not one of {', '.join(allowed)}{suggestion}")
 
 

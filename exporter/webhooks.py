@@ -43,7 +43,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from exporter.clock import Clock
-from exporter.config import ConfigError
+from exporter.settings import ConfigError
 
 DEFAULT_TOLERANCE = 300.0  # seconds either way, as Svix's own libraries use
 DEFAULT_REPLAY_CACHE_SIZE = 10_000
