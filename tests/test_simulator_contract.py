@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator
 
 from exporter.codat import ERROR_STATUSES, KNOWN_STATUSES, parse_datetime
 from exporter.simulator import Fleet, SimulatedCodat
+from exporter.simulator.fleet import CONSISTENT, NEXT_ON_LAST_PAGE, TOTAL_TOO_HIGH
 from tests.contract import Contract, ManualClock, load_schemas
 
 API_KEY = "contract-test-key"
@@ -312,3 +313,103 @@ def test_should_allow_only_a_missing_current_status_beyond_the_contract(
     assert strict_errors == ["$: 'currentStatus' is a required property"]
     assert allowed_errors == []
     assert [] not in bad_errors
+
+
+# --- paged routes: the query parameters ----------------------------------------------------
+
+CONNECTIONS = "/companies/{id}/connections"
+MALFORMED = [
+    ("pageSize=abc", "pageSize"),
+    ("pageSize=", "pageSize"),
+    ("pageSize=0", "pageSize"),
+    ("pageSize=5001", "pageSize"),
+    ("pageSize=-1", "pageSize"),
+    ("pageSize=1.5", "pageSize"),
+    ("pageSize=%D9%A3", "pageSize"),  # an Arabic-Indic three: int() reads it, Codat would not
+    ("page=0", "page"),
+    ("page=abc", "page"),
+    ("page=2147483648", "page"),
+    ("page=1&pageSize=99999999999", "pageSize"),
+]
+
+
+@pytest.mark.parametrize(("query", "named"), MALFORMED, ids=[q for q, _ in MALFORMED])
+@pytest.mark.parametrize("path", ["/companies", CONNECTIONS])
+def test_should_answer_a_malformed_paging_parameter_with_a_400_error_message(
+    simulated: Simulated, contract: Contract, path: str, query: str, named: str
+) -> None:
+    # Prepare
+    company_id = sorted(simulated.fleet.companies)[0]
+
+    # Act
+    body = simulated.json(f"{path.format(id=company_id)}?{query}", status=400)
+
+    # Check
+    assert contract.errors("ErrorMessage", body) == []
+    assert body["statusCode"] == 400
+    assert f"{named} must be a whole number" in body["error"]
+
+
+def test_should_answer_a_tags_filter_that_does_not_parse_with_a_400_error_message(
+    simulated: Simulated, contract: Contract
+) -> None:
+    # Act
+    body = simulated.json("/companies", status=400, params={"tags": "region=uk && nonsense"})
+    good = simulated.json("/companies", params={"tags": "region=uk && profile!=stale"})
+
+    # Check
+    assert contract.errors("ErrorMessage", body) == []
+    assert body["statusCode"] == 400
+    assert "'nonsense'" in body["error"]
+    assert good["results"]
+    assert {c["tags"]["region"] for c in good["results"]} == {"uk"}
+
+
+@pytest.mark.parametrize("asked", [2001, 5000])
+def test_should_hold_at_most_2000_results_a_page_as_the_contracts_paging_info_says(
+    contract: Contract, asked: int
+) -> None:
+    # Prepare: more companies than a page may hold
+    clock = ManualClock(START)
+    fleet = Fleet.generate(clock, companies=2001, seed=1, data_types_per_company=5)
+    server = SimulatedCodat(fleet, API_KEY).start()
+    http = requests.Session()
+    http.trust_env = False
+    http.headers["Authorization"] = "Basic " + base64.b64encode(API_KEY.encode()).decode()
+    simulated = Simulated(clock, fleet, server, http)
+    try:
+        # Act
+        first = simulated.json(f"/companies?page=1&pageSize={asked}")
+        second = simulated.json(first["_links"]["next"]["href"])
+    finally:
+        http.close()
+        server.stop()
+
+    # Check: the envelope against the contract (each company is checked above)
+    assert contract.errors("Companies", {**first, "results": first["results"][:1]}) == []
+    assert (first["pageSize"], len(first["results"])) == (2000, 2000)
+    assert first["_links"]["next"]["href"] == "/companies?page=2&pageSize=2000"
+    assert (second["pageNumber"], len(second["results"]), second["totalResults"]) == (2, 1, 2001)
+    assert "next" not in second["_links"]
+
+
+@pytest.mark.parametrize(
+    ("paging", "last_links_next", "total"),
+    [(CONSISTENT, False, 20), (NEXT_ON_LAST_PAGE, True, 20), (TOTAL_TOO_HIGH, False, 30)],
+)
+def test_should_page_inconsistently_only_as_the_fleets_paging_asks(
+    simulated: Simulated, contract: Contract, paging: str, last_links_next: bool, total: int
+) -> None:
+    # Prepare
+    simulated.fleet.paging = paging
+
+    # Act
+    last = simulated.json("/companies?page=2&pageSize=10")
+    beyond = simulated.json("/companies?page=3&pageSize=10")
+
+    # Check
+    assert contract.errors("Companies", last) == []
+    assert len(last["results"]) == 10
+    assert ("next" in last["_links"]) is last_links_next
+    assert last["totalResults"] == total
+    assert (beyond["results"], "next" in beyond["_links"]) == ([], False)

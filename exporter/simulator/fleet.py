@@ -6,8 +6,9 @@ stored: asking at any instant gives a consistent answer, and moving an injected 
 forward makes syncs complete, fail and recover. Scenario profiles pin the cases a user
 must see (AuthError, stale, never synced, first sync failed, recovering, every status).
 
-Tests can also replace any company's dataStatus body verbatim (``override``) and inject
-faults (``inject``), which the server applies before answering.
+Tests can also replace any company's dataStatus body verbatim (``override``), inject
+faults (``inject``), which the server applies before answering, and make listings page
+inconsistently (``paging``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ _FIRST = ("Acme", "Bramble", "Copper", "Delta", "Ember", "Fjord", "Granite", "Ha
 _SECOND = ("Bakery", "Logistics", "Analytics", "Outfitters", "Dental", "Brewing", "Joinery",
            "Studios", "Farms", "Freight", "Pharmacy", "Robotics")  # fmt: skip
 _SUFFIX = ("Ltd", "LLC", "Inc", "GmbH", "& Co", "Plc")
+
+CONSISTENT = "consistent"
+NEXT_ON_LAST_PAGE = "next_on_last_page"
+"""Every page links a next one, the last too (past it come empty pages); totalResults is right."""
+TOTAL_TOO_HIGH = "total_too_high"
+"""totalResults counts a page more than there is; the last page links no next one."""
+PAGING_STYLES = (CONSISTENT, NEXT_ON_LAST_PAGE, TOTAL_TOO_HIGH)
 
 
 @dataclass
@@ -98,6 +106,8 @@ class Fleet:
     overrides: dict[str, Any] = field(default_factory=dict)
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     epoch: float = 0.0
+    paging: str = CONSISTENT
+    """One of PAGING_STYLES: whether ``_links.next`` and ``totalResults`` agree on the last page."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod

@@ -1,10 +1,18 @@
 """The simulated Codat served over real HTTP, speaking the contract in ../shared/codat.
 
-Routes: ``GET /companies`` (paged), ``GET /companies/{companyId}`` and
-``GET /companies/{companyId}/dataStatus``. Every request must carry
+Routes: ``GET /companies`` and ``GET /companies/{companyId}/connections`` (paged),
+``GET /companies/{companyId}``, ``GET /companies/{companyId}/dataStatus`` and
+``GET /companies/{companyId}/syncSettings``. Every request must carry
 ``Authorization: Basic <base64(api key)>``; anything else gets Codat's 401 ErrorMessage.
 Responses carry the X-Rate-Limit-* headers Codat sends. Faults injected into the fleet
 are applied per company before answering.
+
+Paged routes take ``page`` (from 1) and ``pageSize`` (1 to 5000), the contract's parameter
+bounds; anything else in them, or a ``tags`` filter that does not parse, is answered as
+Codat answers a malformed query: 400 with an ErrorMessage. The contract caps the
+``pageSize`` of a response at 2000, so a page holds at most 2000 results whatever was
+asked, and its ``pageSize`` and links say so. ``query`` and ``orderBy`` are accepted and
+not applied.
 """
 
 from __future__ import annotations
@@ -22,13 +30,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from exporter.simulator.fleet import Fault, Fleet
+from exporter.simulator.fleet import (
+    NEXT_ON_LAST_PAGE,
+    PAGING_STYLES,
+    TOTAL_TOO_HIGH,
+    Fault,
+    Fleet,
+)
 
 DATA_STATUS = "/companies/{companyId}/dataStatus"
 COMPANY = "/companies/{companyId}"
 COMPANIES = "/companies"
 CONNECTIONS = "/companies/{companyId}/connections"
 SYNC_SETTINGS = "/companies/{companyId}/syncSettings"
+
+PAGED = (COMPANIES, CONNECTIONS)
 
 LISTING = "*"
 """Fault key for requests that name no company (the company list)."""
@@ -55,34 +71,85 @@ def error_body(status: int, error: str) -> dict[str, Any]:
     }
 
 
-def page_of(items: list[Any], query: dict[str, str], path: str) -> dict[str, Any]:
-    """One page of a Codat listing (PagingInfo envelope) from ``page`` and ``pageSize``."""
-    page = max(1, int(query.get("page", "1")))
-    size = min(5000, max(1, int(query.get("pageSize", "100"))))
+MAX_PAGE = 2**31 - 1
+"""``page`` is an int32 from 1."""
+MAX_PAGE_SIZE = 5000
+"""The most ``pageSize`` a request may ask for (the contract's parameter bounds)."""
+MAX_PAGE_RESULTS = 2000
+"""The most results a page holds (the contract's PagingInfo.pageSize maximum)."""
+DEFAULT_PAGE_SIZE = 100
+
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,10}")
+_TAG_CLAUSE = re.compile(r"([^=!~]+?)\s*(!=|=|~)\s*(.*)")
+
+
+class MalformedQuery(ValueError):
+    """A query parameter Codat would refuse with 400; the message says which and why."""
+
+
+def paging(query: dict[str, str]) -> tuple[int, int]:
+    """(page, results per page) of a paged request; MalformedQuery outside the bounds.
+
+    >>> paging({}), paging({"page": "3", "pageSize": "4000"})
+    ((1, 100), (3, 2000))
+    """
+    page = _bounded(query, "page", 1, 1, MAX_PAGE)
+    size = _bounded(query, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    return page, min(size, MAX_PAGE_RESULTS)
+
+
+def _bounded(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = query.get(name)
+    if text is None:
+        return default
+    if not _WHOLE_NUMBER.fullmatch(text) or not low <= int(text) <= high:
+        raise MalformedQuery(
+            f"Error parsing query - {name} must be a whole number from {low} to {high}, "
+            f"not {text[:20]!r}"
+        )
+    return int(text)
+
+
+def page_of(items: list[Any], page: int, size: int, path: str, style: str) -> dict[str, Any]:
+    """One page of a Codat listing (PagingInfo envelope).
+
+    ``style`` is the fleet's ``paging``: how far ``_links.next`` and ``totalResults`` agree.
+    """
+    if style not in PAGING_STYLES:
+        raise ValueError(f"unknown paging style {style!r}")
     links: dict[str, Any] = {
         "self": {"href": path},
         "current": {"href": f"{path}?page={page}&pageSize={size}"},
     }
-    if page * size < len(items):
+    more = page * size < len(items)
+    if more or (style == NEXT_ON_LAST_PAGE and (page - 1) * size < len(items)):
         links["next"] = {"href": f"{path}?page={page + 1}&pageSize={size}"}
     if page > 1:
         links["previous"] = {"href": f"{path}?page={page - 1}&pageSize={size}"}
+    total = len(items) + (size if style == TOTAL_TOO_HIGH else 0)
     return {
         "results": items[(page - 1) * size : page * size],
         "pageNumber": page,
         "pageSize": size,
-        "totalResults": len(items),
+        "totalResults": total,
         "_links": links,
     }
 
 
-def matches_tags(tags: dict[str, str], expression: str) -> bool:
-    """Codat's tags filter: ``region=uk && team!=ops && name~acme`` (=, != and contains)."""
+def tag_filter(expression: str) -> list[tuple[str, str, str]]:
+    """Codat's tags filter, ``region=uk && team!=ops && name~acme`` (=, != and contains),
+    as (key, operator, value) clauses; MalformedQuery for a clause without an operator."""
+    clauses = []
     for clause in filter(None, (c.strip() for c in expression.split("&&"))):
-        match = re.fullmatch(r"([^=!~]+?)\s*(!=|=|~)\s*(.*)", clause)
+        match = _TAG_CLAUSE.fullmatch(clause)
         if match is None:
-            return False
-        key, op, value = match[1].strip(), match[2], match[3].strip()
+            raise MalformedQuery(f"Error parsing query - tags clause {clause[:64]!r}")
+        clauses.append((match[1].strip(), match[2], match[3].strip()))
+    return clauses
+
+
+def matches_tags(tags: dict[str, str], clauses: list[tuple[str, str, str]]) -> bool:
+    for key, op, value in clauses:
         actual = tags.get(key)
         if op == "=" and actual != value:
             return False
@@ -185,7 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, error_body(404, "Resource not found"))
             return
         self.server.count(route)
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         self.server.log.append((self.server.fleet.clock.time(), route, company_id, query))
         if self.server.latency:
             self.server.stopping.wait(self.server.latency)
@@ -198,20 +265,27 @@ class _Handler(BaseHTTPRequestHandler):
         fault = fleet.take_fault(company_id or LISTING, route)
         if fault is not None and self._apply(fault):
             return
+        try:
+            page, size = paging(query) if route in PAGED else (1, 0)
+            tags = tag_filter(query.get("tags", "")) if route == COMPANIES else []
+        except MalformedQuery as exc:
+            self._json(400, error_body(400, str(exc)))
+            return
         if company_id is not None and company_id not in fleet.companies:
             self._json(404, error_body(404, f"Company with ID {company_id} not found"))
             return
         if company_id is None:
             listing = [fleet.company_body(i) for i in sorted(fleet.companies)]
-            selected = [c for c in listing if matches_tags(c["tags"], query.get("tags", ""))]
-            self._json(200, page_of(selected, query, COMPANIES))
+            selected = [c for c in listing if matches_tags(c["tags"], tags)]
+            self._json(200, page_of(selected, page, size, COMPANIES, fleet.paging))
         elif route == DATA_STATUS:
             self._json(200, fleet.data_status(company_id))
         elif route == COMPANY:
             self._json(200, fleet.company_body(company_id))
         elif route == CONNECTIONS:
             path = f"/companies/{company_id}/connections"
-            self._json(200, page_of(fleet.connections(company_id), query, path))
+            items = fleet.connections(company_id)
+            self._json(200, page_of(items, page, size, path, fleet.paging))
         else:
             self._json(200, fleet.sync_settings(company_id))
 
