@@ -1,4 +1,5 @@
-"""Will the exporter fit in Codat's daily request quota? An estimate for a start-up warning.
+"""Will the exporter fit in Codat's daily request quota and in its own per-minute rate
+limit? An estimate for a start-up warning.
 
 Codat allows a client 1,000 x (1 + active connected companies) requests per UTC day, and
 answers 429 to everything after that until 00:00 UTC: a fleet polled too often goes dark for
@@ -16,6 +17,17 @@ What a day costs, with ``N`` companies:
 - company names: N requests an hour, only without discovery (the company list has names).
 
 Retries and the first round at start-up come on top; they are not counted.
+
+The same requests must also fit ``codat.max_requests_per_minute``, the client-side limit each
+replica keeps: a cycle that cannot make all its requests before the next one starts leaves
+companies unpolled (``rate_limited``). The average rate a replica needs, its share of the day's
+requests spread over 1,440 minutes, is checked against that limit too:
+
+>>> print(estimate_daily_requests(5000, 300, discovery_interval=3600, page_size=1000,
+...                               per_minute_limit=600).warning())  # doctest: +NORMALIZE_WHITESPACE
+Codat rate limit: the exporter needs about 1,000 requests a minute, more than
+codat.max_requests_per_minute (600); polls every 5m: 1,440,000, discovery: 120. Set
+poll.interval to 10m or longer.
 
 >>> estimate = estimate_daily_requests(companies=1000, poll_interval=60)
 >>> estimate.total, estimate.quota, estimate.fits
@@ -71,6 +83,9 @@ class Estimate:
     suggested_interval: float | None
     """The shortest of ``FRIENDLY_INTERVALS`` that fits, when the poll interval does not;
     None when it fits, or when not even 1d would."""
+    shards: int = 1
+    per_minute_limit: int | None = None
+    """``codat.max_requests_per_minute`` of each replica; None: not checked."""
 
     @property
     def total(self) -> float:
@@ -82,8 +97,21 @@ class Estimate:
         return self.quota * self.quota_share
 
     @property
-    def fits(self) -> bool:
+    def per_minute(self) -> float:
+        """The average requests a minute one replica makes (its share of the day's total)."""
+        return self.total / self.shards / (DAY / 60)
+
+    @property
+    def fits_quota(self) -> bool:
         return self.total <= self.allowed
+
+    @property
+    def fits_rate(self) -> bool:
+        return self.per_minute_limit is None or self.per_minute <= self.per_minute_limit
+
+    @property
+    def fits(self) -> bool:
+        return self.fits_quota and self.fits_rate
 
     def breakdown(self) -> str:
         """The non-zero kinds, for a log line: ``polls every 1m: 1,440,000, ...``."""
@@ -97,21 +125,17 @@ class Estimate:
         return ", ".join(f"{label}: {count:,.0f}" for label, count in parts if count)
 
     def warning(self) -> str | None:
-        """The start-up warning when the estimate is over the quota, else None."""
+        """The start-up warning when the estimate is over the quota or the rate limit."""
         if self.fits:
             return None
-        if self.quota_share == 1:
-            limit = f"the {self.quota:,} allowed"
+        if not self.fits_quota:
+            text = self._quota_problem()
         else:
-            limit = (
-                f"its {self.quota_share * 100:g}% share ({self.allowed:,.0f}) "
-                f"of the {self.quota:,} allowed"
+            text = (
+                f"Codat rate limit: the exporter needs about {self.per_minute:,.0f} requests a "
+                f"minute, more than codat.max_requests_per_minute ({self.per_minute_limit:,}); "
+                f"{self.breakdown()}."
             )
-        text = (
-            f"Codat daily quota: the exporter needs about {self.total:,.0f} requests a day, "
-            f"more than {limit} ({REQUESTS_PER_COMPANY:,} x (1 + {self.quota_companies:,} "
-            f"companies)); {self.breakdown()}."
-        )
         if self.suggested_interval is not None:
             return (
                 f"{text} Set poll.interval to {format_duration(self.suggested_interval)} or longer."
@@ -120,6 +144,20 @@ class Estimate:
             f"{text} Even polling once a day would not fit: the other requests alone need "
             f"{self.total - self.polls:,.0f}; make discovery, connections or sync settings "
             "less frequent."
+        )
+
+    def _quota_problem(self) -> str:
+        if self.quota_share == 1:
+            limit = f"the {self.quota:,} allowed"
+        else:
+            limit = (
+                f"its {self.quota_share * 100:g}% share ({self.allowed:,.0f}) "
+                f"of the {self.quota:,} allowed"
+            )
+        return (
+            f"Codat daily quota: the exporter needs about {self.total:,.0f} requests a day, "
+            f"more than {limit} ({REQUESTS_PER_COMPANY:,} x (1 + {self.quota_companies:,} "
+            f"companies)); {self.breakdown()}."
         )
 
 
@@ -134,6 +172,7 @@ def estimate_daily_requests(
     sync_settings_interval: float | None = None,
     quota_companies: int | None = None,
     quota_share: float = 1.0,
+    per_minute_limit: int | None = None,
 ) -> Estimate:
     """Estimate a day's requests for the whole fleet; intervals in seconds, None = disabled.
 
@@ -178,6 +217,8 @@ def estimate_daily_requests(
         sync_settings=per_day(companies, sync_settings_interval),
         names=per_day(companies, NAME_REFRESH_INTERVAL if discovery_interval is None else None),
         suggested_interval=None,
+        shards=shards,
+        per_minute_limit=per_minute_limit,
     )
     if estimate.fits:
         return estimate

@@ -202,6 +202,20 @@ def text(value: str) -> str:
     return _SURROGATE.sub("\ufffd", value)
 
 
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")
+
+
+def company_id(raw: str) -> str:
+    """A company id as the exporter keys it: Codat's ids are UUIDs, whose case carries no
+    meaning, so one in upper case is the same company; lower-cased. Anything else is kept
+    as it is, since it is only ever sent back to Codat.
+
+    >>> company_id("8A210B68-6988-11ED-A1EB-0242AC120002"), company_id("Not-A-UUID")
+    ('8a210b68-6988-11ed-a1eb-0242ac120002', 'Not-A-UUID')
+    """
+    return raw.lower() if _UUID.fullmatch(raw) else raw
+
+
 def parse_company(body: object) -> CompanyInfo:
     """The ``name`` and ``created`` of a Company body (GET /companies/{companyId});
     ShapeError when it has no name. A ``created`` that is missing or does not parse is

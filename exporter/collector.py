@@ -25,6 +25,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterator
 
+from exporter import assess
 from exporter.codat import CONNECTION_STATUSES, KNOWN_STATUSES, NEVER_SYNCED
 from exporter.config import FreshnessConfig, format_duration
 from exporter.metrics import (
@@ -189,10 +190,9 @@ class Exposition:
         for item in company.data_types:
             pair = f'{labels},data_type="{escape(item.data_type)}"'
             statuses.append(f'{STATUS.name}{{{pair},status="{escape(item.status)}"}} 1\n')
-            max_age = freshness.max_age_for(
-                item.data_type, company.company_id, company.sync_schedules.get(item.data_type)
+            max_ages.append(
+                f"{MAX_AGE.name}{{{pair}}} {number(assess.max_age(company, item, freshness))}\n"
             )
-            max_ages.append(f"{MAX_AGE.name}{{{pair}}} {number(max_age)}\n")
             if item.last_successful_sync is not None:
                 synced.append(
                     f"{LAST_SYNC_TIMESTAMP.name}{{{pair}}} {number(item.last_successful_sync)}\n"

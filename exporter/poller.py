@@ -2,85 +2,53 @@
 new snapshot.
 
 One APScheduler job runs the whole cycle, so nothing it does can overlap: discovery first
-when it is due (``companies.discovery_interval``), then one task per company, handed to
+when it is due (``exporter.discovery``), then one task per company, handed to
 ``codat.max_concurrency`` workers and spread over the interval rather than fired as a
-burst. A company's task also refreshes, when due, its name (hourly, unless discovery gave
-it), its sync settings (with discovery) and its connections (``connections.interval``).
+burst. A company's task also refreshes what is due of its name, sync settings and
+connections (``exporter.sidevalues``).
+
+Companies are polled longest-unpolled first: when the rate limit lets a cycle reach only
+some of them, the ones it missed lead the next cycle, so every company is still polled
+within ceil(companies / capacity) cycles instead of the same tail failing forever.
 
 One company's failure never touches another: a failed company keeps its last good data
 types, with ``codat_exporter_company_up`` 0, until a poll succeeds again. A 404 means the
 company no longer exists; it leaves the next snapshot, as does a company that discovery no
-longer lists. Failures are logged once per episode (when a company starts failing or fails
-differently), not once per cycle, and 401/403 once per cycle for the whole fleet.
+longer lists. ``exporter.failurelog`` says what the log says of failures. Every cycle
+ends with one INFO line::
+
+    poll cycle: 20 companies polled, 2 failed; data types: 33 stale, 17 failing,
+    13 in AuthError, 2 never synced; took 1.2s
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Any, TypeVar
-
-from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter import budget
-from exporter.client import (
-    COMPANIES,
-    CONNECTIONS,
-    SYNC_SETTINGS,
-    ApiKeyRejected,
-    CodatClient,
-    CodatError,
-    MalformedResponse,
-    NotFound,
-)
+from exporter.assess import count_pairs
+from exporter.client import CodatClient, CodatError, NotFound
 from exporter.clock import Clock
-from exporter.codat import (
-    ShapeError,
-    company_info,
-    parse_company,
-    parse_connections,
-    parse_data_statuses,
-    parse_sync_schedules,
-    text,
-)
+from exporter.codat import ShapeError, company_id, parse_data_statuses
 from exporter.collector import Exposition
 from exporter.config import Config
-from exporter.metrics import ESTIMATED_DAILY, LAST_DISCOVERY, ExporterMetrics
-from exporter.state import (
-    CompanyInfo,
-    CompanyState,
-    ConnectionState,
-    DataTypeStatus,
-    Snapshot,
-    SnapshotStore,
-)
-from exporter.webhooks import WebhookReceiver
+from exporter.discovery import Discovery
+from exporter.failurelog import FailureLog
+from exporter.metrics import ESTIMATED_DAILY, ExporterMetrics
+from exporter.phrases import plural
+from exporter.sidevalues import SideValues
+from exporter.state import CompanyInfo, CompanyState, Outcome, Snapshot, SnapshotStore
 
 log = logging.getLogger(__name__)
 
-NAME_REFRESH_SECONDS = 3600.0
-_NOTHING_KNOWN = CompanyInfo()
 SPREAD = 0.8
 """Share of the interval the cycle's requests are spread over; the rest absorbs retries."""
-CONNECTIONS_PAGE_SIZE = 100
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    company_id: str
-    data_types: tuple[DataTypeStatus, ...] | None = None
-    """None when the dataStatus request failed."""
-    error: str = ""
-    reason: str = ""
-    """Why some request of the company's poll failed; empty when all succeeded."""
-    gone: bool = False
-    at: float = 0.0
-    """Monotonic time the poll finished: of two results for a company, the later wins."""
+_NOT_LISTED: Mapping[str, CompanyInfo] = {}
 
 
 @dataclass(frozen=True)
@@ -88,18 +56,11 @@ class CycleResult:
     succeeded: int
     failed: int
     gone: int
+    discovery_failed: bool = False
 
     @property
     def all_succeeded(self) -> bool:
-        return self.failed == 0 and self.gone == 0
-
-
-@dataclass
-class _Refreshed:
-    """A per-company side value (name, connections, schedules) and when it was fetched."""
-
-    value: Any
-    at: float
+        return self.failed == 0 and self.gone == 0 and not self.discovery_failed
 
 
 class Poller:
@@ -126,13 +87,13 @@ class Poller:
         )
         self._stopping = threading.Event()
         self._cycle_lock = threading.Lock()
-        self._discovered: dict[str, CompanyInfo] | None = None
-        self._discovered_at: float | None = None
-        self._discovery_failing = False
-        self._names: dict[str, _Refreshed] = {}
-        self._connections: dict[str, _Refreshed] = {}
-        self._schedules: dict[str, _Refreshed] = {}
-        self._failing: dict[str, str] = {}
+        self._discovery = (
+            Discovery(config.companies, client, metrics, clock)
+            if config.companies.discover
+            else None
+        )
+        self._side = SideValues(config, client, clock, self._listed)
+        self._failures = FailureLog(metrics)
         self._states: dict[str, CompanyState] = {}
         self._state_at: dict[str, float] = {}
         self._states_lock = threading.Lock()
@@ -141,16 +102,21 @@ class Poller:
         self._estimated_for: int | None = None
         metrics.shard_info.labels(str(config.shard.index), str(config.shard.count)).set(1)
 
-    def stop(self) -> None:
-        """Skip what is still queued; requests in flight end within their timeout."""
+    def stop(self, *, wait: bool = True) -> None:
+        """Skip what is still queued; requests in flight end within their timeout (waited
+        for unless ``wait`` is False)."""
         self._stopping.set()
         self._client.limiter.close()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor.shutdown(wait=wait, cancel_futures=True)
+
+    def _listed(self) -> Mapping[str, CompanyInfo]:
+        return self._discovery.companies if self._discovery else _NOT_LISTED
 
     def targets(self) -> list[str]:
         """This shard's companies: discovered plus listed, minus excluded, in a stable order."""
         companies = self._config.companies
-        ids = dict.fromkeys([*(self._discovered or {}), *companies.ids])
+        discovered = self._listed()
+        ids = dict.fromkeys([*discovered, *companies.ids])
         return [c for c in ids if c not in companies.exclude and self._config.shard.owns(c)]
 
     def run_cycle(self) -> CycleResult:
@@ -158,43 +124,60 @@ class Poller:
         with self._cycle_lock:
             started = self._clock.monotonic()
             deadline = started + self._config.poll.interval
-            companies = self._config.companies
-            if companies.discover and self._due(
-                self._discovered_at, started, companies.discovery_interval
-            ):
-                self._discover(deadline)
+            discovery = self._discovery
+            discovery_failed = False
+            if discovery is not None and discovery.due():
+                discovery_failed = not discovery.run(deadline)
+                if not discovery_failed:
+                    log.info("discovered %s (%d on this shard)",
+                             plural(len(discovery.companies), "company"),
+                             len(self.targets()))  # fmt: skip
             self._estimate_budget()
             targets = self.targets()
-            outcomes = self._poll_all(targets, started, deadline)
+            outcomes = self._poll_all(self._longest_unpolled_first(targets), started, deadline)
             if self._stopping.is_set():
                 return CycleResult(0, 0, 0)
-            self._log_cycle(outcomes)
+            self._failures.record(outcomes, self._has_values)
             with self._states_lock:
                 previous, self._states = self._states, {}
                 for outcome in outcomes:
                     if not outcome.gone:
                         self._merge(outcome, previous.get(outcome.company_id))
                 self._last_cycle = (self._clock.monotonic() - started, self._clock.time())
-                self._publish()
-            self._forget_all_but(set(targets) - {o.company_id for o in outcomes if o.gone})
+                snapshot = self._publish()
+            kept = set(targets) - {o.company_id for o in outcomes if o.gone}
+            self._side.forget_all_but(kept)
+            self._failures.forget_all_but(kept)
+            with self._states_lock:
+                for company_id in self._state_at.keys() - kept:
+                    del self._state_at[company_id]
             gone = sum(1 for o in outcomes if o.gone)
             failed = sum(1 for o in outcomes if o.reason and not o.gone)
-            return CycleResult(len(outcomes) - failed - gone, failed, gone)
-
-    def _caches(self) -> list[dict[str, Any]]:
-        return [self._state_at, self._names, self._connections, self._schedules, self._failing]
+            result = CycleResult(len(outcomes) - failed - gone, failed, gone, discovery_failed)
+            self._log_summary(result, snapshot)
+            return result
 
     def remembered(self) -> set[str]:
         """Every company the poller keeps anything about (bounded by the fleet, not history)."""
         with self._states_lock:
-            return {company_id for cache in self._caches() for company_id in cache}
+            states = set(self._state_at)
+        return states | self._side.companies() | self._failures.companies()
 
-    def _forget_all_but(self, kept: set[str]) -> None:
-        """Drop what is remembered of companies no longer polled, so churn cannot grow it."""
+    def _longest_unpolled_first(self, targets: list[str]) -> list[str]:
+        """Never-polled companies first, then by their last successful poll, oldest first;
+        ties keep the listing's order."""
         with self._states_lock:
-            for cache in self._caches():
-                for company_id in cache.keys() - kept:
-                    del cache[company_id]
+            last = {c: s.last_poll_success for c, s in self._states.items()}
+
+        def since(company_id: str) -> float:
+            polled = last.get(company_id)
+            return -math.inf if polled is None else polled
+
+        return sorted(targets, key=since)
+
+    def _has_values(self, company_id: str) -> bool:
+        state = self._states.get(company_id)
+        return state is not None and bool(state.data_types)
 
     def _merge(self, outcome: Outcome, previous: CompanyState | None) -> None:
         """Record a company's result unless a later one (a webhook re-poll) is already in."""
@@ -207,48 +190,52 @@ class Poller:
 
     def poll_companies(self, company_ids: Iterable[str]) -> None:
         """Re-poll some monitored companies now (webhooks) and publish; others are ignored."""
-        by_key = {company_id.lower(): company_id for company_id in self.targets()}
-        wanted = [by_key[c.lower()] for c in company_ids if c.lower() in by_key]
+        monitored = set(self.targets())
+        wanted = [c for c in dict.fromkeys(map(company_id, company_ids)) if c in monitored]
         if not wanted or self._stopping.is_set():
             return
         deadline = self._clock.monotonic() + self._config.poll.interval
         submitted = [self._submit(c, deadline) for c in wanted]
         outcomes = self._results(f for f in submitted if f is not None)
-        self._log_cycle(outcomes, whole_cycle=False)
+        self._failures.record(outcomes, self._has_values, whole_cycle=False)
         with self._states_lock:
             for outcome in outcomes:
                 if outcome.gone:
                     self._states.pop(outcome.company_id, None)
+                    self._side.forget(outcome.company_id)
                 else:
                     self._merge(outcome, self._states.get(outcome.company_id))
             self._publish()
 
     def expire_connections(self, company_ids: Iterable[str]) -> None:
         """Make the next poll of these companies fetch their connections, whatever the interval."""
-        wanted = {c.lower() for c in company_ids}
-        for key in [c for c in self._connections if c.lower() in wanted]:
-            self._connections.pop(key, None)
+        self._side.expire_connections(map(company_id, company_ids))
 
-    def drop_company(self, company_id: str) -> None:
+    def drop_company(self, deleted: str) -> None:
         """Forget a company Codat deleted; it stays out until a poll finds it again."""
         with self._states_lock:
-            for key in [c for c in self._states if c.lower() == company_id.lower()]:
-                del self._states[key]
-                log.info("company %s deleted in Codat; dropped from /metrics", key)
+            if self._states.pop(company_id(deleted), None) is not None:
+                log.info("company %s deleted in Codat; dropped from /metrics", company_id(deleted))
             self._publish()
 
-    def _publish(self) -> None:
+    def _publish(self) -> Snapshot:
         """Render and swap in the current states; the caller holds _states_lock."""
         duration, ended = self._last_cycle or (None, None)
+        discovery = self._discovery
+        unready = ""
+        if discovery is not None and not discovery.succeeded:
+            unready = f"company discovery has not succeeded yet ({discovery.error or 'running'})"
         snapshot = Snapshot(
             companies=dict(self._states),
             monitored=len(self._states),
             poll_duration=duration,
             last_poll=ended,
+            unready_reason=unready,
         )
         self._store.publish(
             Exposition(snapshot, self._config.freshness, self._config.poll.interval)
         )
+        return snapshot
 
     def _poll_all(self, targets: list[str], started: float, deadline: float) -> list[Outcome]:
         """Hand each company to the workers, spaced evenly over SPREAD of the interval.
@@ -256,19 +243,19 @@ class Poller:
         The first cycle is not spread: until it ends there is nothing to show at all."""
         step = self._config.poll.interval * SPREAD / len(targets) if targets else 0.0
         spread = self._spread and self._last_cycle is not None
-        futures: list[tuple[str, Future[Outcome]]] = []
-        for index, company_id in enumerate(targets):
+        futures: list[Future[Outcome]] = []
+        for index, target in enumerate(targets):
             if spread and index:
                 wait = started + index * step - self._clock.monotonic()
                 if wait > 0:
                     self._clock.sleep(wait)
             if self._stopping.is_set():
                 break
-            future = self._submit(company_id, deadline)
+            future = self._submit(target, deadline)
             if future is None:
                 break
-            futures.append((company_id, future))
-        return self._results(future for _, future in futures)
+            futures.append(future)
+        return self._results(futures)
 
     def _submit(self, company_id: str, deadline: float) -> Future[Outcome] | None:
         try:
@@ -291,9 +278,7 @@ class Poller:
         self, outcome: Outcome, previous: CompanyState | None, now: float
     ) -> CompanyState:
         company_id = outcome.company_id
-        connections = self._connections.get(company_id)
-        schedules = self._schedules.get(company_id)
-        info = self._info_of(company_id)
+        info = self._side.info(company_id)
         base = CompanyState(
             company_id=company_id,
             name=info.name,
@@ -301,8 +286,8 @@ class Poller:
             up=not outcome.reason,
             last_poll_success=now,
             data_types=outcome.data_types or (),
-            connections=connections.value if connections else (),
-            sync_schedules=schedules.value if schedules else {},
+            connections=self._side.connections(company_id),
+            sync_schedules=self._side.sync_schedules(company_id),
         )
         if outcome.data_types is not None:
             return base
@@ -312,19 +297,13 @@ class Poller:
             base, last_poll_success=previous.last_poll_success, data_types=previous.data_types
         )
 
-    def _info_of(self, company_id: str) -> CompanyInfo:
-        if self._discovered and company_id in self._discovered:
-            return self._discovered[company_id]
-        known = self._names.get(company_id)
-        return known.value if known else _NOTHING_KNOWN
-
     # --- one company ----------------------------------------------------------------------
 
     def _poll_company(self, company_id: str, deadline: float) -> Outcome:
         if self._stopping.is_set():
             return Outcome(company_id, error="stopping", reason="stopping")
         try:
-            side_failure = self._refresh_side_values(company_id, deadline)
+            side_failure = self._side.refresh(company_id, deadline)
             body = self._client.data_status(company_id, deadline)
             data_types = parse_data_statuses(body, self._config.data_types.selects)
             known = self._states.get(company_id)
@@ -349,99 +328,13 @@ class Poller:
     def _failed(self, company_id: str, error: str, reason: str) -> Outcome:
         return Outcome(company_id, error=error, reason=reason, at=self._clock.monotonic())
 
-    def _refresh_side_values(self, company_id: str, deadline: float) -> CodatError | None:
-        """Name, sync settings and connections, each when due; a failure keeps the last value
-        and is returned, so that the company shows down while its data status still updates."""
-        config = self._config
-        client = self._client
-        failures: list[CodatError | None] = []
-        if not (self._discovered and company_id in self._discovered):
-            failures.append(self._refresh(
-                self._names, company_id, NAME_REFRESH_SECONDS, "name",
-                lambda: parse_company(client.company(company_id, deadline)),
-            ))  # fmt: skip
-        if config.freshness.from_sync_settings:
-            failures.append(self._refresh(
-                self._schedules, company_id, config.companies.discovery_interval, "sync settings",
-                lambda: parse_sync_schedules(
-                    client.get_json(SYNC_SETTINGS, deadline, companyId=company_id)
-                ),
-            ))  # fmt: skip
-        if config.connections.enabled:
-            failures.append(self._refresh(
-                self._connections, company_id, config.connections.interval, "connections",
-                lambda: self._fetch_connections(company_id, deadline),
-            ))  # fmt: skip
-        return next((failure for failure in failures if failure is not None), None)
-
-    def _fetch_connections(self, company_id: str, deadline: float) -> tuple[ConnectionState, ...]:
-        items = self._client.get_pages(
-            CONNECTIONS, deadline, CONNECTIONS_PAGE_SIZE, companyId=company_id
-        )
-        return parse_connections(items)
-
-    def _refresh(
-        self,
-        cache: dict[str, _Refreshed],
-        company_id: str,
-        every: float,
-        what: str,
-        fetch: Callable[[], T],
-    ) -> CodatError | None:
-        now = self._clock.monotonic()
-        known = cache.get(company_id)
-        if not self._due(known.at if known else None, now, every):
-            return None
-        try:
-            cache[company_id] = _Refreshed(fetch(), now)
-        except ApiKeyRejected:
-            raise  # the data status request would be rejected too; fail fast
-        except CodatError as exc:
-            return exc
-        except ShapeError as exc:
-            return MalformedResponse(f"{what}: {exc}")
-        return None
-
-    @staticmethod
-    def _due(last: float | None, now: float, every: float) -> bool:
-        return last is None or now - last >= every
-
     # --- fleet ------------------------------------------------------------------------------
 
-    def _discover(self, deadline: float) -> None:
-        companies = self._config.companies
-        params = {k: v for k, v in (("tags", companies.tags), ("query", companies.query)) if v}
-        try:
-            items = self._client.get_pages(COMPANIES, deadline, companies.page_size, params)
-            found = {
-                text(item["id"]): company_info(item)
-                for item in items
-                if isinstance(item, dict) and isinstance(item.get("id"), str)
-            }
-        except CodatError as exc:
-            self._metrics.discovery_failures.inc()
-            kept = len(self._discovered or {})
-            # Once per outage, like a company's failure: it is retried every cycle meanwhile.
-            level = logging.DEBUG if self._discovery_failing else logging.WARNING
-            log.log(level, "company discovery failed; keeping the last list of %d: %s", kept, exc)
-            self._discovery_failing = True
-            return
-        if self._discovery_failing:
-            log.info("company discovery succeeded again")
-            self._discovery_failing = False
-        if self._discovered is not None:
-            dropped = self._discovered.keys() - found.keys()
-            if dropped:
-                log.info("discovery: %d companies no longer listed, dropping them", len(dropped))
-        self._discovered = found
-        self._discovered_at = self._clock.monotonic()
-        self._metrics.latest.set(LAST_DISCOVERY, self._clock.time())
-        log.info("discovered %d companies (%d on this shard)", len(found), len(self.targets()))
-
     def _estimate_budget(self) -> None:
-        """Export the fleet's daily request estimate; warn when it exceeds Codat's quota."""
+        """Export the fleet's daily request estimate; warn when it exceeds Codat's quota or
+        the per-minute rate limit. Runs at start and whenever the fleet's size changes."""
         config = self._config
-        ids = {*(self._discovered or {}), *config.companies.ids} - config.companies.exclude
+        ids = {*self._listed(), *config.companies.ids} - config.companies.exclude
         if len(ids) == self._estimated_for:
             return
         self._estimated_for = len(ids)
@@ -458,65 +351,17 @@ class Poller:
             sync_settings_interval=config.companies.discovery_interval
             if config.freshness.from_sync_settings
             else None,
+            per_minute_limit=config.codat.max_requests_per_minute,
         )
         self._metrics.latest.set(ESTIMATED_DAILY, estimate.total)
         warning = estimate.warning()
         if warning and self._quota_warning:
             log.warning("%s", warning)
 
-    def _log_cycle(self, outcomes: Iterable[Outcome], whole_cycle: bool = True) -> None:
-        outcomes = list(outcomes)
-        rejected = [o for o in outcomes if o.reason == ApiKeyRejected.reason]
-        if rejected and whole_cycle:
-            log.error(
-                "Codat rejected the API key for %d of %d companies (company %s: %s); "
-                "check codat.api_key",
-                len(rejected), len(outcomes), rejected[0].company_id, rejected[0].error,
-            )  # fmt: skip
-        for outcome in outcomes:
-            company_id = outcome.company_id
-            if outcome.reason:
-                self._metrics.poll_errors.labels(outcome.reason).inc()
-            if outcome.gone:
-                log.warning("company %s no longer exists in Codat (404); dropped from /metrics",
-                            company_id)  # fmt: skip
-                for cache in (self._failing, self._names, self._connections, self._schedules):
-                    cache.pop(company_id, None)
-            elif outcome.reason:
-                if outcome.reason == ApiKeyRejected.reason:
-                    self._failing[company_id] = outcome.reason
-                elif self._failing.get(company_id) != outcome.reason:
-                    log.warning("company %s: poll failed, keeping its last good values: %s",
-                                company_id, outcome.error)  # fmt: skip
-                    self._failing[company_id] = outcome.reason
-                else:
-                    log.debug("company %s: poll still failing: %s", company_id, outcome.error)
-            elif self._failing.pop(company_id, None) is not None:
-                log.info("company %s: poll succeeded again", company_id)
-
-
-def start_scheduler(
-    poller: Poller, interval: float, webhooks: WebhookReceiver | None = None
-) -> BackgroundScheduler:
-    """Run ``poller.run_cycle`` now and then every ``interval``; a slow cycle never overlaps
-    the next (one instance at most; missed runs coalesce into one). Webhook work, if any,
-    runs every second beside it."""
-    scheduler = BackgroundScheduler(timezone=UTC)
-    scheduler.add_job(
-        poller.run_cycle,
-        "interval",
-        seconds=interval,
-        next_run_time=datetime.now(UTC),
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=max(1, int(interval)),
-        id="poll",
-        name="poll Codat data status",
-    )
-    if webhooks is not None:
-        scheduler.add_job(
-            webhooks.tick, "interval", seconds=1, max_instances=1, coalesce=True,
-            id="webhooks", name="act on Codat webhooks",
-        )  # fmt: skip
-    scheduler.start()
-    return scheduler
+    def _log_summary(self, result: CycleResult, snapshot: Snapshot) -> None:
+        counts = count_pairs(snapshot, self._config.freshness, self._clock.time())
+        polled = result.succeeded + result.failed + result.gone
+        gone = f", {result.gone} gone" if result.gone else ""
+        log.info("poll cycle: %s polled, %d failed%s; data types: %s; took %.1fs",
+                 plural(polled, "company"), result.failed, gone, counts.summary(),
+                 snapshot.poll_duration or 0.0)  # fmt: skip

@@ -58,16 +58,39 @@ class CompanyState:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """One company's poll, as the workers report it."""
+
+    company_id: str
+    data_types: tuple[DataTypeStatus, ...] | None = None
+    """The data types read, or None when the dataStatus request failed."""
+    error: str = ""
+    reason: str = ""
+    """Why some request of the company's poll failed; empty when all succeeded."""
+    gone: bool = False
+    at: float = 0.0
+    """Monotonic time the poll finished: of two results for a company, the later wins."""
+
+
+@dataclass(frozen=True)
 class Snapshot:
     companies: Mapping[str, CompanyState] = field(default_factory=dict)
     monitored: int = 0
     poll_duration: float | None = None
     last_poll: float | None = None
     """Unix time the cycle that produced this snapshot ended; None before the first."""
+    unready_reason: str = ""
+    """Why this fleet is not the one configured, e.g. discovery has never succeeded, so
+    "0 companies, all fine" would be a lie; empty when it is."""
 
     @property
     def complete(self) -> bool:
         return self.last_poll is not None
+
+    @property
+    def ready(self) -> bool:
+        """What ``/-/ready`` answers: a cycle has ended over the configured fleet."""
+        return self.complete and not self.unready_reason
 
 
 class SnapshotStore:
@@ -77,7 +100,7 @@ class SnapshotStore:
         self._current = initial
         self._lock = threading.Lock()
         self.ready = threading.Event()
-        """Set once the first full poll cycle has published: /-/ready answers 200."""
+        """Set once a snapshot that is ``ready`` has been published: /-/ready answers 200."""
 
     @property
     def current(self) -> Exposition:
@@ -86,5 +109,5 @@ class SnapshotStore:
     def publish(self, exposition: Exposition) -> None:
         with self._lock:
             self._current = exposition
-        if exposition.snapshot.complete:
+        if exposition.snapshot.ready:
             self.ready.set()

@@ -232,3 +232,49 @@ def test_should_keep_the_docstring_examples_true() -> None:
     # Check
     assert results.attempted > 0
     assert results.failed == 0
+
+
+def test_should_warn_when_the_cycle_needs_more_requests_a_minute_than_the_limit() -> None:
+    # Prepare: 5,000 discovered companies every 5m need 1,000 a minute (and 120 pages a day);
+    # the quota (5,001,000 a day) fits
+    companies, interval = 5000, 300
+    settings = {"discovery_interval": 3600, "page_size": 1000}
+
+    # Act
+    over = estimate_daily_requests(companies, interval, per_minute_limit=600, **settings)
+    within = estimate_daily_requests(companies, interval, per_minute_limit=1001, **settings)
+
+    # Check
+    assert (over.fits_quota, over.fits_rate, over.fits) == (True, False, False)
+    assert over.per_minute == pytest.approx(1000 + 120 / 1440)
+    assert over.suggested_interval == 600
+    assert over.warning() is not None
+    assert "codat.max_requests_per_minute (600)" in over.warning()  # type: ignore[operator]
+    assert within.fits
+    assert within.warning() is None
+
+
+def test_should_check_each_replicas_share_against_its_own_per_minute_limit() -> None:
+    # Prepare: the same fleet over 2 shards: 500 a minute each
+
+    # Act
+    sharded = estimate_daily_requests(5000, 300, shards=2, per_minute_limit=600,
+                                      discovery_interval=86400, page_size=5000)  # fmt: skip
+
+    # Check: each shard lists the whole fleet once a day (1 page) and polls half of it
+    assert sharded.per_minute == pytest.approx(500 + 1 / 1440)
+    assert sharded.fits
+
+
+def test_should_suggest_an_interval_that_fits_both_the_quota_and_the_rate() -> None:
+    # Prepare: at 1m the quota needs 2m or longer; 60 a minute needs 30m for 1,500 companies
+    settings = {"discovery_interval": 86400, "page_size": 2000, "per_minute_limit": 60}
+
+    # Act
+    estimate = estimate_daily_requests(1500, 60, **settings)
+
+    # Check
+    assert not estimate.fits_quota
+    assert estimate.suggested_interval == 1800
+    assert estimate_daily_requests(1500, 1800, **settings).fits
+    assert not estimate_daily_requests(1500, 1200, **settings).fits

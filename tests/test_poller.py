@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import base64
+import logging
 import subprocess
 import sys
 from collections.abc import Callable
 
+import pytest
 import requests
 
-from exporter.poller import start_scheduler
+from exporter.cli import start_scheduler
+from exporter.codat import ERROR_STATUSES
 from exporter.simulator import Fault
-from exporter.simulator.server import DATA_STATUS
+from exporter.simulator.server import COMPANIES, DATA_STATUS, LISTING
 from tests.harness import API_KEY, Harness
+
+LAST_SUCCESS = "codat_exporter_company_last_poll_success_timestamp_seconds"
 
 
 def test_should_poll_companies_concurrently_up_to_max_concurrency(
@@ -79,3 +84,103 @@ def test_should_serve_the_simulator_on_its_own_from_the_command_line() -> None:
     assert listing.json()["totalResults"] == 3
     assert unauthorised.status_code == 401
     assert unauthorised.json()["statusCode"] == 401
+
+
+def test_should_reach_every_company_when_the_rate_limit_cuts_each_cycle_short(
+    make_harness: Callable[..., Harness], fleet_ids: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: 1 request a minute fits 4-5 of the 8 companies into a 5m cycle
+    with caplog.at_level(logging.WARNING, logger="exporter"):
+        harness = make_harness(
+            codat={"max_requests_per_minute": 1},
+            companies={"ids": [], "discover": True, "discovery_interval": "1h"},
+            connections={"enabled": False},
+        )
+        polled: list[set[str]] = []
+        # Act
+        for _ in range(3):
+            harness.poll()
+            polled.append({
+                s.labels["company_id"]
+                for s in harness.scrape().find(LAST_SUCCESS)
+            })  # fmt: skip
+    # Check: the first cycle misses some; the next one starts with those
+    assert polled[0] < set(fleet_ids)
+    assert polled[1] == set(fleet_ids)
+    warning = [r.getMessage() for r in caplog.records if "Codat rate limit" in r.getMessage()]
+    assert len(warning) == 1, "said once, at start"
+    assert "more than codat.max_requests_per_minute (1)" in warning[0]
+    assert "Set poll.interval to 10m or longer" in warning[0]
+
+
+def test_should_not_be_ready_while_discovery_has_never_succeeded(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Prepare
+    harness = make_harness(companies={"ids": [], "discover": True})
+    harness.fleet.inject(LISTING, Fault("status", status=503, endpoint=COMPANIES))
+    # Act
+    first = harness.poll()
+    not_ready, landing = harness.get("/-/ready"), harness.get("/")
+    harness.fleet.clear_faults()
+    second = harness.poll()
+    # Check
+    assert not first.all_succeeded and first.discovery_failed
+    assert not_ready.status_code == 503
+    assert "company discovery has not succeeded yet" in not_ready.text
+    assert "HTTP 503" in not_ready.text
+    assert "Not ready: company discovery has not succeeded yet" in landing.text
+    assert second.all_succeeded
+    assert harness.get("/-/ready").status_code == 200
+
+
+def test_should_end_each_cycle_with_one_summary_line(
+    make_harness: Callable[..., Harness], fleet_ids: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: the seeded fleet has stale, failing, AuthError and never-synced data types
+    harness = make_harness()
+    harness.fleet.inject(fleet_ids[0], Fault("malformed", endpoint=DATA_STATUS))
+    # Act
+    with caplog.at_level(logging.INFO, logger="exporter"):
+        harness.poll()
+    # Check
+    scrape = harness.scrape()
+    now = harness.clock.time()
+    ages = {
+        (s.labels["company_id"], s.labels["data_type"]): now - s.value
+        for s in scrape.find("codat_data_type_last_successful_sync_timestamp_seconds")
+    }
+    max_ages = {
+        (s.labels["company_id"], s.labels["data_type"]): s.value
+        for s in scrape.find("codat_data_type_max_age_seconds")
+    }
+    stale = sum(1 for pair, age in ages.items() if age > max_ages[pair])
+    statuses = [s.labels["status"] for s in scrape.find("codat_data_type_status")]
+    failing = sum(1 for status in statuses if status in ERROR_STATUSES)
+    auth, never = statuses.count("AuthError"), statuses.count("NeverSynced")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("poll cycle")]
+    assert lines == [
+        f"poll cycle: 8 companies polled, 1 failed; data types: {stale} stale, {failing} "
+        f"failing, {auth} in AuthError, {never} never synced; took 0.0s"
+    ]
+    assert stale > 0 and failing > 0 and auth > 0 and never > 0
+
+
+def test_should_say_keeping_last_good_values_only_when_there_are_some(
+    make_harness: Callable[..., Harness], fleet_ids: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: one company fails from its first poll, another from its second
+    harness = make_harness()
+    harness.fleet.inject(fleet_ids[0], Fault("malformed", endpoint=DATA_STATUS))
+    with caplog.at_level(logging.WARNING, logger="exporter"):
+        harness.poll()
+        harness.fleet.inject(fleet_ids[1], Fault("malformed", endpoint=DATA_STATUS))
+        # Act
+        harness.poll()
+    # Check
+    lines = [r.getMessage() for r in caplog.records if "poll failed" in r.getMessage()]
+    assert len(lines) == 2
+    assert lines[0].startswith(f"company {fleet_ids[0]}: poll failed, no values yet:")
+    assert lines[1].startswith(
+        f"company {fleet_ids[1]}: poll failed, keeping its last good values:"
+    )

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from exporter.poller import start_scheduler
+from exporter.cli import start_scheduler
 from exporter.simulator import SimulatedCodat
 from exporter.simulator.server import DATA_STATUS
 from tests.harness import API_KEY, Harness

@@ -1,0 +1,161 @@
+"""What a company's poll fetches besides its data status, each only when due: its name and
+creation time (hourly, unless discovery lists them), its sync settings (with
+``freshness.from_sync_settings``, every discovery interval) and its connections
+(``connections.interval``).
+
+A failed fetch keeps the last value and is returned to the poll, which then shows the
+company down while its data status still updates. Worker threads fill these caches while
+the scheduler thread and webhooks read, expire and prune them, so every access holds one
+lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from exporter.client import (
+    CONNECTIONS,
+    SYNC_SETTINGS,
+    ApiKeyRejected,
+    CodatClient,
+    CodatError,
+    MalformedResponse,
+)
+from exporter.clock import Clock
+from exporter.codat import ShapeError, parse_company, parse_connections, parse_sync_schedules
+from exporter.config import Config
+from exporter.state import CompanyInfo, ConnectionState
+
+NAME_REFRESH_SECONDS = 3600.0
+CONNECTIONS_PAGE_SIZE = 100
+_NOTHING_KNOWN = CompanyInfo()
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    value: Any
+    at: float
+    """Monotonic time of the fetch."""
+
+
+class SideValues:
+    def __init__(
+        self,
+        config: Config,
+        client: CodatClient,
+        clock: Clock,
+        listed: Callable[[], Mapping[str, CompanyInfo]],
+    ) -> None:
+        self._config = config
+        self._client = client
+        self._clock = clock
+        self._listed = listed
+        """The discovery listing, whose names and creation times need no request."""
+        self._names: dict[str, _Fetched] = {}
+        self._connections: dict[str, _Fetched] = {}
+        self._schedules: dict[str, _Fetched] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self, company_id: str, deadline: float) -> CodatError | None:
+        """Fetch what is due for the company; the first failure, or None.
+
+        A rejected API key is raised instead: the data status request would be rejected too.
+        """
+        config = self._config
+        client = self._client
+        failures: list[CodatError | None] = []
+        if company_id not in self._listed():
+            failures.append(self._refresh(
+                self._names, company_id, NAME_REFRESH_SECONDS, "name",
+                lambda: parse_company(client.company(company_id, deadline)),
+            ))  # fmt: skip
+        if config.freshness.from_sync_settings:
+            failures.append(self._refresh(
+                self._schedules, company_id, config.companies.discovery_interval, "sync settings",
+                lambda: parse_sync_schedules(
+                    client.get_json(SYNC_SETTINGS, deadline, companyId=company_id)
+                ),
+            ))  # fmt: skip
+        if config.connections.enabled:
+            failures.append(self._refresh(
+                self._connections, company_id, config.connections.interval, "connections",
+                lambda: parse_connections(client.get_pages(
+                    CONNECTIONS, deadline, CONNECTIONS_PAGE_SIZE, companyId=company_id
+                )),
+            ))  # fmt: skip
+        return next((failure for failure in failures if failure is not None), None)
+
+    def info(self, company_id: str) -> CompanyInfo:
+        listed = self._listed().get(company_id)
+        if listed is not None:
+            return listed
+        known: CompanyInfo = self._value(self._names, company_id, _NOTHING_KNOWN)
+        return known
+
+    def connections(self, company_id: str) -> tuple[ConnectionState, ...]:
+        known: tuple[ConnectionState, ...] = self._value(self._connections, company_id, ())
+        return known
+
+    def sync_schedules(self, company_id: str) -> Mapping[str, float]:
+        known: Mapping[str, float] = self._value(self._schedules, company_id, {})
+        return known
+
+    def expire_connections(self, company_ids: Iterable[str]) -> None:
+        """Make the next poll of these companies fetch their connections, whatever the interval."""
+        with self._lock:
+            for company_id in company_ids:
+                self._connections.pop(company_id, None)
+
+    def forget(self, company_id: str) -> None:
+        with self._lock:
+            for cache in self._caches():
+                cache.pop(company_id, None)
+
+    def forget_all_but(self, kept: set[str]) -> None:
+        """Drop what is known of companies no longer polled, so churn cannot grow it."""
+        with self._lock:
+            for cache in self._caches():
+                for company_id in cache.keys() - kept:
+                    del cache[company_id]
+
+    def companies(self) -> set[str]:
+        """Every company something is known of."""
+        with self._lock:
+            return {company_id for cache in self._caches() for company_id in cache}
+
+    def _caches(self) -> tuple[dict[str, _Fetched], ...]:
+        return self._names, self._connections, self._schedules
+
+    def _value(self, cache: dict[str, _Fetched], company_id: str, default: Any) -> Any:
+        with self._lock:
+            known = cache.get(company_id)
+        return default if known is None else known.value
+
+    def _refresh(
+        self,
+        cache: dict[str, _Fetched],
+        company_id: str,
+        every: float,
+        what: str,
+        fetch: Callable[[], T],
+    ) -> CodatError | None:
+        now = self._clock.monotonic()
+        with self._lock:
+            known = cache.get(company_id)
+        if known is not None and now - known.at < every:
+            return None
+        try:
+            value = fetch()
+        except ApiKeyRejected:
+            raise
+        except CodatError as exc:
+            return exc
+        except ShapeError as exc:
+            return MalformedResponse(f"{what}: {exc}")
+        with self._lock:
+            cache[company_id] = _Fetched(value, now)
+        return None
