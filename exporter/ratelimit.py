@@ -35,8 +35,6 @@ from collections import deque
 
 from exporter.clock import Clock
 
-DEFAULT_PER_MINUTE = 600
-
 # Sums of the interval in floating point drift by picoseconds; a turn due within this much
 # is taken now, not after a pointless sleep.
 _SLACK = 1e-6
@@ -70,10 +68,6 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         return f"RateLimiter({self._per_minute}/min, burst {self._burst})"
-
-    @property
-    def per_minute(self) -> int:
-        return self._per_minute
 
     @property
     def burst(self) -> int:
