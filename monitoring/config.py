@@ -13,10 +13,14 @@ import yaml
 DEFAULT_CONFIG = Path(__file__).with_name("config.yml")
 
 ALERT_NAMES = (
-    "CodatDataTypeAuthError",
+    "CodatConnectionDeauthorized",
+    "CodatCompanyAuthError",
     "CodatDataTypeStale",
     "CodatDataTypeNeverSynced",
     "CodatDataTypeSyncFailing",
+    # CodatDataTypeSyncStuck joins here, with its metric.
+    "CodatFreshnessSLOFastBurn",
+    "CodatFreshnessSLOSlowBurn",
     "CodatExporterCompanyPollFailing",
     "CodatExporterAPIKeyRejected",
     "CodatExporterDown",
@@ -24,6 +28,15 @@ ALERT_NAMES = (
 )
 SEVERITIES = ("critical", "warning", "info")
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
+TOP_LEVEL_KEYS = {
+    "selector",
+    "grafana_url",
+    "runbook_url",
+    "status_page_url",
+    "alerts",
+    "sync_in_progress_grace",
+    "freshness_slo",
+}
 
 
 class MonitoringConfigError(ValueError):
@@ -44,8 +57,12 @@ class MonitoringConfig:
     selector: str
     grafana_url: str
     runbook_url: str
+    status_page_url: str
+    """The exporter's status page, ending in ``/``; alerts append ``?company=<id>``."""
     alerts: dict[str, AlertConfig]
     sync_in_progress_grace: str
+    freshness_objective: float
+    """Share of synced pairs that must be within their max age, e.g. 0.99."""
 
     def alert(self, name: str) -> AlertConfig:
         return self.alerts[name]
@@ -55,7 +72,7 @@ def load(path: Path = DEFAULT_CONFIG) -> MonitoringConfig:
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
         raise MonitoringConfigError(f"{path}: expected a mapping at the top level")
-    _only(raw, {"selector", "grafana_url", "runbook_url", "alerts", "sync_in_progress_grace"}, "")
+    _only(raw, TOP_LEVEL_KEYS, "")
     alerts_raw = raw.get("alerts")
     if not isinstance(alerts_raw, dict) or set(alerts_raw) != set(ALERT_NAMES):
         raise MonitoringConfigError(f"alerts: expected exactly {', '.join(ALERT_NAMES)}")
@@ -63,11 +80,25 @@ def load(path: Path = DEFAULT_CONFIG) -> MonitoringConfig:
         selector=_text(raw, "selector"),
         grafana_url=_text(raw, "grafana_url").rstrip("/"),
         runbook_url=_text(raw, "runbook_url"),
+        status_page_url=_text(raw, "status_page_url").rstrip("/") + "/",
         alerts={name: _alert(name, alerts_raw[name]) for name in ALERT_NAMES},
         sync_in_progress_grace=_duration(
             raw.get("sync_in_progress_grace"), "sync_in_progress_grace"
         ),
+        freshness_objective=_objective(raw.get("freshness_slo")),
     )
+
+
+def _objective(raw: Any) -> float:
+    if not isinstance(raw, dict):
+        raise MonitoringConfigError("freshness_slo: expected a mapping with objective")
+    _only(raw, {"objective"}, "freshness_slo.")
+    value = raw.get("objective")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise MonitoringConfigError(
+            "freshness_slo.objective: expected a number between 0 and 1 such as 0.99"
+        )
+    return float(value)
 
 
 def _alert(name: str, raw: Any) -> AlertConfig:

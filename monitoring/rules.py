@@ -21,11 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from exporter.durations import parse_duration
 from exporter.metrics import (
     API_REQUESTS,
     COMPANY_CREATED,
     COMPANY_LAST_SUCCESS,
     COMPANY_UP,
+    CONNECTION_STATUS,
     LAST_POLL,
     LAST_SYNC_AGE,
     LAST_SYNC_TIMESTAMP,
@@ -34,21 +36,27 @@ from exporter.metrics import (
     STATUS,
 )
 from monitoring.config import MonitoringConfig
-from monitoring.dashboards import COMPANY_UID, EXPORTER_UID, ON_PAIR, PAIR, dashboard_path
+from monitoring.dashboards import (
+    COMPANY_UID,
+    EXPORTER_UID,
+    FLEET_UID,
+    ON_PAIR,
+    PAIR,
+    dashboard_path,
+)
 from monitoring.dashboards.common import ERRORS
-
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from monitoring.slo import (
+    FRESH_BY_DATA_TYPE,
+    PAGE_CONDITIONS,
+    TICKET_CONDITIONS,
+    burn_expr,
+    recording_rules,
+)
 
 
 def seconds(duration: str) -> int:
     """``1h30m`` -> 5400: Prometheus durations as the generator's config holds them."""
-    total, number = 0, ""
-    for char in duration:
-        if char.isdigit():
-            number += char
-        else:
-            total, number = total + int(number) * UNITS[char], ""
-    return total
+    return int(parse_duration(duration))
 
 
 def _pair_lookup(metric: str) -> str:
@@ -86,6 +94,36 @@ PAIR_NAME = (
 )
 
 
+def _company_lookup(expr: str) -> str:
+    """A template pipeline returning ``expr`` (``%s`` is the label matchers' place) for the
+    alert's own company."""
+    matchers = "job=%q,instance=%q,company_id=%q"
+    return (
+        f"printf `{expr.replace('%s', matchers)}` "
+        "$labels.job $labels.instance $labels.company_id | query"
+    )
+
+
+AUTH_ERROR_TYPES = (
+    f"{{{{ range $i, $pair := {_company_lookup(STATUS.name + '{%s,status=`AuthError`}')}"
+    ' | sortByLabel "data_type" }}{{ if $i }}, {{ end }}{{ $pair.Labels.data_type }}'
+    "{{ else }}none at this moment (a retry is in progress){{ end }}"
+).replace("`AuthError`", '"AuthError"')
+AUTH_ERROR_COUNT = (
+    f"{{{{ with {_company_lookup('count(' + STATUS.name + '{%s,status=`AuthError`})')} }}}}"
+    "{{ . | first | value }}{{ else }}0{{ end }}"
+).replace("`AuthError`", '"AuthError"')
+DATA_TYPES = "{{ $value }} data type{{ if ne $value 1.0 }}s{{ end }}"
+LOWEST_FRESH_SHARES = (
+    '{{ $own := "" }}{{ range $name, $value := $labels }}{{ if ne $name "__name__" }}'
+    '{{ $own = printf "%s%s=%q," $own $name $value }}{{ end }}{{ end }}'
+    f"{{{{ range printf `bottomk(3, {FRESH_BY_DATA_TYPE}{{%s}})` $own | query }}}}"
+    "{{ .Labels.data_type }} {{ .Value | humanizePercentage }}, {{ end }}"
+)
+"""The three data types with the lowest fresh share in the alert's own fleet (its labels:
+job and any target labels)."""
+
+
 def build_rules(config: MonitoringConfig) -> dict[str, Any]:
     """The whole rule file as a mapping, ready for YAML."""
     sel = config.selector
@@ -97,8 +135,14 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
     exporter_url = (
         f"{config.grafana_url}{dashboard_path(EXPORTER_UID)}?var-job={{{{ $labels.job }}}}"
     )
+    fleet_url = f"{config.grafana_url}{dashboard_path(FLEET_UID)}?var-job={{{{ $labels.job }}}}"
+    status_page = f"{config.status_page_url}?company={{{{ $labels.company_id | urlquery }}}}"
 
-    def alert(name: str, expr: str, summary: str, description: str, url: str) -> dict[str, Any]:
+    def alert(
+        name: str, expr: str, summary: str, description: str, url: str, *, company: bool = False
+    ) -> dict[str, Any]:
+        """``company``: the alert is about one company, so it links to the status page
+        filtered to it."""
         settings = config.alert(name)
         rule: dict[str, Any] = {"alert": name, "expr": expr}
         if seconds(settings.for_):
@@ -110,6 +154,8 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
             "runbook_url": f"{config.runbook_url}#{name.lower()}",
             "dashboard_url": url,
         }
+        if company:
+            rule["annotations"]["status_page"] = status_page
         return rule
 
     def since_last_status(matcher: str) -> str:
@@ -129,16 +175,32 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
             "CodatExporterAPIKeyRejected needs window, CodatExporterPollStalled and "
             "CodatDataTypeNeverSynced threshold"
         )
+    objective = f"{100 * config.freshness_objective:g} %"
+    auth_errors = since_last_status('status="AuthError"')
 
     data_rules = [
         alert(
-            "CodatDataTypeAuthError",
-            since_last_status('status="AuthError"'),
-            "{{ $labels.company_name }}: Codat lost access to {{ $labels.data_type }} (AuthError)",
-            f"Codat's last sync of {PAIR_NAME} ended in AuthError: the company's connection is "
-            "no longer authorised and its data stays as it is until the company re-links. "
-            f"Last successful sync: {LAST_SYNC}.",
+            "CodatConnectionDeauthorized",
+            f'{CONNECTION_STATUS.name}{{{sel}, status="Deauthorized"}} == 1\n',
+            "{{ $labels.company_name }}: its {{ $labels.platform }} connection is deauthorized",
+            "The {{ $labels.platform }} connection {{ $labels.connection_id }} "
+            "({{ $labels.source_type }}) of {{ $labels.company_name }} (company "
+            "{{ $labels.company_id }}) is Deauthorized in Codat: nothing syncs through it "
+            "until the company re-links it. Data types of the company in AuthError now: "
+            f"{AUTH_ERROR_COUNT}.",
             company_url,
+            company=True,
+        ),
+        alert(
+            "CodatCompanyAuthError",
+            f"count without (data_type) (\n{_indent(auth_errors)})\n",
+            f"{{{{ $labels.company_name }}}}: Codat lost access to {DATA_TYPES} (AuthError)",
+            f"{DATA_TYPES} of {{{{ $labels.company_name }}}} (company "
+            "{{ $labels.company_id }}) ended their last sync in AuthError: the company's "
+            "connection is no longer authorised, and their data stays as it is until the "
+            f"company re-links. In AuthError: {AUTH_ERROR_TYPES}.",
+            company_url,
+            company=True,
         ),
         alert(
             "CodatDataTypeStale",
@@ -148,6 +210,7 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
             f"{PAIR_NAME} last synced successfully {{{{ $value | humanizeDuration }}}} ago, "
             f"more than its max age of {MAX_AGE_VALUE}. Latest sync status: {LATEST_STATUS}.",
             company_url,
+            company=True,
         ),
         alert(
             "CodatDataTypeNeverSynced",
@@ -165,6 +228,7 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
             f"{COMPANY_AGE} (latest status: {LATEST_STATUS}). Check that the data type is "
             "enabled in the company's sync settings and offered by its integration.",
             company_url,
+            company=True,
         ),
         alert(
             "CodatDataTypeSyncFailing",
@@ -173,6 +237,32 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
             f"Syncs of {PAIR_NAME} have ended in an error status for {{for}} (latest: "
             f"{LATEST_STATUS}). Last successful sync: {LAST_SYNC}.",
             company_url,
+            company=True,
+        ),
+        # CodatDataTypeSyncStuck (a sync queued or in progress too long) belongs here.
+    ]
+    slo_rules = [
+        *recording_rules(sel),
+        alert(
+            "CodatFreshnessSLOFastBurn",
+            burn_expr(PAGE_CONDITIONS, config.freshness_objective),
+            "Codat data freshness is burning its error budget fast",
+            "{{ $value | humanizePercentage }} of the synced company x data type pairs of "
+            "{{ $labels.job }} were stale on average over the last "
+            f"{' or '.join(long for _, long, _ in PAGE_CONDITIONS)}: the {objective} "
+            "freshness objective's 30-day error budget goes in days at this rate. Lowest "
+            f"fresh shares now: {LOWEST_FRESH_SHARES}see the Fleet dashboard.",
+            fleet_url,
+        ),
+        alert(
+            "CodatFreshnessSLOSlowBurn",
+            burn_expr(TICKET_CONDITIONS, config.freshness_objective),
+            "Codat data freshness is below its objective",
+            "{{ $value | humanizePercentage }} of the synced company x data type pairs of "
+            f"{{{{ $labels.job }}}} were stale on average over the last "
+            f"{TICKET_CONDITIONS[0][1]}, more than the {objective} freshness objective "
+            f"allows. Lowest fresh shares now: {LOWEST_FRESH_SHARES}see the Fleet dashboard.",
+            fleet_url,
         ),
     ]
     exporter_rules = [
@@ -185,6 +275,7 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
             f"those of the last successful poll, {LAST_COMPANY_POLL}. The exporter's log and "
             "codat_exporter_poll_errors_total say why.",
             company_url,
+            company=True,
         ),
         alert(
             "CodatExporterAPIKeyRejected",
@@ -224,6 +315,11 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
     return {
         "groups": [
             {"name": "codat-data-freshness", "rules": data_rules},
+            {"name": "codat-freshness-slo", "rules": slo_rules},
             {"name": "codat-freshness-exporter", "rules": exporter_rules},
         ]
     }
+
+
+def _indent(text: str) -> str:
+    return "".join(f"  {line}\n" for line in text.splitlines())

@@ -31,11 +31,18 @@ SCRAPE_METRICS = {"up"}
 GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "1h"}
 
 
+DEBIAN_PACKAGES = {
+    "amtool": "prometheus-alertmanager",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+}
+
+
 def binary(name: str) -> str:
     """The installed binary, or skip; under CI (env CI set) a missing one fails instead."""
     path = shutil.which(name)
     if path is None:
-        reason = f"{name} is not installed (Debian: apt-get install prometheus)"
+        package = DEBIAN_PACKAGES.get(name, "prometheus")
+        reason = f"{name} is not installed (Debian: apt-get install {package})"
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; .ci/run must install it")
         pytest.skip(reason)
@@ -52,8 +59,17 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def alert_rules() -> list[dict[str, Any]]:
+def all_rules() -> list[dict[str, Any]]:
     return [rule for group in load_yaml(RULES)["groups"] for rule in group["rules"]]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for rule in all_rules() if "alert" in rule]
+
+
+def recorded_names() -> set[str]:
+    """Series the recording rules write: queryable like the exporter's own."""
+    return {rule["record"] for rule in all_rules() if "record" in rule}
 
 
 def dashboards() -> dict[str, dict[str, Any]]:

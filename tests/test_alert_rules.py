@@ -16,16 +16,32 @@ from tests.promtools import (
     RULE_TESTS,
     RULES,
     alert_rules,
+    all_rules,
     binary,
     dashboards,
     exported_metric_names,
     load_yaml,
     metric_names,
+    recorded_names,
 )
 
 pytestmark = pytest.mark.prometheus
 
 ANNOTATIONS = {"summary", "description", "runbook_url", "dashboard_url"}
+COMPANY_ALERTS = {
+    "CodatConnectionDeauthorized",
+    "CodatCompanyAuthError",
+    "CodatDataTypeStale",
+    "CodatDataTypeNeverSynced",
+    "CodatDataTypeSyncFailing",
+    "CodatExporterCompanyPollFailing",
+}
+"""Alerts about one company: they also link to the status page filtered to it."""
+STATUS_PAGE = "http://localhost:9781/?company={{ $labels.company_id | urlquery }}"
+
+
+def annotations_of(alert: str) -> set[str]:
+    return ANNOTATIONS | ({"status_page"} if alert in COMPANY_ALERTS else set())
 
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -53,7 +69,7 @@ def test_should_pass_promtool_check_rules() -> None:
 
     # Check
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout
+    assert f"SUCCESS: {len(all_rules())} rules found" in result.stdout
 
 
 def test_should_pass_every_promtool_unit_test() -> None:
@@ -87,7 +103,9 @@ def test_should_unit_test_the_alert_firing_and_not_firing(rule: dict[str, Any]) 
     assert firing, "no case where the alert fires"
     for alert in firing:
         assert alert["exp_labels"]["severity"] == rule["labels"]["severity"]
-    assert any(set(alert.get("exp_annotations", {})) == ANNOTATIONS for alert in firing)
+    assert any(
+        set(alert.get("exp_annotations", {})) == annotations_of(rule["alert"]) for alert in firing
+    )
 
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
@@ -97,9 +115,30 @@ def test_should_give_the_alert_a_severity_and_templated_annotations(rule: dict[s
 
     # Check
     assert rule["labels"]["severity"] in {"critical", "warning", "info"}
-    assert set(annotations) == ANNOTATIONS
+    assert set(annotations) == annotations_of(rule["alert"])
     assert "{{ $labels." in annotations["description"]
-    assert not metric_names(rule["expr"]) - exported_metric_names() - {"up"}
+    assert not metric_names(rule["expr"]) - exported_metric_names() - recorded_names() - {"up"}
+
+
+def test_should_link_every_company_alert_to_the_status_page_filtered_to_its_company() -> None:
+    # Act
+    links = {rule["alert"]: rule["annotations"].get("status_page") for rule in alert_rules()}
+
+    # Check
+    assert {name for name, link in links.items() if link} == COMPANY_ALERTS
+    assert {links[name] for name in COMPANY_ALERTS} == {STATUS_PAGE}
+
+
+def test_should_keep_free_text_out_of_every_alert_label() -> None:
+    # Prepare: label_replace or label_join could turn a data type list or an error message
+    # into a label value; annotations look such things up with query instead.
+    exprs = [rule["expr"] for rule in all_rules()]
+
+    # Act
+    rewriting = [expr for expr in exprs if "label_replace" in expr or "label_join" in expr]
+
+    # Check
+    assert not rewriting
 
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
@@ -121,7 +160,9 @@ def test_should_link_the_alert_to_its_runbook_section_and_an_existing_dashboard(
 
 
 def _shorter_for(rule: dict[str, Any]) -> None:
-    rule["for"] = f"{seconds(rule['for']) - 60}s"
+    """One evaluation of the alert's unit test shorter: the finest step it can tell."""
+    step = seconds(load_yaml(unit_test_file(rule["alert"])).get("evaluation_interval", "1m"))
+    rule["for"] = f"{seconds(rule['for']) - step}s"
 
 
 def _replace(old: str, new: str) -> Any:
@@ -139,7 +180,39 @@ MUTANTS = [
         if "for" in rule
     ],
     ("CodatDataTypeStale", "stale at equality", _replace("> on", ">= on")),
-    ("CodatDataTypeAuthError", "no grace for a retry", _replace("[30m]", "[1m]")),
+    ("CodatCompanyAuthError", "no grace for a retry", _replace("[30m]", "[1m]")),
+    (
+        "CodatCompanyAuthError",
+        "one alert per data type",
+        _replace("count without (data_type)", "count without ()"),
+    ),
+    (
+        "CodatCompanyAuthError",
+        "Complete does not end it",
+        _replace('status="Complete"', 'status="Never"'),
+    ),
+    (
+        "CodatConnectionDeauthorized",
+        "any status but Linked",
+        _replace('status="Deauthorized"', 'status!="Linked"'),
+    ),
+    ("CodatFreshnessSLOFastBurn", "12x instead of 14.4x", _replace("> 14.4 *", "> 12 *")),
+    ("CodatFreshnessSLOFastBurn", "4x instead of 6x", _replace("> 6 *", "> 4 *")),
+    (
+        "CodatFreshnessSLOFastBurn",
+        "no 6h/30m condition",
+        _replace("ratio_avg6h > 6 * 0.01", "ratio_avg6h > 60 * 0.01"),
+    ),
+    (
+        "CodatFreshnessSLOSlowBurn",
+        "a 98 % objective",
+        _replace("> 1 * 0.01", "> 1 * 0.02"),
+    ),
+    (
+        "CodatFreshnessSLOSlowBurn",
+        "no 3d window",
+        _replace("ratio_avg3d > 1", "ratio_avg6h > 1"),
+    ),
     ("CodatDataTypeSyncFailing", "no grace for a retry", _replace("[30m]", "[1m]")),
     (
         "CodatDataTypeSyncFailing",
@@ -177,7 +250,7 @@ def test_should_fail_the_unit_tests_of_a_subtly_wrong_rule(
     rules = load_yaml(RULES)
     for group in rules["groups"]:
         for rule in group["rules"]:
-            if rule["alert"] == alert:
+            if rule.get("alert") == alert:
                 mutate(rule)
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
     tests = load_yaml(unit_test_file(alert))
