@@ -146,8 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     if args.check_config:
+        for warning in config.warnings:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
         print(f"{args.config_file or 'demo'}: configuration OK: {config.summary()}")
         return 0
+    for warning in config.warnings:
+        log.warning("%s", warning)
     try:
         return run(config, args, clock, stop, web_config)
     finally:

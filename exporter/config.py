@@ -50,7 +50,7 @@ from exporter.settings import (
     shown,
     whole_number,
 )
-from exporter.sharding import Shard, ShardingError, resolve_shard
+from exporter.sharding import MAX_SHARDS, Shard, ShardingError, resolve_shard
 from exporter.webhooks import parse_secret
 
 __all__ = [
@@ -353,11 +353,12 @@ class ShardingKeys:
     """The ``sharding`` section as written; ``Config.shard`` is what it resolves to."""
 
     shards: int = setting(
-        Kind("integer", _as_given), "replicas sharing the fleet (env `CODAT_EXPORTER_SHARDS`)",
+        Kind(f"integer, 1-{MAX_SHARDS:,}", _as_given),
+        "replicas sharing the fleet (env `CODAT_EXPORTER_SHARDS`)",
         default=1,
     )  # fmt: skip
     shard: int | str = setting(
-        Kind("integer or `auto`", _as_given),
+        Kind("integer from 0, or `auto`", _as_given),
         "this replica's index, or `auto` from the hostname ordinal (env `CODAT_EXPORTER_SHARD`)",
         default="auto",
     )  # fmt: skip

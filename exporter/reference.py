@@ -1,6 +1,7 @@
-"""Generates the parts of README.md that would otherwise drift: the metrics reference and
-the ``--help`` text. ``python -m exporter.reference README.md`` rewrites them in place;
-a test fails when the committed README differs from what this produces."""
+"""Generates the parts of README.md that would otherwise drift: the metrics reference, the
+configuration keys and the ``--help`` text. ``python -m exporter.reference README.md``
+rewrites them in place; a test fails when the committed README differs from what this
+produces."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import sys
 from pathlib import Path
 
 from exporter.cli import build_parser
+from exporter.config import Config
 from exporter.metrics import ALL_METRICS, REGISTRY_METRICS, SCRAPE_METRICS
+from exporter.settings import NO_DEFAULT, document
 
 DEFAULT_INTERVAL = "5m"
 
@@ -30,6 +33,16 @@ def metrics_reference() -> str:
     return "\n".join(rows)
 
 
+def config_reference() -> str:
+    """Every key of the config file, from the dataclasses that declare it."""
+    rows = ["| key | type | default | description |", "|---|---|---|---|"]
+    for key in document(Config):
+        default = key.default if key.default == NO_DEFAULT else f"`{key.default}`"
+        cells = (f"`{key.path}`", key.type, default, key.doc)
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(rows)
+
+
 def cli_help() -> str:
     parser = build_parser()
     parser.formatter_class = _Wide
@@ -41,7 +54,11 @@ class _Wide(argparse.HelpFormatter):
         super().__init__(prog, width=100, max_help_position=32)
 
 
-SECTIONS = {"metrics-reference": metrics_reference, "cli-help": cli_help}
+SECTIONS = {
+    "metrics-reference": metrics_reference,
+    "config-reference": config_reference,
+    "cli-help": cli_help,
+}
 
 
 def render(text: str) -> str:

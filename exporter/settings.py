@@ -319,7 +319,7 @@ def document(cls: type, prefix: str = "") -> Iterator[Documented]:
             default = NO_DEFAULT
         yield Documented(path, kind.name, default, declared.doc)
         if declared.from_file:
-            doc = f"a file holding `{key}` instead (whitespace trimmed); set one of the two"
+            doc = f"a file holding `{key}` instead (whitespace trimmed); set exactly one"
             yield Documented(f"{path}_file", "file name", NO_DEFAULT, doc)
 
 
@@ -376,7 +376,7 @@ def whole_number(limit: int) -> Kind[int]:
             raise ConfigError(f"{at}: must be a whole number from 1 to {limit}, not {value!r}")
         return value
 
-    return Kind(f"integer, 1-{limit}", read)
+    return Kind(f"integer, 1-{limit:,}", read)
 
 
 def number(limit: float) -> Kind[float]:

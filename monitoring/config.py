@@ -3,12 +3,13 @@ the Prometheus that loads its output."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from exporter.durations import parse_duration
 
 DEFAULT_CONFIG = Path(__file__).with_name("config.yml")
 
@@ -27,7 +28,6 @@ ALERT_NAMES = (
     "CodatExporterPollStalled",
 )
 SEVERITIES = ("critical", "warning", "info")
-_DURATION = re.compile(r"(?:\d+[smhdw])+")
 TOP_LEVEL_KEYS = {
     "selector",
     "grafana_url",
@@ -132,6 +132,13 @@ def _text(raw: dict[str, Any], key: str) -> str:
 
 
 def _duration(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not _DURATION.fullmatch(value):
-        raise MonitoringConfigError(f"{where}: expected a Prometheus duration such as 15m")
-    return value
+    """Kept as written, for the rules; read by the exporter's own parser, so a duration
+    means the same here as in the exporter's config."""
+    text = value if isinstance(value, str) else ""
+    try:
+        parse_duration(text)
+    except (ValueError, OverflowError):
+        raise MonitoringConfigError(
+            f"{where}: expected a Prometheus duration such as 15m"
+        ) from None
+    return text

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from exporter.cli import main
-from exporter.config import format_duration, load_config, parse_duration
+from exporter.codat import DATA_TYPES
+from exporter.config import Config, load_config
+from exporter.settings import document
+from exporter.simulator import SimulatedCodat
+from tests.contract import load_schemas
+from tests.harness import API_KEY
+from tests.test_hostile_input import logging_restored
 
 ROOT = Path(__file__).parent.parent
 INVALID = sorted((Path(__file__).parent / "fixtures" / "invalid").glob("*.yaml"))
@@ -65,9 +73,10 @@ def test_should_accept_the_shipped_example_config(
     # Act
     code = main(["--config.file", str(ROOT / "config.example.yaml"), "--check-config"])
     # Check
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 0
     assert "configuration OK" in out
+    assert err == ""
     assert "example-key" not in out
 
 
@@ -135,22 +144,6 @@ def test_should_apply_defaults_and_per_data_type_thresholds(tmp_path: Path) -> N
     assert config.data_types.selects("bills")
 
 
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("90s", 90), ("5m", 300), ("1h", 3600), ("2d", 172800), ("1h30m", 5400), ("250ms", 0.25),
-     ("1w", 604800)],
-)  # fmt: skip
-def test_should_parse_durations(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-    assert parse_duration(format_duration(seconds)) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "5", "5 m", "m", "1.5h", "30m1h", "5m5m", "-5m", "5M"])
-def test_should_reject_malformed_durations(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_duration(text)
-
-
 def test_should_refuse_to_start_without_config_or_demo(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -161,3 +154,113 @@ def test_should_refuse_to_start_without_config_or_demo(
     # Check
     assert code == 2
     assert "pass --config.file PATH, or --demo" in capsys.readouterr().err
+
+
+def test_should_warn_about_unknown_data_types_and_still_pass_the_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"codat: {{api_key: k}}\ncompanies: {{ids: [{COMPANY}]}}\n"
+        "data_types: {include: [bills, bilss], exclude: [payroll]}\n"
+        "freshness:\n  max_age: {invoice: 6h, invoices: 6h}\n"
+        f"  companies: {{{COMPANY}: {{max_age: {{balancesheet: 1h}}}}}}\n"
+    )
+    # Act
+    code = main(["--config.file", str(path), "--check-config"])
+    # Check
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "configuration OK" in out
+    assert err.splitlines() == [
+        "codat-freshness-exporter: warning: data_types.include[1]: unknown data type bilss; "
+        "did you mean bills?",
+        "codat-freshness-exporter: warning: data_types.exclude[0]: unknown data type payroll",
+        "codat-freshness-exporter: warning: freshness.max_age.invoice: unknown data type; "
+        "did you mean invoices?",
+        f"codat-freshness-exporter: warning: freshness.companies.{COMPANY}.max_age.balancesheet: "
+        "unknown data type; did you mean balanceSheet?",
+    ]
+
+
+def test_should_log_each_config_warning_once_when_it_starts(
+    tmp_path: Path, codat: SimulatedCodat, fleet_ids: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({
+        "codat": {"base_url": codat.url, "api_key": API_KEY, "timeout": "2s"},
+        "companies": {"ids": fleet_ids[:1]},
+        "freshness": {"max_age": {"invoice": "6h"}},
+    }))  # fmt: skip
+    # Act
+    with logging_restored():
+        main(["--config.file", str(path), "--once"])
+    # Check
+    lines = [line for line in capsys.readouterr().err.splitlines() if "unknown data type" in line]
+    assert len(lines) == 1
+    assert re.search(
+        r" WARNING exporter: freshness\.max_age\.invoice: unknown data type; did you mean "
+        r"invoices\?$",
+        lines[0],
+    )
+
+
+def test_should_compare_company_ids_in_lower_case(tmp_path: Path) -> None:
+    # Prepare
+    excluded = "d1568dde-adf6-11ed-afa1-0242ac120002"
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"codat: {{api_key: k}}\n"
+        f"companies: {{ids: [{COMPANY.upper()}], exclude: [{excluded.upper()}]}}\n"
+        f"freshness: {{companies: {{{COMPANY.upper()}: {{max_age: {{bills: 2h}}}}}}}}\n"
+    )
+    # Act
+    config = load_config(path, {})
+    # Check
+    assert config.companies.ids == (COMPANY,)
+    assert config.companies.exclude == {excluded}
+    assert config.freshness.max_age_for("bills", COMPANY) == 2 * 3600
+
+
+def test_should_refuse_an_authorization_header_in_the_key_file_without_showing_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare
+    key_file = tmp_path / "key"
+    key_file.write_text("Basic czNjcmV0LWtleQ==\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"codat: {{api_key_file: {key_file}}}\ncompanies: {{ids: [{COMPANY}]}}\n")
+    # Act
+    code = main(["--config.file", str(path), "--check-config"])
+    # Check
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(
+        "codat-freshness-exporter: codat.api_key_file: this is an Authorization header"
+    )
+    assert "czNjcmV0" not in err
+
+
+def test_should_know_every_data_type_the_contract_lists() -> None:
+    # Prepare
+    data_status = load_schemas()["$defs"]["DataStatus"]
+    # Act
+    listed = [name for name in data_status["properties"]["dataType"]["enum"] if name]
+    # Check
+    assert sorted(DATA_TYPES) == sorted(listed)
+
+
+def test_should_show_every_key_in_the_example_config() -> None:
+    # Prepare: a key is either set in the example or shown commented out ("# key: ...")
+    text = (ROOT / "config.example.yaml").read_text()
+    example = yaml.safe_load(text)
+    # Act
+    missing = []
+    for key in document(Config):
+        section, name = key.path.split(".")
+        if name not in example.get(section, {}) and not re.search(rf"#\s*{name}:", text):
+            missing.append(key.path)
+    # Check
+    assert missing == []
