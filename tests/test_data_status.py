@@ -18,6 +18,7 @@ AGE = "codat_data_type_last_successful_sync_age_seconds"
 STATUS = "codat_data_type_status"
 COUNTS = "codat_data_type_companies"
 MAX_AGE = "codat_data_type_max_age_seconds"
+CONNECTION_STATUS = "codat_connection_status"
 CREATED = "codat_company_created_timestamp_seconds"
 SYNCED = 1_795_154_400.0  # 2026-11-20T06:00:00Z
 
@@ -126,6 +127,44 @@ def test_should_pass_through_new_plain_statuses_and_mark_junk_unknown(
     for data_type in ("items", "journals", "payments"):
         assert scrape.value(STATUS, company_id=company, data_type=data_type, status="Unknown") == 1
     assert scrape.value(COUNTS, data_type="bills", status="Paused") == 1
+
+
+def test_should_export_an_empty_current_status_as_unknown_not_never_synced(
+    harness: Harness, company: str
+) -> None:
+    # Prepare: NeverSynced is for a data type Codat lists without any currentStatus
+    harness.fleet.override(company, {
+        "bills": {"dataType": "bills", "currentStatus": ""},
+        "suppliers": {"dataType": "suppliers"},
+    })  # fmt: skip
+    # Act
+    harness.poll()
+    scrape = harness.scrape()
+    # Check
+    statuses = {s.labels["data_type"]: s.labels["status"]
+                for s in scrape.find(STATUS, company_id=company) if s.value == 1}  # fmt: skip
+    assert statuses == {"bills": "Unknown", "suppliers": "NeverSynced"}
+    assert scrape.value(COUNTS, data_type="bills", status="Unknown") == 1
+    assert scrape.value(COUNTS, data_type="bills", status="NeverSynced") == 0
+
+
+def test_should_export_a_connection_without_a_status_as_unknown(
+    harness: Harness, company: str
+) -> None:
+    # Prepare: a Xero connection with no status, and a bank feed whose status is null
+    listed = harness.fleet.connections(company)[0]
+    without = {k: v for k, v in listed.items() if k != "status"}
+    null = {**listed, "id": "0c2d9a1e-0000-4000-8000-000000000002", "platformName": "Plaid",
+            "status": None}  # fmt: skip
+    harness.fleet.override_connections(company, [without, null])
+    # Act
+    result = harness.poll()
+    scrape = harness.scrape()
+    # Check
+    assert result.all_succeeded
+    exported = sorted((s.labels["platform"], s.labels["status"])
+                      for s in scrape.find(CONNECTION_STATUS, company_id=company))  # fmt: skip
+    assert exported == [("Plaid", "Unknown"), ("Xero", "Unknown")]
 
 
 def test_should_count_companies_per_data_type_and_status_with_zeros(

@@ -295,3 +295,22 @@ def test_should_reach_codat_through_the_proxy_from_the_environment(
     # Check
     assert result.all_succeeded
     assert len(harness.scrape().find(UP)) == len(fleet_ids)
+
+
+@pytest.mark.parametrize(("retry_after", "retried"), [("58", True), ("59", False)])
+def test_should_start_a_retry_only_when_it_could_finish_before_the_poll_deadline(
+    make_harness: Callable[..., Harness], fleet_ids: list[str], retry_after: str, retried: bool
+) -> None:
+    # Prepare: the deadline is 59.5 s away; a retry needs its wait plus min(timeout, 1 s)
+    harness = make_harness(codat={"timeout": "2s"}, poll={"interval": "59s500ms"},
+                           companies={"ids": fleet_ids[:1]})  # fmt: skip
+    harness.fleet.inject(fleet_ids[0], Fault("status", 503, retry_after=retry_after, times=1,
+                                             endpoint=DATA_STATUS))  # fmt: skip
+    # Act
+    result = harness.poll()
+    scrape = harness.scrape()
+    # Check: after 59 s a request would have half a second, too little: not sent at all
+    assert result.all_succeeded is retried
+    assert ups(scrape) == {fleet_ids[0]: 1 if retried else 0}
+    assert harness.codat.requests[DATA_STATUS] == (2 if retried else 1)
+    assert sum(harness.clock.sleeps) == pytest.approx(float(retry_after) if retried else 0, abs=1)

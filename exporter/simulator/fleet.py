@@ -6,7 +6,8 @@ stored: asking at any instant gives a consistent answer, and moving an injected 
 forward makes syncs complete, fail and recover. Scenario profiles pin the cases a user
 must see (AuthError, stale, never synced, first sync failed, recovering, every status).
 
-Tests can also replace any company's dataStatus body verbatim (``override``), inject
+Tests can also replace any company's dataStatus body or connections verbatim (``override``,
+``override_connections``), inject
 faults (``inject``), which the server applies before answering, and make listings page
 inconsistently (``paging``).
 """
@@ -104,6 +105,7 @@ class Fleet:
     seed: int = 1
     companies: dict[str, SimCompany] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
+    connection_overrides: dict[str, list[Any]] = field(default_factory=dict)
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     epoch: float = 0.0
     paging: str = CONSISTENT
@@ -259,7 +261,10 @@ class Fleet:
 
     def connections(self, company_id: str) -> list[dict[str, Any]]:
         """The company's Connection objects: an accounting one, and a bank feed for some."""
-        company = self.companies[company_id]
+        with self._lock:
+            if company_id in self.connection_overrides:
+                return list(self.connection_overrides[company_id])
+            company = self.companies[company_id]
         status = company.connection_status
         if status is None:
             status = {"auth_error": "Deauthorized", "first_failed": "PendingAuth"}.get(
@@ -312,6 +317,11 @@ class Fleet:
         with self._lock:
             self.overrides[company_id] = body
 
+    def override_connections(self, company_id: str, items: list[Any]) -> None:
+        """Serve ``items`` (any JSON values) as this company's connections."""
+        with self._lock:
+            self.connection_overrides[company_id] = list(items)
+
     def inject(self, company_id: str, fault: Fault) -> None:
         with self._lock:
             self.faults.setdefault(company_id, []).append(fault)
@@ -328,6 +338,7 @@ class Fleet:
         with self._lock:
             self.companies.pop(company_id, None)
             self.overrides.pop(company_id, None)
+            self.connection_overrides.pop(company_id, None)
 
     def take_fault(self, company_id: str, endpoint: str) -> Fault | None:
         with self._lock:
