@@ -1,6 +1,6 @@
 """docker-compose.yml and what it mounts, checked without a Docker engine (none runs in CI):
 the files parse, every mounted path exists, Prometheus' config passes promtool, and the
-services find each other under the names and paths the files use."""
+services (Alertmanager included) find each other under the names and paths the files use."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from tests.promtools import (
 )
 
 COMPOSE = ROOT / "docker-compose.yml"
+ALERTMANAGER_CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 PROVISIONING = ROOT / "grafana" / "provisioning"
 
 
@@ -42,12 +43,12 @@ def bind_mounts(service: str) -> dict[str, Path]:
     return mounts
 
 
-def test_should_run_the_demo_exporter_prometheus_and_grafana() -> None:
+def test_should_run_the_demo_exporter_prometheus_alertmanager_and_grafana() -> None:
     # Act
     services = compose()["services"]
 
     # Check
-    assert set(services) == {"exporter", "prometheus", "grafana"}
+    assert set(services) == {"exporter", "prometheus", "alertmanager", "grafana"}
     assert services["exporter"]["build"] == "."
     assert services["exporter"]["command"] == ["--demo"]
     assert (ROOT / "Dockerfile").exists()
@@ -56,7 +57,7 @@ def test_should_run_the_demo_exporter_prometheus_and_grafana() -> None:
 
 
 def test_should_mount_only_paths_that_exist_in_the_repository() -> None:
-    for service in ("prometheus", "grafana"):
+    for service in ("prometheus", "alertmanager", "grafana"):
         # Act
         mounts = bind_mounts(service)
 
@@ -117,6 +118,21 @@ def test_should_show_readme_scrape_configs_under_the_job_the_alerts_select() -> 
     # Check
     assert len(jobs) >= 2
     assert [job for job in jobs if f'job="{job}"' not in selector] == []
+
+
+def test_should_send_alerts_to_the_compose_alertmanager_with_the_example_config() -> None:
+    # Prepare
+    service = compose()["services"]["alertmanager"]
+    assert bind_mounts("alertmanager")["/etc/alertmanager"] == ALERTMANAGER_CONFIG.parent
+
+    # Act
+    (alertmanagers,) = load_yaml(PROMETHEUS_CONFIG)["alerting"]["alertmanagers"]
+
+    # Check
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in service["command"]
+    assert ALERTMANAGER_CONFIG.name == "alertmanager.yml"
+    assert alertmanagers["static_configs"] == [{"targets": ["alertmanager:9093"]}]
+    assert "alertmanager" in compose()["services"]["prometheus"]["depends_on"]
 
 
 def test_should_provision_the_compose_prometheus_and_the_dashboards() -> None:

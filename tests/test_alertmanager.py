@@ -1,0 +1,242 @@
+"""The example Alertmanager config (alertmanager/alertmanager.yml): valid for the real
+amtool, routing every alert rule by its severity, and, on a real Alertmanager listening on
+loopback, grouping one company's alerts together and inhibiting what a known cause
+explains. Alerts are posted to its API as Prometheus posts them."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.promtools import ROOT, alert_rules, binary, free_port, load_yaml
+
+pytestmark = pytest.mark.prometheus
+
+CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
+RECEIVERS = {"critical": "pager", "warning": "tickets", "info": "review"}
+DEADLINE = 20.0
+"""Seconds for the Alertmanager to start, or to settle after alerts are posted."""
+JOB = "codat-freshness-exporter"
+
+
+def amtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [binary("amtool"), *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_should_pass_amtool_check_config() -> None:
+    # Act
+    result = amtool("check-config", CONFIG)
+
+    # Check
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+    assert f" - {len(load_yaml(CONFIG)['inhibit_rules'])} inhibit rules" in result.stdout
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_should_route_every_alert_to_the_receiver_of_its_severity(rule: dict[str, Any]) -> None:
+    # Prepare
+    severity = rule["labels"]["severity"]
+    labels = [f"alertname={rule['alert']}", f"severity={severity}", f"job={JOB}"]
+
+    # Act
+    result = amtool(
+        "config",
+        "routes",
+        "test",
+        f"--config.file={CONFIG}",
+        f"--verify.receivers={RECEIVERS[severity]}",
+        *labels,
+    )
+
+    # Check
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_should_name_only_alerts_the_rules_define_in_inhibit_rules() -> None:
+    # Prepare
+    defined = {rule["alert"] for rule in alert_rules()}
+
+    # Act
+    named = {
+        name
+        for inhibit in load_yaml(CONFIG)["inhibit_rules"]
+        for matcher in inhibit["source_matchers"] + inhibit["target_matchers"]
+        if matcher.startswith("alertname")
+        for name in matcher.split("=", 1)[1].lstrip("~").strip('"').split("|")
+    }
+
+    # Check
+    assert named and named <= defined, named - defined
+
+
+class Alertmanager:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def post(self, *alerts: dict[str, str]) -> None:
+        body = [{"labels": {"job": JOB, "instance": "exporter:9781", **a}} for a in alerts]
+        response = requests.post(f"{self.url}/api/v2/alerts", json=body, timeout=5)
+        assert response.status_code == 200, response.text
+
+    def states(self, company_id: str) -> dict[str, str]:
+        """alertname -> active or suppressed, for the company's alerts."""
+        alerts = requests.get(f"{self.url}/api/v2/alerts", timeout=5).json()
+        return {
+            a["labels"]["alertname"]: a["status"]["state"]
+            for a in alerts
+            if a["labels"].get("company_id") == company_id
+        }
+
+    def settled(self, company_id: str, expected: dict[str, str]) -> dict[str, str]:
+        """The company's alert states once they are ``expected`` (or at the deadline): the
+        inhibitor reads posted alerts asynchronously."""
+        started = time.monotonic()
+        while True:
+            states = self.states(company_id)
+            if states == expected or time.monotonic() - started > DEADLINE:
+                return states
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmanager]:
+    workdir = tmp_path_factory.mktemp("alertmanager")
+    port = free_port()
+    log = (workdir / "alertmanager.log").open("wb")
+    process = subprocess.Popen(
+        [
+            binary("prometheus-alertmanager"),
+            f"--config.file={CONFIG}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",  # no gossip port: a single local instance
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        started = time.monotonic()
+        while not _ready(url):
+            assert process.poll() is None, "Alertmanager exited"
+            assert time.monotonic() - started < DEADLINE, "Alertmanager not ready"
+            time.sleep(0.1)
+        yield Alertmanager(url)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+        print((workdir / "alertmanager.log").read_text(errors="replace")[-2000:])
+
+
+def _ready(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/-/ready", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _alert(name: str, severity: str, company_id: str, **labels: str) -> dict[str, str]:
+    return {"alertname": name, "severity": severity, "company_id": company_id, **labels}
+
+
+def test_should_hold_back_auth_error_and_stale_alerts_of_a_deauthorized_company(
+    alertmanager: Alertmanager,
+) -> None:
+    # Prepare
+    alertmanager.post(
+        _alert("CodatConnectionDeauthorized", "critical", "deauth-1", connection_id="k1"),
+        _alert("CodatCompanyAuthError", "critical", "deauth-1"),
+        _alert("CodatDataTypeStale", "warning", "deauth-1", data_type="invoices"),
+        _alert("CodatDataTypeSyncFailing", "warning", "deauth-1", data_type="bills"),
+    )
+    expected = {
+        "CodatConnectionDeauthorized": "active",
+        "CodatCompanyAuthError": "suppressed",
+        "CodatDataTypeStale": "suppressed",
+        "CodatDataTypeSyncFailing": "active",
+    }
+
+    # Act
+    states = alertmanager.settled("deauth-1", expected)
+
+    # Check
+    assert states == expected
+
+
+def test_should_hold_back_stale_alerts_of_a_company_in_auth_error_but_not_others(
+    alertmanager: Alertmanager,
+) -> None:
+    # Prepare
+    alertmanager.post(
+        _alert("CodatCompanyAuthError", "critical", "auth-2"),
+        _alert("CodatDataTypeStale", "warning", "auth-2", data_type="invoices"),
+        _alert("CodatDataTypeStale", "warning", "fine-3", data_type="invoices"),
+    )
+
+    # Act
+    auth = alertmanager.settled(
+        "auth-2", {"CodatCompanyAuthError": "active", "CodatDataTypeStale": "suppressed"}
+    )
+    fine = alertmanager.states("fine-3")
+
+    # Check
+    assert auth == {"CodatCompanyAuthError": "active", "CodatDataTypeStale": "suppressed"}
+    assert fine == {"CodatDataTypeStale": "active"}
+
+
+def test_should_hold_back_per_company_alerts_of_an_exporter_whose_api_key_is_rejected(
+    alertmanager: Alertmanager,
+) -> None:
+    # Prepare: an exporter of its own, so that its inhibition touches no other test.
+    other = {"instance": "rejected:9781"}
+    alertmanager.post(
+        {"alertname": "CodatExporterAPIKeyRejected", "severity": "critical", **other},
+        _alert("CodatExporterCompanyPollFailing", "warning", "key-4", **other),
+        _alert("CodatDataTypeStale", "warning", "key-4", data_type="bills", **other),
+    )
+    expected = {"CodatExporterCompanyPollFailing": "suppressed", "CodatDataTypeStale": "suppressed"}
+
+    # Act
+    states = alertmanager.settled("key-4", expected)
+
+    # Check
+    assert states == expected
+
+
+def test_should_group_a_company_s_alerts_into_one_notification_per_receiver(
+    alertmanager: Alertmanager,
+) -> None:
+    # Prepare
+    alertmanager.post(
+        _alert("CodatDataTypeStale", "warning", "group-5", data_type="invoices"),
+        _alert("CodatDataTypeStale", "warning", "group-5", data_type="bills"),
+        _alert("CodatDataTypeSyncFailing", "warning", "group-5", data_type="bills"),
+        _alert("CodatDataTypeStale", "warning", "group-6", data_type="bills"),
+    )
+    alertmanager.settled(
+        "group-5", {"CodatDataTypeStale": "active", "CodatDataTypeSyncFailing": "active"}
+    )
+
+    # Act
+    groups = requests.get(f"{alertmanager.url}/api/v2/alerts/groups", timeout=5).json()
+
+    # Check
+    mine = [g for g in groups if g["labels"].get("company_id") in {"group-5", "group-6"}]
+    assert sorted(
+        (g["labels"]["company_id"], g["receiver"]["name"], len(g["alerts"])) for g in mine
+    ) == [("group-5", "tickets", 3), ("group-6", "tickets", 1)]
+    assert all(g["labels"] == {"job": JOB, "company_id": g["labels"]["company_id"]} for g in mine)
