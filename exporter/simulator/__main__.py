@@ -1,4 +1,9 @@
-"""``python -m exporter.simulator --port 8080 --companies 20 --seed 1`` serves a simulated Codat."""
+"""``python -m exporter.simulator --port 8080 --companies 20 --seed 1`` serves a simulated Codat.
+
+It accepts one API key, the one ``--demo`` uses unless ``--api-key`` says otherwise; the
+help text names it, so that a user pointing the exporter at the simulator need not read
+the source.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,24 @@ import signal
 import threading
 
 from exporter.clock import SystemClock
+from exporter.demo import DEMO_API_KEY
 from exporter.simulator import Fleet, SimulatedCodat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m exporter.simulator", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m exporter.simulator",
+        description="Serve a simulated Codat Platform API. Point the exporter at it with "
+        f"codat.base_url: http://127.0.0.1:PORT and codat.api_key: {DEMO_API_KEY} "
+        "(or the --api-key given here).",
+    )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=8080, help="0: any free port (printed)")
     parser.add_argument("--companies", type=int, default=20)
     parser.add_argument("--data-types", type=int, default=12, help="data types per company")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--api-key", default="demo-api-key")
+    parser.add_argument("--api-key", default=DEMO_API_KEY,
+                        help="the only API key it accepts (default: %(default)s)")  # fmt: skip
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
     args = parser.parse_args(argv)
     fleet = Fleet.generate(SystemClock(), args.companies, args.seed, args.data_types)
