@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from exporter.codat import DATA_TYPES
 from exporter.durations import format_duration, parse_duration
+from exporter.phrases import plural
 from exporter.settings import (
     BOOL,
     DURATION,
@@ -41,7 +42,7 @@ from exporter.settings import (
     Where,
     did_you_mean,
     join,
-    kind_of,
+    list_of,
     number,
     read_section,
     read_yaml,
@@ -117,15 +118,13 @@ def _company_id(value: Any, at: Where) -> str:
 
 
 def _company_ids(value: Any, at: Where) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ConfigError(f"{at}: must be a list, not {kind_of(value)}")
-    ids: dict[str, None] = {}
-    for i, item in enumerate(value):
-        company_id = _company_id(item, at.item(i))
-        if company_id in ids:
+    ids = list_of(COMPANY_ID).read(value, at)
+    seen: set[str] = set()
+    for i, company_id in enumerate(ids):
+        if company_id in seen:
             raise ConfigError(f"{at.item(i)}: company {company_id} is listed twice")
-        ids[company_id] = None
-    return tuple(ids)
+        seen.add(company_id)
+    return ids
 
 
 def _check_data_type(name: str, at: Where, named: bool) -> None:
@@ -136,9 +135,7 @@ def _check_data_type(name: str, at: Where, named: bool) -> None:
 
 
 def _data_types(value: Any, at: Where) -> frozenset[str]:
-    if not isinstance(value, list):
-        raise ConfigError(f"{at}: must be a list, not {kind_of(value)}")
-    names = [STRING.read(item, at.item(i)) for i, item in enumerate(value)]
+    names = list_of(STRING).read(value, at)
     for i, name in enumerate(names):
         _check_data_type(name, at.item(i), named=False)
     return frozenset(names)
@@ -178,6 +175,7 @@ def _as_given(value: Any, at: Where) -> Any:
     return value
 
 
+COMPANY_ID = Kind("company id", _company_id)
 API_KEY = Kind("string", _api_key)
 BASE_URL = Kind("URL", _base_url)
 COMPANY_IDS = Kind("list of company ids", _company_ids)
@@ -186,7 +184,7 @@ DATA_TYPE_SET = Kind("list of data types", _data_types)
 MAX_AGES = Kind("mapping of data type to duration", _max_ages)
 COMPANY_OVERRIDES = Kind("mapping of company id to `{max_age: …}`", _company_overrides)
 HOST_PORT = Kind("host:port", _listen_address)
-NONE: Mapping[str, Any] = MappingProxyType({})
+_NO_ENTRIES: Mapping[str, Any] = MappingProxyType({})
 
 
 # --- the sections ---------------------------------------------------------------------------
@@ -194,6 +192,8 @@ NONE: Mapping[str, Any] = MappingProxyType({})
 
 @dataclass(frozen=True)
 class CodatConfig:
+    """``codat``: where Codat's API is, the key, and how hard the exporter may use it."""
+
     api_key: str = setting(
         API_KEY, "the raw API key (not the `Basic …` header: the exporter encodes it); "
         "`${VAR}` reads it from the environment", from_file=True, repr=False,
@@ -217,11 +217,15 @@ class CodatConfig:
 
 @dataclass(frozen=True)
 class PollConfig:
+    """``poll``: how often every company's data status is read."""
+
     interval: float = setting(DURATION, "time between poll cycles", default=300.0)
 
 
 @dataclass(frozen=True)
 class CompaniesConfig:
+    """``companies``: which companies to monitor, listed, discovered or both."""
+
     ids: tuple[str, ...] = setting(
         COMPANY_IDS, "company ids (UUIDs) to monitor; at least one unless `discover`", default=()
     )
@@ -248,12 +252,16 @@ class CompaniesConfig:
 
 @dataclass(frozen=True)
 class ConnectionsConfig:
+    """``connections``: whether and how often each company's connections are read."""
+
     enabled: bool = setting(BOOL, "poll each company's connections", default=True)
     interval: float = setting(DURATION, "how often connections refresh", default=1800.0)
 
 
 @dataclass(frozen=True)
 class WebhooksConfig:
+    """``webhooks``: Codat's events, which hasten polls the exporter would make anyway."""
+
     enabled: bool = setting(
         BOOL, "accept Codat's webhooks at `POST /webhooks/codat`", default=False
     )
@@ -281,6 +289,8 @@ class WebhooksConfig:
 
 @dataclass(frozen=True)
 class DataTypesConfig:
+    """``data_types``: which of the data types Codat reports become series."""
+
     include: frozenset[str] = setting(
         DATA_TYPE_SET, "only these data types (empty: all)", default=frozenset()
     )
@@ -297,17 +307,19 @@ class CompanyFreshness:
     """One entry of ``freshness.companies``."""
 
     max_age: Mapping[str, float] = setting(
-        MAX_AGES, "this company's per data type thresholds", default=NONE
+        MAX_AGES, "this company's per data type thresholds", default=_NO_ENTRIES
     )
 
 
 @dataclass(frozen=True)
 class FreshnessConfig:
+    """``freshness``: how old a data type's last successful sync may be before it is stale."""
+
     default_max_age: float = setting(
         DURATION, "staleness threshold for every data type", default=26 * 3600.0
     )
     max_age: Mapping[str, float] = setting(
-        MAX_AGES, "per data type thresholds, e.g. `{invoices: 6h}`", default=NONE
+        MAX_AGES, "per data type thresholds, e.g. `{invoices: 6h}`", default=_NO_ENTRIES
     )
     from_sync_settings: bool = setting(
         BOOL, "derive thresholds from Codat's sync schedules", default=False
@@ -317,7 +329,7 @@ class FreshnessConfig:
     )
     companies: Mapping[str, Mapping[str, float]] = setting(
         COMPANY_OVERRIDES, "per company thresholds: `{<id>: {max_age: {invoices: 2h}}}`",
-        default=NONE,
+        default=_NO_ENTRIES,
     )  # fmt: skip
     """Per company id: per data type max age, overriding everything else."""
 
@@ -375,6 +387,8 @@ def _shard(raw: Any, at: Where) -> Shard:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole file: a field per section, so a new section is one more field here."""
+
     codat: CodatConfig = section(CodatConfig, required=True)
     poll: PollConfig = section(PollConfig)
     companies: CompaniesConfig = section(CompaniesConfig)
@@ -396,7 +410,7 @@ class Config:
             if companies.ids:
                 which += f" plus {len(companies.ids)} listed"
         else:
-            which = f"{len(companies.ids)} companies"
+            which = plural(len(companies.ids), "company")
         if self.shard.count > 1:
             which += f" ({self.shard})"
         return (

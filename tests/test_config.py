@@ -91,7 +91,7 @@ def test_should_read_the_config_path_from_the_environment(
     code = main(["--check-config"])
     # Check
     assert code == 0
-    assert "1 companies, poll every 5m" in capsys.readouterr().out
+    assert "1 company, poll every 5m" in capsys.readouterr().out
 
 
 def test_should_substitute_environment_variables_in_any_string(tmp_path: Path) -> None:

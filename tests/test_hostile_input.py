@@ -31,6 +31,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from exporter.cli import main
+from exporter.config import Config
+from exporter.settings import document
 from exporter.simulator import Fault, Fleet, SimulatedCodat
 from exporter.simulator.server import DATA_STATUS
 from tests.harness import API_KEY, FakeClock, Harness, Sample, Scrape, parse_exposition
@@ -258,19 +260,17 @@ def test_should_give_promtool_an_exposition_it_accepts_without_lint_findings(
 
 # --- generated config files ----------------------------------------------------------------
 
-SECTIONS: dict[str, tuple[str, ...]] = {
-    "codat": ("base_url", "api_key", "api_key_file", "timeout", "max_concurrency",
-              "max_requests_per_minute", "max_response_bytes"),
-    "poll": ("interval",),
-    "companies": ("ids", "discover", "discovery_interval", "page_size", "tags", "query",
-                  "exclude"),
-    "connections": ("enabled", "interval"),
-    "data_types": ("include", "exclude"),
-    "freshness": ("default_max_age", "max_age", "from_sync_settings", "sync_schedule_factor",
-                  "companies"),
-    "sharding": ("shards", "shard"),
-    "webhooks": ("enabled", "secret", "listen_address", "max_body_bytes", "debounce"),
-}  # fmt: skip
+
+def declared_sections() -> dict[str, tuple[str, ...]]:
+    """Each section of the config file and its keys, as the dataclasses declare them."""
+    sections: dict[str, tuple[str, ...]] = {}
+    for key in document(Config):
+        section, name = key.path.split(".")
+        sections[section] = (*sections.get(section, ()), name)
+    return sections
+
+
+SECTIONS = declared_sections()
 KEYS = sorted({k for keys in SECTIONS.values() for k in keys} | set(SECTIONS))
 COMPANY_ID = "8a210b68-6988-11ed-a1eb-0242ac120002"
 ENVIRONMENT = {"SOAK_KEY": "key-from-env", "EMPTY_VAR": "", "SPACEY": "  5m  "}
