@@ -180,6 +180,8 @@ class Kind(Generic[T]):
 
 @dataclass(frozen=True)
 class Setting:
+    """What ``setting()`` records on a field, in its metadata."""
+
     kind: Kind[Any]
     doc: str
     key: str | None
@@ -242,7 +244,8 @@ def _has_default(f: Field[Any]) -> bool:
 def read_section(cls: type[S], raw: Any, at: Where) -> S:
     """``cls`` built from the mapping ``raw`` found at ``at``; raises ``ConfigError``."""
     declared = list(_settings(cls))
-    allowed = [k for _, key, s in declared for k in (key, f"{key}_file")[: 1 + s.from_file]]
+    allowed = [key for _, key, _ in declared]
+    allowed += [f"{key}_file" for _, key, s in declared if s.from_file]
     mapping = check_keys(raw, at.path, allowed)
     values = {}
     for f, key, s in declared:
@@ -267,7 +270,7 @@ def _read_value(
             raise ConfigError(f"{where}: set exactly one of {where} and {at.key(file_key)}")
         if in_file:
             where = at.key(file_key)
-            value = read_text_file(mapping[file_key], where)
+            value = _read_text_file(mapping[file_key], where)
     if value is None and declared.kind.section is None:
         if required:
             raise ConfigError(f"{where}: required")
@@ -275,7 +278,7 @@ def _read_value(
     return declared.kind.read(value, where)
 
 
-def read_text_file(value: Any, at: Where) -> str:
+def _read_text_file(value: Any, at: Where) -> str:
     """The trimmed text of the file named by ``value``, which must not be empty."""
     name = STRING.read(value, at)
     try:
