@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from monitoring.rules import seconds
 from tests.promtools import (
     ROOT,
     RULE_TESTS,
@@ -56,11 +57,6 @@ def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 def unit_test_file(alert: str) -> Path:
     return RULE_TESTS / f"{alert}.test.yml"
-
-
-def seconds(duration: str) -> int:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smhd])", duration))
 
 
 def test_should_pass_promtool_check_rules() -> None:
