@@ -15,6 +15,10 @@ What a day costs, with ``N`` companies:
 - sync settings: N requests every refresh interval (the discovery interval, when
   ``freshness.from_sync_settings``);
 - company names: N requests an hour, only without discovery (the company list has names).
+- pull operations (``diagnostics``): about one read a day per data type of each company for
+  each of ``sync_durations`` (its daily successful sync) and ``pull_operations`` (a latest
+  sync that failed, paused or queued); Codat syncs each data type daily by default. The data
+  types per company are those of the last poll, ``ASSUMED_DATA_TYPES`` before the first.
 
 Retries and the first round at start-up come on top; they are not counted.
 
@@ -52,6 +56,8 @@ from exporter.config import format_duration
 DAY = 86400.0
 REQUESTS_PER_COMPANY = 1000
 NAME_REFRESH_INTERVAL = 3600.0
+ASSUMED_DATA_TYPES = 25
+"""Data types per company before the first poll has told."""
 
 FRIENDLY_INTERVALS = tuple(
     float(seconds)
@@ -80,6 +86,7 @@ class Estimate:
     connections: float
     sync_settings: float
     names: float
+    pull_operations: float
     suggested_interval: float | None
     """The shortest of ``FRIENDLY_INTERVALS`` that fits, when the poll interval does not;
     None when it fits, or when not even 1d would."""
@@ -89,7 +96,10 @@ class Estimate:
 
     @property
     def total(self) -> float:
-        return self.polls + self.discovery + self.connections + self.sync_settings + self.names
+        return (
+            self.polls + self.discovery + self.connections + self.sync_settings + self.names
+            + self.pull_operations
+        )  # fmt: skip
 
     @property
     def allowed(self) -> float:
@@ -121,6 +131,7 @@ class Estimate:
             ("connections", self.connections),
             ("sync settings", self.sync_settings),
             ("company names hourly", self.names),
+            ("pull operations", self.pull_operations),
         ]
         return ", ".join(f"{label}: {count:,.0f}" for label, count in parts if count)
 
@@ -173,8 +184,13 @@ def estimate_daily_requests(
     quota_companies: int | None = None,
     quota_share: float = 1.0,
     per_minute_limit: int | None = None,
+    pull_operation_reads: int = 0,
+    data_types: float = ASSUMED_DATA_TYPES,
 ) -> Estimate:
     """Estimate a day's requests for the whole fleet; intervals in seconds, None = disabled.
+
+    ``pull_operation_reads`` is how many of the daily reads per data type ``diagnostics``
+    makes (0 to 2), for ``data_types`` per company.
 
     ``companies`` is the whole fleet, across all shards. ``quota_companies`` is what Codat's
     quota counts, the companies with an active connection; it defaults to ``companies``.
@@ -216,6 +232,7 @@ def estimate_daily_requests(
         connections=per_day(companies, connections_interval),
         sync_settings=per_day(companies, sync_settings_interval),
         names=per_day(companies, NAME_REFRESH_INTERVAL if discovery_interval is None else None),
+        pull_operations=companies * data_types * pull_operation_reads,
         suggested_interval=None,
         shards=shards,
         per_minute_limit=per_minute_limit,

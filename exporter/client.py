@@ -42,6 +42,7 @@ COMPANY = "/companies/{companyId}"
 COMPANIES = "/companies"
 CONNECTIONS = "/companies/{companyId}/connections"
 SYNC_SETTINGS = "/companies/{companyId}/syncSettings"
+PULL_OPERATION = "/companies/{companyId}/data/history/{datasetId}"
 MAX_PAGES = 10_000
 
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
-from exporter.state import CompanyInfo, ConnectionState, DataTypeStatus
+from exporter.state import CompanyInfo, ConnectionState, DataTypeStatus, SyncDetail
 
 KNOWN_STATUSES: tuple[str, ...] = (
     "Initial",
@@ -41,6 +41,12 @@ NEVER_SYNCED = "NeverSynced"
 
 UNKNOWN_STATUS = "Unknown"
 """Exported for a ``currentStatus`` that is not a plain word (it could not be a real status)."""
+
+IN_PROGRESS_STATUSES: tuple[str, ...] = (
+    "Initial", "Queued", "Fetching", "MapQueued", "Mapping", "ProcessingQueued", "Processing",
+    "ValidationQueued", "Validating",
+)  # fmt: skip
+"""A sync that has not ended yet: queued, or one of its stages running."""
 
 CONNECTION_STATUSES: tuple[str, ...] = ("PendingAuth", "Linked", "Unlinked", "Deauthorized")
 """``Connection.status`` (dataConnectionStatus) of the contract."""
@@ -152,10 +158,13 @@ def parse_data_statuses(body: object, selects: Callable[[str], bool]) -> tuple[D
     """Interpret a ``DataStatuses`` body (object keyed by data type) for the data types kept.
 
     >>> parse_data_statuses({"invoices": {"dataType": "invoices", "currentStatus": "Complete",
-    ...     "lastSuccessfulSync": "2024-01-01T00:00:00Z"}, "suppliers": {"dataType": "suppliers"}},
+    ...     "lastSuccessfulSync": "2024-01-01T00:00:00Z", "latestSyncId": "ad47",
+    ...     "latestSuccessfulSyncId": "ad47"}, "suppliers": {"dataType": "suppliers"}},
     ...     lambda _: True)  # doctest: +NORMALIZE_WHITESPACE
-    (DataTypeStatus(data_type='invoices', status='Complete', last_successful_sync=1704067200.0),
-     DataTypeStatus(data_type='suppliers', status='NeverSynced', last_successful_sync=None))
+    (DataTypeStatus(data_type='invoices', status='Complete', last_successful_sync=1704067200.0,
+                    latest_sync_id='ad47', latest_successful_sync_id='ad47'),
+     DataTypeStatus(data_type='suppliers', status='NeverSynced', last_successful_sync=None,
+                    latest_sync_id='', latest_successful_sync_id=''))
 
     Any entry of the wrong shape or with a date that does not parse raises ``ShapeError``:
     the whole body is then suspect, and the company's last good values are kept instead.
@@ -180,9 +189,75 @@ def parse_data_statuses(body: object, selects: Callable[[str], bool]) -> tuple[D
             last_sync = None if raw_sync is None else parse_datetime(raw_sync)
         except ValueError as exc:
             raise ShapeError(f"dataStatus[{key!r}].lastSuccessfulSync: {exc}") from None
-        result.append(DataTypeStatus(key, status, last_sync))
+        result.append(DataTypeStatus(
+            key, status, last_sync, _sync_id(entry.get("latestSyncId")),
+            _sync_id(entry.get("latestSuccessfulSyncId")),
+        ))  # fmt: skip
     result.sort(key=lambda item: item.data_type)
     return tuple(result)
+
+
+def _sync_id(value: object) -> str:
+    """A pull operation id, or "" for anything that could not be one (it is only sent back
+    to Codat, quoted, and compared)."""
+    return text(value) if isinstance(value, str) and 0 < len(value) <= 64 else ""
+
+
+_PAUSED_UNTIL = re.compile(r"\s*Paused until\s+(\S+)", re.IGNORECASE)
+MAX_DETAIL = 500
+"""Characters of a pull operation's errorMessage or statusDescription kept."""
+
+
+def paused_until(description: str | None) -> float | None:
+    """The end of a pause Codat describes as "Paused until <DateTime>", else None.
+
+    >>> paused_until("Paused until 2022-10-23T00:00:00.000Z"), paused_until("Fetching")
+    (1666483200.0, None)
+    """
+    match = _PAUSED_UNTIL.match(description or "")
+    if match is None:
+        return None
+    try:
+        return parse_datetime(match[1].rstrip("."))
+    except ValueError:
+        return None
+
+
+def parse_pull_operation(body: object) -> SyncDetail:
+    """A PullOperation body -> what the exporter keeps of it; ShapeError without an id and
+    a status. A date that does not parse is left out rather than failing: the detail is a
+    diagnosis, not a measurement."""
+    if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+        raise ShapeError("pull operation without an id")
+    status = body.get("status")
+    if not isinstance(status, str):
+        raise ShapeError("pull operation without a status")
+    description = _detail(body.get("statusDescription"))
+    progress = body.get("progress")
+    return SyncDetail(
+        sync_id=text(body["id"][:64]),
+        status=normalise_status(status),
+        error_message=_detail(body.get("errorMessage")),
+        status_description=description,
+        requested=_optional_datetime(body.get("requested")),
+        completed=_optional_datetime(body.get("completed")),
+        progress=progress if isinstance(progress, int) and not isinstance(progress, bool) else None,
+        paused_until=paused_until(description),
+    )
+
+
+def _detail(value: object) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    value = text(value.strip())
+    return value if len(value) <= MAX_DETAIL else value[: MAX_DETAIL - 1] + "\u2026"
+
+
+def _optional_datetime(value: object) -> float | None:
+    try:
+        return parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 MAX_NAME = 256

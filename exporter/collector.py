@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from exporter import assess
-from exporter.codat import CONNECTION_STATUSES, KNOWN_STATUSES, NEVER_SYNCED
+from exporter.codat import CONNECTION_STATUSES, IN_PROGRESS_STATUSES, KNOWN_STATUSES, NEVER_SYNCED
 from exporter.config import FreshnessConfig, format_duration
 from exporter.metrics import (
     COMPANIES,
@@ -39,7 +39,9 @@ from exporter.metrics import (
     LAST_POLL,
     LAST_SYNC_AGE,
     LAST_SYNC_TIMESTAMP,
+    LATEST_SYNC_REQUESTED,
     MAX_AGE,
+    PAUSED_UNTIL,
     POLL_DURATION,
     STATUS,
     MetricSpec,
@@ -53,8 +55,10 @@ AGE_PIECE = 4000
 INFLATE_PIECE = 128 * 1024
 """Compressed bytes inflated at a time for a plain scrape (about 1 MB of text)."""
 
-_PER_COMPANY = (LAST_SYNC_TIMESTAMP, STATUS, MAX_AGE, COMPANIES_BY_STATUS, CONNECTION_STATUS,
-                CONNECTIONS, COMPANY_UP, COMPANY_LAST_SUCCESS, COMPANY_CREATED)  # fmt: skip
+_PER_COMPANY = (LAST_SYNC_TIMESTAMP, STATUS, MAX_AGE, PAUSED_UNTIL, LATEST_SYNC_REQUESTED,
+                COMPANIES_BY_STATUS, CONNECTION_STATUS, CONNECTIONS, COMPANY_UP,
+                COMPANY_LAST_SUCCESS, COMPANY_CREATED)  # fmt: skip
+_RUNNING = frozenset(IN_PROGRESS_STATUSES)
 """Snapshot families in the order they are written; the fleet-wide ones follow."""
 
 
@@ -120,8 +124,10 @@ class Exposition:
         timestamps = array("d")
         counts: Counter[tuple[str, str]] = Counter()
         connection_counts: Counter[tuple[str, str]] = Counter()
+        polled_at = self.snapshot.last_poll or 0.0
         for company in self.snapshot.companies.values():
-            for name, text in self._company_lines(company, freshness, template, timestamps):
+            lines = self._company_lines(company, freshness, template, timestamps, polled_at)
+            for name, text in lines:
                 members[name].add(text)
             if len(timestamps) >= AGE_PIECE:
                 self._age_pieces.append((b"".join(template), timestamps))
@@ -163,8 +169,10 @@ class Exposition:
         freshness: FreshnessConfig,
         template: list[bytes],
         timestamps: array[float],
+        polled_at: float,
     ) -> Iterator[tuple[str, str]]:
-        """(family, text) for one company; its age lines go to ``template``."""
+        """(family, text) for one company; its age lines go to ``template``. A pause that
+        ended before ``polled_at`` is no longer exported."""
         labels = f'company_id="{escape(company.company_id)}",company_name="{escape(company.name)}"'
         yield COMPANY_UP.name, f"{COMPANY_UP.name}{{{labels}}} {int(company.up)}\n"
         if company.last_poll_success is not None:
@@ -186,9 +194,17 @@ class Exposition:
                 for c in company.connections
             ),
         )
-        synced, statuses, max_ages, ages = [], [], [], []
+        synced, statuses, max_ages, ages, paused, requested = [], [], [], [], [], []
         for item in company.data_types:
             pair = f'{labels},data_type="{escape(item.data_type)}"'
+            sync = company.syncs.get(item.data_type)
+            if sync is not None and sync.sync_id == item.latest_sync_id:
+                if sync.paused_until is not None and sync.paused_until > polled_at:
+                    paused.append(f"{PAUSED_UNTIL.name}{{{pair}}} {number(sync.paused_until)}\n")
+                if sync.requested is not None and item.status in _RUNNING:
+                    requested.append(
+                        f"{LATEST_SYNC_REQUESTED.name}{{{pair}}} {number(sync.requested)}\n"
+                    )
             statuses.append(f'{STATUS.name}{{{pair},status="{escape(item.status)}"}} 1\n')
             max_ages.append(
                 f"{MAX_AGE.name}{{{pair}}} {number(assess.max_age(company, item, freshness))}\n"
@@ -202,6 +218,8 @@ class Exposition:
         yield LAST_SYNC_TIMESTAMP.name, "".join(synced)
         yield STATUS.name, "".join(statuses)
         yield MAX_AGE.name, "".join(max_ages)
+        yield PAUSED_UNTIL.name, "".join(paused)
+        yield LATEST_SYNC_REQUESTED.name, "".join(requested)
         template.append("".join(ages).encode())
 
     def _ages(self, now: float) -> Iterator[bytes]:

@@ -61,6 +61,7 @@ __all__ = [
     "ConfigError",
     "ConnectionsConfig",
     "DataTypesConfig",
+    "DiagnosticsConfig",
     "FreshnessConfig",
     "PollConfig",
     "WebhooksConfig",
@@ -288,6 +289,20 @@ class WebhooksConfig:
 
 
 @dataclass(frozen=True)
+class DiagnosticsConfig:
+    """``diagnostics``: what is read of Codat's pull operations (``exporter.diagnostics``)."""
+
+    pull_operations: bool = setting(
+        BOOL, "read the pull operation of a latest sync that is not Complete (why it failed, "
+        "paused or queued), once per sync", default=True,
+    )  # fmt: skip
+    sync_durations: bool = setting(
+        BOOL, "read each new successful sync's pull operation for "
+        "`codat_data_type_sync_duration_seconds`", default=True,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class DataTypesConfig:
     """``data_types``: which of the data types Codat reports become series."""
 
@@ -399,6 +414,7 @@ class Config:
         Kind("section", _shard, section=ShardingKeys), "", key="sharding", default=Shard()
     )
     webhooks: WebhooksConfig = section(WebhooksConfig)
+    diagnostics: DiagnosticsConfig = section(DiagnosticsConfig)
     warnings: tuple[str, ...] = ()
     """Accepted but doubtful values, one line each, key first."""
 

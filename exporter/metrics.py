@@ -58,6 +58,17 @@ MAX_AGE = MetricSpec(
     "Staleness threshold of the pair from the configuration: the data is stale while "
     "codat_data_type_last_successful_sync_age_seconds is above it.",
 )  # fmt: skip
+PAUSED_UNTIL = MetricSpec(
+    "codat_data_type_sync_paused_until_timestamp_seconds", "gauge", PAIR,
+    "Unix time until which Codat paused the data type's syncs (its latest pull operation's "
+    'statusDescription "Paused until ..."); present only while paused. ' + FROM_POLL,
+)  # fmt: skip
+LATEST_SYNC_REQUESTED = MetricSpec(
+    "codat_data_type_latest_sync_requested_timestamp_seconds", "gauge", PAIR,
+    "Unix time the data type's latest sync was requested, present while that sync is queued "
+    "or in progress (Initial .. Validating), so that a stuck sync shows. From its pull "
+    "operation, read once per new sync. " + FROM_POLL,
+)  # fmt: skip
 COMPANIES_BY_STATUS = MetricSpec(
     "codat_data_type_companies", "gauge", ("data_type", "status"),
     "Monitored companies whose data type is in each currentStatus, zeros included. "
@@ -99,6 +110,18 @@ API_DURATION = MetricSpec(
     "codat_exporter_api_request_duration_seconds", "histogram", ("endpoint",),
     "Duration of requests to the Codat API by route template, body read included. "
     "Updated as requests complete.",
+)  # fmt: skip
+SYNC_DURATION = MetricSpec(
+    "codat_data_type_sync_duration_seconds", "histogram", ("data_type",),
+    "Seconds from requested to completed of each successful sync seen, read from its pull "
+    "operation when latestSuccessfulSyncId changes (diagnostics.sync_durations). Updated as "
+    "new syncs are seen.",
+)  # fmt: skip
+PULL_OPERATION_ERRORS = MetricSpec(
+    "codat_exporter_pull_operation_errors_total", "counter", ("reason",),
+    "Failed reads of a pull operation (GET /companies/{{companyId}}/data/history/{{datasetId}})"
+    " by reason, as for codat_exporter_poll_errors_total; they never fail the company's poll. "
+    "Updated as reads complete.",
 )  # fmt: skip
 POLL_ERRORS = MetricSpec(
     "codat_exporter_poll_errors_total", "counter", ("reason",),
@@ -155,14 +178,20 @@ WEBHOOKS = MetricSpec(
     "(ok, missing_headers, bad_timestamp, stale, bad_signature, replayed, too_large, "
     "invalid_payload).",
 )  # fmt: skip
+HTTP_REJECTED = MetricSpec(
+    "codat_exporter_http_requests_rejected_total", "counter", (),
+    "Connections to the exporter's HTTP listeners answered 503 (or closed unanswered in a "
+    "flood) because --web.max-requests connections were already being served.",
+)  # fmt: skip
 BUILD_INFO = MetricSpec(
     "codat_exporter_build_info", "gauge", ("version",),
     "Always 1; the version label is the exporter's version.",
 )  # fmt: skip
 
 SNAPSHOT_METRICS = (
-    LAST_SYNC_TIMESTAMP, STATUS, MAX_AGE, COMPANIES_BY_STATUS, CONNECTION_STATUS, CONNECTIONS,
-    COMPANY_UP, COMPANY_LAST_SUCCESS, COMPANY_CREATED, COMPANIES, POLL_DURATION, LAST_POLL,
+    LAST_SYNC_TIMESTAMP, STATUS, MAX_AGE, PAUSED_UNTIL, LATEST_SYNC_REQUESTED,
+    COMPANIES_BY_STATUS, CONNECTION_STATUS, CONNECTIONS, COMPANY_UP, COMPANY_LAST_SUCCESS,
+    COMPANY_CREATED, COMPANIES, POLL_DURATION, LAST_POLL,
 )  # fmt: skip
 """Rendered once per poll from the snapshot."""
 
@@ -170,9 +199,9 @@ SCRAPE_METRICS = (LAST_SYNC_AGE,)
 """Rendered on every scrape: they change every second."""
 
 REGISTRY_METRICS = (
-    API_REQUESTS, API_DURATION, POLL_ERRORS, RATE_LIMITED, QUOTA_LIMIT, QUOTA_REMAINING,
-    QUOTA_RESET, ESTIMATED_DAILY, DISCOVERY_FAILURES, LAST_DISCOVERY, SHARD_INFO, WEBHOOKS,
-    BUILD_INFO,
+    API_REQUESTS, API_DURATION, SYNC_DURATION, POLL_ERRORS, PULL_OPERATION_ERRORS,
+    RATE_LIMITED, QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET, ESTIMATED_DAILY,
+    DISCOVERY_FAILURES, LAST_DISCOVERY, SHARD_INFO, WEBHOOKS, HTTP_REJECTED, BUILD_INFO,
 )  # fmt: skip
 """Kept by prometheus_client in the exporter's private registry."""
 
@@ -185,6 +214,10 @@ POLL_ERROR_REASONS = (
 """Every ``reason`` value, exported at 0 from the start so that rate() sees the first error."""
 
 REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+SYNC_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 2 * 3600.0, 4 * 3600.0, 8 * 3600.0,
+                12 * 3600.0, 86400.0)  # fmt: skip
+"""A minute to a day: Codat's syncs take from seconds to hours (a first sync of years of
+history)."""
 
 
 def _base(spec: MetricSpec) -> str:
@@ -204,9 +237,6 @@ class LatestValues(Collector):
 
     def set(self, spec: MetricSpec, value: float) -> None:
         self._values[spec.name] = value
-
-    def get(self, spec: MetricSpec) -> float | None:
-        return self._values.get(spec.name)
 
     def describe(self) -> Iterable[Metric]:
         return [GaugeMetricFamily(spec.name, spec.help) for spec in self._specs]
@@ -241,6 +271,19 @@ class ExporterMetrics:
         )
         for reason in POLL_ERROR_REASONS:
             self.poll_errors.labels(reason)
+        self.pull_operation_errors = Counter(
+            _base(PULL_OPERATION_ERRORS),
+            PULL_OPERATION_ERRORS.help,
+            PULL_OPERATION_ERRORS.labels,
+            registry=self.registry,
+        )
+        self.sync_duration = Histogram(
+            SYNC_DURATION.name,
+            SYNC_DURATION.help,
+            SYNC_DURATION.labels,
+            buckets=SYNC_BUCKETS,
+            registry=self.registry,
+        )
         self.rate_limited = Counter(_base(RATE_LIMITED), RATE_LIMITED.help, registry=self.registry)
         self.discovery_failures = Counter(
             _base(DISCOVERY_FAILURES), DISCOVERY_FAILURES.help, registry=self.registry
@@ -252,6 +295,9 @@ class ExporterMetrics:
         self.shard_info = self._gauge(SHARD_INFO)
         self.webhooks = Counter(
             _base(WEBHOOKS), WEBHOOKS.help, WEBHOOKS.labels, registry=self.registry
+        )
+        self.http_rejected = Counter(
+            _base(HTTP_REJECTED), HTTP_REJECTED.help, registry=self.registry
         )
         self._gauge(BUILD_INFO).labels(__version__).set(1)
         ProcessCollector(registry=self.registry)

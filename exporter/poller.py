@@ -37,6 +37,7 @@ from exporter.clock import Clock
 from exporter.codat import ShapeError, company_id, parse_data_statuses
 from exporter.collector import Exposition
 from exporter.config import Config
+from exporter.diagnostics import SyncDiagnostics
 from exporter.discovery import Discovery
 from exporter.failurelog import FailureLog
 from exporter.metrics import ESTIMATED_DAILY, ExporterMetrics
@@ -93,13 +94,19 @@ class Poller:
             else None
         )
         self._side = SideValues(config, client, clock, self._listed)
+        self._diagnostics = (
+            SyncDiagnostics(client, metrics, sync_durations=config.diagnostics.sync_durations)
+            if config.diagnostics.pull_operations
+            else None
+        )
         self._failures = FailureLog(metrics)
         self._states: dict[str, CompanyState] = {}
         self._state_at: dict[str, float] = {}
         self._states_lock = threading.Lock()
         """Guards _states while a cycle and webhook re-polls both publish."""
         self._last_cycle: tuple[float, float] | None = None
-        self._estimated_for: int | None = None
+        self._estimated_for: tuple[int, int] | None = None
+        """The fleet size and data types per company the last estimate was made for."""
         metrics.shard_info.labels(str(config.shard.index), str(config.shard.count)).set(1)
 
     def stop(self, *, wait: bool = True) -> None:
@@ -148,6 +155,8 @@ class Poller:
             kept = set(targets) - {o.company_id for o in outcomes if o.gone}
             self._side.forget_all_but(kept)
             self._failures.forget_all_but(kept)
+            if self._diagnostics is not None:
+                self._diagnostics.forget_all_but(kept)
             with self._states_lock:
                 for company_id in self._state_at.keys() - kept:
                     del self._state_at[company_id]
@@ -288,13 +297,17 @@ class Poller:
             data_types=outcome.data_types or (),
             connections=self._side.connections(company_id),
             sync_schedules=self._side.sync_schedules(company_id),
+            syncs=outcome.syncs,
         )
         if outcome.data_types is not None:
             return base
         if previous is None:
             return replace(base, last_poll_success=None)
         return replace(
-            base, last_poll_success=previous.last_poll_success, data_types=previous.data_types
+            base,
+            last_poll_success=previous.last_poll_success,
+            data_types=previous.data_types,
+            syncs=previous.syncs,
         )
 
     # --- one company ----------------------------------------------------------------------
@@ -311,6 +324,11 @@ class Poller:
                 # A company that listed data types does not lose them all at once; a company
                 # with nothing connected yet answers {} and is fine.
                 raise ShapeError(f"dataStatus is empty; it listed {len(known.data_types)} before")
+            syncs = (
+                self._diagnostics.update(company_id, data_types, deadline)
+                if self._diagnostics is not None
+                else {}
+            )
         except NotFound as exc:
             return Outcome(company_id, error=str(exc), reason=exc.reason, gone=True)
         except CodatError as exc:
@@ -322,8 +340,9 @@ class Poller:
             return self._failed(company_id, type(exc).__name__, "internal_error")
         if side_failure is not None:
             return Outcome(company_id, data_types, error=str(side_failure),
-                           reason=side_failure.reason, at=self._clock.monotonic())  # fmt: skip
-        return Outcome(company_id, data_types=data_types, at=self._clock.monotonic())
+                           reason=side_failure.reason, at=self._clock.monotonic(),
+                           syncs=syncs)  # fmt: skip
+        return Outcome(company_id, data_types, at=self._clock.monotonic(), syncs=syncs)
 
     def _failed(self, company_id: str, error: str, reason: str) -> Outcome:
         return Outcome(company_id, error=error, reason=reason, at=self._clock.monotonic())
@@ -335,9 +354,18 @@ class Poller:
         the per-minute rate limit. Runs at start and whenever the fleet's size changes."""
         config = self._config
         ids = {*self._listed(), *config.companies.ids} - config.companies.exclude
-        if len(ids) == self._estimated_for:
+        with self._states_lock:
+            states = list(self._states.values())
+        data_types = (
+            sum(len(state.data_types) for state in states) / len(states)
+            if states
+            else budget.ASSUMED_DATA_TYPES
+        )
+        key = (len(ids), round(data_types))
+        if key == self._estimated_for:
             return
-        self._estimated_for = len(ids)
+        resized = self._estimated_for is None or self._estimated_for[0] != len(ids)
+        self._estimated_for = key
         discover = config.companies.discover
         estimate = budget.estimate_daily_requests(
             len(ids),
@@ -352,10 +380,14 @@ class Poller:
             if config.freshness.from_sync_settings
             else None,
             per_minute_limit=config.codat.max_requests_per_minute,
+            pull_operation_reads=(
+                config.diagnostics.pull_operations + config.diagnostics.sync_durations
+            ),
+            data_types=data_types,
         )
         self._metrics.latest.set(ESTIMATED_DAILY, estimate.total)
         warning = estimate.warning()
-        if warning and self._quota_warning:
+        if warning and self._quota_warning and resized:  # said again only for a new fleet size
             log.warning("%s", warning)
 
     def _log_summary(self, result: CycleResult, snapshot: Snapshot) -> None:

@@ -22,6 +22,29 @@ class DataTypeStatus:
     status: str
     last_successful_sync: float | None
     """Unix seconds, or None when the data type never synced successfully."""
+    latest_sync_id: str = ""
+    """The pull operation of the latest sync (``latestSyncId``); empty when not given."""
+    latest_successful_sync_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDetail:
+    """What the pull operation of a pair's latest sync says, read only when that sync is
+    not Complete: why it failed, what paused it, when it was requested.
+
+    ``error_message`` and ``status_description`` are free text: shown on the status page,
+    never label values."""
+
+    sync_id: str
+    status: str
+    error_message: str | None = None
+    status_description: str | None = None
+    requested: float | None = None
+    """Unix seconds."""
+    completed: float | None = None
+    progress: int | None = None
+    paused_until: float | None = None
+    """From a ``statusDescription`` of "Paused until <DateTime>"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +78,8 @@ class CompanyState:
     """Codat's ``syncSchedule`` (hours) per data type, when read (freshness.from_sync_settings)."""
     created: float | None = None
     """Unix seconds the company was created in Codat, when read."""
+    syncs: Mapping[str, SyncDetail] = field(default_factory=dict)
+    """Per data type, the latest sync's pull operation when it is not Complete."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +95,8 @@ class Outcome:
     gone: bool = False
     at: float = 0.0
     """Monotonic time the poll finished: of two results for a company, the later wins."""
+    syncs: Mapping[str, SyncDetail] = field(default_factory=dict)
+    """With ``data_types``: the latest-sync details read (``exporter.diagnostics``)."""
 
 
 @dataclass(frozen=True)

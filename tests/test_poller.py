@@ -95,6 +95,7 @@ def test_should_reach_every_company_when_the_rate_limit_cuts_each_cycle_short(
             codat={"max_requests_per_minute": 1},
             companies={"ids": [], "discover": True, "discovery_interval": "1h"},
             connections={"enabled": False},
+            diagnostics={"pull_operations": False, "sync_durations": False},
         )
         polled: list[set[str]] = []
         # Act
