@@ -50,7 +50,7 @@ def render(config: monitoring_config.MonitoringConfig) -> dict[str, str]:
         RULES_FILE: HEADER
         + yaml.dump(rules, Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True)
     }
-    for stem, board in build_dashboards(config.selector).items():
+    for stem, board in build_dashboards(config).items():
         files[f"{DASHBOARD_DIR}/{stem}.json"] = (
             json.dumps(board, indent=2, ensure_ascii=False) + "\n"
         )

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.codat import ERROR_STATUSES, KNOWN_STATUSES, NEVER_SYNCED, UNKNOWN_STATUS
+from exporter.codat import (
+    CONNECTION_STATUSES,
+    ERROR_STATUSES,
+    KNOWN_STATUSES,
+    NEVER_SYNCED,
+    UNKNOWN_STATUS,
+)
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_WIDTH = 24
@@ -39,6 +45,19 @@ def status_text_mappings() -> list[dict[str, Any]]:
     options = {
         status: {"color": status_color(status), "index": index}
         for index, status in enumerate(TIMELINE_STATUSES)
+    }
+    return [{"type": "value", "options": options}]
+
+
+CONNECTION_COLORS = {"Linked": "green", "Deauthorized": "dark-red", "PendingAuth": "blue"}
+"""Other connection statuses (Unlinked) are grey."""
+
+
+def connection_status_mappings() -> list[dict[str, Any]]:
+    """Colours for a field whose values are connection statuses."""
+    options = {
+        status: {"color": CONNECTION_COLORS.get(status, "#8e8e8e"), "index": index}
+        for index, status in enumerate(CONNECTION_STATUSES)
     }
     return [{"type": "value", "options": options}]
 
@@ -267,13 +286,13 @@ def query_variable(
     and sent as that regex (``.*`` keeps queries short for thousands of companies).
 
     The query is a plain string: Grafana runs it as is and its variable editor parses it
-    into the right query type, which a hand-written query object would not get."""
+    into the right query type, which a hand-written query object would not get. No
+    ``definition``: Grafana's UI writes one, but the dashboard model has no such field."""
     variable: dict[str, Any] = {
         "name": name,
         "label": label,
         "type": "query",
         "datasource": DATASOURCE,
-        "definition": query,
         "query": query,
         "refresh": 2,
         "regex": regex,

@@ -358,7 +358,7 @@ def test_should_fill_every_template_variable_from_the_demo(stack: Stack) -> None
         for variable in variables(board).values():
             if variable["type"] != "query":
                 continue
-            expr, label = variable_query(substitute(variable["definition"], values[board["uid"]]))
+            expr, label = variable_query(substitute(variable["query"], values[board["uid"]]))
 
             # Act
             if label is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitoring.config import MonitoringConfig
 from monitoring.dashboards import company, exporter, fleet
 from monitoring.dashboards.common import (
     COMPANY_UID,
@@ -29,10 +30,10 @@ __all__ = [
 ]
 
 
-def build_dashboards(selector: str) -> dict[str, dict[str, Any]]:
+def build_dashboards(config: MonitoringConfig) -> dict[str, dict[str, Any]]:
     """File stem -> dashboard."""
     return {
-        "fleet": fleet.build(selector),
-        "company": company.build(selector),
-        "exporter": exporter.build(selector),
+        "fleet": fleet.build(config.selector, config.freshness_objective),
+        "company": company.build(config.selector),
+        "exporter": exporter.build(config.selector),
     }

@@ -9,6 +9,7 @@ from exporter.metrics import (
     COMPANY_CREATED,
     COMPANY_LAST_SUCCESS,
     COMPANY_UP,
+    CONNECTION_STATUS,
     LAST_SYNC_AGE,
     LAST_SYNC_TIMESTAMP,
     MAX_AGE,
@@ -33,6 +34,7 @@ from monitoring.panels import (
     Layout,
     age_columns,
     by_name,
+    connection_status_mappings,
     dashboard,
     panel,
     stat,
@@ -205,6 +207,30 @@ def build(selector: str) -> dict[str, Any]:
         ),
         24,
         12,
+    )
+    layout.add(
+        table(
+            "Connections",
+            "The company's connections to its platforms and their status in Codat; a "
+            "Deauthorized one must be re-linked by the company.",
+            [target(f"{CONNECTION_STATUS.name}{{{company_sel}}} == 1", ref="A")],
+            columns={
+                "platform": "Platform",
+                "source_type": "Source type",
+                "status": "Status",
+                "connection_id": "Connection id",
+            },
+            overrides=[
+                by_name(
+                    "Status",
+                    ("mappings", connection_status_mappings()),
+                    ("custom.cellOptions", {"type": "color-text"}),
+                )
+            ],
+            sort_by="Platform",
+        ),
+        24,
+        5,
     )
     layout.add(
         timeseries(

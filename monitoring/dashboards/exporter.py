@@ -1,5 +1,5 @@
-"""The exporter's own health: polling, requests to Codat (codes, latency, 429s) and its
-process."""
+"""The exporter's own health: polling, requests to Codat (codes, latency, 429s), the daily
+quota, discovery, webhooks and shards, and its process."""
 
 from __future__ import annotations
 
@@ -12,9 +12,18 @@ from exporter.metrics import (
     COMPANIES,
     COMPANY_LAST_SUCCESS,
     COMPANY_UP,
+    DISCOVERY_FAILURES,
+    ESTIMATED_DAILY,
+    LAST_DISCOVERY,
     LAST_POLL,
     POLL_DURATION,
     POLL_ERRORS,
+    QUOTA_LIMIT,
+    QUOTA_REMAINING,
+    QUOTA_RESET,
+    RATE_LIMITED,
+    SHARD_INFO,
+    WEBHOOKS,
 )
 from monitoring.dashboards.common import (
     EXPORTER_UID,
@@ -177,7 +186,12 @@ def build(selector: str) -> dict[str, Any]:
                     f'sum by (endpoint) (rate({API_REQUESTS.name}{{{JOB}, code="429"}}'
                     "[$__rate_interval]))",
                     "{{endpoint}}",
-                )
+                ),
+                target(
+                    f"sum by (instance) (rate({RATE_LIMITED.name}{{{JOB}}}[$__rate_interval]))",
+                    "pauses of {{instance}}",
+                    ref="B",
+                ),
             ],
             unit="reqps",
         ),
@@ -193,6 +207,84 @@ def build(selector: str) -> dict[str, Any]:
                     f"sum by (endpoint, code) (rate({API_REQUESTS.name}{{{JOB}, "
                     'code=~"401|403"}[$__rate_interval]))',
                     "{{endpoint}} {{code}}",
+                )
+            ],
+            unit="reqps",
+        ),
+        12,
+        8,
+    )
+
+    layout.row("Quota, discovery, webhooks and shards")
+    layout.add(
+        timeseries(
+            "Daily request quota",
+            "Codat's daily quota and what is left of it (from its X-Rate-Limit headers), "
+            "against the requests a day the configuration needs: keep the estimate below "
+            "the limit.",
+            [
+                target(f"max by (instance) ({QUOTA_LIMIT.name}{{{JOB}}})", "limit", ref="A"),
+                target(
+                    f"min by (instance) ({QUOTA_REMAINING.name}{{{JOB}}})", "remaining", ref="B"
+                ),
+                target(
+                    f"max by (instance) ({ESTIMATED_DAILY.name}{{{JOB}}})",
+                    "estimated need",
+                    ref="C",
+                ),
+            ],
+        ),
+        12,
+        8,
+    )
+    for title, description, expr, unit in (
+        (
+            "Quota resets in",
+            "Time until Codat's daily quota resets.",
+            f"max({QUOTA_RESET.name}{{{JOB}}}) - time()",
+            "dtdurations",
+        ),
+        (
+            "Last discovery",
+            "Time since the company list was last read from Codat.",
+            f"time() - max({LAST_DISCOVERY.name}{{{JOB}}})",
+            "dtdurations",
+        ),
+        (
+            "Shards reporting",
+            "Replicas of the selected jobs reporting their shard; compare with the shards "
+            "label in the exposition.",
+            f"count({SHARD_INFO.name}{{{JOB}}})",
+            "short",
+        ),
+    ):
+        layout.add(stat(title, description, expr, unit=unit), 4, 4)
+    layout.add(
+        timeseries(
+            "Discovery failures",
+            "Failed company discoveries (GET /companies) per second: the last known list "
+            "is kept meanwhile.",
+            [
+                target(
+                    f"sum by (instance) (rate({DISCOVERY_FAILURES.name}{{{JOB}}}"
+                    "[$__rate_interval]))",
+                    "{{instance}}",
+                )
+            ],
+            unit="reqps",
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Webhooks by event type and result",
+            "Webhook deliveries from Codat per second; any result but ok is refused.",
+            [
+                target(
+                    f"sum by (event_type, result) (rate({WEBHOOKS.name}{{{JOB}}}"
+                    "[$__rate_interval]))",
+                    "{{event_type}} {{result}}",
                 )
             ],
             unit="reqps",
