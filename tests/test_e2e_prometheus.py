@@ -27,6 +27,7 @@ from exporter.metrics import COMPANY_CREATED, LAST_SYNC_AGE, LAST_SYNC_TIMESTAMP
 from tests.promtools import (
     PROMETHEUS_CONFIG,
     ROOT,
+    all_rules,
     binary,
     dashboards,
     free_port,
@@ -51,9 +52,10 @@ EMPTY_IN_DEMO = {
     ("codat-exporter", "Companies not polled", "B"),
     ("codat-exporter", "Rate-limited requests (429)", "A"),
     ("codat-exporter", "Rejected requests (401/403)", "A"),
+    ("codat-exporter", "Webhooks by event type and result", "A"),
 }
 """Queries that may have no data while the simulated Codat answers every poll (errors,
-rejections, 429s); every other query must return data."""
+rejections, 429s) and sends no webhook; every other query must return data."""
 STALE_IN_DEMO = {("O'Brien & Daughters Ltd", "invoices"), ("O'Brien & Daughters Ltd", "bills")}
 
 
@@ -118,6 +120,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "scrape_timeout": "1s",
         "evaluation_interval": "1s",
     }
+    config.pop("alerting")  # no Alertmanager here: tests/test_alertmanager.py runs one
     config["rule_files"] = [str(PROMETHEUS_CONFIG.parent / path) for path in config["rule_files"]]
     (scrape,) = config["scrape_configs"]
     scrape["static_configs"] = [{"targets": [f"127.0.0.1:{exporter_port}"]}]
@@ -181,7 +184,7 @@ def test_should_evaluate_every_rule_group_without_error(stack: Stack) -> None:
 
     # Check
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == 8
+    assert len(rules) == len(all_rules())
     assert {group["file"] for group in groups} == {
         str(PROMETHEUS_CONFIG.parent / "rules" / "codat-freshness-exporter.rules.yml")
     }
@@ -189,30 +192,105 @@ def test_should_evaluate_every_rule_group_without_error(stack: Stack) -> None:
     assert not broken
 
 
-def test_should_raise_an_auth_error_alert_for_every_demo_pair_in_auth_error(stack: Stack) -> None:
+PAGES = {"CodatConnectionDeauthorized", "CodatCompanyAuthError"}
+
+
+def test_should_page_once_for_the_deauthorized_demo_company(stack: Stack) -> None:
+    # Prepare: the demo's deauthorized connection; its company has a dozen data types in
+    # AuthError.
+    (connection,) = stack.wait_for(
+        "the demo's deauthorized connection scraped",
+        lambda: stack.query('codat_connection_status{status="Deauthorized"} == 1') or None,
+    )
+    company = connection["metric"]
+
+    def in_auth_error() -> set[str]:
+        matcher = f'company_id="{company["company_id"]}", status="AuthError"'
+        return {s["metric"]["data_type"] for s in stack.query(f"{STATUS.name}{{{matcher}}}")}
+
+    # Act
+    def pages() -> list[dict[str, Any]] | None:
+        alerts = [
+            a
+            for a in stack.api("alerts")["alerts"]
+            if a["labels"].get("company_id") == company["company_id"]
+            and a["labels"]["severity"] == "critical"
+        ]
+        return alerts if {a["labels"]["alertname"] for a in alerts} >= PAGES else None
+
+    alerts = stack.wait_for("both pages for the deauthorized company", pages)
+
+    # Check: two critical alerts, not one per data type.
+    assert sorted(a["labels"]["alertname"] for a in alerts) == sorted(PAGES)
+    by_name = {a["labels"]["alertname"]: a for a in alerts}
+    deauthorized, auth_error = (by_name[name] for name in sorted(PAGES, reverse=True))
+    types = in_auth_error()
+    assert len(types) >= 10
+    assert auth_error["labels"]["company_name"] == company["company_name"]
+    assert f"Codat lost access to {len(types)} data types" in auth_error["annotations"]["summary"]
+    listed = auth_error["annotations"]["description"].split("In AuthError: ")[1].rstrip(".")
+    assert listed.split(", ") == sorted(types)
+    assert deauthorized["labels"]["connection_id"] == company["connection_id"]
+    assert f"The {company['platform']} connection" in deauthorized["annotations"]["description"]
+    assert f"in AuthError now: {len(types)}." in deauthorized["annotations"]["description"]
+    for alert in alerts:
+        assert alert["state"] in {"pending", "firing"}
+        assert alert["annotations"]["status_page"].endswith(f"/?company={company['company_id']}")
+
+
+def test_should_raise_one_auth_error_alert_per_demo_company_in_auth_error(stack: Stack) -> None:
     # Prepare
-    in_auth_error = stack.wait_for(
+    companies = stack.wait_for(
         "the demo's AuthError pairs scraped",
-        lambda: _pairs(stack.query('codat_data_type_status{status="AuthError"}')) or None,
+        lambda: {p[0] for p in _pairs(stack.query(f'{STATUS.name}{{status="AuthError"}}'))} or None,
     )
 
     # Act
     def covering() -> list[dict[str, Any]] | None:
-        alerts = _alerts(stack, "CodatDataTypeAuthError")
-        return alerts if _pairs(alerts) == in_auth_error else None
+        alerts = _alerts(stack, "CodatCompanyAuthError")
+        return alerts if {a["labels"]["company_name"] for a in alerts} == companies else None
 
-    alerts = stack.wait_for("an AuthError alert for each of them", covering)
+    alerts = stack.wait_for("a CompanyAuthError alert for each company", covering)
 
     # Check
-    assert len({a["labels"]["company_id"] for a in alerts}) >= 1
+    assert len(companies) >= 2
+    assert len(alerts) == len(companies)
     for alert in alerts:
-        assert alert["state"] in {"pending", "firing"}
-        assert alert["labels"]["severity"] == "critical"
         assert alert["labels"]["job"] == stack.job
         assert alert["labels"]["instance"] == stack.exporter.removeprefix("http://")
-        assert "status" not in alert["labels"]
-        assert alert["labels"]["company_name"] in alert["annotations"]["description"]
-        assert "ago." in alert["annotations"]["description"]  # the last sync, looked up
+        assert "data_type" not in alert["labels"] and "status" not in alert["labels"]
+
+
+def test_should_list_every_stale_pair_in_the_fleet_stale_table(stack: Stack) -> None:
+    # Prepare
+    fleet = dashboards()["fleet.json"]
+    (stale_table,) = [p for p in panels(fleet) if p["title"] == "Stale pairs"]
+    stale_count = next(
+        t["expr"] for p in panels(fleet) if p["title"] == "Stale" for t in p["targets"]
+    )
+    values = _viewer_choices(stack)["codat-fleet"]
+    stack.wait_for("stale pairs", lambda: stack.query(substitute(stale_count, values)) or None)
+    now = time.time()
+
+    # Act
+    columns = {
+        target["refId"]: {
+            _pair(s["metric"]): float(s["value"][1])
+            for s in stack.query(substitute(target["expr"], values), time=now)
+        }
+        for target in stale_table["targets"]
+    }
+    (count,) = stack.query(substitute(stale_count, values), time=now)
+
+    # Check: every stale pair has a row, with its age, max age and percentage.
+    ages, max_ages, percents = columns["A"], columns["B"], columns["C"]
+    assert len(ages) == int(float(count["value"][1])) >= len(STALE_IN_DEMO)
+    assert set(ages) == set(max_ages) == set(percents) >= STALE_IN_DEMO
+    for pair, age in ages.items():
+        assert age > max_ages[pair]
+        assert percents[pair] == pytest.approx(100 * age / max_ages[pair])
+    _, exporter_max_ages = _exporter_ages(stack)
+    assert {pair: exporter_max_ages[pair] for pair in max_ages} == max_ages
 
 
 def test_should_raise_a_stale_alert_for_the_demo_pairs_past_their_max_age(stack: Stack) -> None:
