@@ -118,6 +118,22 @@ def test_should_reject_a_config_with_an_unknown_key(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.json"))
 
 
+@pytest.mark.parametrize("objective", ["1.5", "0", "'99%'", "true"])
+def test_should_reject_an_objective_that_is_not_a_share(objective: str, tmp_path: Path) -> None:
+    # Prepare
+    config = MONITORING_CONFIG.read_text().replace("objective: 0.99", f"objective: {objective}")
+    (tmp_path / "config.yml").write_text(config)
+
+    # Act
+    result = generate("--config", tmp_path / "config.yml", "--out", tmp_path)
+
+    # Check
+    assert result.returncode == 2
+    assert result.stderr.startswith("monitoring.generate: freshness_slo.objective: ")
+    assert len(result.stderr.splitlines()) == 1
+    assert not list(tmp_path.rglob("*.json"))
+
+
 def test_should_give_each_dashboard_its_stable_uid_and_the_shared_tag() -> None:
     # Act
     boards = dashboards()
