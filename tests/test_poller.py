@@ -6,6 +6,8 @@ import base64
 import logging
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -15,7 +17,7 @@ from exporter.cli import start_scheduler
 from exporter.codat import ERROR_STATUSES
 from exporter.simulator import Fault
 from exporter.simulator.server import COMPANIES, DATA_STATUS, LISTING
-from tests.harness import API_KEY, Harness
+from tests.harness import API_KEY, START, Harness
 
 LAST_SUCCESS = "codat_exporter_company_last_poll_success_timestamp_seconds"
 
@@ -185,3 +187,46 @@ def test_should_say_keeping_last_good_values_only_when_there_are_some(
     assert lines[1].startswith(
         f"company {fleet_ids[1]}: poll failed, keeping its last good values:"
     )
+
+
+def test_should_keep_a_webhook_repoll_that_ends_before_the_cycles_older_result(
+    make_harness: Callable[..., Harness], fleet_ids: list[str]
+) -> None:
+    # Prepare: two workers poll X, Y, Z in that order. While Y's dataStatus is being served,
+    # after the cycle's poll of X has ended (its worker has moved on to Z), X's data changes
+    # and a webhook re-polls X; the cycle then ends with its older result for X.
+    x, y, z = fleet_ids[:3]
+    harness = make_harness(
+        codat={"max_concurrency": 2},
+        companies={"ids": [x, y, z]},
+        diagnostics={"pull_operations": False, "sync_durations": False},
+    )
+    fresh = {"invoices": {"dataType": "invoices", "currentStatus": "Complete",
+                          "lastSuccessfulSync": "2026-11-23T11:59:00Z"}}  # fmt: skip
+    served = harness.fleet.data_status
+    repolled = threading.Event()
+
+    def serve(company_id: str) -> object:
+        if company_id == y and not repolled.is_set():
+            deadline = time.monotonic() + 10
+            while not any(c == z for _, route, c, _ in harness.codat.log if route == DATA_STATUS):
+                assert time.monotonic() < deadline, "the cycle never reached Z"
+                time.sleep(0.005)
+            harness.fleet.override(x, fresh)
+            harness.clock.advance(1)
+            repoll = threading.Thread(target=harness.poller.poll_companies, args=([x],))
+            repoll.start()
+            repoll.join(timeout=10)
+            repolled.set()
+        return served(company_id)
+
+    harness.fleet.data_status = serve  # type: ignore[method-assign]
+    # Act
+    harness.poll()
+    # Check: the re-poll's newer data stayed
+    assert repolled.is_set()
+    synced = harness.scrape().find(
+        "codat_data_type_last_successful_sync_timestamp_seconds", company_id=x
+    )
+    assert [s.labels["data_type"] for s in synced] == ["invoices"]
+    assert synced[0].value == START - 60
