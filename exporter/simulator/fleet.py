@@ -82,10 +82,15 @@ class Fault:
 
     kind: ``status`` (HTTP ``status`` with an ErrorMessage), ``html`` (``status`` with an HTML
     page), ``latency`` (wait ``seconds`` then answer), ``malformed`` (200, not JSON),
-    ``wrong_shape`` (200, a JSON list), ``trickle`` (200, body sent a byte per ``seconds``),
-    ``truncated`` (200, JSON cut short), ``reset`` (close the connection), ``cut`` (200 and
-    half the body its Content-Length announces, then reset), ``empty`` (200, ``{}``),
-    ``oversized`` (200, a JSON body of ``size`` bytes).
+    ``wrong_shape`` (200, a JSON list), ``truncated`` (200, JSON cut short), ``reset``
+    (close the connection), ``cut`` (200 and half the body its Content-Length announces,
+    then reset), ``empty`` (200, ``{}``), ``oversized`` (200, a JSON body of ``size`` bytes).
+
+    Three never finish on their own, so that a test of the client's timeouts does not
+    depend on how fast the machine is: ``hang`` (no answer at all), ``stall`` (200 and half
+    the body, then nothing) and ``trickle`` (200, then a byte every ``seconds`` of a body
+    that never ends). Each holds its connection until the fault is cleared (``released``
+    is set) or the server stops, then closes it.
     """
 
     kind: str
@@ -97,6 +102,7 @@ class Fault:
     """How many requests it applies to; None: until cleared."""
     endpoint: str | None = None
     """Only requests to this route template, e.g. '/companies/{companyId}/dataStatus'."""
+    released: threading.Event = field(default_factory=threading.Event, repr=False)
 
 
 @dataclass
@@ -327,11 +333,15 @@ class Fleet:
             self.faults.setdefault(company_id, []).append(fault)
 
     def clear_faults(self, company_id: str | None = None) -> None:
+        """Stop injecting them, and let go of the requests they hold."""
         with self._lock:
             if company_id is None:
+                cleared = [f for queue in self.faults.values() for f in queue]
                 self.faults.clear()
             else:
-                self.faults.pop(company_id, None)
+                cleared = self.faults.pop(company_id, [])
+        for fault in cleared:
+            fault.released.set()
 
     def remove(self, company_id: str) -> None:
         """Delete the company: every endpoint answers 404 for it from now on."""

@@ -161,14 +161,19 @@ def matches_tags(tags: dict[str, str], clauses: list[tuple[str, str, str]]) -> b
 
 
 class SimulatedCodat(ThreadingHTTPServer):
-    """``SimulatedCodat(fleet, api_key).start()``; ``.url`` is the base URL to configure."""
+    """``SimulatedCodat(fleet, api_key).start()``; ``.url`` is the base URL to configure.
+
+    ``sock``, a bound socket, is listened on instead of binding ``host`` and ``port``: a test
+    can hold a port that refuses connections and later serve on it, without a moment in
+    which another process could take it.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(
         self, fleet: Fleet, api_key: str, host: str = "127.0.0.1", port: int = 0,
-        latency: float = 0.0,
+        latency: float = 0.0, *, sock: socket.socket | None = None,
     ) -> None:  # fmt: skip
         self.fleet = fleet
         self.expected_auth = "Basic " + base64.b64encode(api_key.encode()).decode()
@@ -182,7 +187,12 @@ class SimulatedCodat(ThreadingHTTPServer):
         """Most requests handled at once: shows the client's concurrency limit at work."""
         self._count_lock = threading.Lock()
         self.stopping = threading.Event()
-        super().__init__((host, port), _Handler)
+        super().__init__((host, port), _Handler, bind_and_activate=sock is None)
+        if sock is not None:
+            self.socket.close()
+            self.socket = sock
+            self.server_address = sock.getsockname()
+            self.server_activate()
         self._thread: threading.Thread | None = None
 
     @property
@@ -319,8 +329,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"{" + filler + b"}", "application/json")
         elif fault.kind == "truncated":
             self._send(200, b'{"invoices": {"dataType": "invoi', "application/json")
+        elif fault.kind == "hang":
+            self._hold(fault)
+        elif fault.kind == "stall":
+            body = b'{"invoices": {"dataType": "invoices", "currentStatus": "Complete"}}'
+            self._start_body(len(body))
+            self._write(body[: len(body) // 2])
+            self._hold(fault)
         elif fault.kind == "trickle":
-            self._trickle(fault.seconds)
+            self._start_body(10**12)
+            while not self._held(fault, fault.seconds) and self._write(b" "):
+                pass
         elif fault.kind == "cut":
             self._cut()
         elif fault.kind == "reset":
@@ -348,20 +367,31 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.connection.close()
 
-    def _trickle(self, interval: float) -> None:
-        body = b'{"invoices": {"dataType": "invoices", "currentStatus": "Complete"}}'
+    def _start_body(self, length: int) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(length))
         self.end_headers()
-        for byte in body:
-            if self.server.stopping.wait(interval):
-                return
-            try:
-                self.wfile.write(bytes([byte]))
-                self.wfile.flush()
-            except OSError:
-                return
+
+    def _write(self, data: bytes) -> bool:
+        """Send now; False once the client has gone."""
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:
+            return False
+        return True
+
+    def _held(self, fault: Fault, seconds: float) -> bool:
+        """Wait up to ``seconds``; True (and the connection is to close) once let go."""
+        if fault.released.wait(seconds) or self.server.stopping.is_set():
+            self.close_connection = True
+            return True
+        return False
+
+    def _hold(self, fault: Fault) -> None:
+        while not self._held(fault, 0.1):
+            pass
 
     def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
