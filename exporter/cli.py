@@ -20,7 +20,12 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller, start_scheduler
 from exporter.state import Snapshot, SnapshotStore
-from exporter.web import DEFAULT_LISTEN_ADDRESS, ExporterServer, parse_listen_address
+from exporter.web import (
+    DEFAULT_LISTEN_ADDRESS,
+    DEFAULT_MAX_REQUESTS,
+    ExporterServer,
+    parse_listen_address,
+)
 from exporter.webhooks import WebhookReceiver, WebhookVerifier
 from exporter.webreload import ReloadingWebConfig
 
@@ -51,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve /-/healthy and /-/ready without basic auth (for probes)",
     )  # fmt: skip
     parser.add_argument(
+        "--web.max-requests", dest="max_requests", metavar="N", type=_max_requests,
+        default=DEFAULT_MAX_REQUESTS,
+        help="most connections served at once per listener, any path; beyond, 503. "
+        "0: no limit (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
         "--demo", action="store_true",
         help="poll an embedded simulated Codat instead of api.codat.io (no account needed)",
     )  # fmt: skip
@@ -71,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
+
+
+def _max_requests(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, 0 or more")
+    return int(text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -186,22 +203,25 @@ def run(
             verifier, clock, metrics.webhooks, poller, config.webhooks.debounce
         )
     servers: list[ExporterServer] = []
+    address = args.listen_address
     try:
         on_main = receiver if not config.webhooks.listen_address else None
         servers.append(ExporterServer(
-            args.listen_address, store, metrics, clock, web_config=web_config,
+            address, store, metrics, clock, web_config=web_config,
             webhooks=on_main, webhook_max_bytes=config.webhooks.max_body_bytes,
-            health_without_auth=args.health_without_auth,
+            health_without_auth=args.health_without_auth, max_requests=args.max_requests,
         ))  # fmt: skip
         if receiver is not None and config.webhooks.listen_address:
+            address = config.webhooks.listen_address
             servers.append(ExporterServer(
-                config.webhooks.listen_address, store, metrics, clock, webhooks=receiver,
+                address, store, metrics, clock, webhooks=receiver,
                 webhook_max_bytes=config.webhooks.max_body_bytes, serve_metrics=False,
+                max_requests=args.max_requests,
             ))  # fmt: skip
     except OSError as exc:
-        log.error("cannot listen: %s", exc.strerror)
+        log.error("cannot listen on %s: %s", address, exc.strerror)
         for server in servers:
-            server.stop()
+            server.server_close()  # never started: stop() would wait for it forever
         return 1
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -7,6 +7,12 @@ this instant, and the exporter's own registry (requests, latencies, process).
 ``--web.config.file`` (exporter-toolkit format) adds TLS, optionally mutual, and basic
 auth. Basic auth covers every path except the webhook endpoint, which Codat signs instead,
 and the health endpoints when ``--web.health-without-auth`` says so.
+
+Each connection holds a thread from accept to close, so ``--web.max-requests`` caps the
+connections served at once, on every path: which path a connection wants is only known
+once it has sent its request, and withholding it is how a slow client holds a thread.
+Beyond the cap a connection gets ``503`` from a short-lived thread, and beyond twice the
+cap it is closed unanswered; both count in ``codat_exporter_http_requests_rejected_total``.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import html
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -37,7 +44,14 @@ DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
 WEBHOOK_PATH = "/webhooks/codat"
 HEALTH_PATHS = ("/-/healthy", "/-/ready")
 REQUEST_TIMEOUT = 30.0
-"""Seconds a client may take to send its request; a stalled one must not hold a thread."""
+"""Seconds a client may stay silent while sending its request, and may take to send a
+whole webhook body: a stalled or trickling client must not hold a thread."""
+DEFAULT_MAX_REQUESTS = 40
+"""Connections served at once per listener, as node_exporter's ``--web.max-requests``."""
+OVERLOADED_TIMEOUT = 5.0
+"""Seconds a connection beyond the cap may stay silent before its 503 (it is read first:
+closing a socket with unread data resets the connection, and the client loses the 503)."""
+GET_METHODS = "GET, HEAD"
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
@@ -75,6 +89,8 @@ class ExporterServer(ThreadingHTTPServer):
         webhook_max_bytes: int = 256 * 1024,
         serve_metrics: bool = True,
         health_without_auth: bool = False,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
+        body_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         host, port = parse_listen_address(address)
         if ":" in host:
@@ -89,6 +105,11 @@ class ExporterServer(ThreadingHTTPServer):
         self.webhook_max_bytes = webhook_max_bytes
         self.serve_metrics = serve_metrics
         self.health_without_auth = health_without_auth
+        self.body_timeout = body_timeout
+        # None: no cap. Rejections are capped too, so that a flood costs a bounded number
+        # of threads.
+        self._serving = threading.BoundedSemaphore(max_requests) if max_requests else None
+        self._rejecting = threading.BoundedSemaphore(max_requests) if max_requests else None
         super().__init__((host, port), Handler)
         self._thread: threading.Thread | None = None
 
@@ -113,6 +134,48 @@ class ExporterServer(ThreadingHTTPServer):
             connection.close()
             raise
         return wrapped, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Runs in the accept loop: hand the connection to a thread, or refuse it."""
+        if self._serving is None or self._serving.acquire(blocking=False):
+            super().process_request(request, client_address)
+            return
+        self.metrics.http_rejected.inc()
+        if self._rejecting is None or not self._rejecting.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        threading.Thread(
+            target=self._refuse, args=(request, client_address), name="http-503", daemon=True
+        ).start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            # Before the close: once the client sees the connection end, its slot is free.
+            if self._serving is not None:
+                self._serving.release()
+            self.shutdown_request(request)
+
+    def _refuse(self, request: Any, client_address: Any) -> None:
+        try:
+            Overloaded(request, client_address, self)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            if self._rejecting is not None:
+                self._rejecting.release()
+            self.shutdown_request(request)
+
+    def allowed_methods(self, path: str) -> str | None:
+        """The methods ``path`` answers on this listener (for ``Allow``); None: no such path."""
+        if path in HEALTH_PATHS or (self.serve_metrics and path in ("/", "/metrics")):
+            return GET_METHODS
+        if path == WEBHOOK_PATH and self.webhooks is not None:
+            return "POST"
+        return None
 
     @property
     def url(self) -> str:
@@ -180,9 +243,26 @@ class Handler(BaseHTTPRequestHandler):
         self._send(401, b"Unauthorized.\n", headers={"WWW-Authenticate": BASIC_CHALLENGE})
         return False
 
+    def _not_allowed(self, path: str) -> bool:
+        """Answer 405 when ``path`` exists but not for this method; True if answered."""
+        allowed = self.server.allowed_methods(path)
+        if allowed is None or self.command in allowed.split(", "):
+            return False
+        self._send(405, b"Method not allowed.\n", headers={"Allow": allowed})
+        return True
+
+    def _not_served(self) -> None:
+        """Any method but GET, HEAD and the webhook's POST: 401, 405 or 404."""
+        path = self.path.split("?", 1)[0]
+        self.close_connection = True  # a body, if any, is not read
+        if self._authorized(path) and not self._not_allowed(path):
+            self._send(404, b"Not found.\n")
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = _not_served
+
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if not self._authorized(path):
+        if not self._authorized(path) or self._not_allowed(path):
             return
         if path == "/-/healthy":
             self._send(200, b"Healthy.\n")
@@ -228,7 +308,7 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         receiver = self.server.webhooks
         if path != WEBHOOK_PATH or receiver is None:
-            self._send(404, b"Not found.\n")
+            self._not_served()
             return
         length = self.headers.get("Content-Length", "")
         if not length.isdigit():
@@ -239,8 +319,33 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the body is not read, so the connection is spent
             self._send(413, b"Payload too large.\n")
             return
-        body = self.rfile.read(int(length))
+        body = self._read_body(int(length))
+        if body is None:
+            self.close_connection = True
+            self._send(408, b"Request timeout: the body was not sent in time.\n")
+            return
         self._send(receiver.handle(self.headers, body), b"")
+
+    def _read_body(self, length: int) -> bytes | None:
+        """The body, read within one deadline of ``body_timeout`` seconds for all of it,
+        where the socket's own timeout is per read; None when it passes or the client
+        hangs up first. Real time, not the injected clock: the socket waits on real time."""
+        deadline = time.monotonic() + self.server.body_timeout
+        body = bytearray()
+        try:
+            while len(body) < length:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self.connection.settimeout(min(remaining, self.timeout))
+                chunk = self.rfile.read1(length - len(body))
+                if not chunk:
+                    return None
+                body += chunk
+        except TimeoutError:
+            return None
+        self.connection.settimeout(self.timeout)
+        return bytes(body)
 
     def _landing(self) -> str:
         snapshot = self.server.store.current.snapshot
@@ -264,6 +369,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         for name, value in {**self.server.web_config.headers, **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
@@ -272,3 +379,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+
+class Overloaded(Handler):
+    """Serves a connection beyond ``--web.max-requests``: reads its request and answers
+    503 with ``Connection: close``, whatever the path and credentials."""
+
+    timeout = OVERLOADED_TIMEOUT
+
+    def parse_request(self) -> bool:
+        if super().parse_request():
+            self.close_connection = True
+            self._send(503, b"Too many connections at once; try again.\n")
+        return False

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import socket
 
-from tests.harness import Harness
+import pytest
+import requests
+
+from exporter.web import WEBHOOK_PATH, ExporterServer
+from exporter.webhooks import WebhookReceiver, WebhookVerifier
+from tests.harness import FakeClock, Harness
+from tests.test_webhooks import new_secret
 
 
 def test_should_report_not_ready_until_the_first_cycle_completes(harness: Harness) -> None:
@@ -45,6 +51,50 @@ def test_should_serve_metrics_before_the_first_poll_without_company_series(
 
 def test_should_answer_404_for_unknown_paths(harness: Harness) -> None:
     assert harness.get("/nope").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/"), ("POST", "/metrics"), ("PUT", "/metrics"), ("DELETE", "/metrics"),
+     ("PATCH", "/-/ready"), ("OPTIONS", "/"), ("TRACE", "/-/healthy")],
+)  # fmt: skip
+def test_should_answer_405_with_allow_to_other_methods_on_known_paths(
+    harness: Harness, method: str, path: str
+) -> None:
+    # Act
+    answer = requests.request(method, harness.server.url + path, data=b"x" * 100, timeout=5)
+    # Check
+    assert answer.status_code == 405
+    assert answer.headers["Allow"] == "GET, HEAD"
+    assert answer.headers["Connection"] == "close"  # the body was not read
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_should_answer_404_to_any_method_on_unknown_paths(harness: Harness, method: str) -> None:
+    assert requests.request(method, harness.server.url + "/nope", timeout=5).status_code == 404
+
+
+def test_should_answer_405_with_allow_post_to_get_on_the_webhook_path(
+    harness: Harness, clock: FakeClock
+) -> None:
+    # Prepare
+    receiver = WebhookReceiver(
+        WebhookVerifier(new_secret(), clock), clock, harness.metrics.webhooks, harness.poller
+    )
+    with_webhooks = ExporterServer(
+        "127.0.0.1:0", harness.store, harness.metrics, clock, webhooks=receiver
+    )
+    with_webhooks.start()
+    try:
+        # Act
+        enabled = requests.get(with_webhooks.url + WEBHOOK_PATH, timeout=5)
+        disabled = harness.get(WEBHOOK_PATH)
+    finally:
+        with_webhooks.stop()
+    # Check
+    assert enabled.status_code == 405
+    assert enabled.headers["Allow"] == "POST"
+    assert disabled.status_code == 404
 
 
 def test_should_use_the_prometheus_text_content_type(harness: Harness) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -147,6 +148,38 @@ def test_should_refuse_every_path_without_the_right_password(
     for response in responses.values():
         assert response.headers["WWW-Authenticate"] == BASIC_CHALLENGE
         assert "codat_" not in response.text
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/metrics"), ("DELETE", "/nope")])
+def test_should_refuse_other_methods_without_the_password_before_saying_405_or_404(
+    tmp_path: Path, pki: Pki, serve: Callable[..., ExporterServer], method: str, path: str
+) -> None:
+    # Prepare
+    server = serve(load_web_config(web_config_file(tmp_path, pki)))
+    # Act
+    answer = requests.request(method, server.url + path, verify=str(pki.ca), timeout=5)
+    # Check
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"] == BASIC_CHALLENGE
+    assert "Allow" not in answer.headers
+
+
+def test_should_answer_503_over_https_beyond_max_requests(
+    tmp_path: Path, pki: Pki, serve: Callable[..., ExporterServer]
+) -> None:
+    # Prepare: a connection that never starts its handshake holds the only slot
+    server = serve(load_web_config(web_config_file(tmp_path, pki)), max_requests=1)
+    holder = socket.create_connection(("127.0.0.1", int(server.server_address[1])), timeout=5)
+    # Act
+    with holder:
+        beyond = get(server, "/metrics", pki, auth=(USER, PASSWORD))
+        holder.shutdown(socket.SHUT_WR)
+        holder.recv(1)
+    after = get(server, "/metrics", pki, auth=(USER, PASSWORD))
+    # Check
+    assert beyond.status_code == 503
+    assert "codat_" not in beyond.text
+    assert after.status_code == 200
 
 
 def test_should_serve_health_without_auth_only_when_told(
