@@ -4,9 +4,13 @@ sharing a clock the test moves by hand."""
 from __future__ import annotations
 
 import random
+import re
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import requests
@@ -149,3 +153,92 @@ def make_config(simulator: SimulatedCodat, /, **sections: Any) -> Config:
 
 def ids(fleet: Fleet) -> Iterator[str]:
     return iter(sorted(fleet.companies))
+
+
+LISTEN_ANYWHERE = "127.0.0.1:0"
+"""A listen address for a program under test: the system picks the port as it binds, and the
+test reads it from the program's log. Picking a free port first and handing it over would
+race with any other process that binds it in between."""
+
+SERVING_METRICS = re.compile(r"serving metrics at (\S+)/metrics")
+"""The exporter's log line saying where it serves; the group is the base URL."""
+
+
+class Program:
+    """``python -m exporter *args`` as its own process, stdout and stderr collected as they
+    come (so a chatty program never blocks on a full pipe)::
+
+        with Program("--demo", "--web.listen-address", LISTEN_ANYWHERE) as program:
+            url = program.url()  # e.g. http://127.0.0.1:40211, from its log
+            ...
+            program.process.send_signal(signal.SIGTERM)
+            code = program.process.wait(timeout=15)
+        assert "Traceback" not in program.stderr
+
+    Leaving the block kills it if it still runs.
+    """
+
+    def __init__(self, *args: str, env: Mapping[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "exporter", *args], env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._closed = 0
+        self._changed = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+            for stream, lines in (
+                (self.process.stdout, self._out),
+                (self.process.stderr, self._err),
+            )
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream: Any, lines: list[str]) -> None:
+        for line in stream:
+            with self._changed:
+                lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._closed += 1
+            self._changed.notify_all()
+
+    @property
+    def stdout(self) -> str:
+        with self._changed:
+            return "".join(self._out)
+
+    @property
+    def stderr(self) -> str:
+        with self._changed:
+            return "".join(self._err)
+
+    def url(self, timeout: float = 20.0) -> str:
+        """The base URL it serves metrics at, once it has logged it; fails the test if it
+        exits or says nothing of the kind within ``timeout`` seconds."""
+
+        def found() -> re.Match[str] | None:
+            return SERVING_METRICS.search("".join(self._err))
+
+        with self._changed:
+            self._changed.wait_for(lambda: found() or self._closed == 2, timeout)
+            match = found()
+        assert match, f"the program never said where it serves:\n{self.stderr}"
+        return match[1]
+
+    def __enter__(self) -> Program:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.process.kill()
+        self.process.wait()
+        for reader in self._readers:
+            reader.join(timeout=5)

@@ -8,7 +8,8 @@ import json
 import os
 import re
 import shutil
-import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,25 @@ def binary(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+LISTENING = re.compile(r'msg="Listening on" address=(\S+)')
+"""How Prometheus and Alertmanager log the address they bound (the port, when given 0)."""
+
+
+def logged_address(
+    log: Path, process: subprocess.Popen[Any], pattern: re.Pattern[str] = LISTENING,
+    timeout: float = 20.0,
+) -> str:  # fmt: skip
+    """The first group of ``pattern`` in a process's log file, once it is there: a process
+    started on port 0 (harness.LISTEN_ANYWHERE) says which port it got."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        match = pattern.search(text)
+        if match:
+            return match[1]
+        assert process.poll() is None, f"{log.name}: exited before listening\n{text[-2000:]}"
+        assert time.monotonic() < deadline, f"{log.name}: not listening\n{text[-2000:]}"
+        time.sleep(0.05)
 
 
 def load_yaml(path: Path) -> Any:

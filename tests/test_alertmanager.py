@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.promtools import ROOT, alert_rules, binary, free_port, load_yaml
+from tests.harness import LISTEN_ANYWHERE
+from tests.promtools import ROOT, alert_rules, binary, load_yaml, logged_address
 
 pytestmark = pytest.mark.prometheus
 
@@ -114,21 +115,21 @@ class Alertmanager:
 @pytest.fixture(scope="module")
 def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmanager]:
     workdir = tmp_path_factory.mktemp("alertmanager")
-    port = free_port()
-    log = (workdir / "alertmanager.log").open("wb")
+    log_path = workdir / "alertmanager.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
         [
             binary("prometheus-alertmanager"),
             f"--config.file={CONFIG}",
             f"--storage.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.listen-address={LISTEN_ANYWHERE}",  # it logs the port it gets
             "--cluster.listen-address=",  # no gossip port: a single local instance
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
+        url = "http://" + logged_address(log_path, process, timeout=DEADLINE)
         started = time.monotonic()
         while not _ready(url):
             assert process.poll() is None, "Alertmanager exited"

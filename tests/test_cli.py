@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from exporter.metrics import ALL_METRICS
 from exporter.reference import render
 from exporter.simulator import Fault, SimulatedCodat
 from exporter.simulator.server import DATA_STATUS
-from tests.harness import API_KEY, parse_exposition
+from tests.harness import API_KEY, LISTEN_ANYWHERE, Program, parse_exposition
 
 ROOT = Path(__file__).parent.parent
 
@@ -74,36 +73,24 @@ def test_should_print_the_package_version() -> None:
     assert __version__ != "0.0.0+unknown"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_should_run_the_demo_with_every_metric_family_and_stop_cleanly_on_sigterm() -> None:
     # Prepare
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
+    with Program("--demo", "--web.listen-address", LISTEN_ANYWHERE) as program:
+        url = program.url()
         # Act
         deadline = time.monotonic() + 20
         body = ""
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).status_code == 200:
-                    body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    body = requests.get(f"{url}/metrics", timeout=5).text
                     break
             except requests.ConnectionError:
                 pass
             time.sleep(0.1)
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=15)
-    finally:
-        process.kill()
-        _, stderr = process.communicate()
+        program.process.send_signal(signal.SIGTERM)
+        code = program.process.wait(timeout=15)
+    stderr = program.stderr
     # Check
     names = {s.name for s in parse_exposition(body)}
     webhooks_off = {"codat_exporter_webhooks_total"}  # no deliveries without webhooks
@@ -111,7 +98,8 @@ def test_should_run_the_demo_with_every_metric_family_and_stop_cleanly_on_sigter
     assert expected <= names, f"missing: {expected - names}"
     assert "codat_exporter_api_request_duration_seconds_bucket" in names
     assert code == 0
-    assert f"http://127.0.0.1:{port}/metrics" in stderr
+    assert url.startswith("http://127.0.0.1:")
+    assert f"{url}/metrics" in stderr
     assert "Traceback" not in stderr
 
 

@@ -24,14 +24,15 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.metrics import COMPANY_CREATED, LAST_SYNC_AGE, LAST_SYNC_TIMESTAMP, MAX_AGE, STATUS
+from tests.harness import LISTEN_ANYWHERE, SERVING_METRICS
 from tests.promtools import (
     PROMETHEUS_CONFIG,
     ROOT,
     all_rules,
     binary,
     dashboards,
-    free_port,
     load_yaml,
+    logged_address,
     panels,
     substitute,
     variable_query,
@@ -113,7 +114,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prometheus_binary = binary("prometheus")
     workdir = tmp_path_factory.mktemp("e2e")
     started = time.monotonic()
-    exporter_port, prometheus_port = free_port(), free_port()
     config = load_yaml(PROMETHEUS_CONFIG)
     config["global"] = {
         "scrape_interval": "1s",
@@ -123,43 +123,40 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config.pop("alerting")  # no Alertmanager here: tests/test_alertmanager.py runs one
     config["rule_files"] = [str(PROMETHEUS_CONFIG.parent / path) for path in config["rule_files"]]
     (scrape,) = config["scrape_configs"]
-    scrape["static_configs"] = [{"targets": [f"127.0.0.1:{exporter_port}"]}]
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-
+    # Each process binds a port of the system's choosing and logs it; Prometheus is told
+    # the exporter's before it starts.
+    exporter_log, prometheus_log = workdir / "exporter.log", workdir / "prometheus.log"
     processes = [
         _start(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--demo",
-                "--web.listen-address",
-                f"127.0.0.1:{exporter_port}",
-            ],
-            workdir / "exporter.log",
-        ),
-        _start(
-            [
-                prometheus_binary,
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{prometheus_port}",
-            ],
-            workdir / "prometheus.log",
-        ),
+            [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", LISTEN_ANYWHERE],
+            exporter_log,
+        )
     ]
     try:
+        exporter = logged_address(exporter_log, processes[0], SERVING_METRICS)
+        scrape["static_configs"] = [{"targets": [exporter.removeprefix("http://")]}]
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        processes.append(
+            _start(
+                [
+                    prometheus_binary,
+                    f"--config.file={workdir / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={workdir / 'data'}",
+                    f"--web.listen-address={LISTEN_ANYWHERE}",
+                ],
+                prometheus_log,
+            )
+        )
+        prometheus = "http://" + logged_address(prometheus_log, processes[1])
         yield Stack(
-            prometheus=f"http://127.0.0.1:{prometheus_port}",
-            exporter=f"http://127.0.0.1:{exporter_port}",
-            job=scrape["job_name"],
-            started=started,
+            prometheus=prometheus, exporter=exporter, job=scrape["job_name"], started=started
         )
     finally:
         for process in processes:
             _stop(process)
-        for log in ("exporter.log", "prometheus.log"):
-            print(f"--- {log}\n" + (workdir / log).read_text(errors="replace")[-3000:])
+        for log in (exporter_log, prometheus_log):
+            text = log.read_text(errors="replace") if log.exists() else ""
+            print(f"--- {log.name}\n" + text[-3000:])
 
 
 def _alerts(stack: Stack, name: str) -> list[dict[str, Any]]:

@@ -65,12 +65,11 @@ def test_should_exit_1_from_once_when_codat_rejects_the_key_during_discovery(
 def test_should_exit_1_from_once_when_codat_is_unreachable_during_discovery(
     tmp_path: Path,
 ) -> None:
-    # Prepare: a port that refuses connections
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        probe.listen(1)
-        port = probe.getsockname()[1]
-        probe.close()
+    # Prepare: a port that refuses connections: bound, never listened on, held to the end
+    # (closed, another process could take it)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
         config = write_config(tmp_path, f"http://127.0.0.1:{port}", "{discover: true}", "1s")
         # Act
         run = once(config)

@@ -35,8 +35,7 @@ from exporter.simulator.server import CONNECTIONS, DATA_STATUS
 from exporter.web import WEBHOOK_PATH, ExporterServer
 from exporter.webconfig import load_web_config
 from exporter.webhooks import WebhookReceiver, WebhookVerifier, sign
-from tests.harness import FakeClock, Harness, make_config
-from tests.test_cli import free_port
+from tests.harness import LISTEN_ANYWHERE, FakeClock, Harness, Program, make_config
 
 CANARY = "LEAKCANARY"
 API_KEY = f"{CANARY}-codat-api-key-8d2f61b0c7e4"
@@ -443,8 +442,6 @@ def test_should_not_show_secrets_while_the_program_serves_and_refuses(
     # Prepare: Codat rejects the key; webhooks on; basic auth on
     companies = sorted(simulator.fleet.companies)
     config = write(tmp_path / "config.yml", config_text(simulator.url, companies, "1h"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     body = json.dumps({"id": str(uuid.uuid4()), "eventType": "read.completed",
                        "payload": {"referenceCompany": {"id": companies[0]}}}).encode()  # fmt: skip
 
@@ -463,12 +460,12 @@ def test_should_not_show_secrets_while_the_program_serves_and_refuses(
         """Requests about the company: its name's, as Codat rejects it before dataStatus."""
         return sum(1 for _, _, c, _ in list(simulator.log) if c == companies[0])
 
-    process = program(
-        "--config.file", str(config), "--web.config.file", str(web_config_file(tmp_path)),
-        "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "debug",
-    )  # fmt: skip
     seen: list[requests.Response] = []
-    try:
+    with Program(
+        "--config.file", str(config), "--web.config.file", str(web_config_file(tmp_path)),
+        "--web.listen-address", LISTEN_ANYWHERE, "--log.level", "debug",
+    ) as running:  # fmt: skip
+        url = running.url()
         deadline = time.monotonic() + 20
         while status("/-/ready") != 200 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -487,11 +484,9 @@ def test_should_not_show_secrets_while_the_program_serves_and_refuses(
             repolled = polls() > before
             time.sleep(0.05)
         seen += [requests.get(url + p, auth=(USER, PASSWORD), timeout=5) for p in ("/metrics", "/")]
-        process.send_signal(signal.SIGTERM)
-        code, stdout, stderr = finish(process, timeout=15)
-    finally:
-        process.kill()
-        process.wait()
+        running.process.send_signal(signal.SIGTERM)
+        code = running.process.wait(timeout=15)
+    stdout, stderr = running.stdout, running.stderr
     # Check
     assert [r.status_code for r in seen] == [401] * 6 + [401, 401, 401, 200, 401] + [200, 200]
     assert repolled, stderr

@@ -15,8 +15,7 @@ from pathlib import Path
 from exporter.cli import start_scheduler
 from exporter.simulator import SimulatedCodat
 from exporter.simulator.server import DATA_STATUS
-from tests.harness import API_KEY, Harness
-from tests.test_cli import free_port
+from tests.harness import API_KEY, LISTEN_ANYWHERE, Harness
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 10) -> bool:
@@ -41,7 +40,7 @@ def test_should_exit_0_within_the_timeout_on_sigterm_mid_cycle(
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "exporter", "--config.file", str(config),
-         "--web.listen-address", f"127.0.0.1:{free_port()}"],
+         "--web.listen-address", LISTEN_ANYWHERE],
         stderr=subprocess.PIPE, text=True, env={**os.environ},
     )  # fmt: skip
     try:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,8 +26,7 @@ import trustme
 from exporter.web import WEBHOOK_PATH, ExporterServer
 from exporter.webconfig import BASIC_CHALLENGE, WebConfig, load_web_config
 from exporter.webhooks import WebhookReceiver, WebhookVerifier, sign
-from tests.harness import FakeClock, Harness
-from tests.test_cli import free_port
+from tests.harness import LISTEN_ANYWHERE, FakeClock, Harness, Program
 from tests.test_webhooks import new_secret
 
 USER = "prometheus"
@@ -307,8 +304,6 @@ def test_should_run_the_demo_over_https_with_basic_auth_and_stop_on_sigterm(
 ) -> None:
     # Prepare
     config = web_config_file(tmp_path, pki)
-    port = free_port()
-    url = f"https://127.0.0.1:{port}"
     ca = str(pki.ca)  # per request: REQUESTS_CA_BUNDLE would override a Session's verify
 
     def ready() -> bool:
@@ -317,12 +312,9 @@ def test_should_run_the_demo_over_https_with_basic_auth_and_stop_on_sigterm(
         except requests.ConnectionError:
             return False
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{port}",
-         "--web.config.file", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
+    with Program("--demo", "--web.listen-address", LISTEN_ANYWHERE,
+                 "--web.config.file", str(config)) as program:  # fmt: skip
+        url = program.url()
         # Act
         deadline = time.monotonic() + 20
         is_ready = False
@@ -332,12 +324,11 @@ def test_should_run_the_demo_over_https_with_basic_auth_and_stop_on_sigterm(
                 time.sleep(0.1)
         anonymous = requests.get(url + "/metrics", verify=ca, timeout=5)
         scraped = requests.get(url + "/metrics", auth=(USER, PASSWORD), verify=ca, timeout=5)
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=15)
-    finally:
-        process.kill()
-        _, stderr = process.communicate()
+        program.process.send_signal(signal.SIGTERM)
+        code = program.process.wait(timeout=15)
+    stderr = program.stderr
     # Check
+    assert url.startswith("https://127.0.0.1:")
     assert is_ready, stderr
     assert anonymous.status_code == 401
     assert scraped.status_code == 200

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,8 +28,16 @@ from exporter.simulator.server import CONNECTIONS, DATA_STATUS
 from exporter.web import WEBHOOK_PATH, ExporterServer
 from exporter.webhooks import WebhookReceiver, WebhookVerifier, sign
 from tests.contract import Contract, load_schemas
-from tests.harness import API_KEY, START, FakeClock, Harness, Scrape, parse_exposition
-from tests.test_cli import free_port
+from tests.harness import (
+    API_KEY,
+    LISTEN_ANYWHERE,
+    START,
+    FakeClock,
+    Harness,
+    Program,
+    Scrape,
+    parse_exposition,
+)
 from tests.test_webhooks import new_secret
 
 DEBOUNCE = 5.0
@@ -520,18 +525,12 @@ def test_should_repoll_a_company_when_the_program_gets_a_signed_read_completed(
         f"poll: {{interval: 1h}}\ncompanies: {{ids: [{', '.join(fleet_ids)}]}}\n"
         f"webhooks: {{enabled: true, secret: '{secret}', debounce: 100ms}}\n"
     )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
 
     def polled() -> int:
         return sum(1 for _, r, c, _ in list(codat.log) if r == DATA_STATUS and c == company)
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--config.file", str(config),
-         "--web.listen-address", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
-    )  # fmt: skip
-    try:
+    with Program("--config.file", str(config), "--web.listen-address", LISTEN_ANYWHERE) as program:
+        url = program.url()
         ready = wait_for(lambda: answers_200(url + "/-/ready"))
         first_cycle = polled()
         body = json.dumps(read_completed(company)).encode()
@@ -547,11 +546,9 @@ def test_should_repoll_a_company_when_the_program_gets_a_signed_read_completed(
         answered_in = time.monotonic() - started
         repolled = wait_for(lambda: polled() >= first_cycle + 1)
         metrics = requests.get(url + "/metrics", timeout=5).text
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=15)
-    finally:
-        process.kill()
-        _, stderr = process.communicate()
+        program.process.send_signal(signal.SIGTERM)
+        code = program.process.wait(timeout=15)
+    stderr = program.stderr
     # Check
     assert ready, stderr
     assert first_cycle == 1
