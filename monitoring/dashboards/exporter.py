@@ -1,5 +1,6 @@
-"""The exporter's own health: polling, requests to Codat (codes, latency, 429s), the daily
-quota, discovery, webhooks and shards, and its process."""
+"""The exporter's own health: polling, requests to Codat (codes, latency, 429s, pull
+operation reads), the daily quota, discovery, webhooks and shards, and its process (memory,
+CPU, connections refused)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from exporter.metrics import (
     COMPANY_UP,
     DISCOVERY_FAILURES,
     ESTIMATED_DAILY,
+    HTTP_REJECTED,
     LAST_DISCOVERY,
     LAST_POLL,
     POLL_DURATION,
     POLL_ERRORS,
+    PULL_OPERATION_ERRORS,
     QUOTA_LIMIT,
     QUOTA_REMAINING,
     QUOTA_RESET,
@@ -215,6 +218,25 @@ def build(selector: str) -> dict[str, Any]:
         8,
     )
 
+    layout.add(
+        timeseries(
+            "Pull operation read errors by reason",
+            "Failed reads of pull operations (why a sync failed, paused or is queued) per "
+            "second; they never fail a company's poll, but the diagnostics they carry are "
+            "missing meanwhile.",
+            [
+                target(
+                    f"sum by (reason) (rate({PULL_OPERATION_ERRORS.name}{{{JOB}}}"
+                    "[$__rate_interval]))",
+                    "{{reason}}",
+                )
+            ],
+            unit="reqps",
+        ),
+        12,
+        8,
+    )
+
     layout.row("Quota, discovery, webhooks and shards")
     layout.add(
         timeseries(
@@ -310,6 +332,22 @@ def build(selector: str) -> dict[str, Any]:
             "CPU time the exporter process uses per second.",
             [target(f"rate(process_cpu_seconds_total{{{JOB}}}[$__rate_interval])", "{{instance}}")],
             unit="percentunit",
+        ),
+        12,
+        7,
+    )
+    layout.add(
+        timeseries(
+            "HTTP connections refused",
+            "Connections to the exporter answered 503 because --web.max-requests "
+            "connections were already being served, per second: scrapes may fail.",
+            [
+                target(
+                    f"sum by (instance) (rate({HTTP_REJECTED.name}{{{JOB}}}[$__rate_interval]))",
+                    "{{instance}}",
+                )
+            ],
+            unit="reqps",
         ),
         12,
         7,
