@@ -10,15 +10,19 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from types import FrameType
 
-from exporter import __version__
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import generate_latest
+
+from exporter import __version__, statefile
 from exporter.client import CodatClient
 from exporter.clock import SystemClock
 from exporter.collector import Exposition
 from exporter.config import Config, ConfigError, load_config
 from exporter.metrics import ExporterMetrics
-from exporter.poller import Poller, start_scheduler
+from exporter.poller import CycleResult, Poller
 from exporter.state import Snapshot, SnapshotStore
 from exporter.web import (
     DEFAULT_LISTEN_ADDRESS,
@@ -67,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--once", action="store_true",
-        help="poll once, print the metrics to stdout, exit 0 if every company was polled, else 1",
+        help="poll once, print the metrics to stdout, exit 0 if every company (and discovery) "
+        "was polled, else 1; 130 on SIGINT, 143 on SIGTERM",
     )  # fmt: skip
     parser.add_argument(
         "--check-config", action="store_true", help="validate the configuration and exit 0 or 2"
@@ -190,12 +195,12 @@ def run(
     poller = Poller(
         config, client, store, metrics, clock, spread=not args.once, quota_warning=not args.demo
     )
+    if config.state.file:
+        saved = statefile.load(config.state.file, config.shard)
+        if saved is not None:
+            poller.restore(saved)
     if args.once:
-        result = poller.run_cycle()
-        poller.stop()
-        sys.stdout.buffer.write(store.current.render(clock.time()))
-        sys.stdout.flush()
-        return 0 if result.all_succeeded else 1
+        return poll_once(poller, store, metrics, clock, stop)
     receiver = None
     if config.webhooks.enabled:
         verifier = WebhookVerifier(config.webhooks.secret, clock)
@@ -224,12 +229,7 @@ def run(
             server.server_close()  # never started: stop() would wait for it forever
         return 1
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s; shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    on_stop_signal(stop)
     for server in servers:
         server.start()
     log.info("%s %s: %s", PROG, __version__, config.summary())
@@ -243,9 +243,88 @@ def run(
     stop.wait()
     scheduler.shutdown(wait=False)
     poller.stop()
-    scheduler.shutdown(wait=True) if scheduler.running else None
     for server in servers:
         server.stop()
     client.close()
     log.info("stopped")
     return 0
+
+
+def on_stop_signal(stop: threading.Event) -> list[int]:
+    """Make SIGINT and SIGTERM log one line and set ``stop``; the list gets the signal."""
+    received: list[int] = []
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; shutting down", signal.Signals(signum).name)
+        received.append(signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return received
+
+
+def poll_once(
+    poller: Poller,
+    store: SnapshotStore,
+    metrics: ExporterMetrics,
+    clock: SystemClock,
+    stop: threading.Event,
+) -> int:
+    """``--once``: one cycle, then on stdout what a scrape of /metrics would get (the
+    exporter's own counters included); 0 when every company (and discovery) was polled,
+    else 1.
+
+    SIGINT or SIGTERM ends it within a second, whatever the requests in flight are doing,
+    with the shell's code for the signal (128 + its number: 130, 143) and nothing on stdout.
+    The cycle runs in a thread of its own so that the main thread stays free for the signal;
+    there is nothing to save, so the process exits without waiting for the workers.
+    """
+    received = on_stop_signal(stop)
+    results: list[CycleResult] = []
+    finished = threading.Event()
+
+    def cycle() -> None:
+        try:
+            results.append(poller.run_cycle())
+        finally:
+            finished.set()
+
+    threading.Thread(target=cycle, name="once", daemon=True).start()
+    while not finished.wait(0.1) and not received:
+        pass
+    if received:
+        poller.stop(wait=False)
+        logging.shutdown()
+        os._exit(128 + received[0])
+    poller.stop()
+    sys.stdout.buffer.write(store.current.render(clock.time(), generate_latest(metrics.registry)))
+    sys.stdout.flush()
+    return 0 if results and results[0].all_succeeded else 1
+
+
+def start_scheduler(
+    poller: Poller, interval: float, webhooks: WebhookReceiver | None = None
+) -> BackgroundScheduler:
+    """Run ``poller.run_cycle`` now and then every ``interval``; a slow cycle never overlaps
+    the next (one instance at most; missed runs coalesce into one). Webhook work, if any,
+    runs every second beside it."""
+    scheduler = BackgroundScheduler(timezone=UTC)
+    scheduler.add_job(
+        poller.run_cycle,
+        "interval",
+        seconds=interval,
+        next_run_time=datetime.now(UTC),
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=max(1, int(interval)),
+        id="poll",
+        name="poll Codat data status",
+    )
+    if webhooks is not None:
+        scheduler.add_job(
+            webhooks.tick, "interval", seconds=1, max_instances=1, coalesce=True,
+            id="webhooks", name="act on Codat webhooks",
+        )  # fmt: skip
+    scheduler.start()
+    return scheduler

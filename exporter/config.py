@@ -64,6 +64,7 @@ __all__ = [
     "DiagnosticsConfig",
     "FreshnessConfig",
     "PollConfig",
+    "StateConfig",
     "WebhooksConfig",
     "format_duration",
     "load_config",
@@ -303,6 +304,16 @@ class DiagnosticsConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    """``state``: what the exporter knew at its last cycle, kept for a restart."""
+
+    file: str = setting(
+        TEXT, "path of the state file, written after every cycle and read at start, so a "
+        "restart is not blind (empty: off); its directory must be writable", default="",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class DataTypesConfig:
     """``data_types``: which of the data types Codat reports become series."""
 
@@ -415,6 +426,7 @@ class Config:
     )
     webhooks: WebhooksConfig = section(WebhooksConfig)
     diagnostics: DiagnosticsConfig = section(DiagnosticsConfig)
+    state: StateConfig = section(StateConfig)
     warnings: tuple[str, ...] = ()
     """Accepted but doubtful values, one line each, key first."""
 

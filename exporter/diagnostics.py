@@ -89,6 +89,30 @@ class SyncDiagnostics:
             self._seen[company_id] = current
         return {name: seen.detail for name, seen in current.items() if seen.detail is not None}
 
+    def saved(self) -> dict[str, dict[str, tuple[str, str, str]]]:
+        """Per company and data type: (sync id, status seen, successful sync id)."""
+        with self._lock:
+            return {
+                company_id: {
+                    d: (seen.sync_id, seen.status, seen.successful_id) for d, seen in by.items()
+                }
+                for company_id, by in self._seen.items()
+            }
+
+    def restore(
+        self,
+        seen: Mapping[str, Mapping[str, tuple[str, str, str]]],
+        details: Mapping[str, Mapping[str, SyncDetail]],
+    ) -> None:
+        """Resume from a state file, so that nothing read before the restart is read again."""
+        with self._lock:
+            for company_id, by in seen.items():
+                known = details.get(company_id, {})
+                self._seen[company_id] = {
+                    d: _Seen(sync_id, status, known.get(d), successful)
+                    for d, (sync_id, status, successful) in by.items()
+                }
+
     def forget_all_but(self, kept: set[str]) -> None:
         with self._lock:
             for company_id in self._seen.keys() - kept:

@@ -81,6 +81,18 @@ class Discovery:
         self._metrics.latest.set(LAST_DISCOVERY, self._clock.time())
         return True
 
+    def saved(self) -> tuple[Mapping[str, CompanyInfo], float] | None:
+        """The listing and the Unix time it was read, for the state file; None before one."""
+        if self._listed_at is None:
+            return None
+        return self._companies, self._clock.time() - (self._clock.monotonic() - self._listed_at)
+
+    def restore(self, companies: Mapping[str, CompanyInfo], listed_at: float) -> None:
+        """Resume from a state file's listing, read at Unix time ``listed_at``."""
+        self._companies = dict(companies)
+        self._listed_at = self._clock.monotonic() - (self._clock.time() - listed_at)
+        self.error = ""
+
     def _failed(self, exc: CodatError) -> None:
         self._metrics.discovery_failures.inc()
         self._metrics.poll_errors.labels(exc.reason).inc()

@@ -111,6 +111,16 @@ API_DURATION = MetricSpec(
     "Duration of requests to the Codat API by route template, body read included. "
     "Updated as requests complete.",
 )  # fmt: skip
+CYCLE_PROGRESS = MetricSpec(
+    "codat_exporter_cycle_progress_ratio", "gauge", (),
+    "Share of this shard's companies the running poll cycle has polled (1 between cycles). "
+    "Updated as polls complete.",
+)  # fmt: skip
+STATE_FILE_ERRORS = MetricSpec(
+    "codat_exporter_state_file_errors_total", "counter", (),
+    "Failed writes of the state file (state.file); the exporter goes on without it. Updated "
+    "after each cycle.",
+)  # fmt: skip
 SYNC_DURATION = MetricSpec(
     "codat_data_type_sync_duration_seconds", "histogram", ("data_type",),
     "Seconds from requested to completed of each successful sync seen, read from its pull "
@@ -201,7 +211,8 @@ SCRAPE_METRICS = (LAST_SYNC_AGE,)
 REGISTRY_METRICS = (
     API_REQUESTS, API_DURATION, SYNC_DURATION, POLL_ERRORS, PULL_OPERATION_ERRORS,
     RATE_LIMITED, QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET, ESTIMATED_DAILY,
-    DISCOVERY_FAILURES, LAST_DISCOVERY, SHARD_INFO, WEBHOOKS, HTTP_REJECTED, BUILD_INFO,
+    DISCOVERY_FAILURES, LAST_DISCOVERY, SHARD_INFO, WEBHOOKS, HTTP_REJECTED, CYCLE_PROGRESS,
+    STATE_FILE_ERRORS, BUILD_INFO,
 )  # fmt: skip
 """Kept by prometheus_client in the exporter's private registry."""
 
@@ -285,6 +296,12 @@ class ExporterMetrics:
             registry=self.registry,
         )
         self.rate_limited = Counter(_base(RATE_LIMITED), RATE_LIMITED.help, registry=self.registry)
+        self.cycle_progress = Gauge(
+            CYCLE_PROGRESS.name, CYCLE_PROGRESS.help, registry=self.registry
+        )
+        self.state_file_errors = Counter(
+            _base(STATE_FILE_ERRORS), STATE_FILE_ERRORS.help, registry=self.registry
+        )
         self.discovery_failures = Counter(
             _base(DISCOVERY_FAILURES), DISCOVERY_FAILURES.help, registry=self.registry
         )

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from exporter import budget
+from exporter import budget, statefile
 from exporter.assess import count_pairs
 from exporter.client import CodatClient, CodatError, NotFound
 from exporter.clock import Clock
@@ -44,11 +44,16 @@ from exporter.metrics import ESTIMATED_DAILY, ExporterMetrics
 from exporter.phrases import plural
 from exporter.sidevalues import SideValues
 from exporter.state import CompanyInfo, CompanyState, Outcome, Snapshot, SnapshotStore
+from exporter.statefile import SavedState
 
 log = logging.getLogger(__name__)
 
 SPREAD = 0.8
 """Share of the interval the cycle's requests are spread over; the rest absorbs retries."""
+PUBLISH_EVERY = 5.0
+"""Seconds between the first cycle's partial snapshots."""
+PROGRESS_EVERY = 30.0
+"""Seconds between a long cycle's progress lines."""
 _NOT_LISTED: Mapping[str, CompanyInfo] = {}
 
 
@@ -105,6 +110,7 @@ class Poller:
         self._states_lock = threading.Lock()
         """Guards _states while a cycle and webhook re-polls both publish."""
         self._last_cycle: tuple[float, float] | None = None
+        self._state_failing = False
         self._estimated_for: tuple[int, int] | None = None
         """The fleet size and data types per company the last estimate was made for."""
         metrics.shard_info.labels(str(config.shard.index), str(config.shard.count)).set(1)
@@ -164,7 +170,59 @@ class Poller:
             failed = sum(1 for o in outcomes if o.reason and not o.gone)
             result = CycleResult(len(outcomes) - failed - gone, failed, gone, discovery_failed)
             self._log_summary(result, snapshot)
+            self._save_state()
             return result
+
+    def saved_state(self) -> SavedState:
+        """What the state file keeps: the snapshot and what the poller needs to resume."""
+        discovery = self._discovery.saved() if self._discovery else None
+        duration, ended = self._last_cycle or (None, None)
+        with self._states_lock:
+            companies = dict(self._states)
+        return SavedState(
+            saved_at=self._clock.time(),
+            companies=companies,
+            last_poll=ended,
+            poll_duration=duration,
+            listed=None if discovery is None else discovery[0],
+            listed_at=None if discovery is None else discovery[1],
+            fetched=self._side.saved(),
+            seen_syncs=self._diagnostics.saved() if self._diagnostics else {},
+        )
+
+    def restore(self, state: SavedState) -> None:
+        """Resume from a state file and publish its snapshot at once (before any poll).
+
+        Each company keeps what its last poll before the restart said, ``up`` included,
+        and its original last-poll-success time, until it is polled again."""
+        with self._cycle_lock, self._states_lock:
+            if self._discovery is not None and state.listed is not None:
+                self._discovery.restore(state.listed, state.listed_at or state.saved_at)
+            self._side.restore(state.companies.values(), state.fetched)
+            if self._diagnostics is not None:
+                details = {c: s.syncs for c, s in state.companies.items()}
+                self._diagnostics.restore(state.seen_syncs, details)
+            self._states = dict(state.companies)
+            self._state_at = dict.fromkeys(state.companies, -math.inf)
+            if state.last_poll is not None:
+                self._last_cycle = (state.poll_duration or 0.0, state.last_poll)
+            self._publish()
+
+    def _save_state(self) -> None:
+        path = self._config.state.file
+        if not path:
+            return
+        try:
+            statefile.save(path, self.saved_state(), self._config.shard)
+        except OSError as exc:
+            self._metrics.state_file_errors.inc()
+            level = logging.DEBUG if self._state_failing else logging.WARNING
+            log.log(level, "cannot write the state file %s: %s", path, exc.strerror or exc)
+            self._state_failing = True
+        else:
+            if self._state_failing:
+                log.info("state file %s written again", path)
+            self._state_failing = False
 
     def remembered(self) -> set[str]:
         """Every company the poller keeps anything about (bounded by the fleet, not history)."""
@@ -249,9 +307,14 @@ class Poller:
     def _poll_all(self, targets: list[str], started: float, deadline: float) -> list[Outcome]:
         """Hand each company to the workers, spaced evenly over SPREAD of the interval.
 
-        The first cycle is not spread: until it ends there is nothing to show at all."""
+        The first cycle is not spread, and publishes as it goes (every PUBLISH_EVERY
+        seconds): until then there is nothing to show at all."""
         step = self._config.poll.interval * SPREAD / len(targets) if targets else 0.0
-        spread = self._spread and self._last_cycle is not None
+        first = self._last_cycle is None
+        spread = self._spread and not first
+        defer = first and self._first_cycle_too_long(len(targets))
+        progress = _Progress(len(targets), self._clock, self._metrics, first,
+                             self._config.codat.max_requests_per_minute)  # fmt: skip
         futures: list[Future[Outcome]] = []
         for index, target in enumerate(targets):
             if spread and index:
@@ -260,15 +323,44 @@ class Poller:
                     self._clock.sleep(wait)
             if self._stopping.is_set():
                 break
-            future = self._submit(target, deadline)
+            future = self._submit(target, deadline, defer=defer)
             if future is None:
                 break
+            future.add_done_callback(progress.done)
             futures.append(future)
-        return self._results(futures)
+        if first:
+            self._publish_as_they_come(futures, progress)
+        outcomes = self._results(futures)
+        self._metrics.cycle_progress.set(1)
+        return outcomes
 
-    def _submit(self, company_id: str, deadline: float) -> Future[Outcome] | None:
+    def _first_cycle_too_long(self, companies: int) -> bool:
+        """Whether fetching every company's side values in the first cycle would need more
+        than the rate limit allows in one poll interval; only then are they deferred."""
+        config = self._config
+        kinds = config.connections.enabled + config.freshness.from_sync_settings
+        per_interval = config.codat.max_requests_per_minute * config.poll.interval / 60
+        return companies * (1 + kinds) > per_interval
+
+    def _publish_as_they_come(self, futures: list[Future[Outcome]], progress: _Progress) -> None:
+        """Merge and publish finished polls every PUBLISH_EVERY seconds until all are in."""
+        published_at = self._clock.monotonic()
+        while progress.wait_for_more(len(futures)) and not self._stopping.is_set():
+            if self._clock.monotonic() - published_at < PUBLISH_EVERY:
+                continue
+            done = self._results(f for f in futures if f.done())
+            with self._states_lock:
+                for outcome in done:
+                    if not outcome.gone:
+                        self._merge(outcome, self._states.get(outcome.company_id))
+                self._publish()
+            published_at = self._clock.monotonic()
+
+    def _submit(
+        self, company_id: str, deadline: float, *, defer: bool = False
+    ) -> Future[Outcome] | None:
         try:
-            return self._executor.submit(self._poll_company, company_id, deadline)
+            return self._executor.submit(self._poll_company, company_id, deadline, defer)
         except RuntimeError:  # shut down meanwhile: stopping
             return None
 
@@ -312,11 +404,14 @@ class Poller:
 
     # --- one company ----------------------------------------------------------------------
 
-    def _poll_company(self, company_id: str, deadline: float) -> Outcome:
+    def _poll_company(self, company_id: str, deadline: float, defer: bool = False) -> Outcome:
+        """One company's poll; ``defer``: a first cycle too long for the rate limit, whose
+        connections and sync settings are spread over the cycles that follow instead of
+        tripling this one."""
         if self._stopping.is_set():
             return Outcome(company_id, error="stopping", reason="stopping")
         try:
-            side_failure = self._side.refresh(company_id, deadline)
+            side_failure = self._side.refresh(company_id, deadline, defer=defer)
             body = self._client.data_status(company_id, deadline)
             data_types = parse_data_statuses(body, self._config.data_types.selects)
             known = self._states.get(company_id)
@@ -397,3 +492,55 @@ class Poller:
         log.info("poll cycle: %s polled, %d failed%s; data types: %s; took %.1fs",
                  plural(polled, "company"), result.failed, gone, counts.summary(),
                  snapshot.poll_duration or 0.0)  # fmt: skip
+
+
+class _Progress:
+    """How far a cycle is: ``codat_exporter_cycle_progress_ratio``, and a log line at least
+    every PROGRESS_EVERY seconds of a long cycle::
+
+        first cycle: 4,000 of 10,000 companies, about 10 min left at 600 requests/min
+
+    ``done`` runs on the worker threads as each poll ends."""
+
+    def __init__(
+        self, total: int, clock: Clock, metrics: ExporterMetrics, first: bool, per_minute: int
+    ) -> None:
+        self._total = total
+        self._clock = clock
+        self._metrics = metrics
+        self._what = "first cycle" if first else "poll cycle"
+        self._per_minute = per_minute
+        self._done = 0
+        self._started = self._logged = clock.monotonic()
+        self._lock = threading.Condition()
+        metrics.cycle_progress.set(0 if total else 1)
+
+    def wait_for_more(self, submitted: int) -> bool:
+        """Wait (a second at most) for a poll to end; False once all ``submitted`` have."""
+        with self._lock:
+            if self._done >= submitted:
+                return False
+            self._lock.wait(timeout=1.0)
+            return self._done < submitted
+
+    def done(self, _future: Future[Outcome]) -> None:
+        with self._lock:
+            self._done += 1
+            self._lock.notify_all()
+            done, now = self._done, self._clock.monotonic()
+            self._metrics.cycle_progress.set(done / self._total)
+            if now - self._logged < PROGRESS_EVERY or done == self._total:
+                return
+            self._logged = now
+        left = (self._total - done) * (now - self._started) / done
+        log.info("%s: %s of %s, about %s left at %s requests/min", self._what,
+                 f"{done:,}", plural(self._total, "company"), _minutes(left),
+                 f"{self._per_minute:,}")  # fmt: skip
+
+
+def _minutes(seconds: float) -> str:
+    """``45 s``, ``6 min``, ``2 h 5 min``: how long is left, as a person would say it."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60} min"

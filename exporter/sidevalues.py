@@ -12,6 +12,7 @@ lock.
 from __future__ import annotations
 
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,17 +28,20 @@ from exporter.client import (
 from exporter.clock import Clock
 from exporter.codat import ShapeError, parse_company, parse_connections, parse_sync_schedules
 from exporter.config import Config
-from exporter.state import CompanyInfo, ConnectionState
+from exporter.state import CompanyInfo, CompanyState, ConnectionState
 
 NAME_REFRESH_SECONDS = 3600.0
 CONNECTIONS_PAGE_SIZE = 100
 _NOTHING_KNOWN = CompanyInfo()
+_KINDS = ("names", "connections", "sync_settings")
+"""The caches' names in the state file, in the order of ``_caches``."""
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class _Fetched:
     value: Any
+    """None: not fetched yet, only planned (see ``refresh``'s ``defer``)."""
     at: float
     """Monotonic time of the fetch."""
 
@@ -60,8 +64,15 @@ class SideValues:
         self._schedules: dict[str, _Fetched] = {}
         self._lock = threading.Lock()
 
-    def refresh(self, company_id: str, deadline: float) -> CodatError | None:
+    def refresh(
+        self, company_id: str, deadline: float, *, defer: bool = False
+    ) -> CodatError | None:
         """Fetch what is due for the company; the first failure, or None.
+
+        ``defer`` (the first cycle): sync settings and connections not known yet are not
+        fetched now but planned for a moment spread over the cycles that follow, so that a
+        start costs one request per company, not three. The name is fetched at once: it is
+        a label, and a label that changes later would double the company's series.
 
         A rejected API key is raised instead: the data status request would be rejected too.
         """
@@ -78,14 +89,14 @@ class SideValues:
                 self._schedules, company_id, config.companies.discovery_interval, "sync settings",
                 lambda: parse_sync_schedules(
                     client.get_json(SYNC_SETTINGS, deadline, companyId=company_id)
-                ),
+                ), defer=defer,
             ))  # fmt: skip
         if config.connections.enabled:
             failures.append(self._refresh(
                 self._connections, company_id, config.connections.interval, "connections",
                 lambda: parse_connections(client.get_pages(
                     CONNECTIONS, deadline, CONNECTIONS_PAGE_SIZE, companyId=company_id
-                )),
+                )), defer=defer,
             ))  # fmt: skip
         return next((failure for failure in failures if failure is not None), None)
 
@@ -122,10 +133,44 @@ class SideValues:
                 for company_id in cache.keys() - kept:
                     del cache[company_id]
 
+    def saved(self) -> dict[str, dict[str, float]]:
+        """When each value was fetched (Unix seconds), by kind and company, for the state
+        file; the values themselves are in the snapshot."""
+        offset = self._clock.time() - self._clock.monotonic()
+        with self._lock:
+            return {
+                kind: {c: known.at + offset for c, known in cache.items()}
+                for kind, cache in zip(_KINDS, self._caches(), strict=True)
+            }
+
+    def restore(
+        self, companies: Iterable[CompanyState], fetched: Mapping[str, Mapping[str, float]]
+    ) -> None:
+        """Resume from a state file: each value as the snapshot has it, fetched when it was."""
+        offset = self._clock.monotonic() - self._clock.time()
+        with self._lock:
+            for company in companies:
+                values = (
+                    CompanyInfo(company.name, company.created),
+                    company.connections,
+                    company.sync_schedules,
+                )
+                for kind, cache, value in zip(_KINDS, self._caches(), values, strict=True):
+                    at = fetched.get(kind, {}).get(company.company_id)
+                    if at is not None:
+                        cache[company.company_id] = _Fetched(value, at + offset)
+
     def companies(self) -> set[str]:
         """Every company something is known of."""
         with self._lock:
             return {company_id for cache in self._caches() for company_id in cache}
+
+    def _first_due(self, company_id: str, every: float) -> float:
+        """A moment after the first cycle and within ``every`` of now, the same for a company
+        on every start, so that the deferred fetches of a fleet spread evenly."""
+        poll = self._config.poll.interval
+        share = zlib.crc32(company_id.encode()) / 2**32
+        return self._clock.monotonic() + poll + share * max(0.0, every - poll)
 
     def _caches(self) -> tuple[dict[str, _Fetched], ...]:
         return self._names, self._connections, self._schedules
@@ -133,7 +178,7 @@ class SideValues:
     def _value(self, cache: dict[str, _Fetched], company_id: str, default: Any) -> Any:
         with self._lock:
             known = cache.get(company_id)
-        return default if known is None else known.value
+        return default if known is None or known.value is None else known.value
 
     def _refresh(
         self,
@@ -142,10 +187,15 @@ class SideValues:
         every: float,
         what: str,
         fetch: Callable[[], T],
+        *,
+        defer: bool = False,
     ) -> CodatError | None:
         now = self._clock.monotonic()
         with self._lock:
             known = cache.get(company_id)
+            if known is None and defer:
+                cache[company_id] = _Fetched(None, self._first_due(company_id, every) - every)
+                return None
         if known is not None and now - known.at < every:
             return None
         try:

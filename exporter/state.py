@@ -116,8 +116,9 @@ class Snapshot:
 
     @property
     def ready(self) -> bool:
-        """What ``/-/ready`` answers: a cycle has ended over the configured fleet."""
-        return self.complete and not self.unready_reason
+        """What ``/-/ready`` answers: data is served (a cycle has ended, a state file was
+        loaded, or the first cycle has published some companies) for the configured fleet."""
+        return (self.complete or bool(self.companies)) and not self.unready_reason
 
 
 class SnapshotStore:

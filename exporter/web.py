@@ -217,7 +217,7 @@ LANDING = """<!doctype html>
 <ul>
 <li><a href="/metrics">/metrics</a>: data freshness and exporter health</li>
 <li><a href="/-/healthy">/-/healthy</a>: 200 while the process runs</li>
-<li><a href="/-/ready">/-/ready</a>: 200 once the first poll cycle has completed</li>
+<li><a href="/-/ready">/-/ready</a>: 200 once data is served (a company polled, or a state file loaded)</li>
 </ul>
 </body></html>
 """
@@ -270,7 +270,7 @@ class Handler(BaseHTTPRequestHandler):
             if self.server.store.ready.is_set():
                 self._send(200, b"Ready.\n")
             else:
-                self._send(503, b"Not ready: the first poll cycle has not completed.\n")
+                self._send(503, f"Not ready: {self._not_ready()}.\n".encode())
         elif not self.server.serve_metrics:
             self._send(404, b"Not found.\n")
         elif path == "/metrics":
@@ -347,10 +347,14 @@ class Handler(BaseHTTPRequestHandler):
         self.connection.settimeout(self.timeout)
         return bytes(body)
 
+    def _not_ready(self) -> str:
+        snapshot = self.server.store.current.snapshot
+        return snapshot.unready_reason or "no company has been polled yet"
+
     def _landing(self) -> str:
         snapshot = self.server.store.current.snapshot
-        if not snapshot.complete:
-            state = "The first poll cycle is running."
+        if not self.server.store.ready.is_set():
+            state = f"Not ready: {self._not_ready()}."
         else:
             up = sum(1 for c in snapshot.companies.values() if c.up)
             state = (
