@@ -49,6 +49,9 @@ PAGED = (COMPANIES, CONNECTIONS)
 LISTING = "*"
 """Fault key for requests that name no company (the company list)."""
 
+_GOOD_BODY = b'{"invoices": {"dataType": "invoices", "currentStatus": "Complete"}}'
+"""What a fault that breaks off a body (cut, stall) sends part of."""
+
 _ROUTES = (
     (re.compile(r"/companies/(?P<id>[^/]+)/dataStatus"), DATA_STATUS),
     (re.compile(r"/companies/(?P<id>[^/]+)/connections"), CONNECTIONS),
@@ -332,9 +335,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.kind == "hang":
             self._hold(fault)
         elif fault.kind == "stall":
-            body = b'{"invoices": {"dataType": "invoices", "currentStatus": "Complete"}}'
-            self._start_body(len(body))
-            self._write(body[: len(body) // 2])
+            self._start_body(len(_GOOD_BODY))
+            self._write(_GOOD_BODY[: len(_GOOD_BODY) // 2])
             self._hold(fault)
         elif fault.kind == "trickle":
             self._start_body(10**12)
@@ -354,13 +356,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _cut(self) -> None:
         """Headers for a whole body, half of it, then the connection is reset."""
-        body = b'{"invoices": {"dataType": "invoices", "currentStatus": "Complete"}}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body[: len(body) // 2])
-        self.wfile.flush()
+        self._start_body(len(_GOOD_BODY))
+        self._write(_GOOD_BODY[: len(_GOOD_BODY) // 2])
         self.connection.setsockopt(
             socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
         )
