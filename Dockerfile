@@ -1,25 +1,55 @@
 # syntax=docker/dockerfile:1
-# Build wheels in one stage, install them into a clean slim image in the next, and run as an
-# unprivileged user. Hardening (read-only root, distroless, pinned digests) comes later.
-FROM python:3.11-slim AS build
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY exporter ./exporter
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The exporter's image: the wheel built in one stage, installed into a virtualenv in a second,
+# and only that virtualenv copied onto a clean base in the last, run as a fixed unprivileged
+# UID. It runs with a read-only root filesystem (the Kubernetes manifests in deploy/ do
+# that): nothing but the state file's directory is ever written.
+#
+#     docker build -t codat-freshness-exporter .
+#
+# The base is pinned by tag and by the digest of its multi-platform index, so a republished
+# tag cannot change what is built without a reviewed change here. Both stages must use the
+# same base: the virtualenv's scripts name its Python by path.
+ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3
 
-FROM python:3.11-slim
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin exporter
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels codat-freshness-exporter \
- && rm -rf /wheels
+FROM ${PYTHON_IMAGE} AS wheel
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+COPY pyproject.toml README.md LICENSE ./
+COPY exporter ./exporter
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
+FROM ${PYTHON_IMAGE} AS venv
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+COPY --from=wheel /wheels /wheels
+RUN python -m venv /opt/codat-freshness-exporter \
+ && /opt/codat-freshness-exporter/bin/pip install /wheels/codat_freshness_exporter-*.whl
+
+FROM ${PYTHON_IMAGE}
+# exporter/__init__.py's version; tests/test_release.py keeps the two equal.
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="codat-freshness-exporter" \
+      org.opencontainers.image.description="Prometheus exporter for the freshness of Codat's cached company data" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN groupadd --system --gid 10001 exporter \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin exporter \
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/codat-freshness-exporter \
+ && install -d -m 0755 /etc/codat-freshness-exporter
+COPY --from=venv /opt/codat-freshness-exporter /opt/codat-freshness-exporter
+ENV PATH=/opt/codat-freshness-exporter/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MALLOC_ARENA_MAX=2
+# MALLOC_ARENA_MAX: fewer malloc arenas, so memory freed after each poll's render is reused
+# instead of kept per thread (measured in bench/RESULTS.md).
 USER 10001:10001
-# Fewer malloc arenas: memory freed after each poll's render is reused instead of kept
-# per thread (measured in bench/RESULTS.md).
-ENV MALLOC_ARENA_MAX=2
+WORKDIR /var/lib/codat-freshness-exporter
+VOLUME ["/var/lib/codat-freshness-exporter"]
 EXPOSE 9781
-# A TCP connect rather than GET /-/healthy: it holds with --web.config.file (TLS, basic
-# auth) too, and /-/healthy answers 200 whenever the listener accepts anyway.
-HEALTHCHECK --interval=30s --timeout=5s \
-  CMD ["python", "-c", "import socket; socket.create_connection(('127.0.0.1', 9781), 4).close()"]
-ENTRYPOINT ["codat-freshness-exporter"]
+# python -m exporter.healthcheck reads the exporter's own command line (the container's
+# first process) and connects to the address it listens on, so --web.listen-address=:9999
+# stays healthy. A TCP connect rather than GET /-/healthy: it holds with TLS and basic auth.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
+  CMD ["python", "-m", "exporter.healthcheck"]
+ENTRYPOINT ["/opt/codat-freshness-exporter/bin/codat-freshness-exporter"]
 CMD ["--config.file=/etc/codat-freshness-exporter/config.yaml"]

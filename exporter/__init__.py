@@ -1,8 +1,7 @@
 """Prometheus exporter for the freshness of Codat's cached company data."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("codat-freshness-exporter")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+unknown"
+__version__ = "0.1.0"
+"""The one place the version is written: pyproject.toml reads it from here at build time
+(``[tool.setuptools.dynamic]``), so a source tree, an editable install and the wheel in the
+image all report the same. The image tags in docker-compose.yml and deploy/kubernetes/ and
+CHANGELOG.md follow it; tests/test_release.py fails when they do not."""

@@ -21,15 +21,11 @@ from exporter.client import CodatClient
 from exporter.clock import SystemClock
 from exporter.collector import Exposition
 from exporter.config import Config, ConfigError, load_config
+from exporter.listen import DEFAULT_LISTEN_ADDRESS, LISTEN_FLAG, parse_listen_address
 from exporter.metrics import ExporterMetrics
 from exporter.poller import CycleResult, Poller
 from exporter.state import Snapshot, SnapshotStore
-from exporter.web import (
-    DEFAULT_LISTEN_ADDRESS,
-    DEFAULT_MAX_REQUESTS,
-    ExporterServer,
-    parse_listen_address,
-)
+from exporter.web import DEFAULT_MAX_REQUESTS, ExporterServer
 from exporter.webhooks import WebhookReceiver, WebhookVerifier
 from exporter.webreload import ReloadingWebConfig
 
@@ -48,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML configuration file (env CODAT_EXPORTER_CONFIG)",
     )  # fmt: skip
     parser.add_argument(
-        "--web.listen-address", dest="listen_address", metavar="ADDR",
+        LISTEN_FLAG, dest="listen_address", metavar="ADDR",
         default=DEFAULT_LISTEN_ADDRESS, help="address to serve /metrics on (default %(default)s)",
     )  # fmt: skip
     parser.add_argument(

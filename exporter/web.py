@@ -31,6 +31,7 @@ from prometheus_client import generate_latest
 from exporter import __version__
 from exporter.clock import Clock
 from exporter.collector import CONTENT_TYPE
+from exporter.listen import parse_listen_address
 from exporter.metrics import ExporterMetrics
 from exporter.state import SnapshotStore
 from exporter.webconfig import BASIC_CHALLENGE, WebConfig
@@ -39,8 +40,6 @@ from exporter.webreload import ReloadingWebConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 9781
-DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
 WEBHOOK_PATH = "/webhooks/codat"
 HEALTH_PATHS = ("/-/healthy", "/-/ready")
 REQUEST_TIMEOUT = 30.0
@@ -52,14 +51,6 @@ OVERLOADED_TIMEOUT = 5.0
 """Seconds a connection beyond the cap may stay silent before its 503 (it is read first:
 closing a socket with unread data resets the connection, and the client loses the 503)."""
 GET_METHODS = "GET, HEAD"
-
-
-def parse_listen_address(text: str) -> tuple[str, int]:
-    """``:9781`` (all interfaces), ``127.0.0.1:9781``, ``[::1]:9781`` -> (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r} is not host:port")
-    return host.strip("[]"), int(port)
 
 
 def accepts_gzip(header: str | None) -> bool:

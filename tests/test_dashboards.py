@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from exporter.metrics import ALL_METRICS
+from monitoring.kubernetes import DASHBOARDS_FILE, PROMETHEUS_RULE_FILE
 from tests.grafana_model import problems
 from tests.promtools import (
     DASHBOARD_DIR,
@@ -73,7 +74,11 @@ def test_should_commit_exactly_what_the_generator_writes(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert written == sorted(
-        [RULES.relative_to(ROOT), *(p.relative_to(ROOT) for p in DASHBOARD_DIR.glob("*.json"))]
+        [
+            RULES.relative_to(ROOT),
+            *(p.relative_to(ROOT) for p in DASHBOARD_DIR.glob("*.json")),
+            *map(Path, (PROMETHEUS_RULE_FILE, DASHBOARDS_FILE)),
+        ]
     )
     stale = [str(p) for p in written if (tmp_path / p).read_bytes() != (ROOT / p).read_bytes()]
     assert not stale, f"run `python -m monitoring.generate` and commit: {stale}"
