@@ -20,6 +20,8 @@ for plain text, the members inflated a piece at a time. Measured in bench/RESULT
 
 from __future__ import annotations
 
+import bisect
+import math
 import zlib
 from array import array
 from collections import Counter
@@ -27,8 +29,9 @@ from collections.abc import Iterator
 
 from exporter import assess
 from exporter.codat import CONNECTION_STATUSES, IN_PROGRESS_STATUSES, KNOWN_STATUSES, NEVER_SYNCED
-from exporter.config import FreshnessConfig, format_duration
+from exporter.config import ALL_FAMILIES, FreshnessConfig, MetricsConfig, format_duration
 from exporter.metrics import (
+    AGE_BUCKETS,
     COMPANIES,
     COMPANIES_BY_STATUS,
     COMPANY_CREATED,
@@ -43,7 +46,9 @@ from exporter.metrics import (
     MAX_AGE,
     PAUSED_UNTIL,
     POLL_DURATION,
+    STALE_COMPANIES,
     STATUS,
+    SYNC_AGE,
     MetricSpec,
 )
 from exporter.state import CompanyState, Snapshot
@@ -108,18 +113,48 @@ class _Member:
         return b"".join(self._out)
 
 
+class _Discard(_Member):
+    """Where the lines of a family that ``metrics.denylist`` drops go."""
+
+    def __init__(self) -> None:
+        pass
+
+    def add(self, text: str) -> None:
+        pass
+
+
 class Exposition:
     """The text of one snapshot: everything but the ages rendered once, at construction."""
 
-    def __init__(self, snapshot: Snapshot, freshness: FreshnessConfig, interval: float) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        freshness: FreshnessConfig,
+        interval: float,
+        families: MetricsConfig = ALL_FAMILIES,
+    ) -> None:
         self.snapshot = snapshot
+        self._exports = families.exports
+        self.freshness = freshness
+        """The thresholds the snapshot was rendered with: the status page judges by them."""
         self._interval = format_duration(interval)
         self._age_header = header(LAST_SYNC_AGE, self._interval).encode()
         self._age_pieces: list[tuple[bytes, array[float]]] = []
+        self._synced: dict[str, array[float]] = {}
+        """Per data type, the sorted lastSuccessfulSync times, for the scrape-time aggregates."""
+        self._stale_at: dict[str, array[float]] = {}
+        """Per data type, the sorted times each pair turns stale (sync + max age)."""
         self._members = self._render(freshness)
 
     def _render(self, freshness: FreshnessConfig) -> list[bytes]:
-        members = {spec.name: _Member(spec, self._interval) for spec in _PER_COMPANY}
+        members = {
+            spec.name: _Member(spec, self._interval)
+            for spec in _PER_COMPANY
+            if self._exports(spec.name)
+        }
+        skipped = _Discard()  # takes the lines of families not exported
+        synced: dict[str, list[float]] = {}
+        stale_at: dict[str, list[float]] = {}
         template: list[bytes] = []
         timestamps = array("d")
         counts: Counter[tuple[str, str]] = Counter()
@@ -128,7 +163,16 @@ class Exposition:
         for company in self.snapshot.companies.values():
             lines = self._company_lines(company, freshness, template, timestamps, polled_at)
             for name, text in lines:
-                members[name].add(text)
+                members.get(name, skipped).add(text)
+            for item in company.data_types:
+                if item.last_successful_sync is not None:
+                    synced.setdefault(item.data_type, []).append(item.last_successful_sync)
+                    stale_at.setdefault(item.data_type, []).append(
+                        item.last_successful_sync + assess.max_age(company, item, freshness)
+                    )
+                else:
+                    synced.setdefault(item.data_type, [])
+                    stale_at.setdefault(item.data_type, [])
             if len(timestamps) >= AGE_PIECE:
                 self._age_pieces.append((b"".join(template), timestamps))
                 template, timestamps = [], array("d")
@@ -136,17 +180,21 @@ class Exposition:
             connection_counts.update((c.platform, c.status) for c in company.connections)
         if timestamps:
             self._age_pieces.append((b"".join(template), timestamps))
+        if not self._exports(LAST_SYNC_AGE.name):
+            self._age_pieces = []
+        self._synced = {d: array("d", sorted(v)) for d, v in sorted(synced.items())}
+        self._stale_at = {d: array("d", sorted(v)) for d, v in sorted(stale_at.items())}
 
         extra = sorted({s for _, s in counts} - {*KNOWN_STATUSES, NEVER_SYNCED})
         for data_type in sorted({d for d, _ in counts}):
-            members[COMPANIES_BY_STATUS.name].add("".join(
+            members.get(COMPANIES_BY_STATUS.name, skipped).add("".join(
                 f'{COMPANIES_BY_STATUS.name}{{data_type="{escape(data_type)}",'
                 f'status="{escape(status)}"}} {counts[data_type, status]}\n'
                 for status in (*KNOWN_STATUSES, NEVER_SYNCED, *extra)
             ))  # fmt: skip
         seen = {s for _, s in connection_counts} - set(CONNECTION_STATUSES)
         for platform in sorted({p for p, _ in connection_counts}):
-            members[CONNECTIONS.name].add("".join(
+            members.get(CONNECTIONS.name, skipped).add("".join(
                 f'{CONNECTIONS.name}{{platform="{escape(platform)}",status="{escape(status)}"}} '
                 f"{connection_counts[platform, status]}\n"
                 for status in (*CONNECTION_STATUSES, *sorted(seen))
@@ -157,6 +205,8 @@ class Exposition:
                  (LAST_POLL, snap.last_poll)]  # fmt: skip
         ordered = list(members.values())
         for spec, value in fleet:
+            if not self._exports(spec.name):
+                continue
             member = _Member(spec, self._interval)
             if value is not None:
                 member.add(f"{spec.name} {number(value)}\n")
@@ -227,6 +277,34 @@ class Exposition:
             yield self._age_header
         for template, timestamps in self._age_pieces:
             yield template % tuple([now - ts for ts in timestamps])
+        yield self._aggregates(now)
+
+    def _aggregates(self, now: float) -> bytes:
+        """The fleet's per data type figures at ``now``: a bisection per data type and
+        bucket over the sorted times, so a few hundred series cost microseconds::
+
+            codat_data_type_stale_companies{data_type="invoices"} 33
+            codat_data_type_sync_age_seconds_bucket{data_type="invoices",le="3600"} 120
+        """
+        out: list[str] = []
+        if self._stale_at and self._exports(STALE_COMPANIES.name):
+            out.append(header(STALE_COMPANIES, self._interval))
+            for data_type, times in self._stale_at.items():
+                stale = bisect.bisect_left(times, now)
+                out.append(f'{STALE_COMPANIES.name}{{data_type="{escape(data_type)}"}} {stale}\n')
+        if self._synced and self._exports(SYNC_AGE.name):
+            out.append(header(SYNC_AGE, self._interval))
+            name = SYNC_AGE.name
+            for data_type, synced in self._synced.items():
+                label = f'data_type="{escape(data_type)}"'
+                count = len(synced)
+                for bound in AGE_BUCKETS:
+                    within = count - bisect.bisect_left(synced, now - bound)
+                    out.append(f'{name}_bucket{{{label},le="{bound!r}"}} {within}\n')
+                out.append(f'{name}_bucket{{{label},le="+Inf"}} {count}\n')
+                out.append(f"{name}_sum{{{label}}} {number(count * now - math.fsum(synced))}\n")
+                out.append(f"{name}_count{{{label}}} {count}\n")
+        return "".join(out).encode()
 
     def pieces(self, now: float, extra: bytes = b"", compress: bool = False) -> Iterator[bytes]:
         """The body of a scrape at ``now``, piece by piece; ``extra`` is rendered text."""

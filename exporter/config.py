@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from exporter.codat import DATA_TYPES
 from exporter.durations import format_duration, parse_duration
+from exporter.metrics import SCRAPE_METRICS, SNAPSHOT_METRICS
 from exporter.phrases import plural
 from exporter.settings import (
     BOOL,
@@ -63,6 +64,7 @@ __all__ = [
     "DataTypesConfig",
     "DiagnosticsConfig",
     "FreshnessConfig",
+    "MetricsConfig",
     "PollConfig",
     "StateConfig",
     "WebhooksConfig",
@@ -73,6 +75,8 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://api.codat.io"
+FILTERABLE = tuple(spec.name for spec in (*SNAPSHOT_METRICS, *SCRAPE_METRICS))
+"""The families ``metrics.allowlist`` and ``metrics.denylist`` apply to."""
 
 # --- kinds of value only this file has ------------------------------------------------------
 
@@ -303,6 +307,57 @@ class DiagnosticsConfig:
     )  # fmt: skip
 
 
+def _family_pattern(value: Any, at: Where) -> str:
+    """A family name or an anchored regular expression matching some filterable family."""
+    text = STRING.read(value, at)
+    try:
+        pattern = re.compile(text)
+    except re.error as exc:
+        raise ConfigError(f"{at}: {text!r} is not a regular expression ({exc})") from None
+    if not any(pattern.fullmatch(name) for name in FILTERABLE):
+        raise ConfigError(
+            f"{at}: {text!r} matches no metric family this list applies to"
+            f"{did_you_mean(text, FILTERABLE)}"
+        )
+    return text
+
+
+FAMILY_PATTERNS = list_of(Kind("family", _family_pattern), "list of family names or regexes")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """``metrics``: which of the families rendered from the snapshot are exported, as
+    kube-state-metrics' ``--metric-allowlist`` / ``--metric-denylist``: a name or a regular
+    expression matching whole names. The exporter's own counters are always exported."""
+
+    allowlist: tuple[str, ...] = setting(
+        FAMILY_PATTERNS, "export only these families (empty: all)", default=()
+    )
+    denylist: tuple[str, ...] = setting(
+        FAMILY_PATTERNS, "never export these families; the fleet preset lists the per-pair "
+        "ones (README)", default=(),
+    )  # fmt: skip
+
+    def check(self, at: Where) -> None:
+        if self.allowlist and self.denylist:
+            raise ConfigError(f"{at.key('allowlist')}: set allowlist or denylist, not both")
+
+    def exports(self, family: str) -> bool:
+        """Whether ``family`` is on /metrics.
+
+        >>> MetricsConfig(denylist=("codat_data_type_status", "codat_data_type_last_.*")).exports(
+        ...     "codat_data_type_last_successful_sync_age_seconds")
+        False
+        """
+        if self.allowlist:
+            return any(re.fullmatch(p, family) for p in self.allowlist)
+        return not any(re.fullmatch(p, family) for p in self.denylist)
+
+
+ALL_FAMILIES = MetricsConfig()
+
+
 @dataclass(frozen=True)
 class StateConfig:
     """``state``: what the exporter knew at its last cycle, kept for a restart."""
@@ -427,6 +482,7 @@ class Config:
     webhooks: WebhooksConfig = section(WebhooksConfig)
     diagnostics: DiagnosticsConfig = section(DiagnosticsConfig)
     state: StateConfig = section(StateConfig)
+    metrics: MetricsConfig = section(MetricsConfig)
     warnings: tuple[str, ...] = ()
     """Accepted but doubtful values, one line each, key first."""
 

@@ -69,6 +69,17 @@ LATEST_SYNC_REQUESTED = MetricSpec(
     "or in progress (Initial .. Validating), so that a stuck sync shows. From its pull "
     "operation, read once per new sync. " + FROM_POLL,
 )  # fmt: skip
+STALE_COMPANIES = MetricSpec(
+    "codat_data_type_stale_companies", "gauge", ("data_type",),
+    "Companies whose data type is stale (last successful sync older than its max age), "
+    "computed at scrape time, so it moves between polls. Exact without any per-pair series. "
+    + FROM_POLL,
+)  # fmt: skip
+SYNC_AGE = MetricSpec(
+    "codat_data_type_sync_age_seconds", "histogram", ("data_type",),
+    "The fleet's ages of the data type's last successful sync (seconds, buckets from an hour "
+    "to a week), computed at scrape time; never-synced pairs are not in it. " + FROM_POLL,
+)  # fmt: skip
 COMPANIES_BY_STATUS = MetricSpec(
     "codat_data_type_companies", "gauge", ("data_type", "status"),
     "Monitored companies whose data type is in each currentStatus, zeros included. "
@@ -205,8 +216,14 @@ SNAPSHOT_METRICS = (
 )  # fmt: skip
 """Rendered once per poll from the snapshot."""
 
-SCRAPE_METRICS = (LAST_SYNC_AGE,)
+SCRAPE_METRICS = (LAST_SYNC_AGE, STALE_COMPANIES, SYNC_AGE)
 """Rendered on every scrape: they change every second."""
+
+PER_PAIR = frozenset(spec.name for spec in (
+    LAST_SYNC_TIMESTAMP, LAST_SYNC_AGE, STATUS, MAX_AGE, PAUSED_UNTIL, LATEST_SYNC_REQUESTED,
+))  # fmt: skip
+"""Families with a series per company x data type: the bulk of the series bill, which
+``metrics.denylist`` can cut (the fleet preset)."""
 
 REGISTRY_METRICS = (
     API_REQUESTS, API_DURATION, SYNC_DURATION, POLL_ERRORS, PULL_OPERATION_ERRORS,
@@ -224,6 +241,8 @@ POLL_ERROR_REASONS = (
 )  # fmt: skip
 """Every ``reason`` value, exported at 0 from the start so that rate() sees the first error."""
 
+AGE_BUCKETS = tuple(3600.0 * h for h in (1, 2, 4, 6, 12, 24, 26, 36, 48, 72, 96, 168))
+"""Hours to a week: thresholds are typically 6 h to 2 days."""
 REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SYNC_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 2 * 3600.0, 4 * 3600.0, 8 * 3600.0,
                 12 * 3600.0, 86400.0)  # fmt: skip

@@ -299,8 +299,9 @@ class Poller:
             last_poll=ended,
             unready_reason=unready,
         )
+        config = self._config
         self._store.publish(
-            Exposition(snapshot, self._config.freshness, self._config.poll.interval)
+            Exposition(snapshot, config.freshness, config.poll.interval, config.metrics)
         )
         return snapshot
 

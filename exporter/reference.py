@@ -12,14 +12,23 @@ from pathlib import Path
 
 from exporter.cli import build_parser
 from exporter.config import Config
-from exporter.metrics import ALL_METRICS, REGISTRY_METRICS, SCRAPE_METRICS
+from exporter.metrics import (
+    ALL_METRICS,
+    PER_PAIR,
+    REGISTRY_METRICS,
+    SCRAPE_METRICS,
+    MetricSpec,
+)
 from exporter.settings import NO_DEFAULT, document
 
 DEFAULT_INTERVAL = "5m"
 
 
 def metrics_reference() -> str:
-    rows = ["| metric | type | labels | updated | description |", "|---|---|---|---|---|"]
+    rows = [
+        "| metric | type | labels | series | updated | description |",
+        "|---|---|---|---|---|---|",
+    ]
     for spec in ALL_METRICS:
         if spec in SCRAPE_METRICS:
             updated = "every scrape"
@@ -29,8 +38,21 @@ def metrics_reference() -> str:
             updated = "every poll"
         labels = ", ".join(f"`{label}`" for label in spec.labels) or "-"
         text = spec.help_text("`poll.interval`").replace("|", "\\|")
-        rows.append(f"| `{spec.name}` | {spec.type} | {labels} | {updated} | {text} |")
+        rows.append(
+            f"| `{spec.name}` | {spec.type} | {labels} | {_series(spec)} | {updated} | {text} |"
+        )
     return "\n".join(rows)
+
+
+def _series(spec: MetricSpec) -> str:
+    """How many series a family costs, the bill ``metrics.denylist`` can cut."""
+    if spec.name in PER_PAIR:
+        return "**per pair**"
+    if "company_id" in spec.labels:
+        return "per company"
+    if "data_type" in spec.labels:
+        return "per data type"
+    return "few"
 
 
 def config_reference() -> str:

@@ -208,7 +208,7 @@ LANDING = """<!doctype html>
 <ul>
 <li><a href="/metrics">/metrics</a>: data freshness and exporter health</li>
 <li><a href="/-/healthy">/-/healthy</a>: 200 while the process runs</li>
-<li><a href="/-/ready">/-/ready</a>: 200 once data is served (a company polled, or a state file loaded)</li>
+<li><a href="/-/ready">/-/ready</a>: 200 once data is served</li>
 </ul>
 </body></html>
 """

@@ -1,0 +1,140 @@
+"""What the series bill costs, and the switches that cut it: scrape-time fleet aggregates
+exact without per-pair series, and ``metrics.denylist`` / ``allowlist``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from exporter.config import ConfigError, parse_config
+from exporter.metrics import PER_PAIR
+from tests.harness import Harness, Scrape
+
+STALE = "codat_data_type_stale_companies"
+AGE = "codat_data_type_sync_age_seconds"
+FLEET_PRESET = {"denylist": sorted(PER_PAIR)}
+
+
+def stale_pairs(scrape: Scrape, now: float) -> Counter[str]:
+    """``count by (data_type) (age > max_age)``, from the per-pair series."""
+    max_ages = {
+        (s.labels["company_id"], s.labels["data_type"]): s.value
+        for s in scrape.find("codat_data_type_max_age_seconds")
+    }
+    return Counter(
+        s.labels["data_type"]
+        for s in scrape.find("codat_data_type_last_successful_sync_timestamp_seconds")
+        if now - s.value > max_ages[s.labels["company_id"], s.labels["data_type"]]
+    )
+
+
+def test_should_count_stale_companies_per_data_type_exactly_and_between_polls(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Prepare
+    harness = make_harness()
+    harness.poll()
+    # Act: a scrape now, and one 30 h later without a poll in between
+    now = harness.scrape()
+    harness.clock.advance(30 * 3600)
+    later = harness.scrape()
+    # Check
+    for scrape, at in ((now, harness.clock.time() - 30 * 3600), (later, harness.clock.time())):
+        counted = {s.labels["data_type"]: s.value for s in scrape.find(STALE)}
+        expected = stale_pairs(scrape, at)
+        assert {d: n for d, n in counted.items() if n} == expected
+        assert set(counted) == {s.labels["data_type"] for s in scrape.find(STALE)}
+    assert sum(s.value for s in later.find(STALE)) > sum(s.value for s in now.find(STALE))
+
+
+def test_should_export_the_fleets_sync_ages_as_a_histogram(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Prepare
+    harness = make_harness()
+    harness.poll()
+    # Act
+    scrape = harness.scrape()
+    now = harness.clock.time()
+    # Check: every bucket counts the pairs at most that old, per data type
+    ages: dict[str, list[float]] = {}
+    for s in scrape.find("codat_data_type_last_successful_sync_age_seconds"):
+        ages.setdefault(s.labels["data_type"], []).append(s.value)
+    assert ages
+    for data_type, values in ages.items():
+        buckets = {
+            s.labels["le"]: s.value for s in scrape.find(f"{AGE}_bucket", data_type=data_type)
+        }
+        assert buckets["+Inf"] == len(values)
+        assert buckets["86400.0"] == sum(1 for v in values if v <= 86400)
+        assert buckets["3600.0"] == sum(1 for v in values if v <= 3600)
+        assert scrape.value(f"{AGE}_count", data_type=data_type) == len(values)
+        assert scrape.value(f"{AGE}_sum", data_type=data_type) == pytest.approx(sum(values))
+    assert now > 0
+
+
+def test_should_cut_the_per_pair_families_with_the_fleet_preset_and_keep_the_aggregates(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Prepare
+    full = make_harness()
+    preset = make_harness(metrics=FLEET_PRESET)
+    # Act
+    full.poll()
+    preset.poll()
+    everything, cut = full.scrape(), preset.scrape()
+    # Check
+    names = {s.name for s in cut.samples}
+    assert not names & PER_PAIR
+    assert {s.name for s in everything.samples} >= PER_PAIR - {
+        "codat_data_type_sync_paused_until_timestamp_seconds",
+        "codat_data_type_latest_sync_requested_timestamp_seconds",
+    }
+    assert cut.find(STALE) == everything.find(STALE)
+    assert cut.find(f"{AGE}_count") == everything.find(f"{AGE}_count")
+    assert cut.find("codat_exporter_company_up") == everything.find("codat_exporter_company_up")
+    snapshot = [s for s in everything.samples if s.name.startswith("codat_data_type_")]
+    pairs = [s for s in snapshot if s.name in PER_PAIR]
+    kept = [s for s in cut.samples if s.name.startswith("codat_data_type_")]
+    assert len(kept) == len(snapshot) - len(pairs)
+
+
+def test_should_export_only_the_allowlisted_families(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Prepare
+    harness = make_harness(metrics={"allowlist": ["codat_exporter_company_.*", STALE]})
+    # Act
+    harness.poll()
+    scrape = harness.scrape()
+    # Check: the exporter's own counters are never filtered
+    names = {s.name for s in scrape.samples if not s.name.startswith(("process_", "python_"))}
+    snapshot_families = {n for n in names if n.startswith("codat_data_type_")}
+    assert snapshot_families == {STALE}
+    assert "codat_exporter_company_up" in names
+    assert "codat_exporter_api_requests_total" in names
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        ({"denylist": ["codat_data_type_statuses"]},
+         "metrics.denylist[0]: 'codat_data_type_statuses' matches no metric family this list "
+         "applies to; did you mean codat_data_type_status?"),
+        ({"allowlist": ["("]}, "metrics.allowlist[0]: '(' is not a regular expression"),
+        ({"allowlist": [STALE], "denylist": [STALE]},
+         "metrics.allowlist: set allowlist or denylist, not both"),
+    ],
+)  # fmt: skip
+def test_should_refuse_a_family_list_entry_that_matches_nothing(
+    metrics: dict[str, object], message: str
+) -> None:
+    # Prepare
+    raw = {"codat": {"api_key": "k"}, "companies": {"discover": True}, "metrics": metrics}
+    # Act
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw)
+    # Check
+    assert str(error.value).startswith(message)
