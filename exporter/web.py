@@ -54,10 +54,25 @@ GET_METHODS = "GET, HEAD"
 
 
 def accepts_gzip(header: str | None) -> bool:
+    """Whether an Accept-Encoding header takes gzip: listed, and not with a zero weight.
+
+    >>> accepts_gzip("gzip"), accepts_gzip("br, GZIP;Q=0.5"), accepts_gzip("gzip;q=0.000")
+    (True, True, False)
+    >>> accepts_gzip("gzip; Q=0"), accepts_gzip("gzip;q=0.0000"), accepts_gzip("identity")
+    (False, False, False)
+    """
     for token in (header or "").split(","):
         name, _, params = token.strip().partition(";")
-        if name.strip().lower() == "gzip":
-            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+        if name.strip().lower() != "gzip":
+            continue
+        for param in params.split(";"):
+            key, _, value = param.replace(" ", "").lower().partition("=")
+            if key == "q":
+                try:
+                    return float(value) > 0
+                except ValueError:
+                    return False
+        return True
     return False
 
 

@@ -30,6 +30,8 @@ def raw_metrics(harness: Harness, accept_encoding: str) -> tuple[str | None, byt
         ("gzip; q=0", False),
         ("gzip;q=0.0", False),
         ("deflate, gzip;q=0", False),
+        ("gzip;Q=0", False),
+        ("gzip;q=0.0000", False),
         ("identity", False),
         ("gzip", True),
         ("gzip;q=0.5", True),
