@@ -1,5 +1,6 @@
-"""The HTTP surface: ``/metrics``, a landing page, ``/-/healthy``, ``/-/ready`` and, when
-enabled, ``POST /webhooks/codat``.
+"""The HTTP surface: ``/metrics``, the status page at ``/`` and its JSON at
+``/api/v1/status`` (``exporter.status``), ``/-/healthy``, ``/-/ready`` and, when enabled,
+``POST /webhooks/codat``.
 
 /metrics concatenates the current snapshot's pre-rendered text, the ages computed for
 this instant, and the exporter's own registry (requests, latencies, process).
@@ -17,23 +18,24 @@ cap it is closed unanswered; both count in ``codat_exporter_http_requests_reject
 
 from __future__ import annotations
 
-import html
 import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import generate_latest
 
-from exporter import __version__
+from exporter import __version__, statuspage
 from exporter.clock import Clock
 from exporter.collector import CONTENT_TYPE
 from exporter.listen import parse_listen_address
 from exporter.metrics import ExporterMetrics
 from exporter.state import SnapshotStore
+from exporter.status import STATUS_API_PATH, Answer, FilterError, FleetStatus, for_request
+from exporter.status import answer as status_answer
 from exporter.webconfig import BASIC_CHALLENGE, WebConfig
 from exporter.webhooks import OTHER, WebhookReceiver
 from exporter.webreload import ReloadingWebConfig
@@ -177,7 +179,9 @@ class ExporterServer(ThreadingHTTPServer):
 
     def allowed_methods(self, path: str) -> str | None:
         """The methods ``path`` answers on this listener (for ``Allow``); None: no such path."""
-        if path in HEALTH_PATHS or (self.serve_metrics and path in ("/", "/metrics")):
+        if path in HEALTH_PATHS or (
+            self.serve_metrics and path in ("/", "/metrics", STATUS_API_PATH)
+        ):
             return GET_METHODS
         if path == WEBHOOK_PATH and self.webhooks is not None:
             return "POST"
@@ -213,20 +217,6 @@ class ExporterServer(ThreadingHTTPServer):
         if not self.web_config.auth_required or path == WEBHOOK_PATH:
             return False
         return not (self.health_without_auth and path in HEALTH_PATHS)
-
-
-LANDING = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Codat freshness exporter</title></head>
-<body>
-<h1>Codat freshness exporter</h1>
-<p>Version {version}. {state}</p>
-<ul>
-<li><a href="/metrics">/metrics</a>: data freshness and exporter health</li>
-<li><a href="/-/healthy">/-/healthy</a>: 200 while the process runs</li>
-<li><a href="/-/ready">/-/ready</a>: 200 once data is served</li>
-</ul>
-</body></html>
-"""
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -282,7 +272,9 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/metrics":
             self._metrics()
         elif path == "/":
-            self._send(200, self._landing().encode(), "text/html; charset=utf-8")
+            self._status(statuspage.answer)
+        elif path == STATUS_API_PATH:
+            self._status(status_answer)
         else:
             self._send(404, b"Not found. Metrics are at /metrics.\n")
 
@@ -357,17 +349,14 @@ class Handler(BaseHTTPRequestHandler):
         snapshot = self.server.store.current.snapshot
         return snapshot.unready_reason or "no company has been polled yet"
 
-    def _landing(self) -> str:
-        snapshot = self.server.store.current.snapshot
-        if not self.server.store.ready.is_set():
-            state = f"Not ready: {self._not_ready()}."
-        else:
-            up = sum(1 for c in snapshot.companies.values() if c.up)
-            state = (
-                f"{snapshot.monitored} companies monitored, {up} polled successfully "
-                f"in the last cycle ({snapshot.poll_duration or 0:.1f}s)."
-            )
-        return LANDING.format(version=html.escape(__version__), state=html.escape(state))
+    def _status(self, answer: Callable[[FleetStatus, FilterError | None], Answer]) -> None:
+        server = self.server
+        reason = "" if server.store.ready.is_set() else self._not_ready()
+        query = self.path.partition("?")[2]
+        status, error = for_request(
+            server.store.current, server.metrics, server.clock.time(), query, reason
+        )
+        self._send(*answer(status, error))
 
     def _send(
         self,

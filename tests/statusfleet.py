@@ -1,0 +1,214 @@
+"""Shared by the status page, API and browser tests: snapshots made to order, served by the
+exporter's real HTTP server with a fake clock, and the page's table read back as a person
+would read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+
+import requests
+
+from exporter.collector import Exposition
+from exporter.config import FreshnessConfig
+from exporter.metrics import ExporterMetrics
+from exporter.state import (
+    CompanyState,
+    ConnectionState,
+    DataTypeStatus,
+    Snapshot,
+    SnapshotStore,
+    SyncDetail,
+)
+from exporter.web import ExporterServer
+from exporter.webconfig import WebConfig
+from tests.harness import START, FakeClock
+
+HOUR = 3600.0
+FRESHNESS = FreshnessConfig(default_max_age=2 * HOUR)
+
+
+def pair(
+    data_type: str, status: str = "Complete", age: float | None = 60.0, sync_id: str = ""
+) -> DataTypeStatus:
+    """A data type last synced ``age`` seconds before START (None: never)."""
+    last = None if age is None else START - age
+    return DataTypeStatus(data_type, status, last, latest_sync_id=sync_id or f"s-{data_type}")
+
+
+def company(
+    company_id: str,
+    *items: DataTypeStatus,
+    name: str = "",
+    up: bool = True,
+    connections: tuple[ConnectionState, ...] = (),
+    syncs: dict[str, SyncDetail] | None = None,
+) -> CompanyState:
+    return CompanyState(
+        company_id=company_id,
+        name=name or f"Company {company_id}",
+        up=up,
+        last_poll_success=START - 30 if up else START - 5 * HOUR,
+        data_types=items,
+        connections=connections,
+        syncs=syncs or {},
+    )
+
+
+def snapshot(*companies: CompanyState, **fields: Any) -> Snapshot:
+    return Snapshot(
+        companies={c.company_id: c for c in companies},
+        monitored=len(companies),
+        poll_duration=fields.pop("poll_duration", 12.5),
+        last_poll=fields.pop("last_poll", START - 20),
+        **fields,
+    )
+
+
+@dataclass
+class StatusServer:
+    """The exporter's HTTP server over a snapshot of the test's making."""
+
+    snapshot: Snapshot
+    clock: FakeClock = field(default_factory=FakeClock)
+    freshness: FreshnessConfig = FRESHNESS
+    web_config: WebConfig | None = None
+    metrics: ExporterMetrics = field(default_factory=ExporterMetrics)
+
+    def __post_init__(self) -> None:
+        self.store = SnapshotStore(Exposition(self.snapshot, self.freshness, 300.0))
+        self.store.publish(self.store.current)
+        self.server = ExporterServer(
+            "127.0.0.1:0", self.store, self.metrics, self.clock, web_config=self.web_config
+        )
+        self.server.start()
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.server.url + path, timeout=10, **kwargs)
+
+    def rows(self, path: str = "/") -> list[dict[str, str]]:
+        response = self.get(path)
+        assert response.status_code == 200, response.text
+        return table_rows(response.text)
+
+    def api(self, query: str = "") -> dict[str, Any]:
+        response = self.get("/api/v1/status" + query)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+class _Rows(HTMLParser):
+    """The pairs table's rows: each row's data-* attributes, plus its cells' text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, str]] = []
+        self._cells: list[str] | None = None
+        self._in_pairs = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "table":
+            self._in_pairs = found.get("id") == "pairs"
+        elif tag == "tr" and self._in_pairs and "data-company-id" in found:
+            self.rows.append({k.removeprefix("data-"): v or "" for k, v in found.items()})
+            self._cells = []
+        elif tag == "td" and self._cells is not None:
+            self._cells.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tr" and self._cells is not None:
+            names = ("company", "data_type", "status", "last_sync", "ages", "latest_sync",
+                     "connection", "poll")  # fmt: skip
+            cells = (" ".join(cell.split()) for cell in self._cells)
+            self.rows[-1].update(zip((f"{n}_cell" for n in names), cells, strict=True))
+            self._cells = None
+        elif tag == "table":
+            self._in_pairs = False
+
+    def handle_data(self, data: str) -> None:
+        if self._cells:
+            self._cells[-1] += data + " "
+
+
+def table_rows(page: str) -> list[dict[str, str]]:
+    """``[{"company-id": ..., "data-type": ..., "status": ..., "states": "AuthError stale",
+    "company_cell": "Acme Ltd c1", "latest_sync_cell": ..., ...}]``"""
+    parser = _Rows()
+    parser.feed(page)
+    return parser.rows
+
+
+def pairs_of(rows: list[dict[str, str]]) -> list[tuple[str, str]]:
+    return [(row["company-id"], row["data-type"]) for row in rows]
+
+
+class Servers:
+    """Starts ``StatusServer``s for a test and stops them all after it."""
+
+    def __init__(self) -> None:
+        self._made: list[StatusServer] = []
+
+    def __call__(self, *companies: CompanyState, **kwargs: Any) -> StatusServer:
+        made = StatusServer(snapshot(*companies, **kwargs.pop("snapshot_fields", {})), **kwargs)
+        self._made.append(made)
+        return made
+
+    def close(self) -> None:
+        for made in self._made:
+            made.close()
+
+
+def fleet(serve: Servers, **kwargs: Any) -> StatusServer:
+    """c1 Acme: invoices stale, bills AuthError, customers healthy. c2 Bolt: invoices failing
+    and stale, payments never synced, items queued for 2 h (stuck), accounts queued for
+    5 minutes (healthy). c3 Cobalt: bills paused for another hour. Max age 2 h."""
+    acme = company(
+        "c1",
+        pair("invoices", age=5 * HOUR),
+        pair("bills", "AuthError", age=HOUR),
+        pair("customers"),
+        name="Acme Ltd",
+        connections=(ConnectionState("k1", "Xero", "Accounting", "Deauthorized"),),
+        syncs={"bills": SyncDetail("s-bills", "AuthError", error_message="Token expired")},
+    )
+    bolt = company(
+        "c2",
+        pair("invoices", "FetchError", age=3 * HOUR),
+        pair("payments", "NeverSynced", age=None),
+        pair("items", "Queued"),
+        pair("accounts", "Queued"),
+        name="Bolt Inc",
+        syncs={
+            "invoices": SyncDetail("s-invoices", "FetchError", error_message="Xero answered 500"),
+            "items": SyncDetail("s-items", "Queued", requested=START - 2 * HOUR),
+            "accounts": SyncDetail("s-accounts", "Queued", requested=START - 300),
+        },
+    )
+    cobalt = company(
+        "c3",
+        pair("bills", age=HOUR / 2),
+        name="Cobalt",
+        syncs={
+            "bills": SyncDetail(
+                "s-bills", "Complete", status_description="Paused until 2026-11-23T13:00:00Z",
+                paused_until=START + HOUR,
+            )
+        },
+    )  # fmt: skip
+    return serve(acme, bolt, cobalt, **kwargs)
+
+
+NEEDS_ATTENTION = [
+    ("c1", "invoices"),  # 2.5 x its max age
+    ("c2", "invoices"),  # 1.5 x
+    ("c1", "bills"),  # 0.5 x
+    ("c3", "bills"),  # 0.25 x, paused
+    ("c2", "items"),  # stuck
+    ("c2", "payments"),  # never synced: last
+]
