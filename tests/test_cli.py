@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,3 +122,21 @@ def test_should_run_readmes_test_command_in_ci_unchanged() -> None:
     # Check
     assert command.endswith(".venv/bin/pytest")
     assert command in ci.splitlines()
+
+
+def test_should_call_every_readme_command_by_a_path_that_readmes_install_creates() -> None:
+    # Prepare: README installs into .venv and never onto PATH
+    readme = (ROOT / "README.md").read_text()
+    inline = re.findall(r"`((?:python3?|codat-freshness-exporter|pytest|ruff|mypy) [^`]*)`", readme)
+    blocks = re.findall(r"```sh\n(.*?)```", readme, re.DOTALL)
+    lines = [line.strip() for block in blocks for line in block.splitlines()]
+    # Act
+    commands = [*inline, *lines]
+    unreachable = [
+        c for c in commands
+        if re.match(r"(python|codat-freshness-exporter|pytest|ruff|mypy)\b", c)
+        and not c.startswith("python3 -m venv .venv")
+    ]  # fmt: skip
+    # Check
+    assert lines, "README has sh blocks"
+    assert unreachable == []
