@@ -93,12 +93,14 @@ class Estimate:
     shards: int = 1
     per_minute_limit: int | None = None
     """``codat.max_requests_per_minute`` of each replica; None: not checked."""
+    refreshes: float = 0.0
+    """At most ``refresh.max_per_day`` a replica, when refreshes are queued."""
 
     @property
     def total(self) -> float:
         return (
             self.polls + self.discovery + self.connections + self.sync_settings + self.names
-            + self.pull_operations
+            + self.pull_operations + self.refreshes
         )  # fmt: skip
 
     @property
@@ -132,6 +134,7 @@ class Estimate:
             ("sync settings", self.sync_settings),
             ("company names hourly", self.names),
             ("pull operations", self.pull_operations),
+            ("refreshes at most", self.refreshes),
         ]
         return ", ".join(f"{label}: {count:,.0f}" for label, count in parts if count)
 
@@ -186,6 +189,7 @@ def estimate_daily_requests(
     per_minute_limit: int | None = None,
     pull_operation_reads: int = 0,
     data_types: float = ASSUMED_DATA_TYPES,
+    refreshes: int = 0,
 ) -> Estimate:
     """Estimate a day's requests for the whole fleet; intervals in seconds, None = disabled.
 
@@ -233,6 +237,7 @@ def estimate_daily_requests(
         sync_settings=per_day(companies, sync_settings_interval),
         names=per_day(companies, NAME_REFRESH_INTERVAL if discovery_interval is None else None),
         pull_operations=companies * data_types * pull_operation_reads,
+        refreshes=float(refreshes),
         suggested_interval=None,
         shards=shards,
         per_minute_limit=per_minute_limit,

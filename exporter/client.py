@@ -42,6 +42,7 @@ COMPANY = "/companies/{companyId}"
 COMPANIES = "/companies"
 CONNECTIONS = "/companies/{companyId}/connections"
 SYNC_SETTINGS = "/companies/{companyId}/syncSettings"
+QUEUE_DATA_TYPE = "/companies/{companyId}/data/queue/{dataType}"
 PULL_OPERATION = "/companies/{companyId}/data/history/{datasetId}"
 MAX_PAGES = 10_000
 
@@ -241,6 +242,30 @@ class CodatClient:
         ``deadline`` is on the clock's monotonic scale; no retry starts that could not
         finish before it.
         """
+        return self._request("GET", route, deadline, params, **path)
+
+    def post_json(
+        self,
+        route: str,
+        deadline: float,
+        params: Mapping[str, str | int] | None = None,
+        **path: str,
+    ) -> Any:
+        """POST ``route`` with no body (Codat's queue routes) and return the decoded JSON.
+
+        Retried only when Codat said it did not act (429, 503): after a timeout or a broken
+        connection the request may have been carried out, and a second one would queue
+        twice."""
+        return self._request("POST", route, deadline, params, **path)
+
+    def _request(
+        self,
+        method: str,
+        route: str,
+        deadline: float,
+        params: Mapping[str, str | int] | None = None,
+        **path: str,
+    ) -> Any:
         # Ids are UUIDs, but a discovered one is whatever Codat lists: quoted, a "/", "?" or
         # "#" in it cannot turn the request into one for another resource.
         url = self._base_url + route.format(**{k: quote(v, safe="") for k, v in path.items()})
@@ -248,16 +273,18 @@ class CodatClient:
         for attempt in range(1, self._max_attempts + 1):
             if not self.limiter.acquire(deadline):
                 raise last or RateLimited(
-                    f"GET {route}: the client-side rate limit (or a 429 pause) would pass "
+                    f"{method} {route}: the client-side rate limit (or a 429 pause) would pass "
                     "the poll deadline"
                 )
             wait: float | None = None
             try:
-                return self._attempt(url, route, params, deadline)
+                return self._attempt(method, url, route, params, deadline)
             except (ApiKeyRejected, NotFound, MalformedResponse):
                 raise
             except _Retryable as exc:
                 last, wait = exc.error, exc.retry_after
+                if method != "GET" and last.status not in (429, 503):
+                    raise last from None
             if wait is None:
                 ceiling = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1))
                 wait = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
@@ -279,16 +306,22 @@ class CodatClient:
         raise last
 
     def _attempt(
-        self, url: str, route: str, params: Mapping[str, str | int] | None, deadline: float
+        self,
+        method: str,
+        url: str,
+        route: str,
+        params: Mapping[str, str | int] | None,
+        deadline: float,
     ) -> Any:
+        what = f"{method} {route}"
         budget = min(self._timeout, deadline - self._clock.monotonic())
         if budget <= 0:
-            raise _Retryable(RequestTimeout(f"GET {route}: no time left before the poll deadline"))
+            raise _Retryable(RequestTimeout(f"{what}: no time left before the poll deadline"))
         started = time.monotonic()
         io_deadline = started + budget
         code = "error"
         try:
-            status, headers, body = self._exchange(url, params, io_deadline, budget)
+            status, headers, body = self._exchange(method, url, params, io_deadline, budget)
             code = str(status)
             self._record_quota(headers)
         except MalformedResponse as exc:  # a body over the cap: Codat did answer
@@ -296,30 +329,30 @@ class CodatClient:
             raise
         except _BodyTimeout:
             raise _Retryable(
-                RequestTimeout(f"GET {route}: no complete answer within {budget:.3g}s")
+                RequestTimeout(f"{what}: no complete answer within {budget:.3g}s")
             ) from None
         except (requests.Timeout, urllib3.exceptions.TimeoutError):
             # urllib3's own errors come from reading the body ourselves (raw.read1), which
             # requests does not wrap: a stall mid-body, a connection cut short.
-            raise _Retryable(
-                RequestTimeout(f"GET {route}: timed out after {budget:.3g}s")
-            ) from None
+            raise _Retryable(RequestTimeout(f"{what}: timed out after {budget:.3g}s")) from None
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise _Retryable(ConnectionFailed(f"GET {route}: {_short(exc)}")) from None
+            raise _Retryable(ConnectionFailed(f"{what}: {_short(exc)}")) from None
         finally:
             self._metrics.request_done(route, code, time.monotonic() - started)
-        return self._interpret(route, status, headers, body)
+        return self._interpret(what, status, headers, body)
 
     def _exchange(
         self,
+        method: str,
         url: str,
         params: Mapping[str, str | int] | None,
         io_deadline: float,
         budget: float,
     ) -> tuple[int, Mapping[str, str], bytes]:
-        with self._session.get(
-            url, params=params, timeout=(budget, budget), stream=True, allow_redirects=False
-        ) as response:
+        with self._session.request(
+            method, url, params=params, timeout=(budget, budget), stream=True,
+            allow_redirects=False,
+        ) as response:  # fmt: skip
             chunks: list[bytes] = []
             size = 0
             while True:
@@ -331,7 +364,7 @@ class CodatClient:
                 size += len(chunk)
                 if size > self._max_body_bytes:
                     raise MalformedResponse(
-                        f"GET {url.removeprefix(self._base_url)}: body larger than "
+                        f"{method} {url.removeprefix(self._base_url)}: body larger than "
                         f"{self._max_body_bytes} bytes; not read further",
                         status=response.status_code,
                     )
@@ -349,16 +382,17 @@ class CodatClient:
         if reset is not None:
             latest.set(QUOTA_RESET, reset)
 
-    def _interpret(self, route: str, status: int, headers: Mapping[str, str], body: bytes) -> Any:
+    def _interpret(self, what: str, status: int, headers: Mapping[str, str], body: bytes) -> Any:
+        """``what`` is the method and route template, for messages: ``GET /companies``."""
         if status == 200:
             try:
                 return json.loads(body)
             except ValueError:
                 raise MalformedResponse(
-                    f"GET {route}: HTTP 200 with a body that is not JSON ({len(body)} bytes)",
+                    f"{what}: HTTP 200 with a body that is not JSON ({len(body)} bytes)",
                     status=status,
                 ) from None
-        detail = f"GET {route}: HTTP {status} ({describe_error_body(body)})"
+        detail = f"{what}: HTTP {status} ({describe_error_body(body)})"
         if status in (401, 403):
             raise ApiKeyRejected(detail, status=status)
         if status == 404:

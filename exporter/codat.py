@@ -243,6 +243,7 @@ def parse_pull_operation(body: object) -> SyncDetail:
         completed=_optional_datetime(body.get("completed")),
         progress=progress if isinstance(progress, int) and not isinstance(progress, bool) else None,
         paused_until=paused_until(description),
+        connection_id=_sync_id(body.get("connectionId")),
     )
 
 

@@ -66,6 +66,7 @@ __all__ = [
     "FreshnessConfig",
     "MetricsConfig",
     "PollConfig",
+    "RefreshConfig",
     "StateConfig",
     "WebhooksConfig",
     "format_duration",
@@ -358,6 +359,59 @@ class MetricsConfig:
 ALL_FAMILIES = MetricsConfig()
 
 
+NEVER_REFRESHED = ("AuthError", "NotSupported", "PermissionsError", "PrerequisiteNotMet")
+"""Statuses a new sync cannot fix (the customer must act), so refreshing only costs quota."""
+REFRESHABLE = ("FetchError", "MapError", "ValidationError", "ProcessingError", "InternalError",
+               "RateLimitError")  # fmt: skip
+
+
+def _refresh_status(value: Any, at: Where) -> str:
+    status = STRING.read(value, at)
+    if status in NEVER_REFRESHED:
+        raise ConfigError(
+            f"{at}: {status} is never refreshed: a new sync cannot fix it, the customer must act"
+        )
+    if status not in REFRESHABLE:
+        raise ConfigError(
+            f"{at}: {status!r} is not a status a refresh can fix (one of {', '.join(REFRESHABLE)})"
+        )
+    return status
+
+
+@dataclass(frozen=True)
+class RefreshConfig:
+    """``refresh``: queue a new sync of a pair that keeps failing with a transient error
+    (``exporter.refresh``). Off by default: it writes to Codat, and each sync costs quota."""
+
+    enabled: bool = setting(BOOL, "queue syncs for pairs failing transiently", default=False)
+    dry_run: bool = setting(
+        BOOL, "log and count what would be queued, queue nothing", default=False
+    )
+    statuses: tuple[str, ...] = setting(
+        list_of(Kind("status", _refresh_status), "list of statuses"),
+        "the statuses that are refreshed (never AuthError, NotSupported, PermissionsError, "
+        "PrerequisiteNotMet)", default=REFRESHABLE,
+    )  # fmt: skip
+    after: float = setting(
+        DURATION, "how long a pair must have been failing before its first refresh",
+        default=3600.0,
+    )  # fmt: skip
+    backoff: float = setting(
+        number(100), "each further refresh of the same failing pair waits this many times "
+        "longer", default=2.0,
+    )  # fmt: skip
+    max_per_company_per_day: int = setting(
+        whole_number(1000), "refreshes per company per UTC day", default=5
+    )
+    max_per_day: int = setting(
+        whole_number(1_000_000), "refreshes per UTC day for this replica (divide the fleet's "
+        "by the shards)", default=500,
+    )  # fmt: skip
+    stale: bool = setting(
+        BOOL, "also refresh a Complete pair that is past its max age", default=False
+    )
+
+
 @dataclass(frozen=True)
 class StateConfig:
     """``state``: what the exporter knew at its last cycle, kept for a restart."""
@@ -483,6 +537,7 @@ class Config:
     diagnostics: DiagnosticsConfig = section(DiagnosticsConfig)
     state: StateConfig = section(StateConfig)
     metrics: MetricsConfig = section(MetricsConfig)
+    refresh: RefreshConfig = section(RefreshConfig)
     warnings: tuple[str, ...] = ()
     """Accepted but doubtful values, one line each, key first."""
 

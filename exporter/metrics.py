@@ -132,6 +132,11 @@ STATE_FILE_ERRORS = MetricSpec(
     "Failed writes of the state file (state.file); the exporter goes on without it. Updated "
     "after each cycle.",
 )  # fmt: skip
+REFRESHES = MetricSpec(
+    "codat_exporter_refreshes_total", "counter", ("data_type", "result"),
+    "Syncs the exporter queued for failing pairs (refresh.enabled), by data type and result: "
+    "queued, dry_run, already_in_progress, capped, rejected, error. Updated as it happens.",
+)  # fmt: skip
 SYNC_DURATION = MetricSpec(
     "codat_data_type_sync_duration_seconds", "histogram", ("data_type",),
     "Seconds from requested to completed of each successful sync seen, read from its pull "
@@ -229,7 +234,7 @@ REGISTRY_METRICS = (
     API_REQUESTS, API_DURATION, SYNC_DURATION, POLL_ERRORS, PULL_OPERATION_ERRORS,
     RATE_LIMITED, QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET, ESTIMATED_DAILY,
     DISCOVERY_FAILURES, LAST_DISCOVERY, SHARD_INFO, WEBHOOKS, HTTP_REJECTED, CYCLE_PROGRESS,
-    STATE_FILE_ERRORS, BUILD_INFO,
+    STATE_FILE_ERRORS, REFRESHES, BUILD_INFO,
 )  # fmt: skip
 """Kept by prometheus_client in the exporter's private registry."""
 
@@ -317,6 +322,9 @@ class ExporterMetrics:
         self.rate_limited = Counter(_base(RATE_LIMITED), RATE_LIMITED.help, registry=self.registry)
         self.cycle_progress = Gauge(
             CYCLE_PROGRESS.name, CYCLE_PROGRESS.help, registry=self.registry
+        )
+        self.refreshes = Counter(
+            _base(REFRESHES), REFRESHES.help, REFRESHES.labels, registry=self.registry
         )
         self.state_file_errors = Counter(
             _base(STATE_FILE_ERRORS), STATE_FILE_ERRORS.help, registry=self.registry

@@ -42,8 +42,18 @@ from exporter.discovery import Discovery
 from exporter.failurelog import FailureLog
 from exporter.metrics import ESTIMATED_DAILY, ExporterMetrics
 from exporter.phrases import plural
+from exporter.refresh import Refresher
 from exporter.sidevalues import SideValues
-from exporter.state import CompanyInfo, CompanyState, Outcome, Snapshot, SnapshotStore
+from exporter.state import (
+    CompanyInfo,
+    CompanyState,
+    DataTypeStatus,
+    Outcome,
+    RefreshMark,
+    Snapshot,
+    SnapshotStore,
+    SyncDetail,
+)
 from exporter.statefile import SavedState
 
 log = logging.getLogger(__name__)
@@ -105,6 +115,9 @@ class Poller:
             else None
         )
         self._failures = FailureLog(metrics)
+        self._refresher = (
+            Refresher(config.refresh, client, metrics, clock) if config.refresh.enabled else None
+        )
         self._states: dict[str, CompanyState] = {}
         self._state_at: dict[str, float] = {}
         self._states_lock = threading.Lock()
@@ -163,6 +176,8 @@ class Poller:
             self._failures.forget_all_but(kept)
             if self._diagnostics is not None:
                 self._diagnostics.forget_all_but(kept)
+            if self._refresher is not None:
+                self._refresher.forget_all_but(kept)
             with self._states_lock:
                 for company_id in self._state_at.keys() - kept:
                     del self._state_at[company_id]
@@ -188,6 +203,7 @@ class Poller:
             listed_at=None if discovery is None else discovery[1],
             fetched=self._side.saved(),
             seen_syncs=self._diagnostics.saved() if self._diagnostics else {},
+            extra={"refresh": self._refresher.saved()} if self._refresher else {},
         )
 
     def restore(self, state: SavedState) -> None:
@@ -202,6 +218,8 @@ class Poller:
             if self._diagnostics is not None:
                 details = {c: s.syncs for c, s in state.companies.items()}
                 self._diagnostics.restore(state.seen_syncs, details)
+            if self._refresher is not None and isinstance(state.extra.get("refresh"), dict):
+                self._refresher.restore(state.extra["refresh"])
             self._states = dict(state.companies)
             self._state_at = dict.fromkeys(state.companies, -math.inf)
             if state.last_poll is not None:
@@ -391,6 +409,7 @@ class Poller:
             connections=self._side.connections(company_id),
             sync_schedules=self._side.sync_schedules(company_id),
             syncs=outcome.syncs,
+            refreshes=outcome.refreshes,
         )
         if outcome.data_types is not None:
             return base
@@ -401,6 +420,7 @@ class Poller:
             last_poll_success=previous.last_poll_success,
             data_types=previous.data_types,
             syncs=previous.syncs,
+            refreshes=previous.refreshes,
         )
 
     # --- one company ----------------------------------------------------------------------
@@ -425,6 +445,7 @@ class Poller:
                 if self._diagnostics is not None
                 else {}
             )
+            refreshes = self._refresh(company_id, data_types, syncs, deadline)
         except NotFound as exc:
             return Outcome(company_id, error=str(exc), reason=exc.reason, gone=True)
         except CodatError as exc:
@@ -437,8 +458,28 @@ class Poller:
         if side_failure is not None:
             return Outcome(company_id, data_types, error=str(side_failure),
                            reason=side_failure.reason, at=self._clock.monotonic(),
-                           syncs=syncs)  # fmt: skip
-        return Outcome(company_id, data_types, at=self._clock.monotonic(), syncs=syncs)
+                           syncs=syncs, refreshes=refreshes)  # fmt: skip
+        return Outcome(company_id, data_types, at=self._clock.monotonic(), syncs=syncs,
+                       refreshes=refreshes)  # fmt: skip
+
+    def _refresh(
+        self,
+        company_id: str,
+        data_types: tuple[DataTypeStatus, ...],
+        syncs: Mapping[str, SyncDetail],
+        deadline: float,
+    ) -> dict[str, RefreshMark]:
+        if self._refresher is None:
+            return {}
+        freshness = self._config.freshness
+        schedules = self._side.sync_schedules(company_id)
+        max_ages = {
+            item.data_type: freshness.max_age_for(
+                item.data_type, company_id, schedules.get(item.data_type)
+            )
+            for item in data_types
+        }
+        return self._refresher.consider(company_id, data_types, syncs, max_ages, deadline)
 
     def _failed(self, company_id: str, error: str, reason: str) -> Outcome:
         return Outcome(company_id, error=error, reason=reason, at=self._clock.monotonic())
@@ -480,6 +521,11 @@ class Poller:
                 config.diagnostics.pull_operations + config.diagnostics.sync_durations
             ),
             data_types=data_types,
+            refreshes=(
+                config.refresh.max_per_day * config.shard.count
+                if config.refresh.enabled and not config.refresh.dry_run
+                else 0
+            ),
         )
         self._metrics.latest.set(ESTIMATED_DAILY, estimate.total)
         warning = estimate.warning()

@@ -45,6 +45,18 @@ class SyncDetail:
     progress: int | None = None
     paused_until: float | None = None
     """From a ``statusDescription`` of "Paused until <DateTime>"."""
+    connection_id: str = ""
+    """The connection the sync ran on, when the pull operation says."""
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshMark:
+    """A refresh the exporter queued for a failing pair (``exporter.refresh``)."""
+
+    queued_at: float
+    """Unix seconds of the latest one."""
+    attempts: int
+    """Refreshes of this failure so far (reset when the pair recovers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +92,8 @@ class CompanyState:
     """Unix seconds the company was created in Codat, when read."""
     syncs: Mapping[str, SyncDetail] = field(default_factory=dict)
     """Per data type, the latest sync's pull operation when it is not Complete."""
+    refreshes: Mapping[str, RefreshMark] = field(default_factory=dict)
+    """Per data type, the refresh queued for it while it fails (``refresh.enabled``)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,7 @@ class Outcome:
     """Monotonic time the poll finished: of two results for a company, the later wins."""
     syncs: Mapping[str, SyncDetail] = field(default_factory=dict)
     """With ``data_types``: the latest-sync details read (``exporter.diagnostics``)."""
+    refreshes: Mapping[str, RefreshMark] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
