@@ -25,10 +25,10 @@ from common import exporter_config, send, serve_commands
 
 from exporter.client import CodatClient
 from exporter.clock import SystemClock
-from exporter.collector import Exposition
+from exporter.collector import Exposition, SnapshotStore
 from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller
-from exporter.state import Snapshot, SnapshotStore
+from exporter.state import Snapshot
 from exporter.web import ExporterServer
 
 

@@ -47,13 +47,13 @@ import requests
 from prometheus_client import Counter as Counter_
 
 from exporter.client import CodatClient
-from exporter.collector import Exposition
+from exporter.collector import Exposition, SnapshotStore
 from exporter.config import parse_config
 from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller
 from exporter.simulator import Fault, Fleet, SimulatedCodat
 from exporter.simulator.server import COMPANIES, CONNECTIONS, DATA_STATUS, LISTING, SYNC_SETTINGS
-from exporter.state import Snapshot, SnapshotStore
+from exporter.state import Snapshot
 from exporter.web import ExporterServer
 
 API_KEY = "soak-api-key-3f9a"

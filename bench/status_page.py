@@ -37,7 +37,7 @@ from exporter import statuspage
 from exporter.assess import FleetPairs
 from exporter.clock import SystemClock
 from exporter.codat import DATA_TYPES, ERROR_STATUSES, IN_PROGRESS_STATUSES
-from exporter.collector import Exposition
+from exporter.collector import Exposition, SnapshotStore
 from exporter.config import FreshnessConfig
 from exporter.metrics import ExporterMetrics
 from exporter.state import (
@@ -45,7 +45,6 @@ from exporter.state import (
     ConnectionState,
     DataTypeStatus,
     Snapshot,
-    SnapshotStore,
     SyncDetail,
 )
 from exporter.status import answer, for_request

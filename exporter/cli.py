@@ -19,12 +19,12 @@ from prometheus_client import generate_latest
 from exporter import __version__, statefile
 from exporter.client import CodatClient
 from exporter.clock import SystemClock
-from exporter.collector import Exposition
+from exporter.collector import Exposition, SnapshotStore
 from exporter.config import Config, ConfigError, load_config
 from exporter.listen import DEFAULT_LISTEN_ADDRESS, LISTEN_FLAG, parse_listen_address
 from exporter.metrics import ExporterMetrics
 from exporter.poller import CycleResult, Poller
-from exporter.state import Snapshot, SnapshotStore
+from exporter.state import Snapshot
 from exporter.web import DEFAULT_MAX_REQUESTS, ExporterServer
 from exporter.webhooks import WebhookReceiver, WebhookVerifier
 from exporter.webreload import ReloadingWebConfig

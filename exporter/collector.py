@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 import zlib
 from array import array
 from collections import Counter
@@ -326,3 +327,23 @@ class Exposition:
     def render(self, now: float, extra: bytes = b"", compress: bool = False) -> bytes:
         """The whole body at once, for ``--once`` and tests; /metrics streams ``pieces``."""
         return b"".join(self.pieces(now, extra, compress))
+
+
+class SnapshotStore:
+    """Holds the current snapshot and its rendered exposition; swaps are atomic."""
+
+    def __init__(self, initial: Exposition) -> None:
+        self._current = initial
+        self._lock = threading.Lock()
+        self.ready = threading.Event()
+        """Set once a snapshot that is ``ready`` has been published: /-/ready answers 200."""
+
+    @property
+    def current(self) -> Exposition:
+        return self._current
+
+    def publish(self, exposition: Exposition) -> None:
+        with self._lock:
+            self._current = exposition
+        if exposition.snapshot.ready:
+            self.ready.set()

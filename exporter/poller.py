@@ -35,7 +35,7 @@ from exporter.assess import count_pairs
 from exporter.client import CodatClient, CodatError, NotFound
 from exporter.clock import Clock
 from exporter.codat import ShapeError, company_id, parse_data_statuses
-from exporter.collector import Exposition
+from exporter.collector import Exposition, SnapshotStore
 from exporter.config import Config
 from exporter.diagnostics import SyncDiagnostics
 from exporter.discovery import Discovery
@@ -51,7 +51,6 @@ from exporter.state import (
     Outcome,
     RefreshMark,
     Snapshot,
-    SnapshotStore,
     SyncDetail,
 )
 from exporter.statefile import SavedState

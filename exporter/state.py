@@ -7,13 +7,8 @@ label sets to purge.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from exporter.collector import Exposition
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,23 +129,3 @@ class Snapshot:
         """What ``/-/ready`` answers: data is served (a cycle has ended, a state file was
         loaded, or the first cycle has published some companies) for the configured fleet."""
         return (self.complete or bool(self.companies)) and not self.unready_reason
-
-
-class SnapshotStore:
-    """Holds the current snapshot and its rendered exposition; swaps are atomic."""
-
-    def __init__(self, initial: Exposition) -> None:
-        self._current = initial
-        self._lock = threading.Lock()
-        self.ready = threading.Event()
-        """Set once a snapshot that is ``ready`` has been published: /-/ready answers 200."""
-
-    @property
-    def current(self) -> Exposition:
-        return self._current
-
-    def publish(self, exposition: Exposition) -> None:
-        with self._lock:
-            self._current = exposition
-        if exposition.snapshot.ready:
-            self.ready.set()

@@ -30,10 +30,9 @@ from prometheus_client import generate_latest
 
 from exporter import __version__, statuspage
 from exporter.clock import Clock
-from exporter.collector import CONTENT_TYPE
+from exporter.collector import CONTENT_TYPE, SnapshotStore
 from exporter.listen import parse_listen_address
 from exporter.metrics import ExporterMetrics
-from exporter.state import SnapshotStore
 from exporter.status import STATUS_API_PATH, Answer, FilterError, FleetStatus, for_request
 from exporter.status import answer as status_answer
 from exporter.webconfig import BASIC_CHALLENGE, WebConfig

@@ -17,12 +17,12 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.client import CodatClient
-from exporter.collector import Exposition
+from exporter.collector import Exposition, SnapshotStore
 from exporter.config import Config, parse_config
 from exporter.metrics import ExporterMetrics
 from exporter.poller import CycleResult, Poller
 from exporter.simulator import Fleet, SimulatedCodat
-from exporter.state import Snapshot, SnapshotStore
+from exporter.state import Snapshot
 from exporter.web import ExporterServer
 
 API_KEY = "test-key-5f2b9c"

@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from exporter.collector import Exposition
+from exporter.collector import Exposition, SnapshotStore
 from exporter.config import FreshnessConfig
 from exporter.metrics import ExporterMetrics
 from exporter.state import (
@@ -18,7 +18,6 @@ from exporter.state import (
     ConnectionState,
     DataTypeStatus,
     Snapshot,
-    SnapshotStore,
     SyncDetail,
 )
 from exporter.web import ExporterServer

@@ -11,13 +11,13 @@ import pytest
 
 from exporter.client import CodatClient
 from exporter.clock import SystemClock
-from exporter.collector import Exposition
+from exporter.collector import Exposition, SnapshotStore
 from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller
 from exporter.sharding import shard_of
 from exporter.simulator import Fault, Fleet, SimulatedCodat
 from exporter.simulator.server import COMPANIES, DATA_STATUS, LISTING
-from exporter.state import Snapshot, SnapshotStore
+from exporter.state import Snapshot
 from tests.harness import API_KEY, Harness, Scrape, make_config
 
 UP = "codat_exporter_company_up"

@@ -39,11 +39,8 @@ def restarted(make_harness: Callable[..., Harness], path: Path, **sections: obje
     return harness
 
 
-def series(harness: Harness, name: str) -> dict[tuple[str, ...], float]:
-    return {
-        tuple(sorted(s.labels.items())): s.value  # type: ignore[misc]
-        for s in harness.scrape().find(name)
-    }
+def series(harness: Harness, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {tuple(sorted(s.labels.items())): s.value for s in harness.scrape().find(name)}
 
 
 def test_should_serve_the_last_known_values_before_the_first_poll_after_a_restart(
