@@ -321,6 +321,7 @@ def rfc3339(moment: float | None) -> str | None:
 def pair_json(state: PairState) -> dict[str, Any]:
     item, sync = state.item, state.sync
     connections = connections_for(state.company, item.data_type)
+    refresh = state.company.refreshes.get(item.data_type)
     return {
         "company_id": state.company.company_id,
         "company_name": state.company.name,
@@ -335,6 +336,8 @@ def pair_json(state: PairState) -> dict[str, Any]:
         "latest_sync_requested": rfc3339(sync.requested if sync else None),
         "error_message": sync.error_message if sync else None,
         "status_description": sync.status_description if sync else None,
+        "refresh_queued_at": rfc3339(refresh.queued_at if refresh else None),
+        "refresh_attempts": refresh.attempts if refresh else 0,
         "connection_status": connections[0].status if connections else None,
         "connection_platform": connections[0].platform if connections else None,
         "company_up": state.company.up,

@@ -224,9 +224,14 @@ def _form(status: FleetStatus) -> str:
 
 def _latest_sync(state: PairState, now: float) -> str:
     sync = state.sync
-    if sync is None:
-        return ""
+    refresh = state.company.refreshes.get(state.item.data_type)
     parts = []
+    if refresh is not None:
+        parts.append(
+            e(f"refresh queued {when(refresh.queued_at, now)}, attempt {refresh.attempts}")
+        )
+    if sync is None:
+        return "<br>".join(parts)
     if sync.error_message:
         parts.append(f'<span class="msg">{e(sync.error_message)}</span>')
     if sync.status_description:
