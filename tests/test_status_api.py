@@ -48,7 +48,8 @@ def test_should_describe_each_pair_with_the_fields_readme_documents(serve: Serve
         "last_successful_sync": "2026-11-23T07:00:00Z", "age_seconds": 18000.0,
         "max_age_seconds": 7200.0, "stale": True, "paused_until": None,
         "latest_sync_requested": None, "error_message": None, "status_description": None,
-        "refresh_queued_at": None, "refresh_attempts": 0, "connection_status": "Deauthorized", "connection_platform": "Xero", "company_up": True,
+        "refresh_queued_at": None, "refresh_attempts": 0, "connection_status": "Deauthorized",
+        "connection_platform": "Xero", "company_up": True,
     }  # fmt: skip
     assert pairs["c1", "bills"]["error_message"] == "Token expired"
     assert pairs["c1", "bills"]["stale"] is False
