@@ -4,9 +4,11 @@ JSON checked against what /metrics says of the same pairs."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -212,3 +214,26 @@ def test_should_show_every_pair_metrics_calls_stale_and_agree_with_metrics_on_ea
         labels = {"company_id": company_id, "data_type": data_type}
         assert scrape.value("codat_data_type_status", status=entry["status"], **labels) == 1
         assert scrape.value("codat_data_type_max_age_seconds", **labels) == entry["max_age_seconds"]
+
+
+def readme_sample() -> dict[str, Any]:
+    """The JSON sample of README's "Status page and JSON API" section."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Status page and JSON API", 1)[1]
+    sample: dict[str, Any] = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+    return sample
+
+
+def test_should_answer_with_the_fields_of_readmes_sample(serve: Servers) -> None:
+    # Prepare
+    sample = readme_sample()
+    server = fleet(serve)
+    # Act
+    body = server.api("?status=failing&company=c2")
+    # Check
+    assert body.keys() == sample.keys()
+    assert body["summary"].keys() == sample["summary"].keys()
+    assert body["pairs"][0].keys() == sample["pairs"][0].keys()
+    assert body["companies"][0].keys() == sample["companies"][0].keys()
+    assert body["pairs"] == sample["pairs"]
+    assert body["filters"] == sample["filters"]
