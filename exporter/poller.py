@@ -42,6 +42,7 @@ from exporter.discovery import Discovery
 from exporter.failurelog import FailureLog
 from exporter.metrics import ESTIMATED_DAILY, ExporterMetrics
 from exporter.phrases import plural
+from exporter.progress import Progress
 from exporter.refresh import Refresher
 from exporter.sidevalues import SideValues
 from exporter.state import (
@@ -61,8 +62,7 @@ SPREAD = 0.8
 """Share of the interval the cycle's requests are spread over; the rest absorbs retries."""
 PUBLISH_EVERY = 5.0
 """Seconds between the first cycle's partial snapshots."""
-PROGRESS_EVERY = 30.0
-"""Seconds between a long cycle's progress lines."""
+
 _NOT_LISTED: Mapping[str, CompanyInfo] = {}
 
 
@@ -331,7 +331,7 @@ class Poller:
         first = self._last_cycle is None
         spread = self._spread and not first
         defer = first and self._first_cycle_too_long(len(targets))
-        progress = _Progress(len(targets), self._clock, self._metrics, first,
+        progress = Progress(len(targets), self._clock, self._metrics, first,
                              self._config.codat.max_requests_per_minute)  # fmt: skip
         futures: list[Future[Outcome]] = []
         for index, target in enumerate(targets):
@@ -360,7 +360,7 @@ class Poller:
         per_interval = config.codat.max_requests_per_minute * config.poll.interval / 60
         return companies * (1 + kinds) > per_interval
 
-    def _publish_as_they_come(self, futures: list[Future[Outcome]], progress: _Progress) -> None:
+    def _publish_as_they_come(self, futures: list[Future[Outcome]], progress: Progress) -> None:
         """Merge and publish finished polls every PUBLISH_EVERY seconds until all are in."""
         published_at = self._clock.monotonic()
         while progress.wait_for_more(len(futures)) and not self._stopping.is_set():
@@ -538,55 +538,3 @@ class Poller:
         log.info("poll cycle: %s polled, %d failed%s; data types: %s; took %.1fs",
                  plural(polled, "company"), result.failed, gone, counts.summary(),
                  snapshot.poll_duration or 0.0)  # fmt: skip
-
-
-class _Progress:
-    """How far a cycle is: ``codat_exporter_cycle_progress_ratio``, and a log line at least
-    every PROGRESS_EVERY seconds of a long cycle::
-
-        first cycle: 4,000 of 10,000 companies, about 10 min left at 600 requests/min
-
-    ``done`` runs on the worker threads as each poll ends."""
-
-    def __init__(
-        self, total: int, clock: Clock, metrics: ExporterMetrics, first: bool, per_minute: int
-    ) -> None:
-        self._total = total
-        self._clock = clock
-        self._metrics = metrics
-        self._what = "first cycle" if first else "poll cycle"
-        self._per_minute = per_minute
-        self._done = 0
-        self._started = self._logged = clock.monotonic()
-        self._lock = threading.Condition()
-        metrics.cycle_progress.set(0 if total else 1)
-
-    def wait_for_more(self, submitted: int) -> bool:
-        """Wait (a second at most) for a poll to end; False once all ``submitted`` have."""
-        with self._lock:
-            if self._done >= submitted:
-                return False
-            self._lock.wait(timeout=1.0)
-            return self._done < submitted
-
-    def done(self, _future: Future[Outcome]) -> None:
-        with self._lock:
-            self._done += 1
-            self._lock.notify_all()
-            done, now = self._done, self._clock.monotonic()
-            self._metrics.cycle_progress.set(done / self._total)
-            if now - self._logged < PROGRESS_EVERY or done == self._total:
-                return
-            self._logged = now
-        left = (self._total - done) * (now - self._started) / done
-        log.info("%s: %s of %s, about %s left at %s requests/min", self._what,
-                 f"{done:,}", plural(self._total, "company"), _minutes(left),
-                 f"{self._per_minute:,}")  # fmt: skip
-
-
-def _minutes(seconds: float) -> str:
-    """``45 s``, ``6 min``, ``2 h 5 min``: how long is left, as a person would say it."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60} min"
