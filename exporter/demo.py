@@ -4,7 +4,9 @@ The fleet is the simulator's seeded one (about 20 companies), discovered through
 ``GET /companies`` as a real fleet would be, with thresholds derived from each company's sync
 settings unless set per data type. It always contains the cases worth seeing: an AuthError
 company, stale data types, never-synced and first-failed
-data types, one data type recovering and one starting to fail a few minutes in.
+data types, one data type recovering and one starting to fail a few minutes in, one whose
+sync Codat paused until a couple of hours after start, and one on-premise (QuickBooks
+Desktop) connector's sync queued for hours.
 """
 
 from __future__ import annotations

@@ -312,6 +312,8 @@ class ExporterMetrics:
             PULL_OPERATION_ERRORS.labels,
             registry=self.registry,
         )
+        for reason in POLL_ERROR_REASONS:
+            self.pull_operation_errors.labels(reason)
         self.sync_duration = Histogram(
             SYNC_DURATION.name,
             SYNC_DURATION.help,

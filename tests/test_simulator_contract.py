@@ -33,6 +33,8 @@ INSTANTS = {"now": 0.0, "in an hour": HOUR, "in a day": 24 * HOUR}
 
 COMPANY = "/companies/{id}"
 DATA_STATUS = "/companies/{id}/dataStatus"
+HISTORY = "/companies/{id}/data/history"
+PULL_OPERATION = "/companies/{id}/data/history/{sync}"
 
 
 def allowing_never_synced(document: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +108,7 @@ def test_should_vendor_a_valid_schema_for_every_body_checked_now_or_next() -> No
     needed = {
         "DataStatuses", "DataStatus", "Company", "Companies", "PagingInfo", "ErrorMessage",
         "Connections", "Connection", "CompanySyncSettings", "SyncSetting",
-        "ReadCompletedWebhook", "ConnectionWebhook",
+        "ReadCompletedWebhook", "ConnectionWebhook", "PullOperation", "PullOperations",
     }  # fmt: skip
 
     # Act
@@ -195,7 +197,7 @@ def test_should_page_companies_matching_the_contract_when_following_next_links(
     [None, "Basic " + base64.b64encode(b"not-the-key").decode()],
     ids=["no key", "wrong key"],
 )
-@pytest.mark.parametrize("path", ["/companies", COMPANY, DATA_STATUS])
+@pytest.mark.parametrize("path", ["/companies", COMPANY, DATA_STATUS, HISTORY])
 def test_should_refuse_a_request_without_the_key_with_a_401_error_message(
     simulated: Simulated, contract: Contract, authorization: str | None, path: str
 ) -> None:
@@ -212,7 +214,7 @@ def test_should_refuse_a_request_without_the_key_with_a_401_error_message(
     assert body["statusCode"] == 401
 
 
-@pytest.mark.parametrize("path", [COMPANY, DATA_STATUS])
+@pytest.mark.parametrize("path", [COMPANY, DATA_STATUS, HISTORY])
 def test_should_answer_an_unknown_company_with_a_404_error_message(
     simulated: Simulated, contract: Contract, path: str
 ) -> None:
@@ -239,6 +241,8 @@ def test_should_emit_only_datetimes_that_parse_datetime_reads(simulated: Simulat
         for cid in simulated.fleet.companies:
             checked.errors("Company", simulated.json(COMPANY.format(id=cid)))
         checked.errors("Companies", simulated.json("/companies"))
+        for cid in simulated.fleet.companies:
+            checked.errors("PullOperations", simulated.json(HISTORY.format(id=cid)))
 
     # Check
     unreadable = []
@@ -334,7 +338,7 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("query", "named"), MALFORMED, ids=[q for q, _ in MALFORMED])
-@pytest.mark.parametrize("path", ["/companies", CONNECTIONS])
+@pytest.mark.parametrize("path", ["/companies", CONNECTIONS, HISTORY])
 def test_should_answer_a_malformed_paging_parameter_with_a_400_error_message(
     simulated: Simulated, contract: Contract, path: str, query: str, named: str
 ) -> None:
@@ -413,3 +417,310 @@ def test_should_page_inconsistently_only_as_the_fleets_paging_asks(
     assert ("next" in last["_links"]) is last_links_next
     assert last["totalResults"] == total
     assert (beyond["results"], "next" in beyond["_links"]) == ([], False)
+
+
+# --- pull operations: GET /companies/{companyId}/data/history[/{datasetId}] ---------------
+
+
+def pull_operation(simulated: Simulated, company_id: str, sync_id: str) -> Any:
+    return simulated.json(PULL_OPERATION.format(id=company_id, sync=sync_id))
+
+
+def latest_pull_operations(simulated: Simulated) -> list[tuple[str, dict[str, Any], Any]]:
+    """(company id, dataStatus entry, its latestSyncId's pull operation) of every pair that
+    has synced, at the clock's current time."""
+    return [
+        (cid, entry, pull_operation(simulated, cid, entry["latestSyncId"]))
+        for cid, body in simulated.data_statuses().items()
+        for entry in body.values()
+        if "latestSyncId" in entry
+    ]
+
+
+def history_pages(simulated: Simulated, company_id: str, size: int) -> list[dict[str, Any]]:
+    """Every page of the company's pull operations, following the next links."""
+    pages: list[dict[str, Any]] = []
+    path: str | None = f"{HISTORY.format(id=company_id)}?page=1&pageSize={size}"
+    while path is not None and len(pages) < 1000:
+        pages.append(simulated.json(path))
+        path = pages[-1]["_links"].get("next", {}).get("href")
+    return pages
+
+
+def paused(operation: dict[str, Any]) -> float | None:
+    match = re.fullmatch(r"Paused until (\S+)", operation.get("statusDescription") or "")
+    return parse_datetime(match[1]) if match else None
+
+
+@pytest.mark.parametrize("offset", list(INSTANTS.values()), ids=list(INSTANTS))
+def test_should_serve_the_latest_sync_of_every_pair_as_its_pull_operation_with_its_status(
+    simulated: Simulated, contract: Contract, offset: float
+) -> None:
+    # Prepare
+    simulated.clock.advance(offset)
+
+    # Act
+    found = latest_pull_operations(simulated)
+
+    # Check
+    assert len(found) > 100
+    problems = [
+        f"{cid} {entry['dataType']}: {problem}"
+        for cid, entry, operation in found
+        for problem in contract.errors("PullOperation", operation)
+    ]
+    assert problems == []
+    mismatched = [
+        (cid, entry, operation) for cid, entry, operation in found
+        if (operation["id"], operation["companyId"], operation["dataType"], operation["status"])
+        != (entry["latestSyncId"], cid, entry["dataType"], entry["currentStatus"])
+    ]  # fmt: skip
+    assert mismatched == []
+    assert {operation["status"] for _, _, operation in found} == set(KNOWN_STATUSES)
+    requested = [parse_datetime(operation["requested"]) for _, _, operation in found]
+    assert max(requested) <= simulated.clock.time()
+
+
+@pytest.mark.parametrize("offset", list(INSTANTS.values()), ids=list(INSTANTS))
+def test_should_serve_the_last_successful_sync_as_a_complete_pull_operation_ending_then(
+    simulated: Simulated, contract: Contract, offset: float
+) -> None:
+    # Prepare
+    simulated.clock.advance(offset)
+    pairs = [
+        (cid, entry)
+        for cid, body in simulated.data_statuses().items()
+        for entry in body.values()
+        if "latestSuccessfulSyncId" in entry
+    ]
+
+    # Act
+    found = [(entry, pull_operation(simulated, cid, entry["latestSuccessfulSyncId"]))
+             for cid, entry in pairs]  # fmt: skip
+
+    # Check
+    assert len(found) > 100
+    assert [p for _, op in found for p in contract.errors("PullOperation", op)] == []
+    assert {(op["status"], op["progress"], op["isCompleted"], op["isErrored"])
+            for _, op in found} == {("Complete", 100, True, False)}  # fmt: skip
+    # lastSuccessfulSync is when that sync completed, in the data type's own date form (a
+    # bare date, or whole seconds at the coarsest).
+    late = [
+        (entry["lastSuccessfulSync"], op["completed"]) for entry, op in found
+        if not (
+            entry["lastSuccessfulSync"][:10] == op["completed"][:10]
+            if len(entry["lastSuccessfulSync"]) == 10
+            else abs(parse_datetime(entry["lastSuccessfulSync"]) - parse_datetime(op["completed"]))
+            < 1
+        )
+    ]  # fmt: skip
+    assert late == []
+
+
+def test_should_give_every_failed_sync_the_error_message_of_its_status(
+    simulated: Simulated,
+) -> None:
+    # Act
+    failed = [
+        operation
+        for _ in simulated.at_each_instant()
+        for _, _, operation in latest_pull_operations(simulated)
+        if operation["status"] in (*ERROR_STATUSES, "AuthError")
+    ]
+
+    # Check
+    messages = {operation["status"]: operation.get("errorMessage") for operation in failed}
+    assert set(messages) == {*ERROR_STATUSES, "AuthError"}
+    assert messages["FetchError"] == "The source platform returned 503 Service Unavailable"
+    assert messages["AuthError"] == "The access token has expired or been revoked"
+    assert all(isinstance(m, str) and len(m) > 20 for m in messages.values()), messages
+    assert len(set(messages.values())) == len(messages), "one message per status"
+    assert {(op["isErrored"], op["isCompleted"], "completed" in op) for op in failed} == {
+        (True, False, True)
+    }
+
+
+def test_should_leave_the_error_message_out_of_syncs_that_did_not_fail(
+    simulated: Simulated,
+) -> None:
+    # Act
+    others = [
+        operation
+        for _ in simulated.at_each_instant()
+        for _, _, operation in latest_pull_operations(simulated)
+        if operation["status"] not in (*ERROR_STATUSES, "AuthError")
+    ]
+
+    # Check
+    assert others
+    assert [op for op in others if op.get("errorMessage") or op["isErrored"]] == []
+    running = [op for op in others if op["status"] not in ("Complete", "Cancelled", "NotSupported")]
+    assert running
+    assert [op for op in running if "completed" in op or op["isCompleted"]] == []
+    assert {op["progress"] for op in running} - set(range(100)) == set()
+
+
+def test_should_take_a_minute_to_hours_to_complete_a_sync_varying_from_sync_to_sync(
+    simulated: Simulated,
+) -> None:
+    # Prepare: the syncs of the hourly and longer schedules (tests shorten a few to a minute)
+    hourly = {
+        (cid, name) for cid, company in simulated.fleet.companies.items()
+        for name, sim in company.data_types.items() if sim.period >= HOUR
+    }  # fmt: skip
+
+    # Act
+    took = [
+        parse_datetime(op["completed"]) - parse_datetime(op["requested"])
+        for cid in sorted(simulated.fleet.companies)
+        for op in simulated.json(HISTORY.format(id=cid), params={"pageSize": 400})["results"]
+        if op["status"] == "Complete" and (cid, op["dataType"]) in hourly
+    ]
+
+    # Check
+    assert len(took) > 1000
+    assert min(took) >= 60
+    assert max(took) > 2 * HOUR
+    assert max(took) <= 3 * HOUR
+    assert len(set(took)) > 0.99 * len(took), "seeded per sync, not one constant"
+    assert sum(t > HOUR for t in took) > 50, "hours are no rare exception"
+
+
+def test_should_pause_one_pair_until_a_later_time_then_run_it_and_complete(
+    simulated: Simulated,
+) -> None:
+    # Prepare
+    start = simulated.clock.time()
+    found = [(cid, op) for cid, _, op in latest_pull_operations(simulated) if paused(op)]
+    assert len(found) == 1, found
+    company_id, operation = found[0]
+    until = paused(operation)
+    assert until is not None
+
+    # Act
+    simulated.clock.advance(until - start - 1)
+    before = pull_operation(simulated, company_id, operation["id"])
+    simulated.clock.advance(3 * HOUR + 1)
+    after = pull_operation(simulated, company_id, operation["id"])
+    status = simulated.json(DATA_STATUS.format(id=company_id))[operation["dataType"]]
+
+    # Check
+    assert 1 * HOUR < until - start <= 3 * HOUR
+    assert (operation["status"], operation["progress"], "completed" in operation) == (
+        "Initial", 0, False,
+    )  # fmt: skip
+    assert parse_datetime(operation["requested"]) < start
+    assert (before["status"], before["statusDescription"]) == (
+        "Initial",
+        operation["statusDescription"],
+    )
+    assert (after["status"], "statusDescription" in after) == ("Complete", False)
+    assert parse_datetime(after["completed"]) > until
+    assert status["latestSuccessfulSyncId"] == operation["id"]
+    assert [op for _, _, op in latest_pull_operations(simulated) if paused(op)] == []
+
+
+def test_should_keep_one_on_premise_pair_queued_for_hours_without_a_newer_sync(
+    simulated: Simulated,
+) -> None:
+    # Prepare
+    start = simulated.clock.time()
+
+    def queued() -> list[tuple[str, dict[str, Any], Any]]:
+        return [
+            (cid, entry, op) for cid, entry, op in latest_pull_operations(simulated)
+            if op["status"] == "Queued" and start - parse_datetime(op["requested"]) > 4 * HOUR
+        ]  # fmt: skip
+
+    # Act
+    now = queued()
+    simulated.clock.advance(24 * HOUR)
+    in_a_day = queued()
+
+    # Check
+    assert len(now) == 1, now
+    company_id, entry, operation = now[0]
+    assert [(c, e["latestSyncId"]) for c, e, _ in in_a_day] == [(company_id, operation["id"])]
+    assert (operation["progress"], "completed" in operation) == (0, False)
+    assert "lastSuccessfulSync" in entry, "it synced before the connector went offline"
+    (connection,) = [
+        c for c in simulated.json(f"{CONNECTIONS.format(id=company_id)}")["results"]
+        if c["id"] == operation["connectionId"]
+    ]  # fmt: skip
+    assert (connection["platformName"], connection["sourceType"]) == (
+        "QuickBooks Desktop", "Accounting",
+    )  # fmt: skip
+
+
+def test_should_list_every_pull_operation_of_a_company_newest_first_as_each_id_answers(
+    simulated: Simulated, contract: Contract
+) -> None:
+    # Prepare: the company created three hours ago, whose whole history fits a few pages
+    (company_id,) = simulated.fleet.ids_by_profile("first_failed")
+    latest = simulated.json(DATA_STATUS.format(id=company_id))
+
+    # Act
+    pages = history_pages(simulated, company_id, size=5)
+    listed = [op for page in pages for op in page["results"]]
+    by_id = [pull_operation(simulated, company_id, op["id"]) for op in listed]
+
+    # Check
+    assert [p for page in pages for p in contract.errors("PullOperations", page)] == []
+    assert len(listed) > 10
+    assert {page["totalResults"] for page in pages} == {len(listed)}
+    assert [page["pageNumber"] for page in pages] == list(range(1, len(pages) + 1))
+    assert by_id == listed
+    assert len({op["id"] for op in listed}) == len(listed)
+    requested = [parse_datetime(op["requested"]) for op in listed]
+    assert requested == sorted(requested, reverse=True)
+    newest = {}
+    for op in reversed(listed):
+        newest[op["dataType"]] = op["id"]
+    ids = {entry.get(key) for entry in latest.values()
+           for key in ("latestSyncId", "latestSuccessfulSyncId")} - {None}  # fmt: skip
+    assert ids <= {op["id"] for op in listed}
+    assert newest == {d: e["latestSyncId"] for d, e in latest.items() if "latestSyncId" in e}
+
+
+def test_should_answer_each_entry_of_a_large_history_by_its_id(simulated: Simulated) -> None:
+    # Act
+    pages = {cid: simulated.json(HISTORY.format(id=cid), params={"pageSize": 20})
+             for cid in sorted(simulated.fleet.companies)}  # fmt: skip
+
+    # Check
+    assert min(page["totalResults"] for page in pages.values()) > 10
+    assert max(page["totalResults"] for page in pages.values()) > 10_000
+    different = [
+        (cid, op["id"]) for cid, page in pages.items() for op in page["results"]
+        if pull_operation(simulated, cid, op["id"]) != op
+    ]  # fmt: skip
+    assert different == []
+
+
+@pytest.mark.parametrize(
+    "which", ["not a uuid", "a random uuid", "another company's", "the next, not yet requested"]
+)
+def test_should_answer_an_id_that_names_no_pull_operation_of_the_company_with_a_404(
+    simulated: Simulated, contract: Contract, which: str
+) -> None:
+    # Prepare
+    first, second = sorted(simulated.fleet.companies)[:2]
+    timeline = simulated.fleet.timeline(first, "invoices")
+    latest = timeline.latest(simulated.clock.time())
+    assert latest is not None
+    latest_id = simulated.json(DATA_STATUS.format(id=first))["invoices"]["latestSyncId"]
+    company_id, sync_id = {
+        "not a uuid": (first, "not-a-uuid"),
+        "a random uuid": (first, str(uuid.UUID(int=7, version=4))),
+        "another company's": (second, latest_id),
+        "the next, not yet requested": (first, timeline.sync_id(latest.k + 1)),
+    }[which]
+
+    # Act
+    body = simulated.json(PULL_OPERATION.format(id=company_id, sync=sync_id), status=404)
+    known = pull_operation(simulated, first, latest_id)
+
+    # Check
+    assert contract.errors("ErrorMessage", body) == []
+    assert body["statusCode"] == 404
+    assert known["id"] == latest_id == timeline.sync_id(latest.k)

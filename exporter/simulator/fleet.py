@@ -3,8 +3,10 @@
 Each data type syncs every ``period`` seconds from a fixed phase. Whether sync *k* succeeds
 is a hash of (seed, company, data type, k), so the whole history exists without being
 stored: asking at any instant gives a consistent answer, and moving an injected clock
-forward makes syncs complete, fail and recover. Scenario profiles pin the cases a user
-must see (AuthError, stale, never synced, first sync failed, recovering, every status).
+forward makes syncs complete, fail and recover (exporter.simulator.syncs: each sync is also
+a pull operation, served by the history routes). Scenario profiles pin the cases a user must
+see (AuthError, stale, never synced, first sync failed, recovering, every status, a sync
+paused until a later time, an on-premise connector's sync queued for hours).
 
 Tests can also replace any company's dataStatus body or connections verbatim (``override``,
 ``override_connections``), inject
@@ -21,16 +23,28 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from exporter.clock import Clock
-from exporter.codat import DATA_TYPES, ERROR_STATUSES, KNOWN_STATUSES
+from exporter.codat import DATA_TYPES, KNOWN_STATUSES
+from exporter.simulator.syncs import (
+    HOUR,
+    History,
+    Hold,
+    SimDataType,
+    Sync,
+    Timeline,
+    format_datetime,
+    unit,
+)
 
-HOUR = 3600.0
+__all__ = [
+    "CONSISTENT", "DATE_STYLES", "DAY", "HOUR", "NEXT_ON_LAST_PAGE", "ON_PREMISE_PLATFORM",
+    "PAGING_STYLES", "PAUSED", "QUEUED", "TOTAL_TOO_HIGH", "Fault", "Fleet", "SimCompany",
+    "SimDataType", "format_datetime",
+]  # fmt: skip
+
 DAY = 24 * HOUR
-IN_PROGRESS = ("Queued", "Fetching", "MapQueued", "Mapping", "ProcessingQueued", "Processing",
-               "ValidationQueued", "Validating")  # fmt: skip
 DATE_STYLES = ("z3", "z7", "offset", "unqualified", "z0", "z6")
 
 _FIRST = ("Acme", "Bramble", "Copper", "Delta", "Ember", "Fjord", "Granite", "Harbour",
@@ -48,20 +62,13 @@ TOTAL_TOO_HIGH = "total_too_high"
 PAGING_STYLES = (CONSISTENT, NEXT_ON_LAST_PAGE, TOTAL_TOO_HIGH)
 
 
-@dataclass
-class SimDataType:
-    data_type: str
-    period: float
-    phase: float
-    first_sync: float
-    fail_rate: float = 0.03
-    never_synced: bool = False
-    fail_since: float | None = None
-    fail_until: float = math.inf
-    fail_status: str = "FetchError"
-    date_style: str = "z3"
-    shows_progress: bool = True
-    """Whether a sync shows Queued, Fetching, ... while it runs (off: pinned statuses)."""
+PAUSED = "customers"
+"""The data type whose latest sync the ``paused`` company's Codat has paused."""
+QUEUED = "bills"
+"""The data type whose sync the ``on_premise`` company's offline connector leaves queued."""
+ON_PREMISE_PLATFORM = ("pqsw", "QuickBooks Desktop")
+"""A desktop accounting package: Codat reaches it through a connector on the customer's
+machine, which syncs only while that machine is online."""
 
 
 @dataclass
@@ -125,8 +132,9 @@ class Fleet:
         """A fleet whose first companies are the scenario profiles, the rest healthy."""
         fleet = cls(clock=clock, seed=seed, epoch=clock.time())
         rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
+        # The eighth stays healthy: tests of an eight-company fleet need one.
         profiles = ["auth_error", "stale", "never_synced", "first_failed", "recovering",
-                    "degrading", "showcase"]  # fmt: skip
+                    "degrading", "showcase", "healthy", "paused", "on_premise"]  # fmt: skip
         for index in range(companies):
             profile = profiles[index] if index < len(profiles) else "healthy"
             company = fleet._make_company(rng, index, profile, data_types_per_company)
@@ -186,56 +194,39 @@ class Fleet:
             # Hourly syncs, so that every pinned status has replaced the last good one by start.
             sim.fail_since, sim.fail_status = epoch - 2 * HOUR, KNOWN_STATUSES[position]
             sim.period, sim.fail_rate, sim.shows_progress = HOUR, 0.0, False
+        elif profile == "paused" and sim.data_type == PAUSED:
+            until = math.ceil((epoch + 2 * HOUR) / HOUR) * HOUR
+            k = self._hold_at(sim, epoch - 1.5 * HOUR)
+            description = f"Paused until {format_datetime(until, 'z3')}"
+            sim.hold, sim.fail_rate = Hold(k, until, "Initial", description), 0.0
+        elif profile == "on_premise" and sim.data_type == QUEUED:
+            k = self._hold_at(sim, epoch - 5 * HOUR)
+            sim.hold, sim.fail_rate = Hold(k, math.inf, "Queued"), 0.0
         if profile in ("auth_error", "stale", "first_failed", "showcase"):
             sim.fail_rate = 0.0
+
+    @staticmethod
+    def _hold_at(sim: SimDataType, requested: float) -> int:
+        """Make a sync of ``sim`` requested at ``requested`` (twice a day, so that its last
+        good data stays within the derived max age while it waits); that sync's k."""
+        sim.period = 12 * HOUR
+        sim.phase = requested % sim.period
+        return round((requested - sim.phase) / sim.period)
 
     # --- the state at an instant --------------------------------------------------------
 
     def _unit(self, company_id: str, data_type: str, k: int, salt: str = "") -> float:
-        digest = hashlib.blake2b(
-            f"{self.seed}:{company_id}:{data_type}:{k}:{salt}".encode(), digest_size=8
-        ).digest()
-        return int.from_bytes(digest, "big") / 2**64
+        return unit(self.seed, company_id, data_type, k, salt)
 
-    def _outcome(self, company_id: str, sim: SimDataType, k: int) -> str:
-        start = sim.phase + k * sim.period
-        if sim.fail_since is not None and sim.fail_since <= start < sim.fail_until:
-            return sim.fail_status
-        if self._unit(company_id, sim.data_type, k) < sim.fail_rate:
-            choice = self._unit(company_id, sim.data_type, k, "status")
-            return ERROR_STATUSES[int(choice * len(ERROR_STATUSES))]
-        return "Complete"
+    def timeline(self, company_id: str, data_type: str) -> Timeline:
+        """Every sync of the pair (KeyError for a company or data type it does not have)."""
+        company = self.companies[company_id]
+        key = ON_PREMISE_PLATFORM[0] if company.profile == "on_premise" else "gbol"
+        connection_id = _uuid(f"{self.seed}:{company_id}:connection:{key}")
+        return Timeline(self.seed, company_id, company.data_types[data_type], connection_id)
 
-    def data_type_status(self, company_id: str, sim: SimDataType, now: float) -> dict[str, Any]:
-        """One DataStatus entry as Codat would return it at ``now``."""
-        entry: dict[str, Any] = {"dataType": sim.data_type}
-        if sim.never_synced or now < sim.first_sync:
-            return entry
-        k_first = math.ceil((sim.first_sync - sim.phase) / sim.period)
-        k_now = math.floor((now - sim.phase) / sim.period)
-        if k_now < k_first:
-            return entry
-        duration = min(sim.period * 0.1, 300.0)
-        started = sim.phase + k_now * sim.period
-        if sim.shows_progress and now - started < duration:
-            fraction = (now - started) / duration
-            entry["currentStatus"] = IN_PROGRESS[int(fraction * len(IN_PROGRESS))]
-            completed = k_now - 1
-        else:
-            entry["currentStatus"] = self._outcome(company_id, sim, k_now)
-            completed = k_now
-        entry["latestSyncId"] = self._sync_id(company_id, sim.data_type, k_now)
-        for k in range(completed, max(k_first, completed - 5000) - 1, -1):
-            if self._outcome(company_id, sim, k) == "Complete":
-                moment = sim.phase + k * sim.period + duration
-                moment += self._unit(company_id, sim.data_type, k, "fraction")
-                entry["lastSuccessfulSync"] = format_datetime(moment, sim.date_style)
-                entry["latestSuccessfulSyncId"] = self._sync_id(company_id, sim.data_type, k)
-                break
-        return entry
-
-    def _sync_id(self, company_id: str, data_type: str, k: int) -> str:
-        return _uuid(f"{self.seed}:{company_id}:{data_type}:{k}:sync")
+    def _timelines(self, company_id: str) -> list[Timeline]:
+        return [self.timeline(company_id, name) for name in self.companies[company_id].data_types]
 
     def data_status(self, company_id: str) -> Any:
         """The dataStatus body for a company at the clock's current time."""
@@ -245,9 +236,28 @@ class Fleet:
             company = self.companies[company_id]
         now = self.clock.time()
         return {
-            name: self.data_type_status(company_id, sim, now)
-            for name, sim in company.data_types.items()
+            name: self.timeline(company.id, name).data_status(now) for name in company.data_types
         }
+
+    def pull_operation(self, company_id: str, sync_id: str) -> dict[str, Any] | None:
+        """The PullOperation ``sync_id`` names at the clock's time; None for an id that names
+        no sync of the company requested by then."""
+        try:
+            parsed = uuid.UUID(sync_id)
+        except ValueError:
+            return None
+        if str(parsed) != sync_id.lower():
+            return None  # only the canonical form, as Codat writes them
+        now = self.clock.time()
+        for timeline in self._timelines(company_id):
+            sync: Sync | None = timeline.resolve(parsed, now)
+            if sync is not None:
+                return timeline.pull_operation(sync, now)
+        return None
+
+    def pull_operations(self, company_id: str) -> History:
+        """The company's pull operations at the clock's time, the newest first."""
+        return History(self._timelines(company_id), self.clock.time())
 
     def company_body(self, company_id: str) -> dict[str, Any]:
         company = self.companies[company_id]
@@ -276,7 +286,8 @@ class Fleet:
             status = {"auth_error": "Deauthorized", "first_failed": "PendingAuth"}.get(
                 company.profile, "Linked"
             )
-        platforms = [("gbol", "Xero", "Accounting", status)]
+        key, platform = ON_PREMISE_PLATFORM if company.profile == "on_premise" else ("gbol", "Xero")
+        platforms = [(key, platform, "Accounting", status)]
         if self._unit(company.id, "", 0, "bank") < 0.4:
             platforms.append(("ugxp", "Plaid", "Banking", "Linked"))
         result = []
@@ -378,27 +389,3 @@ class Fleet:
 def _uuid(text: str) -> str:
     digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
     return str(uuid.UUID(bytes=digest, version=4))
-
-
-def format_datetime(moment: float, style: str) -> str:
-    """Render Unix time in one of the forms Codat uses (see the contract README)."""
-    when = datetime.fromtimestamp(moment, UTC)
-    micro = f"{when.microsecond:06d}"
-    base = when.strftime("%Y-%m-%dT%H:%M:%S")
-    match style:
-        case "z0":
-            return base + "Z"
-        case "z3":
-            return f"{base}.{micro[:3]}Z"
-        case "z6":
-            return f"{base}.{micro}Z"
-        case "z7":
-            return f"{base}.{micro}{int(moment * 1e7) % 10}Z"
-        case "unqualified":
-            return f"{base}.{micro[:3]}"
-        case "date":
-            return when.strftime("%Y-%m-%d")
-        case "offset":
-            local = when.astimezone(timezone(timedelta(hours=-5)))
-            return local.strftime("%Y-%m-%dT%H:%M:%S") + f".{micro[:2]}-05:00"
-    raise ValueError(f"unknown date style {style!r}")

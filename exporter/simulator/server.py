@@ -1,8 +1,10 @@
 """The simulated Codat served over real HTTP, speaking the contract in ../shared/codat.
 
-Routes: ``GET /companies`` and ``GET /companies/{companyId}/connections`` (paged),
-``GET /companies/{companyId}``, ``GET /companies/{companyId}/dataStatus`` and
-``GET /companies/{companyId}/syncSettings``. Every request must carry
+Routes: ``GET /companies``, ``GET /companies/{companyId}/connections`` and
+``GET /companies/{companyId}/data/history`` (paged, the newest pull operation first),
+``GET /companies/{companyId}``, ``GET /companies/{companyId}/dataStatus``,
+``GET /companies/{companyId}/data/history/{datasetId}`` (404 for an id that names no pull
+operation of the company) and ``GET /companies/{companyId}/syncSettings``. Every request must carry
 ``Authorization: Basic <base64(api key)>``; anything else gets Codat's 401 ErrorMessage.
 Responses carry the X-Rate-Limit-* headers Codat sends. Faults injected into the fleet
 are applied per company before answering.
@@ -25,11 +27,13 @@ import socket
 import threading
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from exporter.client import PULL_OPERATION
 from exporter.simulator.fleet import (
     NEXT_ON_LAST_PAGE,
     PAGING_STYLES,
@@ -43,8 +47,9 @@ COMPANY = "/companies/{companyId}"
 COMPANIES = "/companies"
 CONNECTIONS = "/companies/{companyId}/connections"
 SYNC_SETTINGS = "/companies/{companyId}/syncSettings"
+PULL_OPERATIONS = "/companies/{companyId}/data/history"
 
-PAGED = (COMPANIES, CONNECTIONS)
+PAGED = (COMPANIES, CONNECTIONS, PULL_OPERATIONS)
 
 LISTING = "*"
 """Fault key for requests that name no company (the company list)."""
@@ -53,6 +58,8 @@ _GOOD_BODY = b'{"invoices": {"dataType": "invoices", "currentStatus": "Complete"
 """What a fault that breaks off a body (cut, stall) sends part of."""
 
 _ROUTES = (
+    (re.compile(r"/companies/(?P<id>[^/]+)/data/history/(?P<dataset>[^/]+)"), PULL_OPERATION),
+    (re.compile(r"/companies/(?P<id>[^/]+)/data/history"), PULL_OPERATIONS),
     (re.compile(r"/companies/(?P<id>[^/]+)/dataStatus"), DATA_STATUS),
     (re.compile(r"/companies/(?P<id>[^/]+)/connections"), CONNECTIONS),
     (re.compile(r"/companies/(?P<id>[^/]+)/syncSettings"), SYNC_SETTINGS),
@@ -113,7 +120,7 @@ def _bounded(query: dict[str, str], name: str, default: int, low: int, high: int
     return int(text)
 
 
-def page_of(items: list[Any], page: int, size: int, path: str, style: str) -> dict[str, Any]:
+def page_of(items: Sequence[Any], page: int, size: int, path: str, style: str) -> dict[str, Any]:
     """One page of a Codat listing (PagingInfo envelope).
 
     ``style`` is the fleet's ``paging``: how far ``_links.next`` and ``totalResults`` agree.
@@ -260,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _get(self) -> None:
         parts = urlsplit(self.path)
-        route, company_id = self._route(parts.path)
+        route, company_id, dataset_id = self._route(parts.path)
         if route is None:
             self._json(404, error_body(404, "Resource not found"))
             return
@@ -299,16 +306,28 @@ class _Handler(BaseHTTPRequestHandler):
             path = f"/companies/{company_id}/connections"
             items = fleet.connections(company_id)
             self._json(200, page_of(items, page, size, path, fleet.paging))
+        elif route == PULL_OPERATIONS:
+            path = f"/companies/{company_id}/data/history"
+            history = fleet.pull_operations(company_id)
+            self._json(200, page_of(history, page, size, path, fleet.paging))
+        elif route == PULL_OPERATION:
+            dataset_id = dataset_id or ""
+            found = fleet.pull_operation(company_id, dataset_id)
+            if found is None:
+                self._json(404, error_body(404, f"Dataset with ID {dataset_id[:64]} not found"))
+            else:
+                self._json(200, found)
         else:
             self._json(200, fleet.sync_settings(company_id))
 
-    def _route(self, path: str) -> tuple[str | None, str | None]:
+    def _route(self, path: str) -> tuple[str | None, str | None, str | None]:
+        """(route template, company id, dataset id) of a path; Nones for no route."""
         for pattern, route in _ROUTES:
             match = pattern.fullmatch(path)
             if match:
-                company_id = match.groupdict().get("id")
-                return route, None if company_id is None else unquote(company_id)
-        return None, None
+                found = {k: unquote(v) for k, v in match.groupdict().items()}
+                return route, found.get("id"), found.get("dataset")
+        return None, None, None
 
     def _apply(self, fault: Fault) -> bool:
         """Act out a fault; True when it answered the request itself."""

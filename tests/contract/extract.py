@@ -40,7 +40,7 @@ import yaml
 ROOTS = (
     "DataStatuses", "DataStatus", "Companies", "Company", "PagingInfo", "ErrorMessage",
     "Connections", "Connection", "CompanySyncSettings", "SyncSetting",
-    "ReadCompletedWebhook", "ConnectionWebhook",
+    "ReadCompletedWebhook", "ConnectionWebhook", "PullOperation", "PullOperations",
 )  # fmt: skip
 OUTPUT = Path(__file__).with_name("codat-platform-schemas.json")
 SCHEMAS = "#/components/schemas/"

@@ -1,0 +1,359 @@
+"""The syncs of one simulated data type, each a pure function of (seed, company, data type, k).
+
+Sync *k* is requested at ``phase + k * period`` and runs for a seeded while (a minute to a
+quarter of its period, at most three hours; a tenth of a period under ten minutes),
+through Codat's stages (Queued, Fetching, ...) to its outcome: Complete, or the error its
+profile pins or chance picks. Nothing is stored: dataStatus and the pull operations
+(``GET /companies/{companyId}/data/history[/{datasetId}]``) are computed from the clock, so
+they agree at any instant. A pull operation's id encodes k, so looking one up needs no table::
+
+    {"id": "5b0e...", "dataType": "invoices", "status": "FetchError", "progress": 37,
+     "errorMessage": "The source platform returned 503 Service Unavailable",
+     "requested": "2026-11-23T11:00:12.4409121Z", "completed": "2026-11-23T11:04:40.1...Z",
+     "isCompleted": false, "isErrored": true, ...}
+
+A pinned data type (``shows_progress`` off) shows its outcome as soon as a sync appears; its
+pull operation says it was requested that long before. A ``Hold`` keeps one sync waiting:
+"Initial" and "Paused until <DateTime>", or "Queued" for an on-premise connector whose
+machine is offline (for ever, here). No sync is requested while it waits and runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import math
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from functools import cached_property
+from itertools import islice
+from typing import Any, overload
+
+from exporter.codat import ERROR_STATUSES, IN_PROGRESS_STATUSES
+
+MINUTE = 60.0
+HOUR = 3600.0
+IN_PROGRESS = ("Queued", "Fetching", "MapQueued", "Mapping", "ProcessingQueued", "Processing",
+               "ValidationQueued", "Validating")  # fmt: skip
+"""The stages a running sync shows, in order."""
+COMPLETE = "Complete"
+HISTORY_SCAN = 5000
+"""Syncs looked back over for the last successful one."""
+
+ERROR_MESSAGES = {
+    "FetchError": "The source platform returned 503 Service Unavailable",
+    "AuthError": "The access token has expired or been revoked",
+    "MapError": "Could not map a record: it refers to an account that does not exist",
+    "ValidationError": "Validation failed: the totals do not match the source platform's",
+    "ProcessingError": "Processing failed after the data was fetched",
+    "InternalError": "An internal error occurred in Codat; the sync can be retried",
+    "RateLimitError": "The source platform answered 429 Too Many Requests",
+    "PermissionsError": "The connected user has no permission to read this data",
+    "PrerequisiteNotMet": "A data type this one depends on has not synced successfully yet",
+}
+"""A pull operation's ``errorMessage`` per error status (every error status has one)."""
+
+DESCRIPTIONS = {
+    "Cancelled": "Cancelled: a newer sync of this data type was queued",
+    "NotSupported": "The source platform does not support this data type",
+}
+"""A pull operation's ``statusDescription`` per status, besides a hold's."""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Sync ``sync`` waits until ``until`` (inf: never runs), showing ``status``."""
+
+    sync: int
+    until: float
+    status: str
+    description: str | None = None
+
+
+@dataclass
+class SimDataType:
+    data_type: str
+    period: float
+    phase: float
+    first_sync: float
+    fail_rate: float = 0.03
+    never_synced: bool = False
+    fail_since: float | None = None
+    fail_until: float = math.inf
+    fail_status: str = "FetchError"
+    date_style: str = "z3"
+    shows_progress: bool = True
+    """Whether a sync shows Queued, Fetching, ... while it runs (off: pinned statuses)."""
+    hold: Hold | None = None
+
+
+@dataclass(frozen=True)
+class Sync:
+    k: int
+    requested: float
+    appeared: float
+    """When it became the data type's latest sync (dataStatus ``latestSyncId``)."""
+    started: float
+    """When it began to run: after its hold, if it has one."""
+    ended: float
+    """When its outcome showed; inf for one that never ends."""
+    outcome: str
+
+
+_ID_SPACE = 1 << 48
+"""The last 6 bytes of a pull operation's id hold its k (scrambled)."""
+_SCRAMBLE = 0x9E3779B97F4B
+"""Odd, so k -> k * _SCRAMBLE mod 2**48 is a bijection: consecutive ids do not look so."""
+_UNSCRAMBLE = pow(_SCRAMBLE, -1, _ID_SPACE)
+
+
+def unit(*parts: object) -> float:
+    """A number in [0, 1) that only ``parts`` decide."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Every sync of one company's data type; ``connection_id`` is its pull operations'."""
+
+    seed: int
+    company_id: str
+    sim: SimDataType
+    connection_id: str = field(compare=False)
+
+    def unit(self, k: int, salt: str = "") -> float:
+        return unit(self.seed, self.company_id, self.sim.data_type, k, salt)
+
+    @cached_property
+    def first(self) -> int:
+        return math.ceil((self.sim.first_sync - self.sim.phase) / self.sim.period)
+
+    def base(self, k: int) -> float:
+        return self.sim.phase + k * self.sim.period
+
+    def outcome(self, k: int) -> str:
+        sim = self.sim
+        if sim.fail_since is not None and sim.fail_since <= self.base(k) < sim.fail_until:
+            return sim.fail_status
+        if self.unit(k) < sim.fail_rate:
+            return ERROR_STATUSES[int(self.unit(k, "status") * len(ERROR_STATUSES))]
+        return COMPLETE
+
+    def took(self, k: int) -> float:
+        """Seconds sync k runs for (sub-second digits included, so dates show them)."""
+        period = self.sim.period
+        if period < 10 * MINUTE:
+            return period * 0.1 + self.unit(k, "fraction")
+        low, high = MINUTE, min(period / 4, 3 * HOUR)
+        return low * math.pow(high / low, self.unit(k, "took"))
+
+    def sync(self, k: int) -> Sync:
+        base, took, outcome = self.base(k), self.took(k), self.outcome(k)
+        if not self.sim.shows_progress:
+            ended = math.inf if outcome in IN_PROGRESS_STATUSES else base
+            return Sync(k, base - took, base, base - took, ended, outcome)
+        hold = self.sim.hold
+        started = max(base, hold.until) if hold is not None and hold.sync == k else base
+        return Sync(k, base, base, started, started + took, outcome)
+
+    @cached_property
+    def _hold_end(self) -> float:
+        return -math.inf if self.sim.hold is None else self.sync(self.sim.hold.sync).ended
+
+    def _skipped(self, k: int) -> bool:
+        """Not requested: it was due while the held sync waited or ran."""
+        hold = self.sim.hold
+        return hold is not None and k > hold.sync and self.base(k) < self._hold_end
+
+    def exists(self, k: int) -> bool:
+        return not self.sim.never_synced and k >= self.first and not self._skipped(k)
+
+    def latest(self, now: float) -> Sync | None:
+        """The sync dataStatus names at ``now`` (``latestSyncId``); None before the first."""
+        if self.sim.never_synced or now < self.sim.first_sync:
+            return None
+        k = math.floor((now - self.sim.phase) / self.sim.period)
+        if self._skipped(k):
+            k = self.sim.hold.sync if self.sim.hold is not None else k
+        return self.sync(k) if k >= self.first else None
+
+    def status(self, sync: Sync, now: float) -> str:
+        if now >= sync.ended:
+            return sync.outcome
+        if now < sync.started and self.sim.hold is not None:
+            return self.sim.hold.status
+        if not self.sim.shows_progress:
+            return sync.outcome
+        stage = int((now - sync.started) / (sync.ended - sync.started) * len(IN_PROGRESS))
+        return IN_PROGRESS[min(stage, len(IN_PROGRESS) - 1)]
+
+    def last_success(self, latest: Sync, now: float) -> Sync | None:
+        """The latest sync that completed by ``now`` (``latestSuccessfulSyncId``)."""
+        for k in range(latest.k, max(self.first, latest.k - HISTORY_SCAN) - 1, -1):
+            if self.outcome(k) != COMPLETE or not self.exists(k):
+                continue
+            sync = latest if k == latest.k else self.sync(k)
+            if sync.ended <= now:
+                return sync
+        return None
+
+    def data_status(self, now: float) -> dict[str, Any]:
+        """The DataStatus entry at ``now``; lastSuccessfulSync in the data type's date style."""
+        entry: dict[str, Any] = {"dataType": self.sim.data_type}
+        latest = self.latest(now)
+        if latest is None:
+            return entry
+        entry["currentStatus"] = self.status(latest, now)
+        entry["latestSyncId"] = self.sync_id(latest.k)
+        success = self.last_success(latest, now)
+        if success is not None:
+            entry["lastSuccessfulSync"] = format_datetime(success.ended, self.sim.date_style)
+            entry["latestSuccessfulSyncId"] = self.sync_id(success.k)
+        return entry
+
+    # --- pull operations ----------------------------------------------------------------
+
+    @cached_property
+    def _id_prefix(self) -> tuple[bytes, int]:
+        digest = hashlib.blake2b(
+            f"{self.seed}:{self.company_id}:{self.sim.data_type}:sync".encode(), digest_size=16
+        ).digest()
+        versioned = uuid.UUID(bytes=digest, version=4).bytes  # sets bits of bytes 6 and 8
+        return versioned[:10], int.from_bytes(digest[10:], "big")
+
+    def sync_id(self, k: int) -> str:
+        prefix, mask = self._id_prefix
+        low = (k * _SCRAMBLE + mask) % _ID_SPACE
+        return str(uuid.UUID(bytes=prefix + low.to_bytes(6, "big")))
+
+    def k_of(self, sync_id: uuid.UUID) -> int | None:
+        """The sync an id names, if it is one of this data type's; whether it exists aside."""
+        prefix, mask = self._id_prefix
+        if sync_id.bytes[:10] != prefix:
+            return None
+        return ((int.from_bytes(sync_id.bytes[10:], "big") - mask) * _UNSCRAMBLE) % _ID_SPACE
+
+    def pull_operation(self, sync: Sync, now: float) -> dict[str, Any]:
+        """The PullOperation of ``sync`` as Codat would return it at ``now``."""
+        status = self.status(sync, now)
+        body: dict[str, Any] = {
+            "id": self.sync_id(sync.k),
+            "companyId": self.company_id,
+            "connectionId": self.connection_id,
+            "dataType": self.sim.data_type,
+            "status": status,
+            "requested": format_datetime(sync.requested, "z7"),
+            "progress": self._progress(sync, status, now),
+            "isCompleted": status == COMPLETE,
+            "isErrored": status in ERROR_MESSAGES,
+        }
+        hold = self.sim.hold
+        description = hold.description if hold is not None and now < sync.started else None
+        description = description or DESCRIPTIONS.get(status)
+        if description is not None:
+            body["statusDescription"] = description
+        if status in ERROR_MESSAGES:
+            body["errorMessage"] = ERROR_MESSAGES[status]
+        if now >= sync.ended:
+            body["completed"] = format_datetime(sync.ended, "z7")
+        return body
+
+    def _progress(self, sync: Sync, status: str, now: float) -> int:
+        if status == COMPLETE:
+            return 100
+        if self.sim.shows_progress and sync.started <= now < sync.ended:
+            return max(1, min(99, int(100 * (now - sync.started) / (sync.ended - sync.started))))
+        if status in IN_PROGRESS:
+            return 100 * IN_PROGRESS.index(status) // len(IN_PROGRESS)
+        if status in IN_PROGRESS_STATUSES:
+            return 0  # Initial: not started
+        return 5 + int(90 * self.unit(sync.k, "progress"))  # where it stopped
+
+    def resolve(self, sync_id: uuid.UUID, now: float) -> Sync | None:
+        """The sync ``sync_id`` names, if it had been requested (and shown) by ``now``."""
+        k = self.k_of(sync_id)
+        if k is None or not self.exists(k):
+            return None
+        sync = self.sync(k)
+        return sync if sync.appeared <= now else None
+
+    def newest_first(self, now: float) -> Iterator[tuple[float, str, int]]:
+        """(appeared, data type, k) of every sync shown by ``now``, the newest first."""
+        latest = self.latest(now)
+        if latest is None:
+            return
+        for k in range(latest.k, self.first - 1, -1):
+            if self.exists(k):
+                yield self.base(k), self.sim.data_type, k
+
+    def count(self, now: float) -> int:
+        latest = self.latest(now)
+        if latest is None:
+            return 0
+        skipped = 0
+        if self.sim.hold is not None and latest.k > self.sim.hold.sync:  # so it has ended
+            last_skipped = math.ceil((self._hold_end - self.sim.phase) / self.sim.period) - 1
+            skipped = max(0, min(latest.k, last_skipped) - max(self.sim.hold.sync, self.first - 1))
+        return latest.k - self.first + 1 - skipped
+
+
+class History(Sequence[dict[str, Any]]):
+    """A company's pull operations at ``now``, the newest first, built only as sliced: a
+    company's history holds a sync per data type per period since it was created."""
+
+    def __init__(self, timelines: Sequence[Timeline], now: float) -> None:
+        self._timelines = {t.sim.data_type: t for t in timelines}
+        self._now = now
+
+    def __len__(self) -> int:
+        return sum(t.count(self._now) for t in self._timelines.values())
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, int):
+            found = self[index : index + 1] if index >= 0 else []
+            if not found:
+                raise IndexError(index)
+            return found[0]
+        start, stop, step = index.indices(len(self))
+        merged = heapq.merge(
+            *(t.newest_first(self._now) for t in self._timelines.values()),
+            key=lambda entry: (-entry[0], entry[1]),
+        )
+        result = []
+        for _, data_type, k in islice(merged, start, stop, step):
+            timeline = self._timelines[data_type]
+            result.append(timeline.pull_operation(timeline.sync(k), self._now))
+        return result
+
+
+def format_datetime(moment: float, style: str) -> str:
+    """Render Unix time in one of the forms Codat uses (see the contract README)."""
+    when = datetime.fromtimestamp(moment, UTC)
+    micro = f"{when.microsecond:06d}"
+    base = when.strftime("%Y-%m-%dT%H:%M:%S")
+    match style:
+        case "z0":
+            return base + "Z"
+        case "z3":
+            return f"{base}.{micro[:3]}Z"
+        case "z6":
+            return f"{base}.{micro}Z"
+        case "z7":
+            return f"{base}.{micro}{int(moment * 1e7) % 10}Z"
+        case "unqualified":
+            return f"{base}.{micro[:3]}"
+        case "date":
+            return when.strftime("%Y-%m-%d")
+        case "offset":
+            local = when.astimezone(timezone(timedelta(hours=-5)))
+            return local.strftime("%Y-%m-%dT%H:%M:%S") + f".{micro[:2]}-05:00"
+    raise ValueError(f"unknown date style {style!r}")
