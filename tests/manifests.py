@@ -72,13 +72,16 @@ class Rendered:
         return loaded
 
 
-def render(overlay: str) -> Rendered:
+def render(overlay: str | Path) -> Rendered:
+    """An overlay of deploy/kubernetes by name, or any kustomization directory by path."""
+    directory = overlay if isinstance(overlay, Path) else KUBERNETES / "overlays" / overlay
     result = subprocess.run(
-        [binary("kubectl"), "kustomize", str(KUBERNETES / "overlays" / overlay)],
+        [binary("kubectl"), "kustomize", str(directory)],
         check=False,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, f"{overlay}: {result.stderr}"
-    return Rendered(overlay, [item for item in yaml.safe_load_all(result.stdout) if item])
+    objects = [item for item in yaml.safe_load_all(result.stdout) if item]
+    return Rendered(str(overlay), objects)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from exporter.web import HEALTH_PATHS
 from monitoring.generate import DASHBOARD_DIR, RULES_FILE
 from monitoring.kubernetes import OPERATOR_LABELS, SIDECAR_LABELS
 from tests.manifests import CONFIG_KEY, KUBERNETES, OVERLAYS, Rendered, render
-from tests.promtools import MONITORING_CONFIG, ROOT, load_yaml
+from tests.promtools import MONITORING_CONFIG, ROOT, binary, load_yaml
 
 KUBERNETES_VERSIONS = ("1.27.0", kubernetes_validate.utils.latest_version())
 """The oldest Kubernetes the manifests are for (persistentVolumeClaimRetentionPolicy is on by
@@ -460,3 +461,64 @@ def test_should_receive_webhooks_on_their_own_port_with_the_secret_from_the_secr
     }
     assert overlay.statefulset["spec"]["replicas"] == 1
     assert "env" not in rendered["single"].container
+
+
+# --- README ------------------------------------------------------------------------------------
+
+
+def _readme_block(marker: str) -> str:
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    (block,) = [b for b in blocks if marker in b]
+    return str(block)
+
+
+def test_should_render_readmes_overlay_for_a_prometheus_without_the_operator(
+    rendered: dict[str, Rendered], tmp_path: Path
+) -> None:
+    # Prepare: README's overlay, in a directory next to deploy/ as it says
+    (tmp_path / "deploy").symlink_to(ROOT / "deploy")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "kustomization.yaml").write_text(_readme_block("$patch: delete"))
+
+    # Act
+    mine = render(tmp_path / "mine")
+
+    # Check: the sharded overlay, less the operator's kinds
+    def kinds(overlay: Rendered) -> list[str]:
+        return sorted(item["kind"] for item in overlay.objects)
+
+    operator = {"ServiceMonitor", "PrometheusRule"}
+    assert not operator & set(kinds(mine))
+    assert kinds(mine) == [k for k in kinds(rendered["sharded"]) if k not in operator]
+
+
+def test_should_show_a_plain_prometheus_scrape_config_that_promtool_accepts(
+    tmp_path: Path,
+) -> None:
+    # Prepare: Debian's Prometheus is built without Kubernetes discovery, so promtool checks
+    # everything but the kubernetes_sd_configs block, whose role and selector are read here.
+    config = yaml.safe_load(_readme_block("kubernetes_sd_configs"))
+    (scrape,) = config["scrape_configs"]
+    (discovery,) = scrape.pop("kubernetes_sd_configs")
+    scrape["static_configs"] = [{"targets": ["codat-exporter-0.codat-exporter:9781"]}]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    monitor = load_yaml(KUBERNETES / "base" / "servicemonitor.yaml")["spec"]
+    (endpoint,) = monitor["endpoints"]
+
+    # Act
+    result = subprocess.run(
+        [binary("promtool"), "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    # Check: valid, and scraping what the ServiceMonitor scrapes, as often
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert discovery["role"] == "pod"
+    assert discovery["namespaces"] == {"names": ["codat-freshness-exporter"]}
+    (selector,) = discovery["selectors"]
+    assert selector["label"] == "app.kubernetes.io/name=codat-freshness-exporter"
+    (keep,) = [r for r in scrape["relabel_configs"] if r.get("action") == "keep"]
+    assert keep["regex"] == "metrics"
+    assert (scrape["scrape_interval"], scrape["scrape_timeout"]) == (
+        endpoint["interval"], endpoint["scrapeTimeout"],
+    )  # fmt: skip

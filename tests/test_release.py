@@ -48,10 +48,13 @@ def test_should_tag_the_image_with_the_version_in_compose_and_every_overlay() ->
         for overlay in OVERLAYS
     }
 
-    # Check: what compose builds is what the manifests run, labelled with the version
+    # Check: what compose builds is what the manifests run, labelled with the version, and
+    # what README tells to build, run and load
     assert exporter["build"] == "." and exporter["image"] == expected
     assert images == {overlay: [expected] for overlay in OVERLAYS}
     assert f"\nARG VERSION={__version__}\n" in dockerfile
+    readme_tags = re.findall(rf"\b{IMAGE}:(\d[\w.+-]*)", (ROOT / "README.md").read_text())
+    assert readme_tags and set(readme_tags) == {__version__}
 
 
 def test_should_keep_a_changelog() -> None:
