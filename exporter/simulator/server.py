@@ -26,7 +26,7 @@ import re
 import socket
 import threading
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -190,6 +190,8 @@ class SimulatedCodat(ThreadingHTTPServer):
         self.latency = latency
         """Added to every request, like the network and Codat's own processing."""
         self.requests: dict[str, int] = {}
+        self.paths: Counter[str] = Counter()
+        """Requests per path (without the query): shows which pull operations were read."""
         self.log: deque[tuple[float, str, str | None, dict[str, str]]] = deque(maxlen=100_000)
         """(clock time, route, company id, query) of recent requests, newest last."""
         self.in_flight = 0
@@ -225,9 +227,10 @@ class SimulatedCodat(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that timed out and hung up is part of the simulation, not news
 
-    def count(self, route: str) -> None:
+    def count(self, route: str, path: str) -> None:
         with self._count_lock:
             self.requests[route] = self.requests.get(route, 0) + 1
+            self.paths[path] += 1
 
     def entered(self, delta: int) -> None:
         with self._count_lock:
@@ -271,7 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self._json(404, error_body(404, "Resource not found"))
             return
-        self.server.count(route)
+        self.server.count(route, parts.path)
         query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         self.server.log.append((self.server.fleet.clock.time(), route, company_id, query))
         if self.server.latency:
