@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import platform
 import queue
 import statistics
 import subprocess
@@ -24,6 +25,7 @@ from typing import Any, TextIO
 
 import requests
 
+from exporter.clock import SystemClock
 from exporter.config import Config, parse_config
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -82,8 +84,11 @@ def auth_header(api_key: str = API_KEY) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(api_key.encode()).decode()}
 
 
-def exporter_config(base_url: str, concurrency: int) -> Config:
-    """The config of a fleet-scale deployment, for the simulator at ``base_url``.
+def exporter_settings(
+    base_url: str, concurrency: int, denylist: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The config (as the YAML file's mapping) of a fleet-scale deployment, for the simulator
+    at ``base_url``.
 
     The fleet is discovered (``GET /companies``, which also gives the names), connections
     are read at their default interval, and thresholds come from each company's sync
@@ -92,21 +97,44 @@ def exporter_config(base_url: str, concurrency: int) -> Config:
 
     The client-side rate limit is raised to its maximum so that only the concurrency and
     Codat's latency bound the throughput: at the default 600 a minute it would be the limit
-    (10 companies/s whatever the concurrency).
+    (10 companies/s whatever the concurrency). ``denylist`` is ``metrics.denylist``.
     """
-    return parse_config(
-        {
-            "codat": {
-                "base_url": base_url,
-                "api_key": API_KEY,
-                "max_concurrency": concurrency,
-                "max_requests_per_minute": MAX_REQUESTS_PER_MINUTE,
-            },
-            "poll": {"interval": POLL_INTERVAL},
-            "companies": {"discover": True, "page_size": PAGE_SIZE},
-            "freshness": {"from_sync_settings": True},
-        }
-    )
+    settings: dict[str, Any] = {
+        "codat": {
+            "base_url": base_url,
+            "api_key": API_KEY,
+            "max_concurrency": concurrency,
+            "max_requests_per_minute": MAX_REQUESTS_PER_MINUTE,
+        },
+        "poll": {"interval": POLL_INTERVAL},
+        "companies": {"discover": True, "page_size": PAGE_SIZE},
+        "freshness": {"from_sync_settings": True},
+    }
+    if denylist:
+        settings["metrics"] = {"denylist": list(denylist)}
+    return settings
+
+
+def exporter_config(base_url: str, concurrency: int, denylist: Sequence[str] = ()) -> Config:
+    """``exporter_settings`` parsed, as ``cli.run`` gets it."""
+    return parse_config(exporter_settings(base_url, concurrency, denylist))
+
+
+class FrozenClock(SystemClock):
+    """A wall clock stopped at ``at``; monotonic time and sleeps are real.
+
+    The simulated Codat's data is a function of its wall clock, and the exporter's ages of
+    its own: with both stopped at the same instant, two exporters polling one after the
+    other see the same fleet, and every scrape of either computes the same ages, so figures
+    taken from two Prometheus servers at different times can be compared exactly.
+    """
+
+    def __init__(self, at: float) -> None:
+        super().__init__()
+        self._at = at
+
+    def time(self) -> float:
+        return self._at
 
 
 def list_companies(base_url: str, api_key: str = API_KEY, limit: float = 300.0) -> dict[str, str]:
@@ -222,3 +250,45 @@ def start_child(name: str, script: str, *args: str, ready_timeout: float = 300.0
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+# --- reporting -------------------------------------------------------------------------
+
+
+def log(text: str) -> None:
+    """Progress, on stderr (the summary goes to stdout)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    """The machine, the versions and the commit, for a results header."""
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo", encoding="ascii") as info:
+        mem_kib = int(info.readline().split()[1])
+    commit = subprocess.run(
+        ["git", "-C", str(BENCH_DIR), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return (
+        f"{cpu}, {len(os.sched_getaffinity(0))} cores, "
+        f"{mem_kib / 1024**2:.1f} GiB RAM; {platform.platform()}; "
+        f"Python {platform.python_version()}, prometheus_client {prometheus_client_version()}; "
+        f"exporter at commit {commit or 'unknown'} (plus the working tree's changes)"
+    )
+
+
+def prometheus_client_version() -> str:
+    from importlib.metadata import version
+
+    return version("prometheus-client")
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**NOT met**"

@@ -15,11 +15,8 @@ import argparse
 import gzip
 import http.client
 import json
-import os
-import platform
 import queue
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -29,7 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import prometheus_client
 import requests
 from common import (
     BENCH_DIR,
@@ -39,8 +35,11 @@ from common import (
     auth_header,
     cpu_seconds,
     list_companies,
+    log,
+    machine,
     median,
     start_child,
+    verdict,
 )
 
 AGE_FAMILY = b"codat_data_type_last_successful_sync_age_seconds"
@@ -288,43 +287,6 @@ def scrape_run(sim: Child, companies: int, kind: str, reps: int) -> ScrapeRun:
 
 
 # --- reporting -------------------------------------------------------------------------
-
-
-def log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo", encoding="ascii") as info:
-        mem_kib = int(info.readline().split()[1])
-    commit = subprocess.run(
-        ["git", "-C", str(BENCH_DIR), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    return (
-        f"{cpu}, {len(os.sched_getaffinity(0))} cores, "
-        f"{mem_kib / 1024**2:.1f} GiB RAM; {platform.platform()}; "
-        f"Python {platform.python_version()}, prometheus_client {prometheus_client_version()}; "
-        f"exporter at commit {commit or 'unknown'} (plus the working tree's changes)"
-    )
-
-
-def prometheus_client_version() -> str:
-    from importlib.metadata import version
-
-    return version(prometheus_client.__name__.replace("_", "-"))
-
-
-def verdict(ok: bool) -> str:
-    return "**met**" if ok else "**NOT met**"
 
 
 def fmt_counts(values: set[int]) -> str:

@@ -5,6 +5,8 @@ plus two controls the benchmark needs from outside that process.
 poller's first cycle (which also fetches every company's name) can run at no latency and only
 the steady-state cycles are measured at 50 ms; ``{"cmd": "requests"}`` answers the requests
 served so far by route template, the server-side count to check the exporter's own.
+With ``--frozen``, its wall clock stops at its start (``common.FrozenClock``, whose time it
+answers first): every poll, however late, sees the same fleet.
 
     python bench/sim_proc.py --companies 1000 --data-types 25
 """
@@ -12,9 +14,10 @@ served so far by route template, the server-side count to check the exporter's o
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
-from common import API_KEY, DATA_TYPES, send, serve_commands
+from common import API_KEY, DATA_TYPES, FrozenClock, send, serve_commands
 
 from exporter.clock import SystemClock
 from exporter.simulator import Fleet, SimulatedCodat
@@ -26,8 +29,10 @@ def main() -> None:
     parser.add_argument("--data-types", type=int, default=DATA_TYPES)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--frozen", action="store_true", help="stop the wall clock at start")
     args = parser.parse_args()
-    fleet = Fleet.generate(SystemClock(), args.companies, args.seed, args.data_types)
+    clock = FrozenClock(time.time()) if args.frozen else SystemClock()
+    fleet = Fleet.generate(clock, args.companies, args.seed, args.data_types)
     server = SimulatedCodat(fleet, API_KEY, "127.0.0.1", 0, args.latency).start()
 
     def set_latency(command: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +43,7 @@ def main() -> None:
         return {"requests": dict(server.requests)}
 
     try:
-        send({"url": server.url, "companies": len(fleet.companies)})
+        send({"url": server.url, "companies": len(fleet.companies), "time": clock.time()})
         serve_commands({"latency": set_latency, "requests": requests_served})
     finally:
         server.stop()
