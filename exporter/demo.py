@@ -6,7 +6,8 @@ settings unless set per data type. It always contains the cases worth seeing: an
 company, stale data types, never-synced and first-failed
 data types, one data type recovering and one starting to fail a few minutes in, one whose
 sync Codat paused until a couple of hours after start, and one on-premise (QuickBooks
-Desktop) connector's sync queued for hours.
+Desktop) connector's sync queued for hours. Refreshes are on (``refresh``), against the
+simulator only, so a transient failure is seen healing.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def start_demo(clock: Clock, companies: int = DEMO_COMPANIES) -> tuple[Simulated
                 "max_age": {"invoices": "6h"},
                 "from_sync_settings": True,
             },
+            # Writes only to its own simulator: a transient failure is refreshed after a
+            # minute and heals; the pinned ones (an outage, AuthError) stay, as they would.
+            "refresh": {"enabled": True, "after": "1m", "backoff": 2},
         }
     )
     return simulator, config

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.clock import Clock
-from exporter.codat import DATA_TYPES, KNOWN_STATUSES
+from exporter.codat import DATA_TYPES, IN_PROGRESS_STATUSES, KNOWN_STATUSES
 from exporter.simulator.syncs import (
     HOUR,
     History,
@@ -254,6 +254,25 @@ class Fleet:
             if sync is not None:
                 return timeline.pull_operation(sync, now)
         return None
+
+    def queue(self, company_id: str, data_type: str) -> dict[str, Any] | None:
+        """``POST /companies/{companyId}/data/queue/{dataType}``: a new sync of the pair,
+        requested now, that runs like any other and ends Complete or fails again (a pinned
+        failure holds; otherwise with chance REFRESH_FAILS). While the pair's latest sync is
+        queued or running, nothing new is queued and that one is answered. None for a pair
+        the company does not have."""
+        company = self.companies.get(company_id)
+        if company is None or data_type not in company.data_types:
+            return None
+        now = self.clock.time()
+        timeline = self.timeline(company_id, data_type)
+        latest = timeline.latest(now)
+        with self._lock:
+            if latest is None or timeline.status(latest, now) not in IN_PROGRESS_STATUSES:
+                company.data_types[data_type].refreshes.append(now)
+                latest = timeline.latest(now)
+        assert latest is not None
+        return timeline.pull_operation(latest, now)
 
     def pull_operations(self, company_id: str) -> History:
         """The company's pull operations at the clock's time, the newest first."""

@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from exporter.client import PULL_OPERATION
+from exporter.client import PULL_OPERATION, QUEUE_DATA_TYPE
 from exporter.simulator.fleet import (
     NEXT_ON_LAST_PAGE,
     PAGING_STYLES,
@@ -66,6 +66,17 @@ _ROUTES = (
     (re.compile(r"/companies/(?P<id>[^/]+)"), COMPANY),
     (re.compile(r"/companies"), COMPANIES),
 )
+
+
+_QUEUE = re.compile(r"/companies/(?P<id>[^/]+)/data/queue/(?P<type>[^/]+)")
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def error_body(status: int, error: str) -> dict[str, Any]:
@@ -322,6 +333,47 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, found)
         else:
             self._json(200, fleet.sync_settings(company_id))
+
+    def do_POST(self) -> None:
+        """``POST /companies/{companyId}/data/queue/{dataType}``: queue a sync (a refresh)."""
+        self.server.entered(+1)
+        try:
+            self._post()
+        finally:
+            self.server.entered(-1)
+
+    def _post(self) -> None:
+        parts = urlsplit(self.path)
+        match = _QUEUE.fullmatch(parts.path)
+        length = self.headers.get("Content-Length", "0")
+        if length.isdigit() and int(length) <= 1 << 16:
+            self.rfile.read(int(length))
+        if match is None:
+            self._json(404, error_body(404, "Resource not found"))
+            return
+        company_id, data_type = unquote(match["id"]), unquote(match["type"])
+        self.server.count(QUEUE_DATA_TYPE, parts.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        self.server.log.append((self.server.fleet.clock.time(), QUEUE_DATA_TYPE, company_id,
+                                {**query, "dataType": data_type}))  # fmt: skip
+        if not hmac.compare_digest(
+            self.headers.get("Authorization", ""), self.server.expected_auth
+        ):
+            self._json(401, error_body(401, "Unauthorized"))
+            return
+        fleet = self.server.fleet
+        fault = fleet.take_fault(company_id, QUEUE_DATA_TYPE)
+        if fault is not None and self._apply(fault):
+            return
+        connection = query.get("connectionId")
+        if connection is not None and not _is_uuid(connection):
+            self._json(400, error_body(400, "connectionId must be a UUID"))
+            return
+        queued = fleet.queue(company_id, data_type)
+        if queued is None:
+            self._json(404, error_body(404, f"Company {company_id} has no data type {data_type}"))
+        else:
+            self._json(200, queued)
 
     def _route(self, path: str) -> tuple[str | None, str | None, str | None]:
         """(route template, company id, dataset id) of a path; Nones for no route."""

@@ -87,6 +87,8 @@ class SimDataType:
     shows_progress: bool = True
     """Whether a sync shows Queued, Fetching, ... while it runs (off: pinned statuses)."""
     hold: Hold | None = None
+    refreshes: list[float] = field(default_factory=list)
+    """When syncs were queued on demand (``POST .../data/queue/{dataType}``), oldest first."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,10 @@ class Sync:
     outcome: str
 
 
+ON_DEMAND = 1 << 40
+"""k of the first sync queued on demand: far above any scheduled sync's."""
+REFRESH_FAILS = 0.2
+"""Chance that a sync queued on demand, outside a pinned failure, fails again."""
 _ID_SPACE = 1 << 48
 """The last 6 bytes of a pull operation's id hold its k (scrambled)."""
 _SCRAMBLE = 0x9E3779B97F4B
@@ -136,6 +142,13 @@ class Timeline:
 
     def outcome(self, k: int) -> str:
         sim = self.sim
+        if k >= ON_DEMAND:  # on demand: a pinned failure still holds, chance may fail it again
+            requested = sim.refreshes[k - ON_DEMAND]
+            if sim.fail_since is not None and sim.fail_since <= requested < sim.fail_until:
+                return sim.fail_status
+            if self.unit(k) < REFRESH_FAILS:
+                return ERROR_STATUSES[int(self.unit(k, "status") * len(ERROR_STATUSES))]
+            return COMPLETE
         if sim.fail_since is not None and sim.fail_since <= self.base(k) < sim.fail_until:
             return sim.fail_status
         if self.unit(k) < sim.fail_rate:
@@ -151,6 +164,10 @@ class Timeline:
         return low * math.pow(high / low, self.unit(k, "took"))
 
     def sync(self, k: int) -> Sync:
+        if k >= ON_DEMAND:
+            requested = self.sim.refreshes[k - ON_DEMAND]
+            ended = requested + self.took(k) if self.sim.shows_progress else requested
+            return Sync(k, requested, requested, requested, ended, self.outcome(k))
         base, took, outcome = self.base(k), self.took(k), self.outcome(k)
         if not self.sim.shows_progress:
             ended = math.inf if outcome in IN_PROGRESS_STATUSES else base
@@ -169,10 +186,25 @@ class Timeline:
         return hold is not None and k > hold.sync and self.base(k) < self._hold_end
 
     def exists(self, k: int) -> bool:
+        if k >= ON_DEMAND:
+            return k - ON_DEMAND < len(self.sim.refreshes)
         return not self.sim.never_synced and k >= self.first and not self._skipped(k)
+
+    def _queued(self, now: float) -> list[int]:
+        """The on-demand syncs requested by ``now``, oldest first."""
+        return [ON_DEMAND + n for n, at in enumerate(self.sim.refreshes) if at <= now]
 
     def latest(self, now: float) -> Sync | None:
         """The sync dataStatus names at ``now`` (``latestSyncId``); None before the first."""
+        scheduled = self._scheduled(now)
+        queued = self._queued(now)
+        if queued:
+            on_demand = self.sync(queued[-1])
+            if scheduled is None or on_demand.appeared >= scheduled.appeared:
+                return on_demand
+        return scheduled
+
+    def _scheduled(self, now: float) -> Sync | None:
         if self.sim.never_synced or now < self.sim.first_sync:
             return None
         k = math.floor((now - self.sim.phase) / self.sim.period)
@@ -192,13 +224,20 @@ class Timeline:
 
     def last_success(self, latest: Sync, now: float) -> Sync | None:
         """The latest sync that completed by ``now`` (``latestSuccessfulSyncId``)."""
-        for k in range(latest.k, max(self.first, latest.k - HISTORY_SCAN) - 1, -1):
-            if self.outcome(k) != COMPLETE or not self.exists(k):
-                continue
-            sync = latest if k == latest.k else self.sync(k)
-            if sync.ended <= now:
-                return sync
-        return None
+        found = [
+            sync for sync in map(self.sync, self._queued(now))
+            if sync.outcome == COMPLETE and sync.ended <= now
+        ]  # fmt: skip
+        scheduled = latest if latest.k < ON_DEMAND else self._scheduled(now)
+        if scheduled is not None:
+            for k in range(scheduled.k, max(self.first, scheduled.k - HISTORY_SCAN) - 1, -1):
+                if self.outcome(k) != COMPLETE or not self.exists(k):
+                    continue
+                sync = scheduled if k == scheduled.k else self.sync(k)
+                if sync.ended <= now:
+                    found.append(sync)
+                    break
+        return max(found, key=lambda sync: sync.ended, default=None)
 
     def data_status(self, now: float) -> dict[str, Any]:
         """The DataStatus entry at ``now``; lastSuccessfulSync in the data type's date style."""
@@ -282,7 +321,12 @@ class Timeline:
 
     def newest_first(self, now: float) -> Iterator[tuple[float, str, int]]:
         """(appeared, data type, k) of every sync shown by ``now``, the newest first."""
-        latest = self.latest(now)
+        queued = [(self.sync(k).appeared, self.sim.data_type, k) for k in self._queued(now)]
+        yield from heapq.merge(reversed(queued), self._scheduled_newest_first(now),
+                               key=lambda entry: -entry[0])  # fmt: skip
+
+    def _scheduled_newest_first(self, now: float) -> Iterator[tuple[float, str, int]]:
+        latest = self._scheduled(now)
         if latest is None:
             return
         for k in range(latest.k, self.first - 1, -1):
@@ -290,7 +334,10 @@ class Timeline:
                 yield self.base(k), self.sim.data_type, k
 
     def count(self, now: float) -> int:
-        latest = self.latest(now)
+        return len(self._queued(now)) + self._scheduled_count(now)
+
+    def _scheduled_count(self, now: float) -> int:
+        latest = self._scheduled(now)
         if latest is None:
             return 0
         skipped = 0

@@ -1,0 +1,213 @@
+"""Heal what can heal itself: refreshes of transient sync failures, over real HTTP against the
+simulated Codat's queue route, with the injected clock moving through a day."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.client import QUEUE_DATA_TYPE
+from exporter.simulator import Fault
+from exporter.simulator.syncs import HOUR
+from exporter.statefile import load
+from tests.harness import START, Harness
+
+REFRESHES = "codat_exporter_refreshes_total"
+COMPANY_TYPE = "invoices"
+
+
+def failing(harness: Harness, *, hours: float = 30.0, status: str = "FetchError") -> str:
+    """A healthy company whose invoices fail from an hour ago for ``hours`` (a platform's
+    outage: a refresh during it fails too; one after it heals)."""
+    company = next(harness.fleet.ids_by_profile("healthy"))
+    sim = harness.fleet.companies[company].data_types[COMPANY_TYPE]
+    sim.period, sim.phase, sim.fail_rate = 6 * HOUR, START % (6 * HOUR) - 2 * HOUR, 0.0
+    sim.fail_since, sim.fail_until, sim.fail_status = START - 3 * HOUR, START + hours * HOUR, status
+    return company
+
+
+def refreshing(**refresh: Any) -> dict[str, Any]:
+    return {
+        "refresh": {"enabled": True, "after": "1h", "backoff": 2, **refresh},
+        "connections": {"enabled": False},
+        "poll": {"interval": "15m"},
+    }
+
+
+def queued(harness: Harness, company: str | None = None) -> list[tuple[float, str, str]]:
+    """(time, company, data type) of every refresh the simulator received."""
+    return [
+        (at, c or "", query["dataType"])
+        for at, route, c, query in harness.codat.log
+        if route == QUEUE_DATA_TYPE and (company is None or c == company)
+    ]
+
+
+def run_for(harness: Harness, hours: float) -> None:
+    """Poll every 15 minutes for ``hours`` of the injected clock."""
+    for _ in range(int(hours * 4)):
+        harness.poll()
+        harness.clock.advance(900)
+
+
+def counted(harness: Harness, result: str) -> float:
+    return sum(s.value for s in harness.scrape().find(REFRESHES, result=result))
+
+
+def test_should_refresh_a_failing_pair_after_the_wait_then_with_backoff(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Prepare: failing for the next 30 h; the first sync failed 3 h ago
+    harness = make_harness(**refreshing(max_per_company_per_day=100))
+    company = failing(harness)
+    # Act
+    run_for(harness, 12)
+    # Check: at once (failing > 1h), then 2h, 4h, 8h apart
+    times = [at - START for at, _, data_type in queued(harness, company)]
+    assert [data_type for _, _, data_type in queued(harness, company)] == [COMPANY_TYPE] * 3
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert times[0] == 0
+    assert [g / HOUR for g in gaps] == [2, 4]
+    assert counted(harness, "queued") >= 3
+
+
+def test_should_heal_a_pair_whose_outage_has_ended_and_start_its_backoff_over(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Prepare: an outage that ends in 3 h; the refresh after it finds the platform back
+    harness = make_harness(**refreshing(max_per_company_per_day=100))
+    company = failing(harness, hours=3)
+    # Act
+    run_for(harness, 8)
+    scrape = harness.scrape()
+    # Check: the pair is Complete again and no refresh was queued after it healed
+    status = scrape.find("codat_data_type_status", company_id=company, data_type=COMPANY_TYPE)
+    assert [s.labels["status"] for s in status] == ["Complete"]
+    last_refresh = queued(harness, company)[-1][0]
+    synced = scrape.value("codat_data_type_last_successful_sync_timestamp_seconds",
+                          company_id=company, data_type=COMPANY_TYPE)  # fmt: skip
+    assert synced > last_refresh, "the refresh's sync is the one that succeeded"
+
+
+def test_should_never_refresh_an_authorisation_error(make_harness: Callable[..., Harness]) -> None:
+    # Prepare: the seeded fleet has a company whose every data type is in AuthError
+    harness = make_harness(**refreshing(statuses=["FetchError"], stale=True))
+    auth = next(harness.fleet.ids_by_profile("auth_error"))
+    # Act
+    run_for(harness, 6)
+    # Check
+    assert queued(harness, auth) == []
+
+
+def test_should_hold_the_caps_per_company_and_per_day(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Prepare: two data types failing; at most 2 refreshes a company a day
+    harness = make_harness(**refreshing(after="15m", backoff=1, max_per_company_per_day=2))
+    company = failing(harness)
+    sim = harness.fleet.companies[company].data_types["bills"]
+    sim.fail_since, sim.fail_until, sim.fail_rate = START - 3 * HOUR, START + 40 * HOUR, 0.0
+    # Act: through midnight UTC and most of the next day
+    run_for(harness, 30)
+    # Check: 2 on the first UTC day (12:00-24:00), 2 the next, each capped once per pair-day
+    by_day = [int((at - START + 12 * HOUR) // (24 * HOUR)) for at, _, _ in queued(harness, company)]
+    assert by_day.count(0) == 2 and by_day.count(1) == 2
+    assert counted(harness, "capped") >= 2
+
+
+def test_should_queue_nothing_in_a_dry_run_but_say_and_count_what_it_would(
+    make_harness: Callable[..., Harness], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare
+    harness = make_harness(**refreshing(dry_run=True))
+    company = failing(harness)
+    # Act
+    with caplog.at_level(logging.INFO, logger="exporter"):
+        run_for(harness, 4)
+    # Check: at once, and 2 h later
+    assert queued(harness) == []
+    lines = [
+        r.getMessage() for r in caplog.records
+        if "dry run" in r.getMessage() and company in r.getMessage()
+    ]  # fmt: skip
+    assert lines == [
+        f"refresh (dry run, not queued): company {company} invoices, FetchError, attempt {n}"
+        for n in (1, 2)
+    ]
+    assert counted(harness, "dry_run") >= 2
+
+
+def test_should_count_an_already_running_sync_and_a_refusal_apart_from_errors(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Prepare: Codat answers 409 to the first refresh and 400 to the second
+    harness = make_harness(**refreshing(after="15m", backoff=1, max_per_company_per_day=100))
+    company = failing(harness)
+    harness.fleet.inject(company, Fault("status", status=409, times=1, endpoint=QUEUE_DATA_TYPE))
+    # Act
+    run_for(harness, 0.5)
+    harness.fleet.inject(company, Fault("status", status=400, times=1, endpoint=QUEUE_DATA_TYPE))
+    run_for(harness, 3)
+    # Check: 409 at once, a refresh 15 m later, the 400 after it stopped the pair for the day
+    times = [(at - START) / 60 for at, _, _ in queued(harness, company)]
+    assert times == [0, 15, 30]
+    assert counted(harness, "already_in_progress") == 1
+    assert counted(harness, "rejected") == 1
+
+
+def test_should_pause_the_client_on_a_429_to_a_refresh(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Prepare
+    harness = make_harness(**refreshing())
+    company = failing(harness)
+    harness.fleet.inject(company, Fault("status", status=429, retry_after="120",
+                                        endpoint=QUEUE_DATA_TYPE))  # fmt: skip
+    # Act
+    harness.poll()
+    # Check: each try waited out the client-wide pause, then the refresh counts as an error
+    times = [at for at, _, _ in queued(harness, company)]
+    assert len(times) > 1
+    assert all(b - a >= 120 for a, b in itertools.pairwise(times))
+    assert harness.scrape().value("codat_exporter_rate_limited_total") == len(times)
+    assert counted(harness, "error") == 1
+
+
+def test_should_keep_the_caps_and_backoff_across_a_restart(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare: one exporter refreshes once and stops
+    path = tmp_path / "state.json"
+    before = make_harness(**refreshing(), state={"file": str(path)})
+    company = failing(before)
+    run_for(before, 1)
+    assert len(queued(before, company)) == 1
+    before.close()
+    # Act: the next one resumes from the file and runs for 1.5 h
+    after = make_harness(**refreshing(), state={"file": str(path)})
+    saved = load(path, after.config.shard)
+    assert saved is not None
+    after.poller.restore(saved)
+    restarted_at = after.clock.time()
+    run_for(after, 1.5)
+    # Check: the second refresh waits its 2 h after the first, restart or not
+    since = [at - START for at, _, _ in queued(after, company) if at >= restarted_at]
+    assert since == [2 * HOUR]
+
+
+def test_should_show_the_refresh_on_the_status_api(make_harness: Callable[..., Harness]) -> None:
+    # Prepare
+    harness = make_harness(**refreshing())
+    company = failing(harness)
+    # Act
+    run_for(harness, 0.25)
+    body = harness.get(f"/api/v1/status?company={company}").json()
+    # Check
+    (pair,) = [p for p in body["pairs"] if p["data_type"] == COMPANY_TYPE]
+    assert pair["refresh_attempts"] == 1
+    assert pair["refresh_queued_at"] == "2026-11-23T12:00:00Z"
