@@ -32,6 +32,7 @@ every process started here is stopped in a ``finally``. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -41,7 +42,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,8 @@ class ModeRun:
     """``codat_data_type_stale_companies`` by data type."""
     counted: dict[str, int] = field(default_factory=dict)
     """``count by (data_type) (age > max age)``, by data type (default mode only)."""
+    families: dict[str, int] = field(default_factory=dict)
+    """Series in the head by metric name."""
     evaluated_at: float = 0.0
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
@@ -258,6 +261,8 @@ def measure_mode(sim: Child, mode: str, args: argparse.Namespace, workdir: Path)
             run.scrapes = scrape_history(prom, job, run.evaluated_at)
             stale = prom.query(f'{STALE_COMPANIES.name}{{job="{job}"}}', run.evaluated_at)
             run.stale = by_data_type(stale)
+            names = prom.query(f'count by (__name__) ({{job="{job}"}})', run.evaluated_at)
+            run.families = {i["metric"]["__name__"]: int(i["value"][1]) for i in names}
             if mode == "default":
                 run.counted = by_data_type(
                     prom.query(stale_pairs(f'{{job="{job}"}}'), run.evaluated_at)
@@ -370,14 +375,56 @@ def compare(counted: dict[str, int], stale: dict[str, int]) -> list[str]:
     return sorted(d for d in {*counted, *stale} if counted.get(d, 0) != stale.get(d, 0))
 
 
-def report(default: ModeRun, fleet: ModeRun, again: RestartRun, args: argparse.Namespace,
-           started_at: datetime, seconds: float, load: tuple[str, str]) -> str:  # fmt: skip
+@dataclass(frozen=True)
+class Target:
+    text: str
+    met: bool
+
+    def line(self) -> str:
+        return f"- {self.text}: {verdict(self.met)}"
+
+
+def targets(default: ModeRun, fleet: ModeRun, again: RestartRun) -> list[Target]:
     series_ratio = fleet.head_series / default.head_series
     rss_ratio = fleet.prometheus_memory["VmHWM"] / default.prometheus_memory["VmHWM"]
-    first_ok = default.first_scrape <= FIRST_SCRAPE_TARGET and default.scrapes[0][2] == 1
     mismatched = compare(default.counted, fleet.stale)
-    own = compare(default.counted, default.stale)
     stale_total = sum(default.counted.values())
+    return [
+        Target(
+            f"fleet preset series: {series_ratio:.1%} of the default's "
+            f"({fleet.head_series:,.0f} vs {default.head_series:,.0f}; target <= "
+            f"{SERIES_RATIO_TARGET:.0%})",
+            series_ratio <= SERIES_RATIO_TARGET,
+        ),
+        Target(
+            f"Prometheus peak RSS, fleet preset vs default: {rss_ratio:.3f}x "
+            f"({fleet.prometheus_memory['VmHWM']:.0f} vs "
+            f"{default.prometheus_memory['VmHWM']:.0f} MB; target <= {RSS_RATIO_TARGET}x)",
+            rss_ratio <= RSS_RATIO_TARGET,
+        ),
+        Target(
+            f"default mode's first scrape: {default.first_scrape:.2f}s, up "
+            f"{default.scrapes[0][2]:.0f} (target <= {FIRST_SCRAPE_TARGET:.0f}s, the default "
+            "scrape_timeout)",
+            default.first_scrape <= FIRST_SCRAPE_TARGET and default.scrapes[0][2] == 1,
+        ),
+        Target(
+            f"fleet preset's `{STALE_COMPANIES.name}` = the default's `{stale_pairs('')}`: "
+            + ("equal for every data type" if not mismatched else f"differ for {mismatched}")
+            + f" ({len(default.counted | fleet.stale)} data types, {stale_total:,} stale pairs)",
+            not mismatched and bool(fleet.stale),
+        ),
+        Target(
+            f"restart with a state file: every company on /metrics {again.full_sent:.2f}s after "
+            f"the process started (target <= {RESTART_TARGET:.0f}s)",
+            again.full_sent <= RESTART_TARGET,
+        ),
+    ]
+
+
+def report(default: ModeRun, fleet: ModeRun, again: RestartRun, args: argparse.Namespace,
+           started_at: datetime, seconds: float, load: tuple[str, str]) -> str:  # fmt: skip
+    own = compare(default.counted, default.stale)
     companies = again.companies
     size = f"{companies:,} companies x {DATA_TYPES}"
     lines = [
@@ -392,22 +439,7 @@ def report(default: ModeRun, fleet: ModeRun, again: RestartRun, args: argparse.N
         "",
         "### Targets",
         "",
-        f"- fleet preset series: {series_ratio:.1%} of the default's "
-        f"({fleet.head_series:,.0f} vs {default.head_series:,.0f}; target <= "
-        f"{SERIES_RATIO_TARGET:.0%}): {verdict(series_ratio <= SERIES_RATIO_TARGET)}",
-        f"- Prometheus peak RSS, fleet preset vs default: {rss_ratio:.3f}x "
-        f"({fleet.prometheus_memory['VmHWM']:.0f} vs {default.prometheus_memory['VmHWM']:.0f} MB;"
-        f" target <= {RSS_RATIO_TARGET}x): {verdict(rss_ratio <= RSS_RATIO_TARGET)}",
-        f"- default mode's first scrape: {default.first_scrape:.2f}s, up "
-        f"{default.scrapes[0][2]:.0f} (target <= {FIRST_SCRAPE_TARGET:.0f}s, the default "
-        f"scrape_timeout): {verdict(first_ok)}",
-        f"- fleet preset's `{STALE_COMPANIES.name}` = the default's `{stale_pairs('')}`: "
-        + ("equal for every data type" if not mismatched else f"differ for {mismatched}")
-        + f" ({len(default.counted | fleet.stale)} data types, {stale_total:,} stale pairs): "
-        + verdict(not mismatched),
-        f"- restart with a state file: every company on /metrics {again.full_sent:.2f}s after "
-        f"the process started (target <= {RESTART_TARGET:.0f}s): "
-        f"{verdict(again.full_sent <= RESTART_TARGET)}",
+        *(target.line() for target in targets(default, fleet, again)),
         "",
         "### Per mode",
         "",
@@ -435,6 +467,15 @@ def report(default: ModeRun, fleet: ModeRun, again: RestartRun, args: argparse.N
         + ".",
         f"Load average when each mode's figures were read: default {fmt_load(default.load)}; "
         f"fleet preset {fmt_load(fleet.load)}.",
+        "",
+        "### Series by family",
+        "",
+        "In the head of each Prometheus (`count by (__name__)`), the families with more than "
+        "100 series; the rest summed:",
+        "",
+        "| family | default | fleet preset |",
+        "|---|---:|---:|",
+        *family_rows(default.families, fleet.families),
         "",
         "### Stale pairs per data type",
         "",
@@ -472,6 +513,17 @@ def report(default: ModeRun, fleet: ModeRun, again: RestartRun, args: argparse.N
     return "\n".join(lines)
 
 
+def family_rows(default: dict[str, int], fleet: dict[str, int]) -> list[str]:
+    big = sorted(n for n in default | fleet if max(default.get(n, 0), fleet.get(n, 0)) > 100)
+    rows = [
+        f"| `{n}` | {default.get(n, 0):,} | {fleet.get(n, 0):,} |"
+        for n in sorted(big, key=lambda n: (-fleet.get(n, 0), -default.get(n, 0), n))
+    ]
+    rest = [sum(v for n, v in counts.items() if n not in big) for counts in (default, fleet)]
+    return [*rows, f"| the {len(set(default | fleet) - set(big))} others | {rest[0]:,} "
+            f"| {rest[1]:,} |"]  # fmt: skip
+
+
 def fmt_load(load: tuple[float, float, float]) -> str:
     return " ".join(f"{value:.2f}" for value in load)
 
@@ -497,7 +549,9 @@ def main() -> int:
     parser.add_argument("--scrape-timeout", default="10s", help="default 10s")
     parser.add_argument("--repeats", type=int, default=3, help="state file saves (default 3)")
     parser.add_argument("--prometheus", default=shutil.which("prometheus") or "/usr/bin/prometheus")
-    parser.add_argument("--output", type=Path, help="insert the summary at the top of this file")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--output", type=Path, help="insert the summary at the top of this file")
+    output.add_argument("--json", action="store_true", help="print the figures as JSON instead")
     args = parser.parse_args()
     if not Path(args.prometheus).exists():
         parser.error(f"no Prometheus at {args.prometheus} (Debian: apt-get install prometheus)")
@@ -513,6 +567,15 @@ def main() -> int:
         default = measure_mode(sim, "default", args, workdir)
         fleet = measure_mode(sim, "fleet", args, workdir)
         again = restart(sim, args, workdir)
+    if args.json:
+        figures = {
+            "default": asdict(default),
+            "fleet": asdict(fleet),
+            "restart": asdict(again),
+            "targets": [asdict(target) for target in targets(default, fleet, again)],
+        }
+        print(json.dumps(figures, indent=1))
+        return 0
     text = report(default, fleet, again, args, started_at, time.monotonic() - clock,
                   (load_before, fmt_load(os.getloadavg())))  # fmt: skip
     print(text)
