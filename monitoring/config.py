@@ -19,13 +19,16 @@ ALERT_NAMES = (
     "CodatDataTypeStale",
     "CodatDataTypeNeverSynced",
     "CodatDataTypeSyncFailing",
-    # CodatDataTypeSyncStuck joins here, with its metric.
+    "CodatDataTypeSyncStuck",
+    "CodatDataTypeStaleCompanies",
+    "CodatAuthErrorCompanies",
     "CodatFreshnessSLOFastBurn",
     "CodatFreshnessSLOSlowBurn",
     "CodatExporterCompanyPollFailing",
     "CodatExporterAPIKeyRejected",
     "CodatExporterDown",
     "CodatExporterPollStalled",
+    "CodatExporterStateFileErrors",
 )
 SEVERITIES = ("critical", "warning", "info")
 TOP_LEVEL_KEYS = {
@@ -35,6 +38,7 @@ TOP_LEVEL_KEYS = {
     "status_page_url",
     "alerts",
     "sync_in_progress_grace",
+    "keep_firing_for",
     "freshness_slo",
 }
 
@@ -61,6 +65,9 @@ class MonitoringConfig:
     """The exporter's status page, ending in ``/``; alerts append ``?company=<id>``."""
     alerts: dict[str, AlertConfig]
     sync_in_progress_grace: str
+    keep_firing_for: str
+    """How long a firing alert over the exporter's latest values outlives its series: a
+    restart's scrape gap neither resolves it nor restarts its ``for``."""
     freshness_objective: float
     """Share of synced pairs that must be within their max age, e.g. 0.99."""
 
@@ -85,6 +92,7 @@ def load(path: Path = DEFAULT_CONFIG) -> MonitoringConfig:
         sync_in_progress_grace=_duration(
             raw.get("sync_in_progress_grace"), "sync_in_progress_grace"
         ),
+        keep_firing_for=_duration(raw.get("keep_firing_for"), "keep_firing_for"),
         freshness_objective=_objective(raw.get("freshness_slo")),
     )
 

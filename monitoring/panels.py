@@ -196,6 +196,40 @@ def timeseries(
     )
 
 
+def heatmap(
+    title: str, description: str, expr: str, *, unit: str, repeat: str | None = None
+) -> dict[str, Any]:
+    """Cumulative histogram buckets (``expr`` keeps only ``le``) as a heatmap over time,
+    one cell per bucket as Prometheus counts it, no re-bucketing; with ``repeat``, one panel
+    per value of that variable, three to a row."""
+    result = panel(
+        "heatmap",
+        title,
+        description,
+        [{**target(expr, "{{le}}"), "format": "heatmap"}],
+        options={
+            "calculate": False,
+            "yAxis": {"unit": unit, "axisPlacement": "left"},
+            "cellValues": {"unit": "short"},
+            "color": {
+                "mode": "scheme",
+                "scheme": "Oranges",
+                "fill": "dark-orange",
+                "scale": "exponential",
+                "exponent": 0.5,
+                "steps": 64,
+                "reverse": False,
+            },
+            "showValue": "never",
+            "tooltip": {"mode": "single", "yHistogram": True, "showColorScale": False},
+            "legend": {"show": True},
+        },
+    )
+    if repeat is not None:
+        result.update({"repeat": repeat, "repeatDirection": "h", "maxPerRow": 3})
+    return result
+
+
 def table(
     title: str,
     description: str,
@@ -343,8 +377,30 @@ class Layout:
         self._x = self._line_height = 0
 
 
+def link(title: str, url: str, tooltip: str) -> dict[str, Any]:
+    """A dashboard link to a page outside Grafana, opened in a new tab."""
+    return {
+        "title": title,
+        "type": "link",
+        "url": url,
+        "tooltip": tooltip,
+        "tags": [],
+        "asDropdown": False,
+        "includeVars": False,
+        "keepTime": False,
+        "icon": "doc",
+        "targetBlank": True,
+    }
+
+
 def dashboard(
-    uid: str, title: str, description: str, variables: list[dict[str, Any]], layout: Layout
+    uid: str,
+    title: str,
+    description: str,
+    variables: list[dict[str, Any]],
+    layout: Layout,
+    *,
+    links: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     return {
         "uid": uid,
@@ -369,7 +425,8 @@ def dashboard(
                 "keepTime": True,
                 "icon": "external link",
                 "targetBlank": False,
-            }
+            },
+            *(links or []),
         ],
         "annotations": {"list": []},
         "templating": {"list": [datasource_variable(), *variables]},

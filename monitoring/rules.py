@@ -1,6 +1,7 @@
-"""The Prometheus alert rules, built from the config.
+"""The Prometheus alert rules, built from the config: the default rules here, and the
+``RuleBuilder`` that the fleet preset's (``monitoring.fleet_preset``) share.
 
-Four choices shape the expressions; docs/alerts-and-dashboards.md explains them for users:
+Five choices shape the expressions; docs/alerts-and-dashboards.md explains them for users:
 
 - Pair alerts match ``on (job, instance, company_id, data_type)``, so two exporters (or an
   HA pair) never compare each other's series; ``group_left ()`` keeps the age series' own
@@ -15,6 +16,11 @@ Four choices shape the expressions; docs/alerts-and-dashboards.md explains them 
   reads both.
 - Descriptions look values up with the ``query`` template function, so an alert states
   the last successful sync and the max age without extra labels that would split it.
+- An alert over the exporter's latest values keeps firing for ``keep_firing_for`` after its
+  series vanish: a restarting exporter misses scrapes, Prometheus marks its series stale,
+  and the alert would otherwise resolve, then wait its whole ``for`` again when the same
+  values come back. AuthError and SyncFailing need none: their look-back bridges the gap,
+  and a Complete sync still ends them at once.
 """
 
 from __future__ import annotations
@@ -31,8 +37,11 @@ from exporter.metrics import (
     LAST_POLL,
     LAST_SYNC_AGE,
     LAST_SYNC_TIMESTAMP,
+    LATEST_SYNC_REQUESTED,
     MAX_AGE,
+    PAUSED_UNTIL,
     POLL_ERRORS,
+    STATE_FILE_ERRORS,
     STATUS,
 )
 from monitoring.config import MonitoringConfig
@@ -124,39 +133,185 @@ LOWEST_FRESH_SHARES = (
 job and any target labels)."""
 
 
-def build_rules(config: MonitoringConfig) -> dict[str, Any]:
-    """The whole rule file as a mapping, ready for YAML."""
-    sel = config.selector
-    grace = config.sync_in_progress_grace
-    company_url = (
-        f"{config.grafana_url}{dashboard_path(COMPANY_UID)}"
-        "?var-job={{ $labels.job }}&var-company={{ $labels.company_id }}"
-    )
-    exporter_url = (
-        f"{config.grafana_url}{dashboard_path(EXPORTER_UID)}?var-job={{{{ $labels.job }}}}"
-    )
-    fleet_url = f"{config.grafana_url}{dashboard_path(FLEET_UID)}?var-job={{{{ $labels.job }}}}"
-    status_page = f"{config.status_page_url}?company={{{{ $labels.company_id | urlquery }}}}"
+class RuleBuilder:
+    """Alert rules with the config's severity, ``for``, ``keep_firing_for`` and links.
+
+    ``fleet_uid`` and ``company_uid`` are the dashboards the alerts link to: the fleet
+    preset has no company dashboard (its queries are per pair) and links company alerts to
+    its Fleet dashboard filtered to the company instead.
+    """
+
+    def __init__(
+        self, config: MonitoringConfig, fleet_uid: str = FLEET_UID, company_uid: str = COMPANY_UID
+    ) -> None:
+        self.config = config
+        self.sel = config.selector
+        grafana = config.grafana_url
+        self.company_url = (
+            f"{grafana}{dashboard_path(company_uid)}"
+            "?var-job={{ $labels.job }}&var-company={{ $labels.company_id }}"
+        )
+        self.fleet_url = f"{grafana}{dashboard_path(fleet_uid)}?var-job={{{{ $labels.job }}}}"
+        self.exporter_url = f"{grafana}{dashboard_path(EXPORTER_UID)}?var-job={{{{ $labels.job }}}}"
+        self.company_page = self.status_page("company={{ $labels.company_id | urlquery }}")
+
+    def status_page(self, query: str) -> str:
+        """The status page filtered by ``query``, e.g. ``status=stale``."""
+        return f"{self.config.status_page_url}?{query}"
 
     def alert(
-        name: str, expr: str, summary: str, description: str, url: str, *, company: bool = False
+        self,
+        name: str,
+        expr: str,
+        summary: str,
+        description: str,
+        url: str,
+        *,
+        status_page: str | None = None,
+        keep_firing: bool = False,
     ) -> dict[str, Any]:
-        """``company``: the alert is about one company, so it links to the status page
-        filtered to it."""
-        settings = config.alert(name)
+        """``status_page``: where on the status page the subject is listed (the company,
+        or a filter); ``keep_firing``: the expression reads the exporter's latest values,
+        which vanish for the scrapes a restart misses."""
+        settings = self.config.alert(name)
         rule: dict[str, Any] = {"alert": name, "expr": expr}
         if seconds(settings.for_):
             rule["for"] = settings.for_
+        if keep_firing:
+            rule["keep_firing_for"] = self.config.keep_firing_for
         rule["labels"] = {"severity": settings.severity}
         rule["annotations"] = {
             "summary": summary,
             "description": description.replace("{for}", settings.for_),
-            "runbook_url": f"{config.runbook_url}#{name.lower()}",
+            "runbook_url": f"{self.config.runbook_url}#{name.lower()}",
             "dashboard_url": url,
         }
-        if company:
+        if status_page is not None:
             rule["annotations"]["status_page"] = status_page
         return rule
+
+    def deauthorized(self, consequences: str) -> dict[str, Any]:
+        """``consequences``: what the description adds about the company's data types."""
+        return self.alert(
+            "CodatConnectionDeauthorized",
+            f'{CONNECTION_STATUS.name}{{{self.sel}, status="Deauthorized"}} == 1\n',
+            "{{ $labels.company_name }}: its {{ $labels.platform }} connection is deauthorized",
+            "The {{ $labels.platform }} connection {{ $labels.connection_id }} "
+            "({{ $labels.source_type }}) of {{ $labels.company_name }} (company "
+            "{{ $labels.company_id }}) is Deauthorized in Codat: nothing syncs through it "
+            f"until the company re-links it. {consequences}",
+            self.company_url,
+            status_page=self.company_page,
+            keep_firing=True,
+        )
+
+    def slo_alerts(self) -> list[dict[str, Any]]:
+        """The burn-rate alerts over the recorded shares, whichever rules record them."""
+        objective = f"{100 * self.config.freshness_objective:g} %"
+        return [
+            self.alert(
+                "CodatFreshnessSLOFastBurn",
+                burn_expr(PAGE_CONDITIONS, self.config.freshness_objective),
+                "Codat data freshness is burning its error budget fast",
+                "{{ $value | humanizePercentage }} of the synced company x data type pairs of "
+                "{{ $labels.job }} were stale on average over the last "
+                f"{' or '.join(long for _, long, _ in PAGE_CONDITIONS)}: the {objective} "
+                "freshness objective's 30-day error budget goes in days at this rate. Lowest "
+                f"fresh shares now: {LOWEST_FRESH_SHARES}see the Fleet dashboard.",
+                self.fleet_url,
+            ),
+            self.alert(
+                "CodatFreshnessSLOSlowBurn",
+                burn_expr(TICKET_CONDITIONS, self.config.freshness_objective),
+                "Codat data freshness is below its objective",
+                "{{ $value | humanizePercentage }} of the synced company x data type pairs of "
+                f"{{{{ $labels.job }}}} were stale on average over the last "
+                f"{TICKET_CONDITIONS[0][1]}, more than the {objective} freshness objective "
+                f"allows. Lowest fresh shares now: {LOWEST_FRESH_SHARES}see the Fleet "
+                "dashboard.",
+                self.fleet_url,
+            ),
+        ]
+
+    def exporter_alerts(self) -> list[dict[str, Any]]:
+        """The exporter's own health: per company and per exporter series only, so the
+        default rules and the fleet preset's are the same."""
+        sel, config = self.sel, self.config
+        api_key = config.alert("CodatExporterAPIKeyRejected")
+        stalled = config.alert("CodatExporterPollStalled")
+        state_file = config.alert("CodatExporterStateFileErrors")
+        if api_key.window is None or stalled.threshold is None or state_file.window is None:
+            raise ValueError(
+                "CodatExporterAPIKeyRejected and CodatExporterStateFileErrors need window, "
+                "CodatExporterPollStalled threshold"
+            )
+        return [
+            self.alert(
+                "CodatExporterCompanyPollFailing",
+                f"{COMPANY_UP.name}{{{sel}}} == 0\n",
+                "The exporter cannot poll {{ $labels.company_name }} from Codat",
+                "Polls of {{ $labels.company_name }} (company {{ $labels.company_id }}) by "
+                "{{ $labels.instance }} have failed for {for}; its codat_data_type_* values are "
+                f"those of the last successful poll, {LAST_COMPANY_POLL}. The exporter's log "
+                "and codat_exporter_poll_errors_total say why.",
+                self.company_url,
+                status_page=self.company_page,
+                keep_firing=True,
+            ),
+            self.alert(
+                "CodatExporterAPIKeyRejected",
+                f"sum without (endpoint, code) (\n"
+                f'  increase({API_REQUESTS.name}{{{sel}, code=~"401|403"}}[{api_key.window}])\n'
+                f") > 0\n"
+                f"or\n"
+                f"sum without (reason) (\n"
+                f'  increase({POLL_ERRORS.name}{{{sel}, reason="api_key_rejected"}}'
+                f"[{api_key.window}])\n"
+                f") > 0\n",
+                "Codat rejects the exporter's API key",
+                "Codat rejected requests from {{ $labels.instance }} with 401 or 403 "
+                f"({{{{ $value | humanize }}}} in the last {api_key.window}): the API key is "
+                "wrong, revoked or lacks access, and polls fail until it is replaced.",
+                self.exporter_url,
+            ),
+            self.alert(
+                "CodatExporterDown",
+                f"up{{{sel}}} == 0 or absent(up{{{sel}}})\n",
+                "Prometheus cannot scrape the Codat freshness exporter",
+                "{{ with $labels.instance }}Target {{ . }}{{ else }}Every target{{ end }} of "
+                "job {{ $labels.job }} has been down or absent for {for}: no Codat freshness "
+                "alert can fire meanwhile.",
+                self.exporter_url,
+            ),
+            self.alert(
+                "CodatExporterPollStalled",
+                f"time() - {LAST_POLL.name}{{{sel}}} > {seconds(stalled.threshold)}\n",
+                "The Codat freshness exporter has stopped polling",
+                "{{ $labels.instance }} last finished a poll cycle "
+                f"{{{{ $value | humanizeDuration }}}} ago (threshold {stalled.threshold}) yet "
+                "answers scrapes: every codat_data_type_* value it exports is frozen.",
+                self.exporter_url,
+                keep_firing=True,
+            ),
+            self.alert(
+                "CodatExporterStateFileErrors",
+                f"increase({STATE_FILE_ERRORS.name}{{{sel}}}[{state_file.window}]) > 0\n",
+                "The Codat freshness exporter cannot write its state file",
+                "{{ $labels.instance }} failed to write its state file (state.file) in the "
+                f"last {state_file.window}. It goes on polling and serving, but after a "
+                "restart it would serve the last file it wrote, older values, or nothing until "
+                "its first cycle ends. Its log says why (a full or read-only volume, "
+                "permissions).",
+                self.exporter_url,
+            ),
+        ]
+
+
+def build_rules(config: MonitoringConfig) -> dict[str, Any]:
+    """The whole rule file as a mapping, ready for YAML."""
+    rules = RuleBuilder(config)
+    sel = config.selector
+    grace = config.sync_in_progress_grace
 
     def since_last_status(matcher: str) -> str:
         return (
@@ -167,31 +322,18 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
             f'  {STATUS.name}{{{sel}, status="Complete"}}\n'
         )
 
-    api_key = config.alert("CodatExporterAPIKeyRejected")
-    stalled = config.alert("CodatExporterPollStalled")
     never = config.alert("CodatDataTypeNeverSynced")
-    if api_key.window is None or stalled.threshold is None or never.threshold is None:
-        raise ValueError(
-            "CodatExporterAPIKeyRejected needs window, CodatExporterPollStalled and "
-            "CodatDataTypeNeverSynced threshold"
-        )
-    objective = f"{100 * config.freshness_objective:g} %"
+    stuck = config.alert("CodatDataTypeSyncStuck")
+    if never.threshold is None or stuck.threshold is None:
+        raise ValueError("CodatDataTypeNeverSynced and CodatDataTypeSyncStuck need threshold")
+    paused = f"{PAUSED_UNTIL.name}{{{sel}}} > time()"
+    stuck_after = seconds(stuck.threshold)
     auth_errors = since_last_status('status="AuthError"')
+    company_url, company_page = rules.company_url, rules.company_page
 
     data_rules = [
-        alert(
-            "CodatConnectionDeauthorized",
-            f'{CONNECTION_STATUS.name}{{{sel}, status="Deauthorized"}} == 1\n',
-            "{{ $labels.company_name }}: its {{ $labels.platform }} connection is deauthorized",
-            "The {{ $labels.platform }} connection {{ $labels.connection_id }} "
-            "({{ $labels.source_type }}) of {{ $labels.company_name }} (company "
-            "{{ $labels.company_id }}) is Deauthorized in Codat: nothing syncs through it "
-            "until the company re-links it. Data types of the company in AuthError now: "
-            f"{AUTH_ERROR_COUNT}.",
-            company_url,
-            company=True,
-        ),
-        alert(
+        rules.deauthorized(f"Data types of the company in AuthError now: {AUTH_ERROR_COUNT}."),
+        rules.alert(
             "CodatCompanyAuthError",
             f"count without (data_type) (\n{_indent(auth_errors)})\n",
             f"{{{{ $labels.company_name }}}}: Codat lost access to {DATA_TYPES} (AuthError)",
@@ -200,19 +342,21 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
             "connection is no longer authorised, and their data stays as it is until the "
             f"company re-links. In AuthError: {AUTH_ERROR_TYPES}.",
             company_url,
-            company=True,
+            status_page=company_page,
         ),
-        alert(
+        rules.alert(
             "CodatDataTypeStale",
-            f"{LAST_SYNC_AGE.name}{{{sel}}}\n  > {ON_PAIR}\n{MAX_AGE.name}{{{sel}}}\n",
+            f"{LAST_SYNC_AGE.name}{{{sel}}}\n  > {ON_PAIR}\n{MAX_AGE.name}{{{sel}}}\n"
+            f"unless on ({PAIR})\n  {paused}\n",
             "{{ $labels.company_name }}: {{ $labels.data_type }} is stale "
             "({{ $value | humanizeDuration }} old)",
             f"{PAIR_NAME} last synced successfully {{{{ $value | humanizeDuration }}}} ago, "
             f"more than its max age of {MAX_AGE_VALUE}. Latest sync status: {LATEST_STATUS}.",
             company_url,
-            company=True,
+            status_page=company_page,
+            keep_firing=True,
         ),
-        alert(
+        rules.alert(
             "CodatDataTypeNeverSynced",
             f"(\n"
             f"  max without (status) (\n"
@@ -228,97 +372,61 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
             f"{COMPANY_AGE} (latest status: {LATEST_STATUS}). Check that the data type is "
             "enabled in the company's sync settings and offered by its integration.",
             company_url,
-            company=True,
+            status_page=company_page,
+            keep_firing=True,
         ),
-        alert(
+        rules.alert(
             "CodatDataTypeSyncFailing",
             since_last_status(f'status=~"{ERRORS}"'),
             "{{ $labels.company_name }}: {{ $labels.data_type }} syncs are failing",
             f"Syncs of {PAIR_NAME} have ended in an error status for {{for}} (latest: "
             f"{LATEST_STATUS}). Last successful sync: {LAST_SYNC}.",
             company_url,
-            company=True,
+            status_page=company_page,
         ),
-        # CodatDataTypeSyncStuck (a sync queued or in progress too long) belongs here.
-    ]
-    slo_rules = [
-        *recording_rules(sel),
-        alert(
-            "CodatFreshnessSLOFastBurn",
-            burn_expr(PAGE_CONDITIONS, config.freshness_objective),
-            "Codat data freshness is burning its error budget fast",
-            "{{ $value | humanizePercentage }} of the synced company x data type pairs of "
-            "{{ $labels.job }} were stale on average over the last "
-            f"{' or '.join(long for _, long, _ in PAGE_CONDITIONS)}: the {objective} "
-            "freshness objective's 30-day error budget goes in days at this rate. Lowest "
-            f"fresh shares now: {LOWEST_FRESH_SHARES}see the Fleet dashboard.",
-            fleet_url,
-        ),
-        alert(
-            "CodatFreshnessSLOSlowBurn",
-            burn_expr(TICKET_CONDITIONS, config.freshness_objective),
-            "Codat data freshness is below its objective",
-            "{{ $value | humanizePercentage }} of the synced company x data type pairs of "
-            f"{{{{ $labels.job }}}} were stale on average over the last "
-            f"{TICKET_CONDITIONS[0][1]}, more than the {objective} freshness objective "
-            f"allows. Lowest fresh shares now: {LOWEST_FRESH_SHARES}see the Fleet dashboard.",
-            fleet_url,
-        ),
-    ]
-    exporter_rules = [
-        alert(
-            "CodatExporterCompanyPollFailing",
-            f"{COMPANY_UP.name}{{{sel}}} == 0\n",
-            "The exporter cannot poll {{ $labels.company_name }} from Codat",
-            "Polls of {{ $labels.company_name }} (company {{ $labels.company_id }}) by "
-            "{{ $labels.instance }} have failed for {for}; its codat_data_type_* values are "
-            f"those of the last successful poll, {LAST_COMPANY_POLL}. The exporter's log and "
-            "codat_exporter_poll_errors_total say why.",
+        rules.alert(
+            "CodatDataTypeSyncStuck",
+            f"max without (data_type) (\n{_indent(_stuck_pairs(sel, stuck_after))})\n",
+            "{{ $labels.company_name }}: syncs queued or in progress for "
+            "{{ $value | humanizeDuration }}",
+            "Syncs of {{ $labels.company_name }} (company {{ $labels.company_id }}) "
+            f"requested more than {stuck.threshold} ago are still queued or in progress: "
+            f"{_stuck_types(stuck_after)}. Their data does not move meanwhile; a sync that "
+            "stays Queued usually waits for an on-premise connector whose machine is offline.",
             company_url,
-            company=True,
-        ),
-        alert(
-            "CodatExporterAPIKeyRejected",
-            f"sum without (endpoint, code) (\n"
-            f'  increase({API_REQUESTS.name}{{{sel}, code=~"401|403"}}[{api_key.window}])\n'
-            f") > 0\n"
-            f"or\n"
-            f"sum without (reason) (\n"
-            f'  increase({POLL_ERRORS.name}{{{sel}, reason="api_key_rejected"}}'
-            f"[{api_key.window}])\n"
-            f") > 0\n",
-            "Codat rejects the exporter's API key",
-            "Codat rejected requests from {{ $labels.instance }} with 401 or 403 "
-            f"({{{{ $value | humanize }}}} in the last {api_key.window}): the API key is wrong, "
-            "revoked or lacks access, and polls fail until it is replaced.",
-            exporter_url,
-        ),
-        alert(
-            "CodatExporterDown",
-            f"up{{{sel}}} == 0 or absent(up{{{sel}}})\n",
-            "Prometheus cannot scrape the Codat freshness exporter",
-            "{{ with $labels.instance }}Target {{ . }}{{ else }}Every target{{ end }} of job "
-            "{{ $labels.job }} has been down or absent for {for}: no Codat freshness alert can "
-            "fire meanwhile.",
-            exporter_url,
-        ),
-        alert(
-            "CodatExporterPollStalled",
-            f"time() - {LAST_POLL.name}{{{sel}}} > {seconds(stalled.threshold)}\n",
-            "The Codat freshness exporter has stopped polling",
-            "{{ $labels.instance }} last finished a poll cycle {{ $value | humanizeDuration }} "
-            f"ago (threshold {stalled.threshold}) yet answers scrapes: every codat_data_type_* "
-            "value it exports is frozen.",
-            exporter_url,
+            status_page=company_page,
+            keep_firing=True,
         ),
     ]
+    slo_rules = [*recording_rules(sel), *rules.slo_alerts()]
     return {
         "groups": [
             {"name": "codat-data-freshness", "rules": data_rules},
             {"name": "codat-freshness-slo", "rules": slo_rules},
-            {"name": "codat-freshness-exporter", "rules": exporter_rules},
+            {"name": "codat-freshness-exporter", "rules": rules.exporter_alerts()},
         ]
     }
+
+
+def _stuck_pairs(matchers: str, threshold: int) -> str:
+    """Pairs whose latest sync was requested more than ``threshold`` seconds ago and is
+    still queued or running, unless paused until a later time."""
+    return (
+        f"time() - {LATEST_SYNC_REQUESTED.name}{{{matchers}}} > {threshold}\n"
+        f"unless on ({PAIR})\n"
+        f"  {PAUSED_UNTIL.name}{{{matchers}}} > time()\n"
+    )
+
+
+def _stuck_types(threshold: int) -> str:
+    """The alert's company's stuck data types, each with the time since its sync was
+    requested: the alert's own per-pair expression, run for that company."""
+    own = " ".join(_stuck_pairs("job=%[1]q,instance=%[2]q,company_id=%[3]q", threshold).split())
+    return (
+        f"{{{{ range $i, $pair := printf `{own}` $labels.job $labels.instance "
+        '$labels.company_id | query | sortByLabel "data_type" }}{{ if $i }}, {{ end }}'
+        "{{ $pair.Labels.data_type }} ({{ $pair.Value | humanizeDuration }}){{ end }}"
+    )
 
 
 def _indent(text: str) -> str:

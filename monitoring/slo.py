@@ -12,13 +12,18 @@ Recorded series, as Prometheus returns them::
     job_data_type:codat_pairs_fresh:ratio{job="codat-freshness-exporter",data_type="bills"} 0.95
     job:codat_pairs_fresh:ratio{job="codat-freshness-exporter"} 0.9867
     job:codat_pairs_stale:ratio_avg1h{job="codat-freshness-exporter"} 0.0133
+
+The fleet preset records the same series from the scrape-time aggregates instead
+(``aggregate_recording_rules``): stale pairs (``codat_data_type_stale_companies``) over
+synced pairs (the ``_count`` of ``codat_data_type_sync_age_seconds``) is exactly the share
+the per-pair rules average, so its SLO alerts and panels are the default's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from exporter.metrics import LAST_SYNC_AGE, MAX_AGE
+from exporter.metrics import LAST_SYNC_AGE, MAX_AGE, STALE_COMPANIES, SYNC_AGE
 from monitoring.dashboards.common import ON_PAIR
 
 FRESH_BY_DATA_TYPE = "job_data_type:codat_pairs_fresh:ratio"
@@ -46,10 +51,33 @@ def recording_rules(selector: str) -> list[dict[str, Any]]:
     return [
         {"record": FRESH_BY_DATA_TYPE, "expr": by_data_type},
         {"record": FRESH, "expr": fleet},
-        *(
-            {"record": stale_avg(window), "expr": f"1 - avg_over_time({FRESH}[{window}])"}
-            for window in WINDOWS
-        ),
+        *_averages(),
+    ]
+
+
+def aggregate_recording_rules(selector: str) -> list[dict[str, Any]]:
+    """The same series as ``recording_rules``, from the per-data-type aggregates."""
+
+    def fresh(without: str) -> str:
+        return (
+            f"1 - (\n"
+            f"  sum without ({without}) ({STALE_COMPANIES.name}{{{selector}}})\n"
+            f"  /\n"
+            f"  (sum without ({without}) ({SYNC_AGE.name}_count{{{selector}}}) > 0)\n"
+            f")\n"
+        )
+
+    return [
+        {"record": FRESH_BY_DATA_TYPE, "expr": fresh("instance")},
+        {"record": FRESH, "expr": fresh("instance, data_type")},
+        *_averages(),
+    ]
+
+
+def _averages() -> list[dict[str, Any]]:
+    return [
+        {"record": stale_avg(window), "expr": f"1 - avg_over_time({FRESH}[{window}])"}
+        for window in WINDOWS
     ]
 
 

@@ -23,8 +23,12 @@ from exporter.metrics import ALL_METRICS, ExporterMetrics
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "rules" / "codat-freshness-exporter.rules.yml"
 RULE_TESTS = ROOT / "prometheus" / "rules" / "tests"
+PRESET_RULES = ROOT / "prometheus" / "rules" / "fleet-preset" / "codat-freshness-exporter.rules.yml"
+PRESET_RULE_TESTS = PRESET_RULES.parent / "tests"
 PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
 DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
+PRESET_DASHBOARD = "fleet-preset/fleet.json"
+"""The fleet preset's Fleet dashboard, as ``dashboards()`` names it."""
 MONITORING_CONFIG = ROOT / "monitoring" / "config.yml"
 
 SCRAPE_METRICS = {"up"}
@@ -81,24 +85,27 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def all_rules() -> list[dict[str, Any]]:
-    return [rule for group in load_yaml(RULES)["groups"] for rule in group["rules"]]
+def all_rules(path: Path = RULES) -> list[dict[str, Any]]:
+    """The rules of a rule file: the default one, or ``PRESET_RULES``."""
+    return [rule for group in load_yaml(path)["groups"] for rule in group["rules"]]
 
 
-def alert_rules() -> list[dict[str, Any]]:
-    return [rule for rule in all_rules() if "alert" in rule]
+def alert_rules(path: Path = RULES) -> list[dict[str, Any]]:
+    return [rule for rule in all_rules(path) if "alert" in rule]
 
 
 def recorded_names() -> set[str]:
-    """Series the recording rules write: queryable like the exporter's own."""
+    """Series the recording rules write (both variants record the same names): queryable
+    like the exporter's own."""
     return {rule["record"] for rule in all_rules() if "record" in rule}
 
 
 def dashboards() -> dict[str, dict[str, Any]]:
-    """File name -> dashboard."""
+    """Path under grafana/dashboards -> dashboard: the three, and ``PRESET_DASHBOARD``."""
+    paths = [*DASHBOARD_DIR.glob("*.json"), DASHBOARD_DIR / PRESET_DASHBOARD]
     return {
-        path.name: json.loads(path.read_text(encoding="utf-8"))
-        for path in sorted(DASHBOARD_DIR.glob("*.json"))
+        path.relative_to(DASHBOARD_DIR).as_posix(): json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(paths)
     }
 
 

@@ -1,18 +1,24 @@
-"""The alert rules: valid for promtool, unit-tested alert by alert, and every unit test
-strong enough that a rule firing a minute early or at its threshold fails it."""
+"""The alert rules, default and fleet preset: valid for promtool, unit-tested alert by alert,
+and every unit test strong enough that a rule firing a minute early or at its threshold
+fails it."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from exporter.metrics import PER_PAIR
 from monitoring.rules import seconds
 from tests.promtools import (
+    PRESET_RULE_TESTS,
+    PRESET_RULES,
     ROOT,
     RULE_TESTS,
     RULES,
@@ -29,20 +35,75 @@ from tests.promtools import (
 pytestmark = pytest.mark.prometheus
 
 ANNOTATIONS = {"summary", "description", "runbook_url", "dashboard_url"}
-COMPANY_ALERTS = {
-    "CodatConnectionDeauthorized",
-    "CodatCompanyAuthError",
-    "CodatDataTypeStale",
-    "CodatDataTypeNeverSynced",
-    "CodatDataTypeSyncFailing",
+COMPANY_PAGE = "http://localhost:9781/?company={{ $labels.company_id | urlquery }}"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    rules: Path
+    tests: Path
+    status_pages: dict[str, str]
+    """Alert -> its status_page annotation; the other alerts have none."""
+
+    def __str__(self) -> str:
+        return self.name
+
+
+DEFAULT = Variant(
+    "default",
+    RULES,
+    RULE_TESTS,
+    dict.fromkeys(
+        (
+            "CodatConnectionDeauthorized",
+            "CodatCompanyAuthError",
+            "CodatDataTypeStale",
+            "CodatDataTypeNeverSynced",
+            "CodatDataTypeSyncFailing",
+            "CodatDataTypeSyncStuck",
+            "CodatExporterCompanyPollFailing",
+        ),
+        COMPANY_PAGE,
+    ),
+)
+PRESET = Variant(
+    "fleet-preset",
+    PRESET_RULES,
+    PRESET_RULE_TESTS,
+    {
+        "CodatConnectionDeauthorized": COMPANY_PAGE,
+        "CodatExporterCompanyPollFailing": COMPANY_PAGE,
+        "CodatDataTypeStaleCompanies": (
+            "http://localhost:9781/?status=stale&data_type={{ $labels.data_type | urlquery }}"
+        ),
+        "CodatAuthErrorCompanies": "http://localhost:9781/?status=AuthError",
+    },
+)
+VARIANTS = (DEFAULT, PRESET)
+SHARED_WITH_THE_DEFAULT = (
     "CodatExporterCompanyPollFailing",
-}
-"""Alerts about one company: they also link to the status page filtered to it."""
-STATUS_PAGE = "http://localhost:9781/?company={{ $labels.company_id | urlquery }}"
+    "CodatExporterAPIKeyRejected",
+    "CodatExporterDown",
+    "CodatExporterPollStalled",
+    "CodatExporterStateFileErrors",
+)
+"""The preset's alerts that are the default's but for their dashboard link, unit-tested by
+the default's tests with that link changed (``unit_test_file``)."""
+COMPANY_DASHBOARD = "/d/codat-company/codat-company?"
+PRESET_COMPANY_DASHBOARD = "/d/codat-fleet-preset/codat-fleet-preset?"
 
 
-def annotations_of(alert: str) -> set[str]:
-    return ANNOTATIONS | ({"status_page"} if alert in COMPANY_ALERTS else set())
+def annotations_of(variant: Variant, alert: str) -> set[str]:
+    return ANNOTATIONS | ({"status_page"} if alert in variant.status_pages else set())
+
+
+def each_alert() -> list[Any]:
+    return [
+        pytest.param(variant, rule, id=f"{variant}: {rule['alert']}")
+        for variant in VARIANTS
+        for rule in alert_rules(variant.rules)
+    ]
 
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -55,37 +116,91 @@ def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def unit_test_file(alert: str) -> Path:
-    return RULE_TESTS / f"{alert}.test.yml"
+def unit_test_file(variant: Variant, alert: str, tmp_path: Path) -> Path:
+    """The alert's unit tests as promtool reads them: the variant's own file, or for an
+    alert the preset shares, the default's run against the preset's rules."""
+    own = variant.tests / f"{alert}.test.yml"
+    if own.exists():
+        return own
+    text = (DEFAULT.tests / f"{alert}.test.yml").read_text()
+    text = text.replace(COMPANY_DASHBOARD, PRESET_COMPANY_DASHBOARD)
+    text = text.replace("rule_files: [../codat-freshness-exporter.rules.yml]", "rule_files: []")
+    tests = yaml.safe_load(text)
+    tests["rule_files"] = [str(variant.rules)]
+    copy = tmp_path / f"{alert}.test.yml"
+    copy.write_text(yaml.safe_dump(tests, sort_keys=False, allow_unicode=True))
+    return copy
 
 
-def test_should_pass_promtool_check_rules() -> None:
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_should_pass_promtool_check_rules(variant: Variant) -> None:
     # Act
-    result = promtool("check", "rules", RULES)
+    result = promtool("check", "rules", variant.rules)
 
     # Check
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(all_rules())} rules found" in result.stdout
+    assert f"SUCCESS: {len(all_rules(variant.rules))} rules found" in result.stdout
 
 
-def test_should_pass_every_promtool_unit_test() -> None:
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_should_pass_every_promtool_unit_test(variant: Variant, tmp_path: Path) -> None:
     # Prepare
-    files = sorted(RULE_TESTS.glob("*.test.yml"))
+    own = sorted(variant.tests.glob("*.test.yml"))
+    shared = [
+        unit_test_file(variant, rule["alert"], tmp_path)
+        for rule in alert_rules(variant.rules)
+        if not (variant.tests / f"{rule['alert']}.test.yml").exists()
+    ]
 
     # Act
-    result = promtool("test", "rules", *files)
+    result = promtool("test", "rules", *own, *shared)
 
     # Check
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("SUCCESS") == len(files)
+    assert result.stdout.count("SUCCESS") == len(own) + len(shared)
 
 
-@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
-def test_should_unit_test_the_alert_firing_and_not_firing(rule: dict[str, Any]) -> None:
+def test_should_share_only_the_exporter_alerts_with_the_default_rules() -> None:
+    # Prepare
+    default = {rule["alert"]: rule for rule in alert_rules()}
+    preset = {rule["alert"]: rule for rule in alert_rules(PRESET_RULES)}
+
+    # Act
+    borrowed = {name for name in preset if not (PRESET_RULE_TESTS / f"{name}.test.yml").exists()}
+    differing = {
+        name
+        for name in borrowed
+        if json.dumps(default[name]).replace(COMPANY_DASHBOARD, PRESET_COMPANY_DASHBOARD)
+        != json.dumps(preset[name])
+    }
+
+    # Check
+    assert borrowed == set(SHARED_WITH_THE_DEFAULT)
+    assert not differing
+
+
+def test_should_keep_every_per_pair_family_out_of_the_fleet_preset_rules() -> None:
+    # Prepare: expressions and the queries in annotations alike.
+    text = PRESET_RULES.read_text()
+
+    # Act
+    used = {name for name in PER_PAIR if name in text}
+
+    # Check
+    assert PER_PAIR and not used
+    assert {"codat_data_type_stale_companies", "codat_connection_status"} <= {
+        name for rule in all_rules(PRESET_RULES) for name in metric_names(rule["expr"])
+    }
+
+
+@pytest.mark.parametrize(("variant", "rule"), each_alert())
+def test_should_unit_test_the_alert_firing_and_not_firing(
+    variant: Variant, rule: dict[str, Any], tmp_path: Path
+) -> None:
     # Prepare
     cases = [
         case
-        for group in load_yaml(unit_test_file(rule["alert"]))["tests"]
+        for group in load_yaml(unit_test_file(variant, rule["alert"], tmp_path))["tests"]
         for case in group.get("alert_rule_test", [])
         if case["alertname"] == rule["alert"]
     ]
@@ -100,35 +215,42 @@ def test_should_unit_test_the_alert_firing_and_not_firing(rule: dict[str, Any]) 
     for alert in firing:
         assert alert["exp_labels"]["severity"] == rule["labels"]["severity"]
     assert any(
-        set(alert.get("exp_annotations", {})) == annotations_of(rule["alert"]) for alert in firing
+        set(alert.get("exp_annotations", {})) == annotations_of(variant, rule["alert"])
+        for alert in firing
     )
 
 
-@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
-def test_should_give_the_alert_a_severity_and_templated_annotations(rule: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("variant", "rule"), each_alert())
+def test_should_give_the_alert_a_severity_and_templated_annotations(
+    variant: Variant, rule: dict[str, Any]
+) -> None:
     # Act
     annotations = rule["annotations"]
 
     # Check
     assert rule["labels"]["severity"] in {"critical", "warning", "info"}
-    assert set(annotations) == annotations_of(rule["alert"])
+    assert set(annotations) == annotations_of(variant, rule["alert"])
     assert "{{ $labels." in annotations["description"]
     assert not metric_names(rule["expr"]) - exported_metric_names() - recorded_names() - {"up"}
 
 
-def test_should_link_every_company_alert_to_the_status_page_filtered_to_its_company() -> None:
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_should_link_every_company_alert_to_the_status_page_filtered_to_it(
+    variant: Variant,
+) -> None:
     # Act
-    links = {rule["alert"]: rule["annotations"].get("status_page") for rule in alert_rules()}
+    links = {
+        rule["alert"]: rule["annotations"].get("status_page") for rule in alert_rules(variant.rules)
+    }
 
     # Check
-    assert {name for name, link in links.items() if link} == COMPANY_ALERTS
-    assert {links[name] for name in COMPANY_ALERTS} == {STATUS_PAGE}
+    assert {name: link for name, link in links.items() if link} == variant.status_pages
 
 
 def test_should_keep_free_text_out_of_every_alert_label() -> None:
     # Prepare: label_replace or label_join could turn a data type list or an error message
     # into a label value; annotations look such things up with query instead.
-    exprs = [rule["expr"] for rule in all_rules()]
+    exprs = [rule["expr"] for variant in VARIANTS for rule in all_rules(variant.rules)]
 
     # Act
     rewriting = [expr for expr in exprs if "label_replace" in expr or "label_join" in expr]
@@ -137,9 +259,9 @@ def test_should_keep_free_text_out_of_every_alert_label() -> None:
     assert not rewriting
 
 
-@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+@pytest.mark.parametrize(("variant", "rule"), each_alert())
 def test_should_link_the_alert_to_its_runbook_section_and_an_existing_dashboard(
-    rule: dict[str, Any],
+    variant: Variant, rule: dict[str, Any]
 ) -> None:
     # Prepare
     headings = re.findall(r"^## (\S+)", (ROOT / "docs" / "runbook.md").read_text(), re.M)
@@ -155,101 +277,222 @@ def test_should_link_the_alert_to_its_runbook_section_and_an_existing_dashboard(
     assert dashboard is not None and dashboard.group(1) in uids
 
 
-def _shorter_for(rule: dict[str, Any]) -> None:
+def _shorter_for(rule: dict[str, Any], step: int) -> None:
     """One evaluation of the alert's unit test shorter: the finest step it can tell."""
-    step = seconds(load_yaml(unit_test_file(rule["alert"])).get("evaluation_interval", "1m"))
     rule["for"] = f"{seconds(rule['for']) - step}s"
 
 
 def _replace(old: str, new: str) -> Any:
-    def mutate(rule: dict[str, Any]) -> None:
+    def mutate(rule: dict[str, Any], step: int) -> None:
         assert old in rule["expr"]
         rule["expr"] = rule["expr"].replace(old, new)
 
     return mutate
 
 
+def _no_keep_firing_for(rule: dict[str, Any], step: int) -> None:
+    assert rule.pop("keep_firing_for")
+
+
+def _drop_unless(rule: dict[str, Any], step: int) -> None:
+    """The expression without its ``unless ... > time()`` clause (the pause)."""
+    pause = re.compile(r"\n\s*unless on \([^)]*\)\n\s*\S+\{[^}]*\} > time\(\)\n")
+    assert pause.search(rule["expr"])
+    rule["expr"] = pause.sub("\n", rule["expr"])
+
+
+@dataclass(frozen=True)
+class Mutant:
+    variant: Variant
+    alert: str
+    """Whose unit tests must fail: an alert's, or ``recording-rules``."""
+    what: str
+    mutate: Any
+    rule: str = ""
+    """The rule mutated (an alert or a recorded series), if not ``alert`` itself."""
+
+
 MUTANTS = [
     *[
-        (rule["alert"], "for one minute shorter", _shorter_for)
-        for rule in alert_rules()
+        Mutant(variant, rule["alert"], "for one minute shorter", _shorter_for)
+        for variant in VARIANTS
+        for rule in alert_rules(variant.rules)
         if "for" in rule
     ],
-    ("CodatDataTypeStale", "stale at equality", _replace("> on", ">= on")),
-    ("CodatCompanyAuthError", "no grace for a retry", _replace("[30m]", "[1m]")),
-    (
+    *[
+        Mutant(variant, alert, "no keep_firing_for", _no_keep_firing_for)
+        for variant, alert in (
+            (DEFAULT, "CodatDataTypeStale"),
+            (DEFAULT, "CodatConnectionDeauthorized"),
+            (DEFAULT, "CodatDataTypeSyncStuck"),
+            (PRESET, "CodatConnectionDeauthorized"),
+            (PRESET, "CodatDataTypeStaleCompanies"),
+            (PRESET, "CodatAuthErrorCompanies"),
+        )
+    ],
+    Mutant(DEFAULT, "CodatDataTypeStale", "stale at equality", _replace("> on", ">= on")),
+    Mutant(DEFAULT, "CodatDataTypeStale", "a pause ignored", _drop_unless),
+    Mutant(DEFAULT, "CodatDataTypeStale", "a pause for ever", _replace("> time()", "> 0")),
+    Mutant(DEFAULT, "CodatCompanyAuthError", "no grace for a retry", _replace("[30m]", "[1m]")),
+    Mutant(
+        DEFAULT,
         "CodatCompanyAuthError",
         "one alert per data type",
         _replace("count without (data_type)", "count without ()"),
     ),
-    (
+    Mutant(
+        DEFAULT,
         "CodatCompanyAuthError",
         "Complete does not end it",
         _replace('status="Complete"', 'status="Never"'),
     ),
-    (
+    Mutant(
+        DEFAULT,
         "CodatConnectionDeauthorized",
         "any status but Linked",
         _replace('status="Deauthorized"', 'status!="Linked"'),
     ),
-    ("CodatFreshnessSLOFastBurn", "12x instead of 14.4x", _replace("> 14.4 *", "> 12 *")),
-    ("CodatFreshnessSLOFastBurn", "4x instead of 6x", _replace("> 6 *", "> 4 *")),
-    (
+    Mutant(
+        DEFAULT, "CodatFreshnessSLOFastBurn", "12x instead of 14.4x", _replace("> 14.4 *", "> 12 *")
+    ),
+    Mutant(DEFAULT, "CodatFreshnessSLOFastBurn", "4x instead of 6x", _replace("> 6 *", "> 4 *")),
+    Mutant(
+        DEFAULT,
         "CodatFreshnessSLOFastBurn",
         "no 6h/30m condition",
         _replace("ratio_avg6h > 6 * 0.01", "ratio_avg6h > 60 * 0.01"),
     ),
-    (
+    Mutant(
+        DEFAULT,
         "CodatFreshnessSLOSlowBurn",
         "a 98 % objective",
         _replace("> 1 * 0.01", "> 1 * 0.02"),
     ),
-    (
+    Mutant(
+        DEFAULT,
         "CodatFreshnessSLOSlowBurn",
         "no 3d window",
         _replace("ratio_avg3d > 1", "ratio_avg6h > 1"),
     ),
-    ("CodatDataTypeSyncFailing", "no grace for a retry", _replace("[30m]", "[1m]")),
-    (
+    Mutant(DEFAULT, "CodatDataTypeSyncFailing", "no grace for a retry", _replace("[30m]", "[1m]")),
+    Mutant(
+        DEFAULT,
         "CodatDataTypeSyncFailing",
         "Complete does not end it",
         _replace('status="Complete"', 'status="Never"'),
     ),
-    ("CodatDataTypeNeverSynced", "failing first syncs too", _replace("|PrerequisiteNotMet", "")),
-    ("CodatDataTypeNeverSynced", "company age off by a minute", _replace("> 86400", "> 86340")),
-    ("CodatDataTypeNeverSynced", "company age ignored", _replace(")\nand on (", ")\nor on (")),
-    (
+    Mutant(
+        DEFAULT,
+        "CodatDataTypeNeverSynced",
+        "failing first syncs too",
+        _replace("|PrerequisiteNotMet", ""),
+    ),
+    Mutant(
+        DEFAULT,
+        "CodatDataTypeNeverSynced",
+        "company age off by a minute",
+        _replace("> 86400", "> 86340"),
+    ),
+    Mutant(
+        DEFAULT,
+        "CodatDataTypeNeverSynced",
+        "company age ignored",
+        _replace(")\nand on (", ")\nor on ("),
+    ),
+    Mutant(
+        DEFAULT,
+        "CodatDataTypeSyncStuck",
+        "threshold off by a minute",
+        _replace("> 21600", "> 21540"),
+    ),
+    Mutant(
+        DEFAULT,
+        "CodatDataTypeSyncStuck",
+        "one alert per data type",
+        _replace("max without (data_type)", "max without ()"),
+    ),
+    Mutant(DEFAULT, "CodatDataTypeSyncStuck", "paused pairs too", _drop_unless),
+    Mutant(
+        DEFAULT,
         "CodatExporterAPIKeyRejected",
         "fires without rejections",
         _replace(") > 0\nor", ") >= 0\nor"),
     ),
-    (
+    Mutant(
+        DEFAULT,
         "CodatExporterAPIKeyRejected",
         "blind to a new 401 series",
         _replace('reason="api_key_rejected"', 'reason="none"'),
     ),
-    ("CodatExporterAPIKeyRejected", "a shorter window", _replace("[10m]", "[9m]")),
-    ("CodatExporterDown", "absent target ignored", _replace(" or absent(", " unless absent(")),
-    ("CodatExporterPollStalled", "threshold off by a minute", _replace("> 1800", "> 1740")),
+    Mutant(DEFAULT, "CodatExporterAPIKeyRejected", "a shorter window", _replace("[10m]", "[9m]")),
+    Mutant(
+        DEFAULT,
+        "CodatExporterDown",
+        "absent target ignored",
+        _replace(" or absent(", " unless absent("),
+    ),
+    Mutant(
+        DEFAULT,
+        "CodatExporterPollStalled",
+        "threshold off by a minute",
+        _replace("> 1800", "> 1740"),
+    ),
+    Mutant(
+        DEFAULT, "CodatExporterStateFileErrors", "fires without errors", _replace("> 0", ">= 0")
+    ),
+    Mutant(DEFAULT, "CodatExporterStateFileErrors", "a shorter window", _replace("[15m]", "[14m]")),
+    Mutant(
+        PRESET,
+        "CodatDataTypeStaleCompanies",
+        "fires without stale companies",
+        _replace("> 0", ">= 0"),
+    ),
+    Mutant(
+        PRESET,
+        "CodatAuthErrorCompanies",
+        "one alert per data type",
+        _replace("sum without (data_type, status)", "sum without (status)"),
+    ),
+    Mutant(
+        PRESET,
+        "CodatFreshnessSLOFastBurn",
+        "a share of data types, not of pairs",
+        _replace(
+            "sum without (instance, data_type) (codat_data_type_sync_age_seconds_count",
+            "count without (instance, data_type) (codat_data_type_sync_age_seconds_count",
+        ),
+        rule="job:codat_pairs_fresh:ratio",
+    ),
+    Mutant(
+        PRESET,
+        "recording-rules",
+        "synced pairs of one shard only",
+        _replace(
+            "sum without (instance) (codat_data_type_sync_age_seconds_count",
+            "max without (instance) (codat_data_type_sync_age_seconds_count",
+        ),
+        rule="job_data_type:codat_pairs_fresh:ratio",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("alert", "mutate"),
-    [(alert, mutate) for alert, _, mutate in MUTANTS],
-    ids=[f"{alert}: {what}" for alert, what, _ in MUTANTS],
+    "mutant", MUTANTS, ids=[f"{m.variant}: {m.alert}: {m.what}" for m in MUTANTS]
 )
-def test_should_fail_the_unit_tests_of_a_subtly_wrong_rule(
-    alert: str, mutate: Any, tmp_path: Path
-) -> None:
+def test_should_fail_the_unit_tests_of_a_subtly_wrong_rule(mutant: Mutant, tmp_path: Path) -> None:
     # Prepare
-    rules = load_yaml(RULES)
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            if rule.get("alert") == alert:
-                mutate(rule)
+    tests = load_yaml(unit_test_file(mutant.variant, mutant.alert, tmp_path))
+    step = seconds(tests.get("evaluation_interval", "1m"))
+    rules = load_yaml(mutant.variant.rules)
+    mutated = [
+        rule
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if rule.get("alert", rule.get("record")) == (mutant.rule or mutant.alert)
+    ]
+    assert len(mutated) == 1
+    mutant.mutate(mutated[0], step)
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
-    tests = load_yaml(unit_test_file(alert))
     tests["rule_files"] = ["rules.yml"]
     (tmp_path / "test.yml").write_text(yaml.safe_dump(tests, sort_keys=False))
 
@@ -258,4 +501,5 @@ def test_should_fail_the_unit_tests_of_a_subtly_wrong_rule(
 
     # Check
     assert result.returncode == 1, result.stdout + result.stderr
-    assert f"alertname: {alert}," in result.stderr
+    failed = "expr: " if mutant.alert == "recording-rules" else f"alertname: {mutant.alert},"
+    assert failed in result.stderr

@@ -15,7 +15,15 @@ import pytest
 import requests
 
 from tests.harness import LISTEN_ANYWHERE
-from tests.promtools import ROOT, alert_rules, binary, load_yaml, logged_address
+from tests.promtools import (
+    PRESET_RULES,
+    ROOT,
+    RULES,
+    alert_rules,
+    binary,
+    load_yaml,
+    logged_address,
+)
 
 pytestmark = pytest.mark.prometheus
 
@@ -24,6 +32,10 @@ RECEIVERS = {"critical": "pager", "warning": "tickets", "info": "review"}
 DEADLINE = 20.0
 """Seconds for the Alertmanager to start, or to settle after alerts are posted."""
 JOB = "codat-freshness-exporter"
+RULES_BY_NAME = {
+    rule["alert"]: rule for path in (RULES, PRESET_RULES) for rule in alert_rules(path)
+}
+"""The alerts of the default rules and of the fleet preset's."""
 
 
 def amtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -46,7 +58,7 @@ def test_should_pass_amtool_check_config() -> None:
     assert f" - {len(load_yaml(CONFIG)['inhibit_rules'])} inhibit rules" in result.stdout
 
 
-@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+@pytest.mark.parametrize("rule", RULES_BY_NAME.values(), ids=lambda rule: rule["alert"])
 def test_should_route_every_alert_to_the_receiver_of_its_severity(rule: dict[str, Any]) -> None:
     # Prepare
     severity = rule["labels"]["severity"]
@@ -68,7 +80,7 @@ def test_should_route_every_alert_to_the_receiver_of_its_severity(rule: dict[str
 
 def test_should_name_only_alerts_the_rules_define_in_inhibit_rules() -> None:
     # Prepare
-    defined = {rule["alert"] for rule in alert_rules()}
+    defined = set(RULES_BY_NAME)
 
     # Act
     named = {
@@ -92,21 +104,25 @@ class Alertmanager:
         response = requests.post(f"{self.url}/api/v2/alerts", json=body, timeout=5)
         assert response.status_code == 200, response.text
 
-    def states(self, company_id: str) -> dict[str, str]:
-        """alertname -> active or suppressed, for the company's alerts."""
+    def states(self, company_id: str | None, instance: str | None = None) -> dict[str, str]:
+        """alertname -> active or suppressed, for the company's alerts (None: the alerts
+        about no company), of ``instance`` if given."""
         alerts = requests.get(f"{self.url}/api/v2/alerts", timeout=5).json()
         return {
             a["labels"]["alertname"]: a["status"]["state"]
             for a in alerts
             if a["labels"].get("company_id") == company_id
+            and instance in {None, a["labels"]["instance"]}
         }
 
-    def settled(self, company_id: str, expected: dict[str, str]) -> dict[str, str]:
+    def settled(
+        self, company_id: str | None, expected: dict[str, str], instance: str | None = None
+    ) -> dict[str, str]:
         """The company's alert states once they are ``expected`` (or at the deadline): the
         inhibitor reads posted alerts asynchronously."""
         started = time.monotonic()
         while True:
-            states = self.states(company_id)
+            states = self.states(company_id, instance)
             if states == expected or time.monotonic() - started > DEADLINE:
                 return states
             time.sleep(0.1)
@@ -208,14 +224,51 @@ def test_should_hold_back_per_company_alerts_of_an_exporter_whose_api_key_is_rej
         {"alertname": "CodatExporterAPIKeyRejected", "severity": "critical", **other},
         _alert("CodatExporterCompanyPollFailing", "warning", "key-4", **other),
         _alert("CodatDataTypeStale", "warning", "key-4", data_type="bills", **other),
+        _alert("CodatDataTypeSyncStuck", "warning", "key-4", **other),
     )
-    expected = {"CodatExporterCompanyPollFailing": "suppressed", "CodatDataTypeStale": "suppressed"}
+    expected = {
+        "CodatExporterCompanyPollFailing": "suppressed",
+        "CodatDataTypeStale": "suppressed",
+        "CodatDataTypeSyncStuck": "suppressed",
+    }
 
     # Act
     states = alertmanager.settled("key-4", expected)
 
     # Check
     assert states == expected
+
+
+def test_should_hold_back_the_preset_s_stale_counts_of_a_stalled_exporter_only(
+    alertmanager: Alertmanager,
+) -> None:
+    # Prepare: the fleet preset's per-data-type alerts have no company_id. A stalled poll
+    # loop explains them; one company's deauthorized connection does not.
+    stalled, other = "stalled:9781", "preset:9781"
+    alertmanager.post(
+        {"alertname": "CodatExporterPollStalled", "severity": "warning", "instance": stalled},
+        {"alertname": "CodatDataTypeStaleCompanies", "severity": "warning",
+         "instance": stalled, "data_type": "invoices"},
+        _alert("CodatConnectionDeauthorized", "critical", "deauth-7", instance=other),
+        {"alertname": "CodatDataTypeStaleCompanies", "severity": "warning",
+         "instance": other, "data_type": "invoices"},
+        {"alertname": "CodatAuthErrorCompanies", "severity": "warning", "instance": other},
+    )  # fmt: skip
+
+    # Act
+    held = alertmanager.settled(
+        None,
+        {"CodatExporterPollStalled": "active", "CodatDataTypeStaleCompanies": "suppressed"},
+        stalled,
+    )
+    free = alertmanager.states(None, other)
+
+    # Check
+    assert held == {
+        "CodatExporterPollStalled": "active",
+        "CodatDataTypeStaleCompanies": "suppressed",
+    }
+    assert free == {"CodatDataTypeStaleCompanies": "active", "CodatAuthErrorCompanies": "active"}
 
 
 def test_should_group_a_company_s_alerts_into_one_notification_per_receiver(

@@ -3,6 +3,7 @@ querying only what the exporter exports. test_e2e_prometheus.py runs their queri
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -11,13 +12,15 @@ from typing import Any
 
 import pytest
 
-from exporter.metrics import ALL_METRICS
+from exporter.metrics import ALL_METRICS, PER_PAIR
+from monitoring.generate import PRESET_DASHBOARD_FILE, PRESET_RULES_FILE
 from monitoring.kubernetes import DASHBOARDS_FILE, PROMETHEUS_RULE_FILE
 from tests.grafana_model import problems
 from tests.promtools import (
     DASHBOARD_DIR,
     GRAFANA_BUILTINS,
     MONITORING_CONFIG,
+    PRESET_DASHBOARD,
     ROOT,
     RULES,
     SCRAPE_METRICS,
@@ -37,16 +40,10 @@ UIDS = {
     "fleet.json": "codat-fleet",
     "company.json": "codat-company",
     "exporter.json": "codat-exporter",
+    PRESET_DASHBOARD: "codat-fleet-preset",
 }
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-UNUSED_ON_PURPOSE = {
-    "codat_data_type_sync_paused_until_timestamp_seconds": "the staleness alert's exception "
-    "for paused pairs (issue 9) is still to come",
-    "codat_data_type_latest_sync_requested_timestamp_seconds": "CodatDataTypeSyncStuck "
-    "(issue 9, its place marked in monitoring/config.yml) is still to come",
-    "codat_data_type_sync_duration_seconds": "the Fleet dashboard's sync-duration panel "
-    "(issue 9, its place marked in monitoring/dashboards/fleet.py) is still to come",
-}
+UNUSED_ON_PURPOSE: dict[str, str] = {}
 """Metric families no panel and no rule uses, each with the reason. Any other unused family
 fails test_should_use_every_metric_family_in_a_panel_or_a_rule."""
 
@@ -78,6 +75,7 @@ def test_should_commit_exactly_what_the_generator_writes(tmp_path: Path) -> None
             RULES.relative_to(ROOT),
             *(p.relative_to(ROOT) for p in DASHBOARD_DIR.glob("*.json")),
             *map(Path, (PROMETHEUS_RULE_FILE, DASHBOARDS_FILE)),
+            *map(Path, (PRESET_RULES_FILE, PRESET_DASHBOARD_FILE)),
         ]
     )
     stale = [str(p) for p in written if (tmp_path / p).read_bytes() != (ROOT / p).read_bytes()]
@@ -96,9 +94,10 @@ def test_should_put_a_changed_selector_into_every_rule_and_dashboard(tmp_path: P
 
     # Check
     assert result.returncode == 0, result.stderr
-    rules = (tmp_path / RULES.relative_to(ROOT)).read_text()
-    assert 'codat-freshness-exporter"' not in rules
-    assert rules.count('job="codat", env="prod"') >= len(re.findall(r"- alert:", rules))
+    for path in (RULES.relative_to(ROOT), Path(PRESET_RULES_FILE)):
+        rules = (tmp_path / path).read_text()
+        assert 'codat-freshness-exporter"' not in rules
+        assert rules.count('job="codat", env="prod"') >= len(re.findall(r"- alert:", rules))
     for name in UIDS:
         board = (tmp_path / "grafana" / "dashboards" / name).read_text()
         assert (
@@ -132,6 +131,26 @@ def test_should_reject_an_objective_that_is_not_a_share(objective: str, tmp_path
     assert result.returncode == 2
     assert result.stderr.startswith("monitoring.generate: freshness_slo.objective: ")
     assert len(result.stderr.splitlines()) == 1
+    assert not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.parametrize("value", ["5", "'soon'", "-1m"])
+def test_should_reject_a_keep_firing_for_that_is_not_a_duration(value: str, tmp_path: Path) -> None:
+    # Prepare
+    config = MONITORING_CONFIG.read_text().replace(
+        "keep_firing_for: 5m", f"keep_firing_for: {value}"
+    )
+    assert config != MONITORING_CONFIG.read_text()
+    (tmp_path / "config.yml").write_text(config)
+
+    # Act
+    result = generate("--config", tmp_path / "config.yml", "--out", tmp_path)
+
+    # Check
+    assert result.returncode == 2
+    assert result.stderr == (
+        "monitoring.generate: keep_firing_for: expected a Prometheus duration such as 15m\n"
+    )
     assert not list(tmp_path.rglob("*.json"))
 
 
@@ -189,6 +208,7 @@ def test_should_offer_the_job_company_and_data_type_variables() -> None:
         "fleet.json": ["datasource", "job", "company", "data_type"],
         "company.json": ["datasource", "job", "company", "data_type"],
         "exporter.json": ["datasource", "job"],
+        PRESET_DASHBOARD: ["datasource", "job", "company", "data_type"],
     }
 
 
@@ -241,7 +261,7 @@ def test_should_use_every_metric_family_in_a_panel_or_a_rule() -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["fleet.json", "company.json", "exporter.json"])
+@pytest.mark.parametrize("name", UIDS)
 def test_should_match_grafana_s_own_dashboard_model(name: str) -> None:
     # Act
     found = problems(dashboards()[name])
@@ -403,3 +423,65 @@ def test_should_show_company_names_and_select_company_ids(line: str, value: str,
     # Check
     assert match is not None
     assert (match["value"], match["text"]) == (value, text)
+
+
+def test_should_keep_every_per_pair_family_out_of_the_fleet_preset_dashboard() -> None:
+    # Prepare: panels, variables and links alike.
+    board = dashboards()[PRESET_DASHBOARD]
+    text = json.dumps(board)
+
+    # Act
+    used = {name for name in PER_PAIR if name in text}
+
+    # Check
+    assert PER_PAIR and not used
+    assert {"codat_data_type_stale_companies", "codat_data_type_companies"} <= set().union(
+        *(metric_names(expr) for expr in queries(board))
+    )
+
+
+@pytest.mark.parametrize("name", ["fleet.json", PRESET_DASHBOARD])
+def test_should_show_median_and_95th_percentile_sync_durations_per_data_type(name: str) -> None:
+    # Act
+    durations = _panel(name, "Sync durations per data type")
+    exprs = [target["expr"] for target in durations["targets"]]
+
+    # Check
+    for quantile, expr in zip(("0.5", "0.95"), exprs, strict=False):
+        assert expr.startswith(f"histogram_quantile({quantile}, sum by (data_type, le) (")
+        assert "codat_data_type_sync_duration_seconds_bucket{" in expr
+    renamed = durations["transformations"][2]["options"]["renameByName"]
+    assert list(renamed.values()) == ["Data type", "Median", "95th percentile", "Syncs seen"]
+
+
+@pytest.mark.parametrize("name", ["fleet.json", PRESET_DASHBOARD])
+def test_should_show_the_fleet_s_sync_ages_as_a_heatmap_per_data_type(name: str) -> None:
+    # Act
+    ages = _panel(name, "Ages of the last successful sync: $data_type")
+
+    # Check: Prometheus' own buckets (no re-bucketing by Grafana), one panel per data type.
+    (target,) = ages["targets"]
+    assert ages["type"] == "heatmap" and ages["options"]["calculate"] is False
+    assert target["format"] == "heatmap"
+    assert target["expr"] == (
+        'sum by (le) (codat_data_type_sync_age_seconds_bucket{job=~"$job", '
+        'data_type=~"$data_type"})'
+    )
+    assert ages["repeat"] == "data_type"
+    assert variables(dashboards()[name])["data_type"]["multi"]
+
+
+@pytest.mark.parametrize("name", ["fleet.json", PRESET_DASHBOARD])
+def test_should_link_the_fleet_dashboards_to_the_status_page(name: str) -> None:
+    # Act
+    links = [link for link in dashboards()[name]["links"] if link["type"] == "link"]
+
+    # Check
+    assert [(link["title"], link["url"]) for link in links] == [
+        ("Status page", "http://localhost:9781/")
+    ]
+
+
+def _panel(name: str, title: str) -> dict[str, Any]:
+    (found,) = [p for p in panels(dashboards()[name]) if p["title"] == title]
+    return found

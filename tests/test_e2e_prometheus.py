@@ -23,9 +23,17 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.metrics import COMPANY_CREATED, LAST_SYNC_AGE, LAST_SYNC_TIMESTAMP, MAX_AGE, STATUS
+from exporter.metrics import (
+    COMPANY_CREATED,
+    LAST_SYNC_AGE,
+    LAST_SYNC_TIMESTAMP,
+    MAX_AGE,
+    STALE_COMPANIES,
+    STATUS,
+)
 from tests.harness import LISTEN_ANYWHERE, SERVING_METRICS
 from tests.promtools import (
+    PRESET_RULES,
     PROMETHEUS_CONFIG,
     ROOT,
     all_rules,
@@ -54,9 +62,19 @@ EMPTY_IN_DEMO = {
     ("codat-exporter", "Rate-limited requests (429)", "A"),
     ("codat-exporter", "Rejected requests (401/403)", "A"),
     ("codat-exporter", "Webhooks by event type and result", "A"),
+    ("codat-exporter", "Sync refreshes by result", "A"),
+    ("codat-fleet-preset", "Companies not polled", "A"),
+    ("codat-fleet-preset", "Companies not polled", "B"),
+    *(
+        (uid, "Sync durations per data type", ref)
+        for uid in ("codat-fleet", "codat-fleet-preset")
+        for ref in "ABC"
+    ),
 }
 """Queries that may have no data while the simulated Codat answers every poll (errors,
-rejections, 429s) and sends no webhook; every other query must return data."""
+rejections, 429s), sends no webhook and the demo refreshes nothing; and the sync durations,
+as the syncs seen at the first poll are not timed and the test may end before another
+completes. Every other query must return data."""
 STALE_IN_DEMO = {("O'Brien & Daughters Ltd", "invoices"), ("O'Brien & Daughters Ltd", "bills")}
 
 
@@ -109,20 +127,47 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=5)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    prometheus_binary = binary("prometheus")
-    workdir = tmp_path_factory.mktemp("e2e")
-    started = time.monotonic()
-    config = load_yaml(PROMETHEUS_CONFIG)
+def _prometheus_config(rule_files: list[str], target: str) -> dict[str, Any]:
+    """The compose stack's Prometheus config, scraping and evaluating every second, with
+    ``rule_files`` (absolute) and ``target`` (host:port), and no Alertmanager
+    (tests/test_alertmanager.py runs one)."""
+    config: dict[str, Any] = load_yaml(PROMETHEUS_CONFIG)
     config["global"] = {
         "scrape_interval": "1s",
         "scrape_timeout": "1s",
         "evaluation_interval": "1s",
     }
-    config.pop("alerting")  # no Alertmanager here: tests/test_alertmanager.py runs one
-    config["rule_files"] = [str(PROMETHEUS_CONFIG.parent / path) for path in config["rule_files"]]
+    config.pop("alerting")
+    config["rule_files"] = rule_files
     (scrape,) = config["scrape_configs"]
+    scrape["static_configs"] = [{"targets": [target]}]
+    return config
+
+
+def _start_prometheus(config: dict[str, Any], workdir: Path) -> subprocess.Popen[bytes]:
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    return _start(
+        [
+            binary("prometheus"),
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address={LISTEN_ANYWHERE}",
+        ],
+        workdir / "prometheus.log",
+    )
+
+
+def _print_logs(*logs: Path) -> None:
+    for log in logs:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        print(f"--- {log.name}\n" + text[-3000:])
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    binary("prometheus")
+    workdir = tmp_path_factory.mktemp("e2e")
+    started = time.monotonic()
     # Each process binds a port of the system's choosing and logs it; Prometheus is told
     # the exporter's before it starts.
     exporter_log, prometheus_log = workdir / "exporter.log", workdir / "prometheus.log"
@@ -134,29 +179,39 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ]
     try:
         exporter = logged_address(exporter_log, processes[0], SERVING_METRICS)
-        scrape["static_configs"] = [{"targets": [exporter.removeprefix("http://")]}]
-        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        processes.append(
-            _start(
-                [
-                    prometheus_binary,
-                    f"--config.file={workdir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={workdir / 'data'}",
-                    f"--web.listen-address={LISTEN_ANYWHERE}",
-                ],
-                prometheus_log,
-            )
-        )
+        rule_files = [
+            str(PROMETHEUS_CONFIG.parent / path)
+            for path in load_yaml(PROMETHEUS_CONFIG)["rule_files"]
+        ]
+        config = _prometheus_config(rule_files, exporter.removeprefix("http://"))
+        processes.append(_start_prometheus(config, workdir))
         prometheus = "http://" + logged_address(prometheus_log, processes[1])
         yield Stack(
-            prometheus=prometheus, exporter=exporter, job=scrape["job_name"], started=started
+            prometheus=prometheus,
+            exporter=exporter,
+            job=config["scrape_configs"][0]["job_name"],
+            started=started,
         )
     finally:
         for process in processes:
             _stop(process)
-        for log in (exporter_log, prometheus_log):
-            text = log.read_text(errors="replace") if log.exists() else ""
-            print(f"--- {log.name}\n" + text[-3000:])
+        _print_logs(exporter_log, prometheus_log)
+
+
+@pytest.fixture(scope="module")
+def preset(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A second Prometheus scraping the same demo exporter with the fleet preset's rules:
+    they read none of the per-pair families, which the demo exports too, so the two
+    Prometheus can be compared query for query."""
+    workdir = tmp_path_factory.mktemp("e2e-preset")
+    config = _prometheus_config([str(PRESET_RULES)], stack.exporter.removeprefix("http://"))
+    process = _start_prometheus(config, workdir)
+    try:
+        prometheus = "http://" + logged_address(workdir / "prometheus.log", process)
+        yield Stack(prometheus, stack.exporter, stack.job, started=time.monotonic())
+    finally:
+        _stop(process)
+        _print_logs(workdir / "prometheus.log")
 
 
 def _alerts(stack: Stack, name: str) -> list[dict[str, Any]]:
@@ -455,6 +510,93 @@ def _viewer_choices(stack: Stack) -> dict[str, dict[str, str]]:
     common = {"job": stack.job, "datasource": "prometheus"}
     return {
         "codat-fleet": {**common, "company": ".*", "data_type": ".*"},
+        "codat-fleet-preset": {**common, "company": ".*", "data_type": ".*"},
         "codat-company": {**common, "company": obrien, "data_type": ".*"},
         "codat-exporter": common,
     }
+
+
+def test_should_evaluate_every_fleet_preset_rule_without_error(preset: Stack) -> None:
+    # Act
+    def evaluated() -> list[dict[str, Any]] | None:
+        rules = [rule for group in preset.api("rules")["groups"] for rule in group["rules"]]
+        return rules if rules and all(rule["health"] != "unknown" for rule in rules) else None
+
+    rules = preset.wait_for("every preset rule evaluated", evaluated)
+
+    # Check
+    assert len(rules) == len(all_rules(PRESET_RULES))
+    assert not [(rule["name"], rule.get("lastError")) for rule in rules if rule["health"] != "ok"]
+
+
+def test_should_count_exactly_the_stale_pairs_and_fresh_shares_without_per_pair_series(
+    stack: Stack, preset: Stack
+) -> None:
+    # Prepare: the same scrapes of the same exporter; the default's expressions over the
+    # per-pair series, the preset's over the aggregates, at one instant.
+    stack.wait_for("stale pairs", lambda: stack.query(f"{STALE_COMPANIES.name} > 0") or None)
+    recorded = {rule["record"]: rule["expr"] for rule in all_rules() if "record" in rule}
+    preset_recorded = {
+        rule["record"]: rule["expr"] for rule in all_rules(PRESET_RULES) if "record" in rule
+    }
+    now = time.time()
+
+    def values(expr: str) -> dict[str, float]:
+        return {
+            s["metric"].get("data_type", "fleet"): float(s["value"][1])
+            for s in stack.query(expr, time=now)
+        }
+
+    # Act
+    stale = values(f"sum by (data_type) ({STALE_COMPANIES.name})")
+    pair = "job, instance, company_id, data_type"
+    counted = values(f"count by (data_type) ({LAST_SYNC_AGE.name} > on ({pair}) {MAX_AGE.name})")
+    shares = {
+        name: values(recorded[name])
+        for name in preset_recorded
+        if ":ratio" in name and "avg" not in name
+    }
+    preset_shares = {name: values(preset_recorded[name]) for name in shares}
+
+    # Check
+    assert {"invoices", "bills"} <= set(counted)
+    assert {k: v for k, v in stale.items() if v} == counted
+    assert len(shares) == 2 and all(shares.values())
+    for name, by_data_type in shares.items():
+        assert preset_shares[name] == pytest.approx(by_data_type), name
+
+
+def test_should_raise_the_fleet_preset_s_alerts_for_the_demo(stack: Stack, preset: Stack) -> None:
+    # Prepare
+    auth_pairs = stack.wait_for(
+        "the demo's AuthError pairs scraped",
+        lambda: stack.query(f'count({STATUS.name}{{status="AuthError"}})') or None,
+    )[0]["value"][1]
+
+    # Act
+    def raised() -> dict[str, list[dict[str, Any]]] | None:
+        alerts = preset.api("alerts")["alerts"]
+        names = {
+            "CodatDataTypeStaleCompanies",
+            "CodatAuthErrorCompanies",
+            "CodatConnectionDeauthorized",
+        }
+        by_name = {name: [a for a in alerts if a["labels"]["alertname"] == name] for name in names}
+        stale_types = {a["labels"]["data_type"] for a in by_name["CodatDataTypeStaleCompanies"]}
+        return by_name if all(by_name.values()) and stale_types >= {"invoices", "bills"} else None
+
+    alerts = preset.wait_for("the preset's stale, AuthError and Deauthorized alerts", raised)
+
+    # Check: one AuthError alert for the exporter, counting every pair; one per connection.
+    (auth,) = alerts["CodatAuthErrorCompanies"]
+    assert auth["annotations"]["summary"] == (
+        f"Codat lost access to {auth_pairs} company x data type pairs (AuthError)"
+    )
+    assert auth["annotations"]["status_page"].endswith("/?status=AuthError")
+    (deauthorized,) = alerts["CodatConnectionDeauthorized"]
+    assert deauthorized["labels"]["company_name"]
+    for alert in alerts["CodatDataTypeStaleCompanies"]:
+        assert "company_id" not in alert["labels"]
+        assert alert["annotations"]["status_page"].endswith(
+            f"/?status=stale&data_type={alert['labels']['data_type']}"
+        )

@@ -1,4 +1,5 @@
-"""The three dashboards: fleet overview, one company, and the exporter's own health.
+"""The three dashboards: fleet overview, one company, and the exporter's own health; and
+the fleet preset's variant of the fleet overview.
 
 UIDs are stable: alerts link to them (``dashboard_url``) and so do the tables here.
 Queries name metrics through ``exporter.metrics`` so a rename cannot leave one behind.
@@ -9,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from monitoring.config import MonitoringConfig
-from monitoring.dashboards import company, exporter, fleet
+from monitoring.dashboards import company, exporter, fleet, fleet_preset
 from monitoring.dashboards.common import (
     COMPANY_UID,
     EXPORTER_UID,
+    FLEET_PRESET_UID,
     FLEET_UID,
     ON_PAIR,
     PAIR,
@@ -22,10 +24,12 @@ from monitoring.dashboards.common import (
 __all__ = [
     "COMPANY_UID",
     "EXPORTER_UID",
+    "FLEET_PRESET_UID",
     "FLEET_UID",
     "ON_PAIR",
     "PAIR",
     "build_dashboards",
+    "build_fleet_preset_dashboard",
     "dashboard_path",
 ]
 
@@ -33,7 +37,11 @@ __all__ = [
 def build_dashboards(config: MonitoringConfig) -> dict[str, dict[str, Any]]:
     """File stem -> dashboard."""
     return {
-        "fleet": fleet.build(config.selector, config.freshness_objective),
+        "fleet": fleet.build(config.selector, config.freshness_objective, config.status_page_url),
         "company": company.build(config.selector),
         "exporter": exporter.build(config.selector),
     }
+
+
+def build_fleet_preset_dashboard(config: MonitoringConfig) -> dict[str, Any]:
+    return fleet_preset.build(config.selector, config.freshness_objective, config.status_page_url)

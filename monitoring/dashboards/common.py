@@ -20,6 +20,8 @@ from monitoring.panels import (
 )
 
 FLEET_UID = "codat-fleet"
+FLEET_PRESET_UID = "codat-fleet-preset"
+"""The fleet preset's Fleet dashboard: a UID of its own, so that both can be provisioned."""
 COMPANY_UID = "codat-company"
 EXPORTER_UID = "codat-exporter"
 PAIR = "job, instance, company_id, data_type"

@@ -1,6 +1,6 @@
-"""The exporter's own health: polling, requests to Codat (codes, latency, 429s, pull
-operation reads), the daily quota, discovery, webhooks and shards, and its process (memory,
-CPU, connections refused)."""
+"""The exporter's own health: polling (cycle progress and the state file included),
+requests to Codat (codes, latency, 429s, pull operation reads), the daily quota, discovery,
+webhooks, sync refreshes and shards, and its process (memory, CPU, connections refused)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from exporter.metrics import (
     COMPANIES,
     COMPANY_LAST_SUCCESS,
     COMPANY_UP,
+    CYCLE_PROGRESS,
     DISCOVERY_FAILURES,
     ESTIMATED_DAILY,
     HTTP_REJECTED,
@@ -25,7 +26,9 @@ from exporter.metrics import (
     QUOTA_REMAINING,
     QUOTA_RESET,
     RATE_LIMITED,
+    REFRESHES,
     SHARD_INFO,
+    STATE_FILE_ERRORS,
     WEBHOOKS,
 )
 from monitoring.dashboards.common import (
@@ -140,6 +143,35 @@ def build(selector: str) -> dict[str, Any]:
             ],
             columns={"company_name": "Company", "Value #B": "Last successful poll"},
             overrides=[company_link(), by_name("Last successful poll", ("unit", "dtdurations"))],
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Cycle progress",
+            "Share of each exporter's companies its running poll cycle has polled (1 between "
+            "cycles): a first cycle after a start without a state file climbs from 0.",
+            [target(f"{CYCLE_PROGRESS.name}{{{JOB}}}", "{{instance}}")],
+            unit="percentunit",
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "State file write errors",
+            "Failed writes of the state file (state.file), written after each cycle: while "
+            "they last, a restart would serve older values, or none until its first cycle "
+            "ends. The log says why.",
+            [
+                target(
+                    f"sum by (instance) (increase({STATE_FILE_ERRORS.name}{{{JOB}}}"
+                    "[$__rate_interval]))",
+                    "{{instance}}",
+                )
+            ],
+            steps=thresholds((None, "green"), (1, "red")),
         ),
         12,
         8,
@@ -310,6 +342,22 @@ def build(selector: str) -> dict[str, Any]:
                 )
             ],
             unit="reqps",
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Sync refreshes by result",
+            "Syncs the exporter queued for failing pairs (refresh.enabled; dry_run only logs "
+            "them), per hour: a rise means transient failures, capped that the daily cap "
+            "held some back.",
+            [
+                target(
+                    f"sum by (result) (increase({REFRESHES.name}{{{JOB}}}[1h]))",
+                    "{{result}}",
+                )
+            ],
         ),
         12,
         8,

@@ -1,6 +1,10 @@
 """Fleet overview: how many pairs are in AuthError, stale, failing or never synced, the
-freshness SLO, the status counts per data type, and the pairs and connections that need
-attention, by company name: every stale pair, not the oldest few."""
+freshness SLO, the status counts per data type, the fleet's ages and sync durations per
+data type, and the pairs and connections that need attention, by company name: every stale
+pair, not the oldest few.
+
+The rows that read no per-pair family are shared with the fleet preset's variant
+(``monitoring.dashboards.fleet_preset``)."""
 
 from __future__ import annotations
 
@@ -15,7 +19,10 @@ from exporter.metrics import (
     CONNECTIONS,
     LAST_SYNC_AGE,
     MAX_AGE,
+    STALE_COMPANIES,
     STATUS,
+    SYNC_AGE,
+    SYNC_DURATION,
 )
 from monitoring.dashboards.common import (
     ERRORS,
@@ -38,6 +45,8 @@ from monitoring.panels import (
     age_columns,
     by_name,
     dashboard,
+    heatmap,
+    link,
     panel,
     stat,
     status_color,
@@ -53,16 +62,20 @@ STALE_TABLE = "Stale pairs"
 RELINK_TABLE = "Needs relink"
 
 
-def build(selector: str, objective: float) -> dict[str, Any]:
+CONNECTIONS_SELECTOR = f'{JOB}, company_id=~"$company"'
+DATA_TYPES = f'{JOB}, data_type=~"$data_type"'
+"""For the per-data-type families, which have no company label."""
+
+
+def build(selector: str, objective: float, status_page_url: str) -> dict[str, Any]:
     sel = f'{JOB}, company_id=~"$company", data_type=~"$data_type"'
-    connections = f'{JOB}, company_id=~"$company"'
+    connections = CONNECTIONS_SELECTOR
     layout = Layout()
     _now(layout, sel, connections)
-    _slo(layout, objective)
-    _statuses(layout)
+    slo_row(layout, objective)
+    status_rows(layout)
+    ages_row(layout)
     _needs_attention(layout, sel, connections)
-    # Sync durations per data type (codat_data_type_sync_duration_seconds) join here once
-    # the exporter exports them.
     return dashboard(
         FLEET_UID,
         "Codat freshness / Fleet overview",
@@ -74,6 +87,16 @@ def build(selector: str, objective: float) -> dict[str, Any]:
             data_type_variable('company_id=~"$company"'),
         ],
         layout,
+        links=[status_page_link(status_page_url)],
+    )
+
+
+def status_page_link(url: str) -> dict[str, Any]:
+    return link(
+        "Status page",
+        url,
+        "The exporter's status page: every pair that needs attention, filterable, with the "
+        "latest sync's error message.",
     )
 
 
@@ -134,7 +157,7 @@ def _now(layout: Layout, sel: str, connections: str) -> None:
         layout.add(stat(title, description, expr, steps=steps), 3, 4)
 
 
-def _slo(layout: Layout, objective: float) -> None:
+def slo_row(layout: Layout, objective: float) -> None:
     """From the recording rules of monitoring/slo.py: the whole fleet of each job, not
     filtered by company (the per-data-type share follows the data type variable)."""
     budget = 1 - objective
@@ -199,7 +222,7 @@ def _slo(layout: Layout, objective: float) -> None:
     )
 
 
-def _statuses(layout: Layout) -> None:
+def status_rows(layout: Layout) -> None:
     by_status = f'{COMPANIES_BY_STATUS.name}{{{JOB}, data_type=~"$data_type"}}'
     layout.row("Status per data type")
     layout.add(
@@ -230,28 +253,78 @@ def _statuses(layout: Layout) -> None:
     )
 
 
+def ages_row(layout: Layout) -> None:
+    """The scrape-time aggregates and the sync-duration histogram: per data type, without
+    any per-pair series, so filtered by data type only."""
+    layout.row("Ages and sync durations per data type")
+    layout.add(
+        timeseries(
+            "Stale companies per data type",
+            "Companies whose data type's last successful sync is older than its max age "
+            "(codat_data_type_stale_companies, computed at scrape time: it moves between "
+            "polls). Filtered by data type only.",
+            [
+                target(
+                    f"sum by (data_type) ({STALE_COMPANIES.name}{{{DATA_TYPES}}}) > 0",
+                    "{{data_type}}",
+                )
+            ],
+            stacked=True,
+        ),
+        12,
+        8,
+    )
+    buckets = f"sum by (data_type, le) ({SYNC_DURATION.name}_bucket{{{DATA_TYPES}}})"
+    layout.add(
+        table(
+            "Sync durations per data type",
+            "Seconds from requested to completed of the successful syncs each exporter has "
+            "seen since it started (codat_data_type_sync_duration_seconds, buckets from a "
+            "minute to a day): median and 95th percentile.",
+            [
+                target(f"histogram_quantile(0.5, {buckets}) > 0", ref="A"),
+                target(f"histogram_quantile(0.95, {buckets}) > 0", ref="B"),
+                target(
+                    f"sum by (data_type) ({SYNC_DURATION.name}_count{{{DATA_TYPES}}}) > 0",
+                    ref="C",
+                ),
+            ],
+            columns={
+                "data_type": "Data type",
+                "Value #A": "Median",
+                "Value #B": "95th percentile",
+                "Value #C": "Syncs seen",
+            },
+            overrides=[
+                by_name("Median", ("unit", "dtdurations")),
+                by_name("95th percentile", ("unit", "dtdurations")),
+                by_name("Syncs seen", ("decimals", 0)),
+            ],
+            sort_by="95th percentile",
+            descending=True,
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        heatmap(
+            "Ages of the last successful sync: $data_type",
+            "How many companies' data type last synced successfully within each age bucket "
+            "(codat_data_type_sync_age_seconds, computed at scrape time, an hour to a "
+            "week); never-synced pairs are not in it. One panel per data type selected.",
+            f"sum by (le) ({SYNC_AGE.name}_bucket{{{DATA_TYPES}}})",
+            unit="s",
+            repeat="data_type",
+        ),
+        24,
+        8,
+    )
+
+
 def _needs_attention(layout: Layout, sel: str, connections: str) -> None:
     layout.row("Needs attention")
     layout.add(_stale_table(sel), 24, 12)
-    relink = f'{CONNECTION_STATUS.name}{{{connections}, status="Deauthorized"}} == 1'
-    layout.add(
-        table(
-            RELINK_TABLE,
-            "Connections in Deauthorized: nothing syncs through them until the company "
-            "re-links (Codat Link, or the connection's linkUrl in the Codat portal).",
-            [target(relink, ref="A")],
-            columns={
-                "company_name": "Company",
-                "platform": "Platform",
-                "source_type": "Source type",
-                "connection_id": "Connection id",
-            },
-            overrides=[company_link()],
-            sort_by="Company",
-        ),
-        12,
-        10,
-    )
+    layout.add(relink_table(connections, [company_link()]), 12, 10)
     auth = f'{STATUS.name}{{{sel}, status="AuthError"}}'
     layout.add(
         table(
@@ -309,17 +382,35 @@ def _needs_attention(layout: Layout, sel: str, connections: str) -> None:
         12,
         10,
     )
-    layout.add(
-        _matrix(
-            "Connections by platform and status",
-            "Connections of the monitored companies (rows: platform), from codat_connections; "
-            "not filtered by company.",
-            f"sum by (platform, status) ({CONNECTIONS.name}{{{JOB}}})",
-            "platform",
-            {status: CONNECTION_COLORS.get(status, "#8e8e8e") for status in CONNECTION_STATUSES},
-        ),
-        12,
-        10,
+    layout.add(connections_matrix(), 12, 10)
+
+
+def relink_table(connections: str, overrides: list[dict[str, Any]]) -> dict[str, Any]:
+    relink = f'{CONNECTION_STATUS.name}{{{connections}, status="Deauthorized"}} == 1'
+    return table(
+        RELINK_TABLE,
+        "Connections in Deauthorized: nothing syncs through them until the company "
+        "re-links (Codat Link, or the connection's linkUrl in the Codat portal).",
+        [target(relink, ref="A")],
+        columns={
+            "company_name": "Company",
+            "platform": "Platform",
+            "source_type": "Source type",
+            "connection_id": "Connection id",
+        },
+        overrides=overrides,
+        sort_by="Company",
+    )
+
+
+def connections_matrix() -> dict[str, Any]:
+    return _matrix(
+        "Connections by platform and status",
+        "Connections of the monitored companies (rows: platform), from codat_connections; "
+        "not filtered by company.",
+        f"sum by (platform, status) ({CONNECTIONS.name}{{{JOB}}})",
+        "platform",
+        {status: CONNECTION_COLORS.get(status, "#8e8e8e") for status in CONNECTION_STATUSES},
     )
 
 
