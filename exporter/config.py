@@ -273,8 +273,9 @@ class WebhooksConfig:
         BOOL, "accept Codat's webhooks at `POST /webhooks/codat`", default=False
     )
     secret: str = setting(
-        TEXT, "Codat's signing secret, `whsec_…`; required when enabled", default="", repr=False
-    )
+        TEXT, "Codat's signing secret, `whsec_…`; required when enabled (or `secret_file`, "
+        "a file holding it)", default="", repr=False, from_file=True,
+    )  # fmt: skip
     listen_address: str = setting(
         HOST_PORT, "a separate `host:port` for webhooks (empty: the main listener)", default=""
     )

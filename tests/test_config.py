@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import yaml
 
 from exporter.cli import main
 from exporter.codat import DATA_TYPES
-from exporter.config import Config, load_config
+from exporter.config import Config, load_config, parse_config
 from exporter.settings import document
 from exporter.simulator import SimulatedCodat
 from tests.contract import load_schemas
@@ -264,3 +265,17 @@ def test_should_show_every_key_in_the_example_config() -> None:
             missing.append(key.path)
     # Check
     assert missing == []
+
+
+def test_should_read_the_webhook_secret_from_a_file(tmp_path: Path) -> None:
+    # Prepare: a Kubernetes Secret mounted as a file
+    secret = "whsec_" + base64.b64encode(b"k" * 24).decode()
+    path = tmp_path / "webhook_secret"
+    path.write_text(secret + "\n")
+    raw = {"codat": {"api_key": "k"}, "companies": {"discover": True},
+           "webhooks": {"enabled": True, "secret_file": str(path)}}  # fmt: skip
+    # Act
+    config = parse_config(raw)
+    # Check
+    assert config.webhooks.secret == secret
+    assert secret not in repr(config)
