@@ -52,6 +52,7 @@ import yaml
 from common import (
     DATA_TYPES,
     Child,
+    cpu_seconds,
     exporter_settings,
     log,
     machine,
@@ -182,6 +183,8 @@ class ModeRun:
     poll_seconds: float
     head_series: float = 0.0
     prometheus_memory: dict[str, float] = field(default_factory=dict)
+    prometheus_cpu: float = 0.0
+    """CPU seconds Prometheus used from its start to the end of the scrapes."""
     exporter_memory: dict[str, float] = field(default_factory=dict)
     scrapes: list[tuple[float, float, float, float]] = field(default_factory=list)
     """Per scrape, in order: (time, scrape_duration_seconds, up, scrape_samples_scraped)."""
@@ -254,6 +257,7 @@ def measure_mode(sim: Child, mode: str, args: argparse.Namespace, workdir: Path)
                     log(f"  {mode}: scrape {now_done} of {args.scrapes}")
                 done = now_done
             run.prometheus_memory = memory_status(prom.pid)
+            run.prometheus_cpu = cpu_seconds(prom.pid)
             run.exporter_memory = exporter.memory()
             run.head_series = prom.own_metric("prometheus_tsdb_head_series")
             run.load = os.getloadavg()
@@ -291,6 +295,8 @@ class RestartRun:
     full_read: float
     """... to having read that answer whole."""
     attempts: int
+    cpu_seconds: float
+    """CPU seconds the restarted process had used when /metrics held every company."""
     ready_status: int
     loaded_line: str
     exporter_memory: dict[str, float]
@@ -336,6 +342,7 @@ def restart(sim: Child, args: argparse.Namespace, workdir: Path) -> RestartRun:
             body = requests.get(url + "/metrics", timeout=120).content
             read = time.monotonic() - started_at
             if body.count(COMPANY_UP_LINE) >= companies:
+                cpu = cpu_seconds(process.pid)
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"restart: /metrics short of {companies} companies in time")
@@ -359,7 +366,7 @@ def restart(sim: Child, args: argparse.Namespace, workdir: Path) -> RestartRun:
         saves.append(time.monotonic() - began)
         del state
     run = RestartRun(
-        companies, fill_seconds, state_path.stat().st_size, listening, sent, read, attempts,
+        companies, fill_seconds, state_path.stat().st_size, listening, sent, read, attempts, cpu,
         ready_status, loaded[0] if loaded else "(no state file line logged)", memory, saves,
         loads,
     )  # fmt: skip
@@ -444,15 +451,16 @@ def report(default: ModeRun, fleet: ModeRun, again: RestartRun, args: argparse.N
         "### Per mode",
         "",
         "| mode | series in the head | samples per scrape | Prometheus peak RSS MB (now) "
+        "| Prometheus CPU s "
         "| first scrape s (up) | median scrape s | scrapes | exporter peak RSS MB (now) "
         "| exporter poll s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in (default, fleet):
         prom, exp = run.prometheus_memory, run.exporter_memory
         lines.append(
             f"| {run.mode} | {run.head_series:,.0f} | {run.scrapes[-1][3]:,.0f} "
-            f"| {prom['VmHWM']:,.0f} ({prom['VmRSS']:,.0f}) "
+            f"| {prom['VmHWM']:,.0f} ({prom['VmRSS']:,.0f}) | {run.prometheus_cpu:.1f} "
             f"| {run.first_scrape:.2f} ({run.scrapes[0][2]:.0f}) | {run.median_scrape:.2f} "
             f"| {len(run.scrapes)} | {exp['VmHWM']:,.0f} ({exp['VmRSS']:,.0f}) "
             f"| {run.poll_seconds:.1f} |"
@@ -504,8 +512,9 @@ def report(default: ModeRun, fleet: ModeRun, again: RestartRun, args: argparse.N
         f'"serving metrics" {again.listening:.2f} s after the process started; the first '
         f"GET /metrics holding all {companies:,} `{COMPANY_UP.name}` series was sent at "
         f"{again.full_sent:.2f} s and read whole at {again.full_read:.2f} s (request "
-        f"{again.attempts}); `/-/ready` then answered {again.ready_status}; its peak RSS by "
-        f"then {again.exporter_memory['VmHWM']:.0f} MB. Its log: `{again.loaded_line}`.",
+        f"{again.attempts}), when the process had used {again.cpu_seconds:.2f} CPU seconds; "
+        f"`/-/ready` then answered {again.ready_status}; its peak RSS by then "
+        f"{again.exporter_memory['VmHWM']:.0f} MB. Its log: `{again.loaded_line}`.",
         f"- `exporter.statefile.save` of that state: median {median(again.save_seconds):.2f} s "
         f"(of {len(again.save_seconds)}: {', '.join(f'{s:.2f}' for s in again.save_seconds)});"
         f" `statefile.load`: median {median(again.load_seconds):.2f} s, in this process.",
