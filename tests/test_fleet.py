@@ -3,22 +3,15 @@ sharding. Real HTTP against the simulator, injected clock."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
 
 import pytest
 
-from exporter.client import CodatClient
-from exporter.clock import SystemClock
-from exporter.collector import Exposition, SnapshotStore
-from exporter.metrics import ExporterMetrics
-from exporter.poller import Poller
 from exporter.sharding import shard_of
-from exporter.simulator import Fault, Fleet, SimulatedCodat
+from exporter.simulator import Fault, Fleet
 from exporter.simulator.server import COMPANIES, DATA_STATUS, LISTING
-from exporter.state import Snapshot
-from tests.harness import API_KEY, Harness, Scrape, make_config
+from tests.harness import Harness, Scrape
 
 UP = "codat_exporter_company_up"
 MAX_AGE = "codat_data_type_max_age_seconds"
@@ -255,34 +248,27 @@ def test_should_not_warn_when_the_fleet_fits(
     assert harness.scrape().value("codat_exporter_estimated_daily_requests") < 9000
 
 
-def test_should_spread_a_cycles_polls_over_the_interval() -> None:
-    # Prepare: real time, as spacing is about when requests leave; 8 companies over 80% of
-    # a 1 s interval is one every 100 ms
-    clock = SystemClock()
-    fleet = Fleet.generate(clock, companies=8, seed=7)
-    codat = SimulatedCodat(fleet, API_KEY).start()
-    config = make_config(codat, poll={"interval": "1s"}, codat={"max_concurrency": 8},
-                         connections={"enabled": False})  # fmt: skip
-    metrics = ExporterMetrics()
-    client = CodatClient(config.codat, metrics, clock)
-    store = SnapshotStore(Exposition(Snapshot(), config.freshness, config.poll.interval))
-    poller = Poller(config, client, store, metrics, clock, spread=True)
-    try:
-        first = poller.run_cycle()  # the first cycle is not spread: there is nothing to show yet
-        first_took = max(t for t, *_ in codat.log) - min(t for t, *_ in codat.log)
-        codat.log.clear()
-        # Act
-        result = poller.run_cycle()
-    finally:
-        poller.stop()
-        codat.stop()
-    # Check
+def test_should_spread_a_cycles_polls_over_the_interval(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Prepare: 8 companies over 80% of a 10 s interval is one every second of the injected
+    # clock, which the poller sleeps on between hand-offs
+    harness = make_harness(
+        spread=True,
+        poll={"interval": "10s"},
+        codat={"max_concurrency": 8},
+        connections={"enabled": False},
+        diagnostics={"pull_operations": False, "sync_durations": False},
+    )
+    first = harness.poll()  # the first cycle is not spread: there is nothing to show yet
+    first_sleeps = list(harness.clock.sleeps)
+    harness.clock.sleeps.clear()
+    # Act
+    result = harness.poll()
+    # Check: seven waits of a second, none in the first cycle
     assert first.all_succeeded and result.all_succeeded
-    assert first_took < 0.3
-    times = sorted(t for t, route, _, _ in codat.log if route == DATA_STATUS)
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert len(gaps) == 7
-    assert all(0.07 < gap < 0.2 for gap in gaps), gaps
+    assert first_sleeps == []
+    assert harness.clock.sleeps == pytest.approx([1.0] * 7)
 
 
 def test_should_split_the_fleet_across_shards_without_overlap(
