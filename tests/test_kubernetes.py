@@ -258,6 +258,20 @@ def test_should_give_a_scrape_of_a_fleet_sized_shard_time_to_finish(
         assert 100 * scrape < timeout == 30 < interval == 60
 
 
+def test_should_label_each_pods_series_by_its_name_so_a_restart_continues_them(
+    rendered: dict[str, Rendered],
+) -> None:
+    # Prepare: a recreated pod has a new IP; the alerts' keep_firing_for only bridges the
+    # gap if its series come back with the same labels
+    for overlay in rendered.values():
+        # Act
+        (endpoint,) = overlay.one("ServiceMonitor")["spec"]["endpoints"]
+        # Check
+        assert {"sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "instance"} in (
+            endpoint.get("relabelings", [])
+        )
+
+
 # --- the pods ----------------------------------------------------------------------------------
 
 
