@@ -292,3 +292,26 @@ def prometheus_client_version() -> str:
 
 def verdict(ok: bool) -> str:
     return "**met**" if ok else "**NOT met**"
+
+
+class StepClock:
+    """Moves only when advanced or slept on (the poller's retries and pauses sleep on it)."""
+
+    def __init__(self, start: float) -> None:
+        self._time = start
+        self._mono = 10_000.0
+        self._lock = threading.Lock()
+
+    def time(self) -> float:
+        return self._time
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(max(0.0, seconds))
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._time += seconds
+            self._mono += seconds

@@ -19,12 +19,13 @@ import logging
 import random
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import StepClock
 
 from exporter.client import QUEUE_DATA_TYPE, CodatClient
 from exporter.codat import ERROR_STATUSES
@@ -42,29 +43,7 @@ INTERVAL = 900.0
 DAY = 24 * HOUR
 
 
-class DayClock:
-    """Moves only when advanced or slept on; the poller's waits cost no real time."""
-
-    def __init__(self) -> None:
-        self._time, self._mono = START, 10_000.0
-        self._lock = threading.Lock()
-
-    def time(self) -> float:
-        return self._time
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    def sleep(self, seconds: float) -> None:
-        self.advance(max(0.0, seconds))
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._time += seconds
-            self._mono += seconds
-
-
-def fleet_for(clock: DayClock, args: argparse.Namespace) -> Fleet:
+def fleet_for(clock: StepClock, args: argparse.Namespace) -> Fleet:
     """The seeded fleet, every healthy data type syncing daily with ``fail_rate`` failures."""
     fleet = Fleet.generate(clock, companies=args.companies, seed=args.seed)
     for company in fleet.companies.values():
@@ -76,7 +55,7 @@ def fleet_for(clock: DayClock, args: argparse.Namespace) -> Fleet:
 
 
 def run_day(args: argparse.Namespace, refresh: bool) -> dict[str, Any]:
-    clock = DayClock()
+    clock = StepClock(START)
     fleet = fleet_for(clock, args)
     healthy = {c.id for c in fleet.companies.values() if c.profile == "healthy"}
     codat = SimulatedCodat(fleet, API_KEY).start()

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
+from common import StepClock
 from prometheus_client import Counter as Counter_
 
 from exporter.client import CodatClient
@@ -79,29 +80,6 @@ THREAD_PEAK_SLACK = 12
 RSS_GROWTH_MB = 25.0
 RSS_HALF_MB = 10.0
 SERIES_GROWTH = 0.05
-
-
-class SoakClock:
-    """Moves only when advanced or slept on (the poller's retries and pauses sleep on it)."""
-
-    def __init__(self, start: float = START) -> None:
-        self._time = start
-        self._mono = 10_000.0
-        self._lock = threading.Lock()
-
-    def time(self) -> float:
-        return self._time
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    def sleep(self, seconds: float) -> None:
-        self.advance(max(0.0, seconds))
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._time += seconds
-            self._mono += seconds
 
 
 # --- faults --------------------------------------------------------------------------------
@@ -346,7 +324,7 @@ class ErrorLog(logging.Handler):
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    clock = SoakClock()
+    clock = StepClock(START)
     fleet = Fleet.generate(clock, companies=args.companies, seed=args.seed,
                            data_types_per_company=args.data_types)  # fmt: skip
     codat = SimulatedCodat(fleet, API_KEY).start()
