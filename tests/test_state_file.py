@@ -178,6 +178,7 @@ def test_should_publish_the_first_cycle_as_companies_complete(
         connections={"enabled": False},
         diagnostics={"pull_operations": False, "sync_durations": False},
     )
+    harness.codat.latency = 0.05  # real time between polls, for the cycle thread to look in
     published: list[Exposition] = []
     original = harness.store.publish
 
