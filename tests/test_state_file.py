@@ -3,6 +3,7 @@ after a start already has it. Real HTTP against the simulator, injected clock.""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import pytest
 from exporter.collector import Exposition
 from exporter.simulator.server import CONNECTIONS, DATA_STATUS, SYNC_SETTINGS
 from exporter.state import Snapshot
-from exporter.statefile import FORMAT, VERSION, load
+from exporter.statefile import FORMAT, VERSION, SavedState, decode, load, save
 from tests.harness import Harness
 
 UP = "codat_exporter_company_up"
@@ -243,3 +244,52 @@ def test_should_spread_the_first_cycles_connections_when_they_would_not_fit(
     assert first == 0
     assert fetched == set(harness.fleet.companies)
     assert cycles > 1, "not spread: all fetched in the second cycle"
+
+
+def test_should_not_collect_garbage_while_a_large_state_is_decoded_or_encoded(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare: the fleet's file with its companies copied 50 times (400 companies)
+    path = tmp_path / "state.json"
+    harness = make_harness(**with_state(path))
+    harness.poll()
+    document = json.loads(path.read_bytes())
+    document["companies"] = [
+        {**company, "id": f"{copy}-{company['id']}"}
+        for copy in range(50)
+        for company in document["companies"]
+    ]
+    data = json.dumps(document).encode()
+    shard = harness.config.shard
+    watching, started = [False], []
+    states: list[SavedState] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and watching[0]:
+            started.append(info["generation"])
+
+    def collections_during(action: Callable[[], object]) -> list[int]:
+        gc.collect()
+        started.clear()
+        watching[0] = True
+        action()
+        watching[0] = False
+        return list(started)
+
+    gc.callbacks.append(record)
+    try:
+        unpaused = collections_during(lambda: json.loads(data))
+        # Act
+        decoding = collections_during(lambda: states.append(decode(data, shard)))
+        encoding = collections_during(lambda: save(tmp_path / "again.json", states[0], shard))
+    finally:
+        gc.callbacks.remove(record)
+    # Check: built unpaused, the same containers are scanned again and again; decoded or
+    # encoded, at most once, by the young-generation pass the collector owes when it resumes.
+    # The collector is on again, and the state whole
+    assert len(unpaused) > 1 and max(unpaused) > 0, "too small a state to show anything"
+    assert decoding in ([], [0])
+    assert encoding in ([], [0])
+    assert gc.isenabled()
+    assert len(states[0].companies) == 400
+    assert json.loads((tmp_path / "again.json").read_bytes())["companies"] == document["companies"]
