@@ -1,8 +1,9 @@
 """The series bill and restarts at fleet scale, measured from Prometheus' side, in one run.
 
-    .venv/bin/python bench/prometheus_bill.py                      # 10,000 x 25, about 10 min
+    .venv/bin/python bench/prometheus_bill.py                      # 10,000 x 25, about 12 min
     .venv/bin/python bench/prometheus_bill.py --output bench/RESULTS.md   # ... and record it
-    .venv/bin/python bench/prometheus_bill.py --companies 20 --scrape-interval 1s --scrapes 2
+    .venv/bin/python bench/prometheus_bill.py --companies 20 --scrapes 1 --json    # a smoke run,
+        # with --scrape-interval 1s --scrape-timeout 1s as tests/test_bench_smoke.py runs it
 
 One simulated Codat (``sim_proc.py``, its wall clock frozen at its start) serves three
 phases in turn:
@@ -438,7 +439,7 @@ def report(default: ModeRun, fleet: ModeRun, again: RestartRun, args: argparse.N
         "## The series bill and restarts, from Prometheus' side",
         "",
         f"Run {started_at:%Y-%m-%d %H:%M} UTC, {seconds / 60:.1f} minutes, with "
-        f"`bench/prometheus_bill.py {' '.join(sys.argv[1:])}` ({size} data types, "
+        f"`{' '.join(['bench/prometheus_bill.py', *sys.argv[1:]])}` ({size} data types, "
         f"{args.scrapes} scrapes per mode every {args.scrape_interval}, timeout "
         f"{args.scrape_timeout}).",
         f"Machine: {machine()}; {prometheus_version(args.prometheus)}.",

@@ -23,7 +23,7 @@ COMPANIES = 20
 def figures() -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "prometheus_bill.py"), "--companies",
-         str(COMPANIES), "--scrape-interval", "1s", "--scrape-timeout", "1s", "--scrapes", "2",
+         str(COMPANIES), "--scrape-interval", "1s", "--scrape-timeout", "1s", "--scrapes", "1",
          "--repeats", "1", "--prometheus", binary("prometheus"), "--json"],
         capture_output=True, text=True, timeout=180, cwd=ROOT, check=False,
     )  # fmt: skip
@@ -35,7 +35,7 @@ def figures() -> dict[str, Any]:
 def test_should_measure_both_modes_from_prometheus(figures: dict[str, Any]) -> None:
     default, fleet = figures["default"], figures["fleet"]
     for mode in (default, fleet):
-        assert len(mode["scrapes"]) >= 2
+        assert len(mode["scrapes"]) >= 1
         assert all(up == 1 for _, _, up, _ in mode["scrapes"])
         assert mode["prometheus_memory"]["VmHWM"] > 0
         assert mode["exporter_memory"]["VmHWM"] > 0
