@@ -169,6 +169,21 @@ class PairState:
         return self.pair.stale(self.now)
 
     @property
+    def paused_until(self) -> float | None:
+        """When Codat's pause of the latest sync ends, while that is still ahead: once it
+        has passed the pair is no longer paused, and /metrics drops the pause too."""
+        return self.pair.paused_until if self.pair.paused(self.now) else None
+
+    @property
+    def status_description(self) -> str | None:
+        """The latest sync's ``statusDescription``, unless it is a "Paused until <time>"
+        whose time has passed: a reason that no longer holds."""
+        sync = self.pair.sync
+        if sync is None or (sync.paused_until is not None and self.paused_until is None):
+            return None
+        return sync.status_description
+
+    @property
     def healthy(self) -> bool:
         return self.pair.healthy(self.now)
 

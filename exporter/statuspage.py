@@ -234,10 +234,10 @@ def _latest_sync(state: PairState, now: float) -> str:
         return "<br>".join(parts)
     if sync.error_message:
         parts.append(f'<span class="msg">{e(sync.error_message)}</span>')
-    if sync.status_description:
-        parts.append(e(sync.status_description))
-    if sync.paused_until is not None:
-        parts.append(e(f"paused until {when(sync.paused_until, now)}"))
+    if state.status_description:
+        parts.append(e(state.status_description))
+    if state.paused_until is not None:
+        parts.append(e(f"paused until {when(state.paused_until, now)}"))
     if state.pair.in_progress and sync.requested is not None:
         progress = f", {sync.progress} %" if sync.progress is not None else ""
         parts.append(e(f"requested {when(sync.requested, now)}{progress}"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,8 +14,15 @@ import pytest
 import requests
 
 from exporter.assess import STUCK_AFTER
+from exporter.collector import Exposition
 from exporter.config import FreshnessConfig
-from exporter.metrics import LAST_DISCOVERY, QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
+from exporter.metrics import (
+    LAST_DISCOVERY,
+    PAUSED_UNTIL,
+    QUOTA_LIMIT,
+    QUOTA_REMAINING,
+    QUOTA_RESET,
+)
 from exporter.state import ConnectionState, SyncDetail
 from exporter.statuspage import ROW_LIMIT
 from exporter.webconfig import load_web_config
@@ -154,6 +162,27 @@ def test_should_list_a_paused_pair_until_its_pause_ends(serve: Servers) -> None:
     # Check
     assert during == [("c3", "bills")]
     assert after == []
+
+
+def test_should_drop_an_ended_pause_from_the_page_and_the_json_as_metrics_does(
+    serve: Servers,
+) -> None:
+    # Prepare: c3's bills are paused until START + 1 h; a poll after that keeps the pull
+    # operation read before (its sync is still the latest), "Paused until" and all
+    server = fleet(serve)
+    server.clock.advance(HOUR + 1)
+    polled = replace(server.snapshot, last_poll=server.clock.time())
+    server.store.publish(Exposition(polled, server.freshness, 300.0))
+    # Act
+    row = server.rows("/?company=c3&all=1")[0]
+    entry = server.api("?company=c3&all=1")["pairs"][0]
+    metrics = server.get("/metrics").text
+    # Check
+    assert f"{PAUSED_UNTIL.name}{{" not in metrics
+    assert (row["data-type"], row["states"], row["latest_sync_cell"]) == ("bills", "healthy", "")
+    assert (entry["states"], entry["paused_until"], entry["status_description"]) == (
+        ["healthy"], None, None,
+    )  # fmt: skip
 
 
 def test_should_show_each_pairs_connection_and_the_companys_poll_health(
