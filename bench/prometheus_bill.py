@@ -64,6 +64,7 @@ from common import (
 )
 
 from exporter import statefile
+from exporter.collector import Exposition
 from exporter.config import parse_config
 from exporter.durations import parse_duration
 from exporter.metrics import COMPANY_UP, LAST_SYNC_AGE, MAX_AGE, STALE_COMPANIES
@@ -303,6 +304,13 @@ class RestartRun:
     exporter_memory: dict[str, float]
     save_seconds: list[float]
     load_seconds: list[float]
+    resumed: float = 0.0
+    """Seconds from the start until the status page answered 200: the state decoded, the
+    poller resumed from it."""
+    rendering_bytes: int = 0
+    """Of the file, the section holding /metrics' text (``Exposition.saved``)."""
+    encode_seconds: list[float] = field(default_factory=list)
+    """``Exposition.saved`` of the served text, which ``save`` writes beside the state."""
 
 
 def restart(sim: Child, args: argparse.Namespace, workdir: Path) -> RestartRun:
@@ -350,26 +358,41 @@ def restart(sim: Child, args: argparse.Namespace, workdir: Path) -> RestartRun:
             time.sleep(0.05)
         del body
         ready_status = requests.get(url + "/-/ready", timeout=30).status_code
+        while requests.get(url + "/", timeout=30).status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("restart: the status page never came back")
+            time.sleep(0.05)
+        resumed = time.monotonic() - started_at
         memory = memory_status(process.pid)
     text = log_path.read_text(errors="replace")
     loaded = STATE_LOADED.search(text)
 
-    shard = parse_config(fill).shard
-    saves, loads = [], []
+    config = parse_config(production)
+    shard = config.shard
+    saves, loads, encodes = [], [], []
+    rendering_bytes = 0
     for _ in range(args.repeats):
         began = time.monotonic()
-        state = statefile.load(state_path, shard)
+        found = statefile.read(state_path, shard)
+        state = None if found is None else found.state()
         loads.append(time.monotonic() - began)
-        if state is None:
+        if found is None or state is None:
             raise RuntimeError("restart: the state file does not load")
+        served = Exposition.restored(found.rendered, config.freshness, config.poll.interval)
+        if served is None:
+            raise RuntimeError("restart: the file's rendering is not this configuration's")
         began = time.monotonic()
-        statefile.save(workdir / "copy.json", state, shard)
+        rendering = served.saved()
+        encodes.append(time.monotonic() - began)
+        rendering_bytes = len(rendering)
+        began = time.monotonic()
+        statefile.save(workdir / "copy.json", state, shard, rendering)
         saves.append(time.monotonic() - began)
-        del state
+        del found, state, served, rendering
     run = RestartRun(
         companies, fill_seconds, state_path.stat().st_size, listening, sent, read, attempts, cpu,
         ready_status, loaded[0] if loaded else "(no state file line logged)", memory, saves,
-        loads,
+        loads, resumed, rendering_bytes, encodes,
     )  # fmt: skip
     log(f"restart: every company on /metrics {run.full_sent:.2f}s after start")
     return run
@@ -516,9 +539,15 @@ def report(default: ModeRun, fleet: ModeRun, again: RestartRun, args: argparse.N
         f"{again.attempts}), when the process had used {again.cpu_seconds:.2f} CPU seconds; "
         f"`/-/ready` then answered {again.ready_status}; its peak RSS by then "
         f"{again.exporter_memory['VmHWM']:.0f} MB. Its log: `{again.loaded_line}`.",
-        f"- `exporter.statefile.save` of that state: median {median(again.save_seconds):.2f} s "
-        f"(of {len(again.save_seconds)}: {', '.join(f'{s:.2f}' for s in again.save_seconds)});"
-        f" `statefile.load`: median {median(again.load_seconds):.2f} s, in this process.",
+        f"- Its status page answered 200 (the state decoded and the poller resumed from it) "
+        f'{again.resumed:.2f} s after the start; until then it answered 503 "Loading the '
+        'state file".',
+        f"- Of the file, {again.rendering_bytes / 1e6:.1f} MB are /metrics' text as served "
+        f"(`Exposition.saved`: median {median(again.encode_seconds):.2f} s). "
+        f"`exporter.statefile.save` of the state and that text: median "
+        f"{median(again.save_seconds):.2f} s (of {len(again.save_seconds)}: "
+        f"{', '.join(f'{s:.2f}' for s in again.save_seconds)}); `statefile.read` and "
+        f"decoding the state: median {median(again.load_seconds):.2f} s, in this process.",
     ]
     return "\n".join(lines)
 
@@ -559,6 +588,11 @@ def main() -> int:
     parser.add_argument("--scrape-timeout", default="10s", help="default 10s")
     parser.add_argument("--repeats", type=int, default=3, help="state file saves (default 3)")
     parser.add_argument("--prometheus", default=shutil.which("prometheus") or "/usr/bin/prometheus")
+    parser.add_argument(
+        "--restart-only",
+        action="store_true",
+        help="only the restart phase, its figures as JSON (no targets judged)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--output", type=Path, help="insert the summary at the top of this file")
     output.add_argument("--json", action="store_true", help="print the figures as JSON instead")
@@ -574,6 +608,9 @@ def main() -> int:
         start_child("simulator", "sim_proc.py", *sim_args) as sim,
     ):
         workdir = Path(temporary)
+        if args.restart_only:
+            print(json.dumps(asdict(restart(sim, args, workdir)), indent=1))
+            return 0
         default = measure_mode(sim, "default", args, workdir)
         fleet = measure_mode(sim, "fleet", args, workdir)
         again = restart(sim, args, workdir)

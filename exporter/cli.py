@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import FrameType
@@ -191,11 +192,10 @@ def run(
     poller = Poller(
         config, client, store, metrics, clock, spread=not args.once, quota_warning=not args.demo
     )
-    if config.state.file:
-        saved = statefile.load(config.state.file, config.shard)
-        if saved is not None:
-            poller.restore(saved)
+    found = statefile.read(config.state.file, config.shard) if config.state.file else None
+    rendered = None if found is None else publish_rendering(store, found, config)
     if args.once:
+        resume(poller, store, found, rendered, config)
         return poll_once(poller, store, metrics, clock, stop)
     receiver = None
     if config.webhooks.enabled:
@@ -235,6 +235,7 @@ def run(
              f" ({served.summary()})" if protected else "")  # fmt: skip
     if receiver is not None:
         log.info("accepting Codat webhooks at %s/webhooks/codat", servers[-1].url)
+    resume(poller, store, found, rendered, config)
     scheduler = start_scheduler(poller, config.poll.interval, receiver)
     stop.wait()
     scheduler.shutdown(wait=False)
@@ -244,6 +245,45 @@ def run(
     client.close()
     log.info("stopped")
     return 0
+
+
+def publish_rendering(
+    store: SnapshotStore, found: statefile.StateFile, config: Config
+) -> Exposition | None:
+    """Publish the state file's rendering, when this configuration renders the same text:
+    /metrics serves it from the first request, while the state itself is decoded."""
+    if not found.rendered:
+        return None
+    try:
+        exposition = Exposition.restored(
+            found.rendered, config.freshness, config.poll.interval, config.metrics
+        )
+    except (ValueError, KeyError, TypeError, zlib.error) as exc:
+        log.warning("state file %s: its rendering is unusable (%s); rendering the state "
+                    "instead", found.path, exc)  # fmt: skip
+        return None
+    if exposition is None:
+        log.info("state file %s: rendered under another configuration or version; rendering "
+                 "the state instead", found.path)  # fmt: skip
+    else:
+        store.publish(exposition)
+    return exposition
+
+
+def resume(
+    poller: Poller,
+    store: SnapshotStore,
+    found: statefile.StateFile | None,
+    rendered: Exposition | None,
+    config: Config,
+) -> None:
+    """Decode the state file and resume from it. A state that cannot be used withdraws
+    the rendering served meanwhile: nothing is ever half loaded."""
+    saved = None if found is None else found.state()
+    if saved is not None:
+        poller.restore(saved, rendered)
+    elif rendered is not None and store.current is rendered:
+        store.withdraw(Exposition(Snapshot(), config.freshness, config.poll.interval))
 
 
 def on_stop_signal(stop: threading.Event) -> list[int]:

@@ -189,13 +189,16 @@ class Poller:
 
     def saved_state(self) -> SavedState:
         """What the state file keeps: the snapshot and what the poller needs to resume."""
+        with self._states_lock:
+            return self._saved_state()
+
+    def _saved_state(self) -> SavedState:
+        """``saved_state``; the caller holds _states_lock."""
         discovery = self._discovery.saved() if self._discovery else None
         duration, ended = self._last_cycle or (None, None)
-        with self._states_lock:
-            companies = dict(self._states)
         return SavedState(
             saved_at=self._clock.time(),
-            companies=companies,
+            companies=dict(self._states),
             last_poll=ended,
             poll_duration=duration,
             listed=None if discovery is None else discovery[0],
@@ -205,11 +208,13 @@ class Poller:
             extra={"refresh": self._refresher.saved()} if self._refresher else {},
         )
 
-    def restore(self, state: SavedState) -> None:
+    def restore(self, state: SavedState, rendered: Exposition | None = None) -> None:
         """Resume from a state file and publish its snapshot at once (before any poll).
 
         Each company keeps what its last poll before the restart said, ``up`` included,
-        and its original last-poll-success time, until it is polled again."""
+        and its original last-poll-success time, until it is polled again. ``rendered`` is
+        the file's own rendering of that snapshot (``Exposition.restored``): published with
+        the decoded companies, it saves rendering them again."""
         with self._cycle_lock, self._states_lock:
             if self._discovery is not None and state.listed is not None:
                 self._discovery.restore(state.listed, state.listed_at or state.saved_at)
@@ -223,14 +228,16 @@ class Poller:
             self._state_at = dict.fromkeys(state.companies, -math.inf)
             if state.last_poll is not None:
                 self._last_cycle = (state.poll_duration or 0.0, state.last_poll)
-            self._publish()
+            self._publish(rendered)
 
     def _save_state(self) -> None:
         path = self._config.state.file
         if not path:
             return
+        with self._states_lock:  # the states and what was rendered from them, together
+            state, served = self._saved_state(), self._store.current
         try:
-            statefile.save(path, self.saved_state(), self._config.shard)
+            statefile.save(path, state, self._config.shard, served.saved())
         except OSError as exc:
             self._metrics.state_file_errors.inc()
             level = logging.DEBUG if self._state_failing else logging.WARNING
@@ -302,7 +309,7 @@ class Poller:
                 log.info("company %s deleted in Codat; dropped from /metrics", company_id(deleted))
             self._publish()
 
-    def _publish(self) -> Snapshot:
+    def _publish(self, rendered: Exposition | None = None) -> Snapshot:
         """Render and swap in the current states; the caller holds _states_lock."""
         duration, ended = self._last_cycle or (None, None)
         discovery = self._discovery
@@ -317,9 +324,12 @@ class Poller:
             unready_reason=unready,
         )
         config = self._config
-        self._store.publish(
-            Exposition(snapshot, config.freshness, config.poll.interval, config.metrics)
-        )
+        if rendered is not None:
+            exposition = rendered.with_snapshot(snapshot)
+        else:
+            exposition = Exposition(snapshot, config.freshness, config.poll.interval,
+                                    config.metrics)  # fmt: skip
+        self._store.publish(exposition)
         return snapshot
 
     def _poll_all(self, targets: list[str], started: float, deadline: float) -> list[Outcome]:

@@ -119,6 +119,10 @@ class Snapshot:
     unready_reason: str = ""
     """Why this fleet is not the one configured, e.g. discovery has never succeeded, so
     "0 companies, all fine" would be a lie; empty when it is."""
+    loading: bool = False
+    """Just after a restart: /metrics serves the rendering kept in the state file while
+    the companies themselves are decoded (a few seconds at 10,000), so ``companies`` is
+    still empty; the status page waits for them."""
 
     @property
     def complete(self) -> bool:
@@ -128,4 +132,5 @@ class Snapshot:
     def ready(self) -> bool:
         """What ``/-/ready`` answers: data is served (a cycle has ended, a state file was
         loaded, or the first cycle has published some companies) for the configured fleet."""
-        return (self.complete or bool(self.companies)) and not self.unready_reason
+        served = self.complete or bool(self.companies) or self.loading
+        return served and not self.unready_reason

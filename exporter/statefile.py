@@ -8,12 +8,23 @@ a start already has every company's last known values, with their original
 where it was: the discovery listing, names, connections, sync schedules and the pull
 operations already read.
 
-The file is JSON, written after every cycle atomically (a temporary file beside it,
-fsync, rename, fsync of the directory), so a crash leaves the old file or the new one,
-never half of one. It carries a format name, a version and the shard it belongs to. A file
-that is missing, unreadable, corrupt, of another version or of another shard is logged
-once and ignored, never fatal, and never half loaded: it is decoded whole before anything
-is used. Times are Unix seconds; the poller turns them back into its monotonic clock.
+The file is written after every cycle atomically (a temporary file beside it, fsync,
+rename, fsync of the directory), so a crash leaves the old file or the new one, never half
+of one. Its first line is a JSON header: a format name, a version, the shard it belongs to,
+and the size and CRC-32 of each section that follows::
+
+    {"format":"codat-freshness-exporter/state","version":2,"shard":[0,1],
+     "saved_at":1764633600.0,"sections":[["rendered",20713422,2841103372],
+     ["state",71698311,95110230]]}
+
+``rendered`` is the snapshot's exposition as it was served (``Exposition.saved``), so a
+restart serves /metrics at once, before it decodes ``state``, the JSON document of the
+companies and what the poller needs to resume (at 10,000 x 25 about 1 s to serve against
+about 7 s to decode and render). A file that is missing, unreadable, corrupt, of another
+version or of another shard is logged once and ignored, never fatal, and never half loaded:
+``read`` checks every section's size and checksum before anything is used, and ``state``
+decodes the document whole. Times are Unix seconds; the poller turns them back into its
+monotonic clock.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import json
 import logging
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +47,7 @@ from exporter.state import CompanyInfo, CompanyState, ConnectionState, DataTypeS
 log = logging.getLogger(__name__)
 
 FORMAT = "codat-freshness-exporter/state"
-VERSION = 1
+VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -81,10 +93,14 @@ def _collection_paused() -> Iterator[None]:
             gc.enable()
 
 
-def save(path: str | os.PathLike[str], state: SavedState, shard: Shard) -> None:
-    """Write ``state`` to ``path`` atomically; OSError when the disk refuses."""
+def save(
+    path: str | os.PathLike[str], state: SavedState, shard: Shard, rendered: bytes = b""
+) -> None:
+    """Write ``state`` and its ``rendered`` exposition to ``path`` atomically; OSError when
+    the disk refuses."""
     with _collection_paused():
-        data = _encode(state, shard)
+        document = _encode(state)
+    data = pack(shard, state.saved_at, {RENDERED: rendered, STATE: document})
     target = Path(path)
     handle, temporary = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp",
                                          dir=target.parent)  # fmt: skip
@@ -104,12 +120,64 @@ def save(path: str | os.PathLike[str], state: SavedState, shard: Shard) -> None:
         os.close(directory)
 
 
-def _encode(state: SavedState, shard: Shard) -> bytes:
-    document = {
+RENDERED = "rendered"
+STATE = "state"
+
+
+def pack(shard: Shard, saved_at: float, sections: Mapping[str, bytes]) -> bytes:
+    """A whole file: the header line, then each section's bytes in order."""
+    header = {
         "format": FORMAT,
         "version": VERSION,
         "shard": [shard.index, shard.count],
-        "saved_at": state.saved_at,
+        "saved_at": saved_at,
+        "sections": [[name, len(data), zlib.crc32(data)] for name, data in sections.items()],
+    }
+    line = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    return b"".join([line, b"\n", *sections.values()])
+
+
+def unpack(data: bytes, shard: Shard) -> tuple[float, dict[str, bytes]]:
+    """The save time and the sections of a whole file; StateFileError naming the first
+    problem."""
+    line, newline, body = data.partition(b"\n")
+    try:
+        header = json.loads(line)
+    except (ValueError, RecursionError):
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise StateFileError("not a codat-freshness-exporter state file")
+    if header.get("version") != VERSION:
+        raise StateFileError(
+            f"version {header.get('version')!r}; this exporter reads version {VERSION}"
+        )
+    if header.get("shard") != [shard.index, shard.count]:
+        raise StateFileError(
+            f"written by shard {header.get('shard')!r}, this is {shard.index} of {shard.count}"
+        )
+    sections: dict[str, bytes] = {}
+    at = 0
+    try:
+        saved_at = _number(header["saved_at"])
+        for name, size, crc in _list(header["sections"]):
+            section = body[at : at + _int(size)]
+            at += len(section)
+            if len(section) != size:
+                raise StateFileError(f"section {name!r} is cut short (a copy, not a crash?)")
+            if zlib.crc32(section) != crc:
+                raise StateFileError(f"section {name!r} does not match its checksum")
+            sections[_str(name)] = section
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, StateFileError):
+            raise
+        raise StateFileError(f"malformed header ({type(exc).__name__}: {exc})") from None
+    if not newline or at != len(body) or STATE not in sections:
+        raise StateFileError("its size does not match its header")
+    return saved_at, sections
+
+
+def _encode(state: SavedState) -> bytes:
+    document = {
         "last_poll": state.last_poll,
         "poll_duration": state.poll_duration,
         "companies": [_encode_company(c) for c in state.companies.values()],
@@ -124,8 +192,31 @@ def _encode(state: SavedState, shard: Shard) -> bytes:
     return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
 
 
-def load(path: str | os.PathLike[str], shard: Shard) -> SavedState | None:
-    """The state in ``path``, or None (logged once) when there is none that can be used."""
+@dataclass(frozen=True)
+class StateFile:
+    """A state file read whole and checked (format, version, shard, sizes, checksums),
+    its state not decoded yet: a restart serves ``rendered`` first."""
+
+    path: Path
+    saved_at: float
+    rendered: bytes
+    """``Exposition.saved`` of the snapshot the state holds; empty when it was not kept."""
+    document: bytes
+
+    def state(self) -> SavedState | None:
+        """The decoded state, or None (logged once) when it cannot be used."""
+        try:
+            with _collection_paused():
+                state = _decode(self.document, self.saved_at)
+        except StateFileError as exc:
+            log.warning("state file %s ignored: %s", self.path, exc)
+            return None
+        log.info("state file %s: %d companies as of its save", self.path, len(state.companies))
+        return state
+
+
+def read(path: str | os.PathLike[str], shard: Shard) -> StateFile | None:
+    """The file in ``path``, checked, or None (logged once) when there is none to use."""
     target = Path(path)
     try:
         data = target.read_bytes()
@@ -137,36 +228,33 @@ def load(path: str | os.PathLike[str], shard: Shard) -> SavedState | None:
                     exc.strerror)  # fmt: skip
         return None
     try:
-        state = decode(data, shard)
+        saved_at, sections = unpack(data, shard)
     except StateFileError as exc:
         log.warning("state file %s ignored: %s", target, exc)
         return None
-    log.info("state file %s: %d companies as of its save", target, len(state.companies))
-    return state
+    return StateFile(target, saved_at, sections.get(RENDERED, b""), sections[STATE])
+
+
+def load(path: str | os.PathLike[str], shard: Shard) -> SavedState | None:
+    """The state in ``path``, or None (logged once) when there is none that can be used."""
+    found = read(path, shard)
+    return None if found is None else found.state()
 
 
 def decode(data: bytes, shard: Shard) -> SavedState:
     """Decode a whole file; StateFileError naming the first problem."""
+    saved_at, sections = unpack(data, shard)
     with _collection_paused():
-        return _decode(data, shard)
+        return _decode(sections[STATE], saved_at)
 
 
-def _decode(data: bytes, shard: Shard) -> SavedState:
+def _decode(data: bytes, saved_at: float) -> SavedState:
     try:
         document = json.loads(data)
     except (ValueError, RecursionError):
-        raise StateFileError("not valid JSON (a crash mid-write cannot cause this)") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise StateFileError("not a codat-freshness-exporter state file")
-    if document.get("version") != VERSION:
-        raise StateFileError(
-            f"version {document.get('version')!r}; this exporter reads version {VERSION}"
-        )
-    if document.get("shard") != [shard.index, shard.count]:
-        raise StateFileError(
-            f"written by shard {document.get('shard')!r}, this is {shard.index} of {shard.count}"
-        )
+        raise StateFileError("its state is not valid JSON") from None
     try:
+        document = _dict(document)
         companies = [_decode_company(item) for item in _list(document["companies"])]
         listed_raw = document.get("listed")
         listed = None if listed_raw is None else {
@@ -183,7 +271,7 @@ def _decode(data: bytes, shard: Shard) -> SavedState:
             for c, types in _dict(document.get("seen_syncs") or {}).items()
         }
         return SavedState(
-            saved_at=_number(document["saved_at"]),
+            saved_at=saved_at,
             companies={c.company_id: c for c in companies},
             last_poll=_time(document.get("last_poll")),
             poll_duration=_time(document.get("poll_duration")),
@@ -282,6 +370,12 @@ def _list(value: Any) -> list[Any]:
 def _str(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, found {type(value).__name__}")
+    return value
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected a whole number, found {type(value).__name__}")
     return value
 
 

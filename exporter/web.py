@@ -33,6 +33,7 @@ from exporter.clock import Clock
 from exporter.collector import CONTENT_TYPE, SnapshotStore
 from exporter.listen import parse_listen_address
 from exporter.metrics import ExporterMetrics
+from exporter.phrases import plural
 from exporter.status import STATUS_API_PATH, Answer, FilterError, FleetStatus, for_request
 from exporter.status import answer as status_answer
 from exporter.webconfig import BASIC_CHALLENGE, WebConfig
@@ -350,6 +351,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def _status(self, answer: Callable[[FleetStatus, FilterError | None], Answer]) -> None:
         server = self.server
+        snapshot = server.store.current.snapshot
+        if snapshot.loading:
+            message = (
+                f"Loading the state file: {plural(snapshot.monitored, 'company')}. "
+                "/metrics already serves them; this page is back in a few seconds.\n"
+            )
+            self._send(503, message.encode(), headers={"Retry-After": "5"})
+            return
         reason = "" if server.store.ready.is_set() else self._not_ready()
         query = self.path.partition("?")[2]
         status, error = for_request(

@@ -11,10 +11,23 @@ from pathlib import Path
 
 import pytest
 
+from exporter.cli import publish_rendering, resume
 from exporter.collector import Exposition
 from exporter.simulator.server import CONNECTIONS, DATA_STATUS, SYNC_SETTINGS
 from exporter.state import Snapshot
-from exporter.statefile import FORMAT, VERSION, SavedState, decode, load, save
+from exporter.statefile import (
+    FORMAT,
+    RENDERED,
+    STATE,
+    VERSION,
+    SavedState,
+    decode,
+    load,
+    pack,
+    read,
+    save,
+    unpack,
+)
 from tests.harness import Harness
 
 UP = "codat_exporter_company_up"
@@ -38,6 +51,40 @@ def restarted(make_harness: Callable[..., Harness], path: Path, **sections: obje
     if saved is not None:
         harness.poller.restore(saved)
     return harness
+
+
+def restarted_serving_first(
+    make_harness: Callable[..., Harness], path: Path, **sections: object
+) -> tuple[Harness, Callable[[], None]]:
+    """As cli.run starts: the file's rendering published before it listens; the returned
+    function decodes the state and resumes, as cli.run does once the server listens."""
+    harness = make_harness(**with_state(path, **sections))
+    found = read(path, harness.config.shard)
+    assert found is not None
+    rendered = publish_rendering(harness.store, found, harness.config)
+    return harness, lambda: resume(harness.poller, harness.store, found, rendered, harness.config)
+
+
+SNAPSHOT_FAMILIES = ("codat_data_type", "codat_company", "codat_connection", "codat_companies",
+                     "codat_exporter_company_", "codat_exporter_last_poll")  # fmt: skip
+
+
+def rendered_lines(text: str) -> list[str]:
+    """The lines rendered from the snapshot (not the exporter's own counters)."""
+    return [line for line in text.splitlines() if line.startswith(SNAPSHOT_FAMILIES)]
+
+
+def header(path: Path) -> dict[str, object]:
+    return dict(json.loads(path.read_bytes().partition(b"\n")[0]))
+
+
+def rewritten(path: Path, shard: object, change: Callable[[dict[str, object]], object]) -> None:
+    """Apply ``change`` to the file's state document and write it back, checksums and all."""
+    saved_at, sections = unpack(path.read_bytes(), shard)  # type: ignore[arg-type]
+    document = json.loads(sections[STATE])
+    change(document)
+    sections[STATE] = json.dumps(document).encode()
+    path.write_bytes(pack(shard, saved_at, sections))  # type: ignore[arg-type]
 
 
 def series(harness: Harness, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -86,28 +133,40 @@ def test_should_resume_without_refetching_what_the_file_holds(
     assert CONNECTIONS not in made and SYNC_SETTINGS not in made
 
 
+def damaged(data: bytes) -> bytes:
+    """One byte of the state section changed."""
+    at = len(data) - 10
+    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+
+
 @pytest.mark.parametrize(
     ("case", "content"),
     [
-        ("not JSON", b'{"format": "codat-freshness-exporter/state", "vers'),
-        ("another program's file", b'{"hello": "world"}'),
-        ("another version", json.dumps({"format": FORMAT, "version": VERSION + 1}).encode()),
-        (
-            "another shard",
-            json.dumps({"format": FORMAT, "version": VERSION, "shard": [1, 2]}).encode(),
-        ),
+        ("not JSON", lambda good: b'{"format": "codat-freshness-exporter/state", "vers'),
+        ("another program's file", lambda good: b'{"hello": "world"}'),
+        ("the previous version", lambda good: json.dumps({"format": FORMAT, "version": 1,
+                                                          "companies": []}).encode()),
+        ("a later version", lambda good: json.dumps({"format": FORMAT,
+                                                     "version": VERSION + 1}).encode()),
+        ("another shard", lambda good: json.dumps({"format": FORMAT, "version": VERSION,
+                                                   "shard": [1, 2]}).encode()),
+        ("cut short", lambda good: good[: len(good) // 2]),
+        ("damaged", damaged),
     ],
-)
+)  # fmt: skip
 def test_should_ignore_an_unusable_state_file_with_one_warning(
     make_harness: Callable[..., Harness],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     case: str,
-    content: bytes,
+    content: Callable[[bytes], bytes],
 ) -> None:
-    # Prepare
+    # Prepare: a good file, then the case's
     path = tmp_path / "state.json"
-    path.write_bytes(content)
+    before = make_harness(**with_state(path))
+    before.poll()
+    before.close()
+    path.write_bytes(content(path.read_bytes()))
     # Act
     with caplog.at_level(logging.WARNING, logger="exporter"):
         harness = restarted(make_harness, path)
@@ -119,7 +178,7 @@ def test_should_ignore_an_unusable_state_file_with_one_warning(
     assert "ignored" in warnings[0]
     assert not_ready == 503
     assert result.all_succeeded
-    assert json.loads(path.read_bytes())["format"] == FORMAT
+    assert header(path)["format"] == FORMAT
 
 
 def test_should_load_nothing_from_a_file_with_one_bad_company(
@@ -130,9 +189,8 @@ def test_should_load_nothing_from_a_file_with_one_bad_company(
     before = make_harness(**with_state(path))
     before.poll()
     before.close()
-    document = json.loads(path.read_bytes())
-    document["companies"][-1]["types"][0][2] = "yesterday"
-    path.write_text(json.dumps(document))
+    damage = lambda document: document["companies"][-1]["types"][0].__setitem__(2, "yesterday")  # noqa: E731
+    rewritten(path, before.config.shard, damage)
     # Act
     with caplog.at_level(logging.WARNING, logger="exporter"):
         after = restarted(make_harness, path)
@@ -253,14 +311,15 @@ def test_should_not_collect_garbage_while_a_large_state_is_decoded_or_encoded(
     path = tmp_path / "state.json"
     harness = make_harness(**with_state(path))
     harness.poll()
-    document = json.loads(path.read_bytes())
+    shard = harness.config.shard
+    saved_at, sections = unpack(path.read_bytes(), shard)
+    document = json.loads(sections[STATE])
     document["companies"] = [
         {**company, "id": f"{copy}-{company['id']}"}
         for copy in range(50)
         for company in document["companies"]
     ]
-    data = json.dumps(document).encode()
-    shard = harness.config.shard
+    data = pack(shard, saved_at, {STATE: json.dumps(document).encode()})
     watching, started = [False], []
     states: list[SavedState] = []
 
@@ -278,7 +337,7 @@ def test_should_not_collect_garbage_while_a_large_state_is_decoded_or_encoded(
 
     gc.callbacks.append(record)
     try:
-        unpaused = collections_during(lambda: json.loads(data))
+        unpaused = collections_during(lambda: json.loads(unpack(data, shard)[1][STATE]))
         # Act
         decoding = collections_during(lambda: states.append(decode(data, shard)))
         encoding = collections_during(lambda: save(tmp_path / "again.json", states[0], shard))
@@ -292,4 +351,92 @@ def test_should_not_collect_garbage_while_a_large_state_is_decoded_or_encoded(
     assert encoding in ([], [0])
     assert gc.isenabled()
     assert len(states[0].companies) == 400
-    assert json.loads((tmp_path / "again.json").read_bytes())["companies"] == document["companies"]
+    again = json.loads(unpack((tmp_path / "again.json").read_bytes(), shard)[1][STATE])
+    assert again["companies"] == document["companies"]
+
+
+def test_should_serve_the_saved_rendering_before_it_decodes_the_state(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare: one exporter polls and stops
+    path = tmp_path / "state.json"
+    before = make_harness(**with_state(path))
+    before.poll()
+    expected = rendered_lines(before.get("/metrics").text)
+    before.close()
+    # Act: the next one publishes the file's rendering, is scraped, then resumes
+    after, resume_now = restarted_serving_first(make_harness, path)
+    served = rendered_lines(after.get("/metrics").text)
+    page, ready = after.get("/"), after.get("/-/ready")
+    resume_now()
+    resumed, page_after = rendered_lines(after.get("/metrics").text), after.get("/")
+    # Check: the same text at once, ready; the status page waits for the decoded companies
+    assert served == resumed == expected
+    assert len(expected) > 100
+    assert after.scrape().companies() == set(before.fleet.companies)
+    assert ready.status_code == 200
+    assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+    assert f"Loading the state file: {len(before.fleet.companies)} companies" in page.text
+    assert page_after.status_code == 200
+
+
+def test_should_render_again_when_a_threshold_changed_since_the_save(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare: saved with the default max age
+    path = tmp_path / "state.json"
+    before = make_harness(**with_state(path))
+    before.poll()
+    before.close()
+    # Act: restarted with another max age for invoices
+    freshness = {"from_sync_settings": True, "max_age": {"invoices": "2h"}}
+    after, resume_now = restarted_serving_first(make_harness, path, freshness=freshness)
+    first = after.scrape()
+    resume_now()
+    # Check: never the saved thresholds
+    max_ages = {s.value for s in after.scrape().find("codat_data_type_max_age_seconds",
+                                                      data_type="invoices")}  # fmt: skip
+    assert first.companies() == set()
+    assert max_ages == {7200.0}
+
+
+def test_should_withdraw_the_rendering_when_the_state_beside_it_is_unusable(
+    make_harness: Callable[..., Harness], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: a file whose rendering is whole and whose state is not
+    path = tmp_path / "state.json"
+    before = make_harness(**with_state(path))
+    before.poll()
+    before.close()
+    rewritten(path, before.config.shard, lambda document: document.__setitem__("companies", 7))
+    # Act
+    after, resume_now = restarted_serving_first(make_harness, path)
+    served = after.scrape().companies()
+    with caplog.at_level(logging.WARNING, logger="exporter"):
+        resume_now()
+    # Check: served while it could not be known, then nothing: never half loaded
+    assert served == set(before.fleet.companies)
+    assert after.scrape().companies() == set()
+    assert after.get("/-/ready").status_code == 503
+    assert [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+
+
+def test_should_keep_the_rendering_beside_the_state(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare
+    path = tmp_path / "state.json"
+    harness = make_harness(**with_state(path))
+    # Act
+    harness.poll()
+    # Check: both sections, and the rendering is what /metrics served
+    _, sections = unpack(path.read_bytes(), harness.config.shard)
+    assert set(sections) == {RENDERED, STATE}
+    found = read(path, harness.config.shard)
+    assert found is not None
+    served = harness.store.current
+    restored = Exposition.restored(found.rendered, harness.config.freshness,
+                                   harness.config.poll.interval)  # fmt: skip
+    assert restored is not None
+    now = harness.clock.time()
+    assert restored.render(now) == served.render(now)
