@@ -129,6 +129,13 @@ def span(seconds: float) -> str:
     return f"{days:,} d {hours} h" if hours else f"{days:,} d"
 
 
+_HINTS = {
+    assess.STUCK: f"queued or running for more than {span(assess.STUCK_AFTER)} since requested "
+    "(CodatDataTypeSyncStuck's default threshold)",
+}
+"""Each count's tooltip, for a state whose name leaves its threshold unsaid."""
+
+
 def when(moment: float, now: float) -> str:
     """``2026-11-23 10:00 UTC (3 h ago)``, or ``(in 2 h)`` for a time ahead."""
     absolute = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -150,8 +157,8 @@ def _counts(status: FleetStatus) -> str:
     )
     items = "".join(
         f'<li><a class="{e(name)}{" zero" if not count else ""}" '
-        f'href="/{e(query(status=(name,)))}">'
-        f"<b>{count:,}</b>{e(_LABELS[name])}</a></li>"
+        + (f'title="{e(_HINTS[name])}" ' if name in _HINTS else "")
+        + f'href="/{e(query(status=(name,)))}"><b>{count:,}</b>{e(_LABELS[name])}</a></li>'
         for name, count in chips
     )
     return f'<ul class="counts">{items}</ul>'

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from exporter.durations import parse_duration
+from exporter.assess import STUCK_AFTER
+from exporter.durations import format_duration, parse_duration
 
 DEFAULT_CONFIG = Path(__file__).with_name("config.yml")
 
@@ -30,6 +31,10 @@ ALERT_NAMES = (
     "CodatExporterPollStalled",
     "CodatExporterStateFileErrors",
 )
+DEFAULT_THRESHOLDS = {"CodatDataTypeSyncStuck": format_duration(STUCK_AFTER)}
+"""Thresholds that are the exporter's own unless config.yml sets one: the status page calls
+a pair stuck after ``exporter.assess.STUCK_AFTER`` (6h), and the alert fires for the same
+pairs. A threshold set in config.yml moves the alert only."""
 SEVERITIES = ("critical", "warning", "info")
 TOP_LEVEL_KEYS = {
     "selector",
@@ -121,6 +126,8 @@ def _alert(name: str, raw: Any) -> AlertConfig:
         for key in ("window", "threshold")
         if key in raw
     }
+    if name in DEFAULT_THRESHOLDS:
+        optional.setdefault("threshold", DEFAULT_THRESHOLDS[name])
     return AlertConfig(
         severity=severity, for_=_duration(raw.get("for"), f"alerts.{name}.for"), **optional
     )

@@ -165,7 +165,7 @@ class Servers:
 
 def fleet(serve: Servers, **kwargs: Any) -> StatusServer:
     """c1 Acme: invoices stale, bills AuthError, customers healthy. c2 Bolt: invoices failing
-    and stale, payments never synced, items queued for 2 h (stuck), accounts queued for
+    and stale, payments never synced, items queued for 7 h (stuck), accounts queued for
     5 minutes (healthy). c3 Cobalt: bills paused for another hour. Max age 2 h."""
     acme = company(
         "c1",
@@ -185,7 +185,7 @@ def fleet(serve: Servers, **kwargs: Any) -> StatusServer:
         name="Bolt Inc",
         syncs={
             "invoices": SyncDetail("s-invoices", "FetchError", error_message="Xero answered 500"),
-            "items": SyncDetail("s-items", "Queued", requested=START - 2 * HOUR),
+            "items": SyncDetail("s-items", "Queued", requested=START - 7 * HOUR),
             "accounts": SyncDetail("s-accounts", "Queued", requested=START - 300),
         },
     )

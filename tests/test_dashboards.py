@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from exporter.assess import STUCK_AFTER
 from exporter.metrics import ALL_METRICS, PER_PAIR
 from monitoring.generate import PRESET_DASHBOARD_FILE, PRESET_RULES_FILE
 from monitoring.kubernetes import DASHBOARDS_FILE, PROMETHEUS_RULE_FILE
@@ -24,6 +25,7 @@ from tests.promtools import (
     ROOT,
     RULES,
     SCRAPE_METRICS,
+    alert_rules,
     all_rules,
     dashboards,
     exported_metric_names,
@@ -152,6 +154,30 @@ def test_should_reject_a_keep_firing_for_that_is_not_a_duration(value: str, tmp_
         "monitoring.generate: keep_firing_for: expected a Prometheus duration such as 15m\n"
     )
     assert not list(tmp_path.rglob("*.json"))
+
+
+def test_should_wait_the_status_pages_stuck_threshold_unless_config_yml_sets_one(
+    tmp_path: Path,
+) -> None:
+    # Prepare: the repository's config, and a copy that sets the alert's threshold to 8h
+    stuck = "  CodatDataTypeSyncStuck:\n    severity: warning\n    for: 0s\n"
+    assert stuck in MONITORING_CONFIG.read_text()
+    (tmp_path / "config.yml").write_text(
+        MONITORING_CONFIG.read_text().replace(stuck, stuck + "    threshold: 8h\n")
+    )
+
+    # Act
+    result = generate("--config", tmp_path / "config.yml", "--out", tmp_path)
+
+    # Check
+    assert result.returncode == 0, result.stderr
+    committed = next(r for r in alert_rules(RULES) if r["alert"] == "CodatDataTypeSyncStuck")
+    assert f"> {STUCK_AFTER:.0f}\n" in committed["expr"]
+    assert "requested more than 6h ago" in committed["annotations"]["description"]
+    mine = alert_rules(tmp_path / RULES.relative_to(ROOT))
+    moved = next(r for r in mine if r["alert"] == "CodatDataTypeSyncStuck")
+    assert "> 28800\n" in moved["expr"] and f"> {STUCK_AFTER:.0f}\n" not in moved["expr"]
+    assert "requested more than 8h ago" in moved["annotations"]["description"]
 
 
 def test_should_give_each_dashboard_its_stable_uid_and_the_shared_tag() -> None:

@@ -62,7 +62,7 @@ def test_should_describe_each_pair_with_the_fields_readme_documents(serve: Serve
     paused = pairs["c3", "bills"]
     assert paused["paused_until"] == "2026-11-23T13:00:00Z"
     assert paused["status_description"] == "Paused until 2026-11-23T13:00:00Z"
-    assert pairs["c2", "items"]["latest_sync_requested"] == "2026-11-23T10:00:00Z"
+    assert pairs["c2", "items"]["latest_sync_requested"] == "2026-11-23T05:00:00Z"
     assert pairs["c2", "items"]["connection_status"] is None
 
 

@@ -133,7 +133,7 @@ def test_should_show_why_the_latest_sync_failed_only_while_it_is_the_latest(
     assert rows["c3", "bills"]["latest_sync_cell"] == (
         "Paused until 2026-11-23T13:00:00Z paused until 2026-11-23 13:00 UTC (in 1 h)"
     )
-    assert rows["c2", "items"]["latest_sync_cell"] == "requested 2026-11-23 10:00 UTC (2 h ago)"
+    assert rows["c2", "items"]["latest_sync_cell"] == "requested 2026-11-23 05:00 UTC (7 h ago)"
     assert stale_detail["latest_sync_cell"] == ""
 
 
@@ -149,6 +149,29 @@ def test_should_count_a_queued_sync_as_stuck_once_it_waited_longer_than_stuck_af
     # Check
     assert before == [("c2", "items")]
     assert after == [("c2", "accounts"), ("c2", "items")]  # the same age: by data type
+
+
+def test_should_call_a_sync_stuck_after_just_the_time_the_alert_waits(serve: Servers) -> None:
+    # Prepare: the alert's threshold as the committed rules say it; bills requested that
+    # long ago, items a minute longer
+    (rule,) = [r for r in alert_rules(RULES) if r["alert"] == "CodatDataTypeSyncStuck"]
+    found = re.search(r"_requested_timestamp_seconds\{[^}]*\} > (\d+)\n", rule["expr"])
+    assert found, rule["expr"]
+    threshold = float(found[1])
+    requested = {"bills": START - threshold, "items": START - threshold - 60}
+    waiting = company(
+        "c1",
+        *(pair(data_type, "Queued") for data_type in requested),
+        syncs={t: SyncDetail(f"s-{t}", "Queued", requested=r) for t, r in requested.items()},
+    )
+    server = serve(waiting)
+    # Act
+    page = server.get("/").text
+    stuck = pairs_of(server.rows("/?status=stuck"))
+    # Check
+    assert threshold == 6 * HOUR
+    assert stuck == [("c1", "items")]
+    assert "queued or running for more than 6 h since requested" in page
 
 
 def test_should_list_a_paused_pair_until_its_pause_ends(serve: Servers) -> None:

@@ -200,7 +200,7 @@ class Fleet:
             description = f"Paused until {format_datetime(until, 'z3')}"
             sim.hold, sim.fail_rate = Hold(k, until, "Initial", description), 0.0
         elif profile == "on_premise" and sim.data_type == QUEUED:
-            k = self._hold_at(sim, epoch - 5 * HOUR)
+            k = self._hold_at(sim, epoch - 7 * HOUR)
             sim.hold, sim.fail_rate = Hold(k, math.inf, "Queued"), 0.0
         if profile in ("auth_error", "stale", "first_failed", "showcase"):
             sim.fail_rate = 0.0
