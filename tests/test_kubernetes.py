@@ -74,13 +74,16 @@ def _crd_errors(item: dict[str, Any]) -> list[str]:
 
 
 def _pod_config(rendered: Rendered, tmp_path: Path, hostname: str) -> Any:
-    """The overlay's config as a pod named ``hostname`` reads it; the Secret's file and the
-    webhook secret's environment variable stand in for the cluster's."""
+    """The overlay's config as a pod named ``hostname`` reads it, with no environment;
+    files of the test's stand in for the Secret's (the API key, the webhook secret)."""
     raw = copy.deepcopy(rendered.config)
     key_file = tmp_path / "api-key"
     key_file.write_text("test-api-key\n")
     raw["codat"]["api_key_file"] = str(key_file)
-    raw = yaml.safe_load(yaml.safe_dump(raw).replace("${CODAT_WEBHOOK_SECRET}", WEBHOOK_SECRET))
+    if "secret_file" in raw.get("webhooks", {}):
+        secret_file = tmp_path / "webhook-secret"
+        secret_file.write_text(WEBHOOK_SECRET + "\n")
+        raw["webhooks"]["secret_file"] = str(secret_file)
     return parse_config(raw, environ={}, hostname=hostname)
 
 
@@ -320,7 +323,7 @@ def test_should_vary_the_config_only_in_the_keys_each_overlay_is_for(
     allowed = {
         "single": set(),
         "sharded": {"sharding.shards", "codat.max_requests_per_minute"},
-        "webhooks": {"webhooks.enabled", "webhooks.secret", "webhooks.listen_address"},
+        "webhooks": {"webhooks.enabled", "webhooks.secret_file", "webhooks.listen_address"},
     }
 
     for name, overlay in rendered.items():
@@ -456,10 +459,13 @@ def test_should_receive_webhooks_on_their_own_port_with_the_secret_from_the_secr
 ) -> None:
     # Prepare
     overlay = rendered["webhooks"]
+    secret_file = overlay.config["webhooks"]["secret_file"]
+    key_file = overlay.config["codat"]["api_key_file"]
 
     # Act
     config = _pod_config(overlay, tmp_path, "codat-exporter-0")
     service = overlay.one("Service", "codat-exporter-webhooks")
+    mount = overlay.mount(secret_file)
 
     # Check: the listener the config opens is the port the Service routes to
     assert config.webhooks.enabled and config.webhooks.secret == WEBHOOK_SECRET
@@ -468,13 +474,20 @@ def test_should_receive_webhooks_on_their_own_port_with_the_secret_from_the_secr
     assert service["spec"]["ports"] == [
         {"name": "webhooks", "port": port, "targetPort": "webhooks"}
     ]
-    (env,) = overlay.container["env"]
-    assert env == {
-        "name": "CODAT_WEBHOOK_SECRET",
-        "valueFrom": {"secretKeyRef": {"name": "codat-exporter", "key": "webhook-secret"}},
-    }
+    # Check: the signing secret is a file from the Secret, beside the API key, as only the
+    # exporter's group may read it; in no environment variable
+    secret = overlay.volume(mount["name"])["secret"]
+    assert mount == overlay.mount(key_file) and mount["readOnly"]
+    assert secret["secretName"] == "codat-exporter" and secret["defaultMode"] == 0o440
+    relative = str(Path(secret_file).relative_to(mount["mountPath"]))
+    assert secret["items"] == [
+        {"key": "api-key", "path": Path(key_file).name},
+        {"key": "webhook-secret", "path": relative},
+    ]
+    assert "secret" not in overlay.config["webhooks"]
+    for each in rendered.values():
+        assert "env" not in each.container and "envFrom" not in each.container
     assert overlay.statefulset["spec"]["replicas"] == 1
-    assert "env" not in rendered["single"].container
 
 
 # --- README ------------------------------------------------------------------------------------
