@@ -294,6 +294,13 @@ def verdict(ok: bool) -> str:
     return "**met**" if ok else "**NOT met**"
 
 
+def insert_below_title(path: Path, section: str) -> None:
+    """Put ``section`` at the top of ``path``, below its ``# `` title; keep the rest."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    title, _, rest = text.partition("\n")
+    path.write_text(f"{title}\n\n{section}\n\n{rest.lstrip()}", encoding="utf-8")
+
+
 class StepClock:
     """Moves only when advanced or slept on (the poller's retries and pauses sleep on it)."""
 

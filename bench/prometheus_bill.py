@@ -55,6 +55,7 @@ from common import (
     Child,
     cpu_seconds,
     exporter_settings,
+    insert_below_title,
     log,
     machine,
     median,
@@ -571,13 +572,6 @@ def prometheus_version(binary: str) -> str:
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
     first = (out.stdout or out.stderr).splitlines()
     return first[0] if first else "prometheus (version unknown)"
-
-
-def insert_below_title(path: Path, section: str) -> None:
-    """Put ``section`` at the top of ``path``, below its ``# `` title; keep the rest."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    title, _, rest = text.partition("\n")
-    path.write_text(f"{title}\n\n{section}\n\n{rest.lstrip()}", encoding="utf-8")
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """The fleet-scale benchmark: poll throughput and /metrics scrapes at 1,000 and 10,000
 companies x 25 data types, against the simulated Codat over loopback, in one run.
 
-    .venv/bin/python bench/run.py            # the full run (about 25 minutes), writes RESULTS.md
+    .venv/bin/python bench/run.py            # the full run (about 25 minutes), into RESULTS.md
     .venv/bin/python bench/run.py --quick    # 1,000 companies, 3 repetitions, prints only
 
 Every party runs in a process of its own (simulated Codat, exporter, naive baseline), so that
@@ -34,6 +34,7 @@ from common import (
     Child,
     auth_header,
     cpu_seconds,
+    insert_below_title,
     list_companies,
     log,
     machine,
@@ -451,7 +452,7 @@ def report(
 ) -> str:
     return "\n".join(
         [
-            "# Fleet-scale benchmark results",
+            "## Poll throughput and GET /metrics (bench/run.py)",
             "",
             f"Run {started:%Y-%m-%d %H:%M} UTC, {seconds / 60:.1f} minutes, with "
             f"`bench/run.py {' '.join(sys.argv[1:])}`.",
@@ -462,11 +463,11 @@ def report(
             "(peak RSS is VmHWM from /proc/<pid>/status). What each figure means: "
             "bench/README.md.",
             "",
-            "## Targets",
+            "### Targets",
             "",
             *targets(polls, scrapes),
             "",
-            "## Poll throughput",
+            "### Poll throughput",
             "",
             *poll_table(polls, reps),
             "",
@@ -487,11 +488,11 @@ def report(
             "",
             *first_cycle_table(polls),
             "",
-            "## GET /metrics",
+            "### GET /metrics",
             "",
             *scrape_table(scrapes, reps),
             "",
-            "### Series per family, from the first plain scrape of each",
+            "#### Series per family, from the first plain scrape of each",
             "",
             *series_check(scrapes),
         ]
@@ -516,7 +517,8 @@ def main() -> int:
     parser.add_argument(
         "--output",
         type=Path,
-        help="write the results here (default bench/RESULTS.md for a full run; none for --quick)",
+        help="insert the results at the top of this file, below its title, keeping the other "
+        "sections (default bench/RESULTS.md for a full run; none for --quick)",
     )
     args = parser.parse_args()
     sizes = [int(s) for s in (args.sizes or ("1000" if args.quick else "1000,10000")).split(",")]
@@ -543,7 +545,7 @@ def main() -> int:
     text = report(polls, ceilings, scrapes, reps, started, time.monotonic() - clock)
     print(text)
     if output is not None:
-        output.write_text(text + "\n", encoding="utf-8")
+        insert_below_title(output, text)
         log(f"written to {output}")
     return 0
 

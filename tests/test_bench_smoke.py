@@ -1,13 +1,15 @@
 """The Prometheus-side benchmark (bench/prometheus_bill.py) at a tiny size: that it still
 runs end to end (simulator, two exporters, two real Prometheus servers, a restart with a
 state file) and reports what the full run is for. Its figures at this size mean nothing;
-only bench/RESULTS.md's full run does."""
+only bench/RESULTS.md's full run does. And bench/run.py, as tiny, recording its results
+into a RESULTS.md that holds other scripts' sections."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,3 +78,28 @@ def test_should_give_a_verdict_for_each_target(figures: dict[str, Any]) -> None:
         "restart with a state file",
     }
     assert verdicts["default mode's first scrape"] is True
+
+
+def test_should_insert_run_pys_results_below_the_title_and_keep_the_other_sections(
+    tmp_path: Path,
+) -> None:
+    # Prepare: a results file with the title and another script's section below it
+    results = tmp_path / "RESULTS.md"
+    other = "## A simulated day of refreshes (bench/refresh_day.py)\n\nRun earlier.\n"
+    results.write_text(f"# Fleet-scale benchmark results\n\n{other}", encoding="utf-8")
+
+    # Act: bench/run.py at 20 companies, one cycle, no baseline (about 12 s)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--sizes", "20", "--reps", "1",
+         "--concurrency", "1", "--no-baseline", "--output", str(results)],
+        capture_output=True, text=True, timeout=180, cwd=ROOT, check=False,
+    )  # fmt: skip
+
+    # Check: the title once, then the new run's section, then the other script's, whole
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = results.read_text(encoding="utf-8")
+    title, _, rest = text.partition("\n\n")
+    assert title == "# Fleet-scale benchmark results" and text.count("\n# ") == 0
+    assert rest.startswith("## Poll throughput and GET /metrics (bench/run.py)\n")
+    assert rest.index("### Targets") < rest.index(other)
+    assert text.endswith(other)
