@@ -337,8 +337,8 @@ class MetricsConfig:
         FAMILY_PATTERNS, "export only these families (empty: all)", default=()
     )
     denylist: tuple[str, ...] = setting(
-        FAMILY_PATTERNS, "never export these families; the fleet preset lists the per-pair "
-        "ones (README)", default=(),
+        FAMILY_PATTERNS, "never export these families; config.example.yaml shows the fleet "
+        "preset's list (README)", default=(),
     )  # fmt: skip
 
     def check(self, at: Where) -> None:

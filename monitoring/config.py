@@ -23,6 +23,7 @@ ALERT_NAMES = (
     "CodatDataTypeSyncStuck",
     "CodatDataTypeStaleCompanies",
     "CodatAuthErrorCompanies",
+    "CodatConnectionsDeauthorized",
     "CodatFreshnessSLOFastBurn",
     "CodatFreshnessSLOSlowBurn",
     "CodatExporterCompanyPollFailing",

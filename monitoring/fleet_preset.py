@@ -1,16 +1,19 @@
 """The fleet preset's alert rules: the same alerts as far as they can go without the
-per-pair families (``exporter.metrics.PER_PAIR``, which the preset's ``metrics.denylist``
-drops), so a fleet of 10,000 companies pays for a few hundred series instead of a million.
+families the preset's ``metrics.denylist`` drops (``exporter.metrics.FLEET_PRESET_DENYLIST``:
+every per-pair family, and every per-company one but ``codat_exporter_company_up``), so a
+fleet of 10,000 companies pays for about 11,800 series instead of a million.
 
-What stays is per company (``codat_connection_status``, ``codat_exporter_company_up``) and
-per data type (``codat_data_type_stale_companies``, ``codat_data_type_companies``, the
-histogram ``codat_data_type_sync_age_seconds``):
+What stays is ``codat_exporter_company_up`` per company, per platform
+(``codat_connections``) and per data type (``codat_data_type_stale_companies``,
+``codat_data_type_companies``, the histogram ``codat_data_type_sync_age_seconds``):
 
-- CodatConnectionDeauthorized, the exporter's own alerts and the freshness SLO's alerts
-  are the default's; the SLO is recorded from the aggregates, to the same values.
-- Stale pairs become one alert per data type (``CodatDataTypeStaleCompanies``), pairs in
-  AuthError one alert per exporter naming the data types (``CodatAuthErrorCompanies``);
-  both link to the status page filtered to them, which names the companies.
+- The exporter's own alerts and the freshness SLO's alerts are the default's; the SLO is
+  recorded from the aggregates, to the same values. CodatExporterCompanyPollFailing says
+  where the last successful poll's time is (the status page) instead of looking it up.
+- Deauthorized connections become one alert per platform (``CodatConnectionsDeauthorized``),
+  stale pairs one alert per data type (``CodatDataTypeStaleCompanies``), pairs in AuthError
+  one alert per exporter naming the data types (``CodatAuthErrorCompanies``); each links to
+  the status page filtered to what it counts, which names the companies.
 - Failing, never-synced and stuck pairs have no alert: counting them fleet-wide would fire
   for ever in a large fleet and name nobody. The Fleet dashboard counts them and the status
   page lists them.
@@ -23,7 +26,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.metrics import COMPANIES_BY_STATUS, STALE_COMPANIES, SYNC_AGE
+from exporter.metrics import (
+    COMPANIES_BY_STATUS,
+    CONNECTIONS,
+    FLEET_PRESET_DENYLIST,
+    STALE_COMPANIES,
+    SYNC_AGE,
+)
 from monitoring.config import MonitoringConfig
 from monitoring.dashboards.common import FLEET_PRESET_UID
 from monitoring.rules import RuleBuilder
@@ -42,16 +51,37 @@ AUTH_ERROR_BY_DATA_TYPE = (
 )
 COMPANIES = "compan{{ if eq $value 1.0 }}y{{ else }}ies{{ end }}"
 PAIRS = "company x data type pair{{ if ne $value 1.0 }}s{{ end }}"
+CONNECTIONS_ON = (
+    "connection{{ if ne $value 1.0 }}s{{ end }} on {{ $labels.platform }} "
+    "{{ if eq $value 1.0 }}is{{ else }}are{{ end }}"
+)
 
 
 def build_fleet_preset_rules(config: MonitoringConfig) -> dict[str, Any]:
     """The preset's rule file as a mapping, ready for YAML."""
-    rules = RuleBuilder(config, fleet_uid=FLEET_PRESET_UID, company_uid=FLEET_PRESET_UID)
+    rules = RuleBuilder(
+        config,
+        fleet_uid=FLEET_PRESET_UID,
+        company_uid=FLEET_PRESET_UID,
+        denied=FLEET_PRESET_DENYLIST,
+    )
     sel = config.selector
     by_data_type = f"{rules.fleet_url}&var-data_type={{{{ $labels.data_type }}}}"
+    auth_error_page = rules.status_page("status=AuthError")
     data_rules = [
-        rules.deauthorized(
-            "Its data types in AuthError or stale are on the status page (status_page)."
+        rules.alert(
+            "CodatConnectionsDeauthorized",
+            f'{CONNECTIONS.name}{{{sel}, status="Deauthorized"}} > 0\n',
+            f"{{{{ $value }}}} {CONNECTIONS_ON} deauthorized",
+            "Among the companies {{ $labels.instance }} monitors, "
+            f"{{{{ $value }}}} {CONNECTIONS_ON} Deauthorized in Codat: nothing syncs through "
+            "a deauthorized connection until its company re-links it. The status page "
+            "(status_page) lists the companies to relink: their data types in AuthError (from "
+            "the first sync after the deauthorization), each with its connection's platform "
+            "and status.",
+            rules.fleet_url,
+            status_page=auth_error_page,
+            keep_firing=True,
         ),
         rules.alert(
             "CodatDataTypeStaleCompanies",
@@ -76,10 +106,11 @@ def build_fleet_preset_rules(config: MonitoringConfig) -> dict[str, Any]:
             f"{{{{ $value }}}} {PAIRS} of {{{{ $labels.instance }}}} ended their last sync in "
             "AuthError: those companies' connections are no longer authorised, "
             "and their data stays as it is until they re-link. Companies per data type: "
-            f"{AUTH_ERROR_BY_DATA_TYPE}. The status page (status_page) names them; a "
-            "Deauthorized connection also raises CodatConnectionDeauthorized for its company.",
+            f"{AUTH_ERROR_BY_DATA_TYPE}. The status page (status_page) names them; "
+            "Deauthorized connections also raise CodatConnectionsDeauthorized for their "
+            "platform.",
             rules.fleet_url,
-            status_page=rules.status_page("status=AuthError"),
+            status_page=auth_error_page,
             keep_firing=True,
         ),
     ]

@@ -25,6 +25,7 @@ Five choices shape the expressions; docs/alerts-and-dashboards.md explains them 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from exporter.durations import parse_duration
@@ -138,13 +139,21 @@ class RuleBuilder:
 
     ``fleet_uid`` and ``company_uid`` are the dashboards the alerts link to: the fleet
     preset has no company dashboard (its queries are per pair) and links company alerts to
-    its Fleet dashboard filtered to the company instead.
+    its Fleet dashboard filtered to the company instead. ``denied`` are the families the
+    exporter does not export (the fleet preset's ``metrics.denylist``): an alert shared by
+    both rule files words its description without them rather than look up a series that
+    is not there.
     """
 
     def __init__(
-        self, config: MonitoringConfig, fleet_uid: str = FLEET_UID, company_uid: str = COMPANY_UID
+        self,
+        config: MonitoringConfig,
+        fleet_uid: str = FLEET_UID,
+        company_uid: str = COMPANY_UID,
+        denied: Collection[str] = (),
     ) -> None:
         self.config = config
+        self.denied = frozenset(denied)
         self.sel = config.selector
         grafana = config.grafana_url
         self.company_url = (
@@ -245,6 +254,11 @@ class RuleBuilder:
                 "CodatExporterAPIKeyRejected and CodatExporterStateFileErrors need window, "
                 "CodatExporterPollStalled threshold"
             )
+        last_poll = (
+            "whose time the status page (status_page) shows"
+            if COMPANY_LAST_SUCCESS.name in self.denied
+            else LAST_COMPANY_POLL
+        )
         return [
             self.alert(
                 "CodatExporterCompanyPollFailing",
@@ -252,7 +266,7 @@ class RuleBuilder:
                 "The exporter cannot poll {{ $labels.company_name }} from Codat",
                 "Polls of {{ $labels.company_name }} (company {{ $labels.company_id }}) by "
                 "{{ $labels.instance }} have failed for {for}; its codat_data_type_* values are "
-                f"those of the last successful poll, {LAST_COMPANY_POLL}. The exporter's log "
+                f"those of the last successful poll, {last_poll}. The exporter's log "
                 "and codat_exporter_poll_errors_total say why.",
                 self.company_url,
                 status_page=self.company_page,

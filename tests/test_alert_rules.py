@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.metrics import PER_PAIR
+from exporter.metrics import FLEET_PRESET_DENYLIST
 from monitoring.rules import seconds
 from tests.promtools import (
     PRESET_RULE_TESTS,
@@ -36,6 +36,7 @@ pytestmark = pytest.mark.prometheus
 
 ANNOTATIONS = {"summary", "description", "runbook_url", "dashboard_url"}
 COMPANY_PAGE = "http://localhost:9781/?company={{ $labels.company_id | urlquery }}"
+AUTH_ERROR_PAGE = "http://localhost:9781/?status=AuthError"
 
 
 @dataclass(frozen=True)
@@ -72,24 +73,25 @@ PRESET = Variant(
     PRESET_RULES,
     PRESET_RULE_TESTS,
     {
-        "CodatConnectionDeauthorized": COMPANY_PAGE,
+        "CodatConnectionsDeauthorized": AUTH_ERROR_PAGE,
         "CodatExporterCompanyPollFailing": COMPANY_PAGE,
         "CodatDataTypeStaleCompanies": (
             "http://localhost:9781/?status=stale&data_type={{ $labels.data_type | urlquery }}"
         ),
-        "CodatAuthErrorCompanies": "http://localhost:9781/?status=AuthError",
+        "CodatAuthErrorCompanies": AUTH_ERROR_PAGE,
     },
 )
 VARIANTS = (DEFAULT, PRESET)
 SHARED_WITH_THE_DEFAULT = (
-    "CodatExporterCompanyPollFailing",
     "CodatExporterAPIKeyRejected",
     "CodatExporterDown",
     "CodatExporterPollStalled",
     "CodatExporterStateFileErrors",
 )
 """The preset's alerts that are the default's but for their dashboard link, unit-tested by
-the default's tests with that link changed (``unit_test_file``)."""
+the default's tests with that link changed (``unit_test_file``). The others have tests of
+their own; CodatExporterCompanyPollFailing among them, as its description cannot look up
+the last successful poll, a family the preset denies."""
 COMPANY_DASHBOARD = "/d/codat-company/codat-company?"
 PRESET_COMPANY_DASHBOARD = "/d/codat-fleet-preset/codat-fleet-preset?"
 
@@ -179,16 +181,17 @@ def test_should_share_only_the_exporter_alerts_with_the_default_rules() -> None:
     assert not differing
 
 
-def test_should_keep_every_per_pair_family_out_of_the_fleet_preset_rules() -> None:
-    # Prepare: expressions and the queries in annotations alike.
+def test_should_keep_every_family_the_preset_denies_out_of_the_fleet_preset_rules() -> None:
+    # Prepare: expressions and the queries in annotations alike; a family the exporter does
+    # not export would leave an alert that never fires, or a description that prints "never".
     text = PRESET_RULES.read_text()
 
     # Act
-    used = {name for name in PER_PAIR if name in text}
+    used = {name for name in FLEET_PRESET_DENYLIST if name in text}
 
     # Check
-    assert PER_PAIR and not used
-    assert {"codat_data_type_stale_companies", "codat_connection_status"} <= {
+    assert FLEET_PRESET_DENYLIST and not used
+    assert {"codat_data_type_stale_companies", "codat_connections"} <= {
         name for rule in all_rules(PRESET_RULES) for name in metric_names(rule["expr"])
     }
 
@@ -325,9 +328,10 @@ MUTANTS = [
             (DEFAULT, "CodatDataTypeStale"),
             (DEFAULT, "CodatConnectionDeauthorized"),
             (DEFAULT, "CodatDataTypeSyncStuck"),
-            (PRESET, "CodatConnectionDeauthorized"),
+            (PRESET, "CodatConnectionsDeauthorized"),
             (PRESET, "CodatDataTypeStaleCompanies"),
             (PRESET, "CodatAuthErrorCompanies"),
+            (PRESET, "CodatExporterCompanyPollFailing"),
         )
     ],
     Mutant(DEFAULT, "CodatDataTypeStale", "stale at equality", _replace("> on", ">= on")),
@@ -446,6 +450,28 @@ MUTANTS = [
         "CodatDataTypeStaleCompanies",
         "fires without stale companies",
         _replace("> 0", ">= 0"),
+    ),
+    Mutant(
+        PRESET,
+        "CodatConnectionsDeauthorized",
+        "fires without deauthorized connections",
+        _replace("> 0", ">= 0"),
+    ),
+    Mutant(
+        PRESET,
+        "CodatConnectionsDeauthorized",
+        "any status but Linked",
+        _replace('status="Deauthorized"', 'status!="Linked"'),
+    ),
+    Mutant(
+        PRESET,
+        "CodatConnectionsDeauthorized",
+        "one alert per exporter, not per platform",
+        _replace(
+            'codat_connections{job="codat-freshness-exporter", status="Deauthorized"}',
+            'sum without (platform) (codat_connections{job="codat-freshness-exporter", '
+            'status="Deauthorized"})',
+        ),
     ),
     Mutant(
         PRESET,

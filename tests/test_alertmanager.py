@@ -242,14 +242,17 @@ def test_should_hold_back_per_company_alerts_of_an_exporter_whose_api_key_is_rej
 def test_should_hold_back_the_preset_s_stale_counts_of_a_stalled_exporter_only(
     alertmanager: Alertmanager,
 ) -> None:
-    # Prepare: the fleet preset's per-data-type alerts have no company_id. A stalled poll
-    # loop explains them; one company's deauthorized connection does not.
+    # Prepare: the fleet preset's per-data-type and per-platform alerts have no company_id.
+    # A stalled poll loop explains the stale counts; deauthorized connections explain
+    # neither them nor the AuthError count (which may be another platform's), and nothing
+    # holds back the page for them.
     stalled, other = "stalled:9781", "preset:9781"
     alertmanager.post(
         {"alertname": "CodatExporterPollStalled", "severity": "warning", "instance": stalled},
         {"alertname": "CodatDataTypeStaleCompanies", "severity": "warning",
          "instance": stalled, "data_type": "invoices"},
-        _alert("CodatConnectionDeauthorized", "critical", "deauth-7", instance=other),
+        {"alertname": "CodatConnectionsDeauthorized", "severity": "critical",
+         "instance": other, "platform": "Xero", "status": "Deauthorized"},
         {"alertname": "CodatDataTypeStaleCompanies", "severity": "warning",
          "instance": other, "data_type": "invoices"},
         {"alertname": "CodatAuthErrorCompanies", "severity": "warning", "instance": other},
@@ -268,7 +271,11 @@ def test_should_hold_back_the_preset_s_stale_counts_of_a_stalled_exporter_only(
         "CodatExporterPollStalled": "active",
         "CodatDataTypeStaleCompanies": "suppressed",
     }
-    assert free == {"CodatDataTypeStaleCompanies": "active", "CodatAuthErrorCompanies": "active"}
+    assert free == {
+        "CodatDataTypeStaleCompanies": "active",
+        "CodatAuthErrorCompanies": "active",
+        "CodatConnectionsDeauthorized": "active",
+    }
 
 
 def test_should_group_a_company_s_alerts_into_one_notification_per_receiver(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from exporter.assess import STUCK_AFTER
-from exporter.metrics import ALL_METRICS, PER_PAIR
+from exporter.metrics import ALL_METRICS, FLEET_PRESET_DENYLIST
 from monitoring.generate import PRESET_DASHBOARD_FILE, PRESET_RULES_FILE
 from monitoring.kubernetes import DASHBOARDS_FILE, PROMETHEUS_RULE_FILE
 from tests.grafana_model import problems
@@ -451,19 +451,22 @@ def test_should_show_company_names_and_select_company_ids(line: str, value: str,
     assert (match["value"], match["text"]) == (value, text)
 
 
-def test_should_keep_every_per_pair_family_out_of_the_fleet_preset_dashboard() -> None:
-    # Prepare: panels, variables and links alike.
+def test_should_keep_every_family_the_preset_denies_out_of_the_fleet_preset_dashboard() -> None:
+    # Prepare: panels, variables and links alike; a denied family would leave a panel empty.
     board = dashboards()[PRESET_DASHBOARD]
     text = json.dumps(board)
 
     # Act
-    used = {name for name in PER_PAIR if name in text}
+    used = {name for name in FLEET_PRESET_DENYLIST if name in text}
 
     # Check
-    assert PER_PAIR and not used
-    assert {"codat_data_type_stale_companies", "codat_data_type_companies"} <= set().union(
-        *(metric_names(expr) for expr in queries(board))
-    )
+    assert FLEET_PRESET_DENYLIST and not used
+    assert {
+        "codat_data_type_stale_companies",
+        "codat_data_type_companies",
+        "codat_connections",
+        "codat_exporter_company_up",
+    } <= set().union(*(metric_names(expr) for expr in queries(board)))
 
 
 @pytest.mark.parametrize("name", ["fleet.json", PRESET_DASHBOARD])

@@ -25,6 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.metrics import (
     COMPANY_CREATED,
+    COMPANY_UP,
+    CONNECTION_STATUS,
+    FLEET_PRESET_DENYLIST,
     LAST_SYNC_AGE,
     LAST_SYNC_TIMESTAMP,
     MAX_AGE,
@@ -33,6 +36,7 @@ from exporter.metrics import (
 )
 from tests.harness import LISTEN_ANYWHERE, SERVING_METRICS
 from tests.promtools import (
+    PRESET_DASHBOARD,
     PRESET_RULES,
     PROMETHEUS_CONFIG,
     ROOT,
@@ -64,7 +68,6 @@ EMPTY_IN_DEMO = {
     ("codat-exporter", "Webhooks by event type and result", "A"),
     ("codat-exporter", "Sync refreshes by result", "A"),
     ("codat-fleet-preset", "Companies not polled", "A"),
-    ("codat-fleet-preset", "Companies not polled", "B"),
     *(
         (uid, "Sync durations per data type", ref)
         for uid in ("codat-fleet", "codat-fleet-preset")
@@ -200,11 +203,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def preset(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A second Prometheus scraping the same demo exporter with the fleet preset's rules:
-    they read none of the per-pair families, which the demo exports too, so the two
-    Prometheus can be compared query for query."""
+    """A second Prometheus with the fleet preset's rules, scraping the same demo exporter
+    but dropping, as each scrape lands, the families the preset's ``metrics.denylist``
+    denies: it holds what a preset exporter's scrapes would bring (the denylist only leaves
+    families out), so a rule or panel that reads a denied family finds nothing here, while
+    the two Prometheus still see the same fleet at the same moments and can be compared
+    query for query."""
     workdir = tmp_path_factory.mktemp("e2e-preset")
     config = _prometheus_config([str(PRESET_RULES)], stack.exporter.removeprefix("http://"))
+    config["scrape_configs"][0]["metric_relabel_configs"] = [
+        {
+            "source_labels": ["__name__"],
+            "regex": "|".join(FLEET_PRESET_DENYLIST),
+            "action": "drop",
+        }
+    ]
     process = _start_prometheus(config, workdir)
     try:
         prometheus = "http://" + logged_address(workdir / "prometheus.log", process)
@@ -454,20 +467,16 @@ def test_should_leave_the_exporter_alerts_quiet_while_the_demo_runs(stack: Stack
     assert not [a for a in alerts if "error expanding" in str(a["annotations"])]
 
 
-def test_should_answer_every_dashboard_query_with_data_where_the_demo_has_some(
-    stack: Stack,
-) -> None:
-    # Prepare: once rates have scrapes to work with.
+def _empty_answers(stack: Stack, boards: list[dict[str, Any]]) -> tuple[set[Any], int]:
+    """(dashboard uid, panel, query) of the queries with no data, and how many ran."""
     stack.wait_for(
         "three scrapes for rate()",
         lambda: stack.query("count_over_time(up[1m]) >= 3") or None,
     )
     values = _viewer_choices(stack)
     now = time.time()
-
-    # Act
-    empty, answered = [], 0
-    for board in dashboards().values():
+    empty, answered = set(), 0
+    for board in boards:
         chosen = values[board["uid"]]
         for panel in panels(board):
             for target in panel["targets"]:
@@ -477,11 +486,19 @@ def test_should_answer_every_dashboard_query_with_data_where_the_demo_has_some(
                     stack.api("query_range", query=expr, start=now - 30, end=now, step=1)
                 answered += 1
                 if not result:
-                    empty.append((board["uid"], panel["title"], target["refId"]))
+                    empty.add((board["uid"], panel["title"], target["refId"]))
+    return empty, answered
+
+
+def test_should_answer_every_dashboard_query_with_data_where_the_demo_has_some(
+    stack: Stack,
+) -> None:
+    # Act: once rates have scrapes to work with.
+    empty, answered = _empty_answers(stack, list(dashboards().values()))
 
     # Check
     assert answered >= 50
-    assert set(empty) <= EMPTY_IN_DEMO
+    assert empty <= EMPTY_IN_DEMO
 
 
 def test_should_fill_every_template_variable_from_the_demo(stack: Stack) -> None:
@@ -518,6 +535,35 @@ def _viewer_choices(stack: Stack) -> dict[str, dict[str, str]]:
         "codat-company": {**common, "company": obrien, "data_type": ".*"},
         "codat-exporter": common,
     }
+
+
+def test_should_keep_one_series_per_company_only_in_the_fleet_preset(
+    stack: Stack, preset: Stack
+) -> None:
+    # Prepare
+    def by_family(of: Stack) -> dict[str, float] | None:
+        counted = of.query('count by (__name__) ({company_id!=""})')
+        names = {s["metric"]["__name__"]: float(s["value"][1]) for s in counted}
+        return names if COMPANY_UP.name in names else None
+
+    # Act
+    default = stack.wait_for("the default's series per company", lambda: by_family(stack))
+    cut = preset.wait_for("the preset's series per company", lambda: by_family(preset))
+
+    # Check: what grows with the fleet is one series a company, codat_exporter_company_up.
+    assert cut == {COMPANY_UP.name: default[COMPANY_UP.name]}
+    assert {COMPANY_CREATED.name, CONNECTION_STATUS.name, STATUS.name} <= set(default)
+
+
+def test_should_answer_the_fleet_preset_dashboard_from_the_preset_s_series(
+    preset: Stack,
+) -> None:
+    # Act: a panel that read a denied family would find nothing.
+    empty, answered = _empty_answers(preset, [dashboards()[PRESET_DASHBOARD]])
+
+    # Check
+    assert answered >= 20
+    assert empty <= EMPTY_IN_DEMO
 
 
 def test_should_evaluate_every_fleet_preset_rule_without_error(preset: Stack) -> None:
@@ -583,7 +629,7 @@ def test_should_raise_the_fleet_preset_s_alerts_for_the_demo(stack: Stack, prese
         names = {
             "CodatDataTypeStaleCompanies",
             "CodatAuthErrorCompanies",
-            "CodatConnectionDeauthorized",
+            "CodatConnectionsDeauthorized",
         }
         by_name = {name: [a for a in alerts if a["labels"]["alertname"] == name] for name in names}
         stale_types = {a["labels"]["data_type"] for a in by_name["CodatDataTypeStaleCompanies"]}
@@ -591,14 +637,19 @@ def test_should_raise_the_fleet_preset_s_alerts_for_the_demo(stack: Stack, prese
 
     alerts = preset.wait_for("the preset's stale, AuthError and Deauthorized alerts", raised)
 
-    # Check: one AuthError alert for the exporter, counting every pair; one per connection.
+    # Check: one AuthError alert for the exporter, counting every pair; one per platform.
     (auth,) = alerts["CodatAuthErrorCompanies"]
     assert auth["annotations"]["summary"] == (
         f"Codat lost access to {auth_pairs} company x data type pairs (AuthError)"
     )
     assert auth["annotations"]["status_page"].endswith("/?status=AuthError")
-    (deauthorized,) = alerts["CodatConnectionDeauthorized"]
-    assert deauthorized["labels"]["company_name"]
+    (deauthorized,) = alerts["CodatConnectionsDeauthorized"]
+    (connection,) = stack.query(f'{CONNECTION_STATUS.name}{{status="Deauthorized"}} == 1')
+    platform = connection["metric"]["platform"]
+    assert deauthorized["labels"]["platform"] == platform
+    assert "company_id" not in deauthorized["labels"]
+    assert deauthorized["annotations"]["summary"] == f"1 connection on {platform} is deauthorized"
+    assert deauthorized["annotations"]["status_page"].endswith("/?status=AuthError")
     for alert in alerts["CodatDataTypeStaleCompanies"]:
         assert "company_id" not in alert["labels"]
         assert alert["annotations"]["status_page"].endswith(

@@ -3,18 +3,29 @@ exact without per-pair series, and ``metrics.denylist`` / ``allowlist``."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 
 import pytest
+import yaml
 
 from exporter.config import ConfigError, parse_config
-from exporter.metrics import PER_PAIR
+from exporter.metrics import (
+    COMPANY_CREATED,
+    COMPANY_LAST_SUCCESS,
+    COMPANY_UP,
+    CONNECTION_STATUS,
+    CONNECTIONS,
+    FLEET_PRESET_DENYLIST,
+    PER_PAIR,
+)
 from tests.harness import Harness, Scrape
+from tests.promtools import ROOT
 
 STALE = "codat_data_type_stale_companies"
 AGE = "codat_data_type_sync_age_seconds"
-FLEET_PRESET = {"denylist": sorted(PER_PAIR)}
+FLEET_PRESET = {"denylist": list(FLEET_PRESET_DENYLIST)}
 
 
 def stale_pairs(scrape: Scrape, now: float) -> Counter[str]:
@@ -75,30 +86,69 @@ def test_should_export_the_fleets_sync_ages_as_a_histogram(
     assert now > 0
 
 
+def default_and_preset(make_harness: Callable[..., Harness]) -> tuple[Scrape, Scrape]:
+    """/metrics of two exporters polling the same simulated fleet: default, fleet preset."""
+    full, preset = make_harness(), make_harness(metrics=FLEET_PRESET)
+    full.poll()
+    preset.poll()
+    return full.scrape(), preset.scrape()
+
+
+def per_company_families(scrape: Scrape) -> Counter[str]:
+    """Series per family among those with a company label: what grows with the fleet."""
+    return Counter(s.name for s in scrape.samples if "company_id" in s.labels)
+
+
 def test_should_cut_the_per_pair_families_with_the_fleet_preset_and_keep_the_aggregates(
     make_harness: Callable[..., Harness],
 ) -> None:
-    # Prepare
-    full = make_harness()
-    preset = make_harness(metrics=FLEET_PRESET)
     # Act
-    full.poll()
-    preset.poll()
-    everything, cut = full.scrape(), preset.scrape()
+    everything, cut = default_and_preset(make_harness)
     # Check
     names = {s.name for s in cut.samples}
-    assert not names & PER_PAIR
-    assert {s.name for s in everything.samples} >= PER_PAIR - {
+    assert not names & set(FLEET_PRESET_DENYLIST)
+    assert {s.name for s in everything.samples} >= set(FLEET_PRESET_DENYLIST) - {
         "codat_data_type_sync_paused_until_timestamp_seconds",
         "codat_data_type_latest_sync_requested_timestamp_seconds",
     }
     assert cut.find(STALE) == everything.find(STALE)
     assert cut.find(f"{AGE}_count") == everything.find(f"{AGE}_count")
-    assert cut.find("codat_exporter_company_up") == everything.find("codat_exporter_company_up")
+    assert cut.find(CONNECTIONS.name) == everything.find(CONNECTIONS.name)
     snapshot = [s for s in everything.samples if s.name.startswith("codat_data_type_")]
     pairs = [s for s in snapshot if s.name in PER_PAIR]
     kept = [s for s in cut.samples if s.name.startswith("codat_data_type_")]
     assert len(kept) == len(snapshot) - len(pairs)
+
+
+def test_should_export_one_series_per_company_only_with_the_fleet_preset(
+    make_harness: Callable[..., Harness],
+) -> None:
+    # Act
+    everything, cut = default_and_preset(make_harness)
+    # Check: of what grows with the fleet, codat_exporter_company_up alone, once a company
+    companies = everything.companies()
+    assert len(companies) >= 3
+    assert per_company_families(cut) == {COMPANY_UP.name: len(companies)}
+    assert cut.find(COMPANY_UP.name) == everything.find(COMPANY_UP.name)
+    assert set(per_company_families(everything)) >= {
+        COMPANY_UP.name,
+        COMPANY_LAST_SUCCESS.name,
+        COMPANY_CREATED.name,
+        CONNECTION_STATUS.name,
+    }
+
+
+def test_should_show_the_fleet_preset_in_the_example_config_as_declared() -> None:
+    # Prepare: the example shows the list commented out, under the preset's comment.
+    text = (ROOT / "config.example.yaml").read_text()
+    block = re.search(r"^  # denylist:\n((?:  #   - .*\n)+)", text, re.M)
+    assert block is not None
+    # Act
+    shown = yaml.safe_load(re.sub(r"^  #   ", "", block[1], flags=re.M))
+    # Check
+    assert tuple(shown) == FLEET_PRESET_DENYLIST
+    parse_config({"codat": {"api_key": "k"}, "companies": {"discover": True},
+                  "metrics": {"denylist": shown}})  # fmt: skip
 
 
 def test_should_export_only_the_allowlisted_families(

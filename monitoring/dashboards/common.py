@@ -1,21 +1,26 @@
 """What the dashboards share, and what the alert rules link to: stable UIDs, the PromQL
-that pairs a data type's age with its max age, and the template variables."""
+that pairs a data type's age with its max age, the template variables, and the Fleet
+overviews' header of counts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from exporter.codat import ERROR_STATUSES
 from exporter.metrics import (
     BUILD_INFO,
+    COMPANIES,
     COMPANY_UP,
     LAST_SYNC_AGE,
     MAX_AGE,
     STATUS,
 )
 from monitoring.panels import (
+    Layout,
     by_name,
     query_variable,
+    stat,
     thresholds,
 )
 
@@ -83,3 +88,71 @@ def company_variable(*, multi: bool) -> dict[str, Any]:
         all_value=".*" if multi else None,
         regex='/company_id="(?<value>[^"]+)".*company_name="(?<text>.*)"}/',
     )
+
+
+@dataclass(frozen=True)
+class FleetCounts:
+    """The queries behind the Fleet overviews' "Now" row: the default's read the per-pair
+    and per-connection series, the fleet preset's the counts per data type and platform."""
+
+    pairs: str
+    relink: str
+    auth_error: str
+    stale: str
+    failing: str
+    never_synced: str
+    not_polled: str
+    pairs_note: str = ""
+    """Added to the description of each pair count (the preset's: what they filter by)."""
+    relink_note: str = ""
+
+
+def now_row(layout: Layout, counts: FleetCounts) -> None:
+    """One stat per count, worst first after the fleet's size."""
+    pairs = "Company x data type pairs"
+
+    def about_pairs(text: str) -> str:
+        return f"{pairs} {text} {counts.pairs_note}".rstrip()
+
+    layout.row("Now")
+    for title, description, expr, steps in (
+        (
+            "Companies monitored",
+            "In the exporters' last poll cycles.",
+            f"sum({COMPANIES.name}{{{JOB}}})",
+            None,
+        ),
+        ("Pairs monitored", about_pairs("the exporters watch."), counts.pairs, None),
+        (
+            "Connections to relink",
+            f"Connections in Deauthorized: the company must re-link them. {counts.relink_note}",
+            counts.relink,
+            RED_ABOVE_ZERO,
+        ),
+        (
+            "In AuthError",
+            about_pairs("whose last sync ended in AuthError: the company must re-link."),
+            counts.auth_error,
+            RED_ABOVE_ZERO,
+        ),
+        (
+            "Stale",
+            about_pairs("whose last successful sync is older than their max age."),
+            counts.stale,
+            ORANGE_ABOVE_ZERO,
+        ),
+        (
+            "Failing",
+            about_pairs(f"whose last sync ended in an error status ({ERRORS})."),
+            counts.failing,
+            ORANGE_ABOVE_ZERO,
+        ),
+        ("Never synced", about_pairs("that Codat has never synced."), counts.never_synced, None),
+        (
+            "Companies not polled",
+            "Companies whose last poll by the exporter failed.",
+            counts.not_polled,
+            ORANGE_ABOVE_ZERO,
+        ),
+    ):
+        layout.add(stat(title, description.rstrip(), expr, steps=steps), 3, 4)

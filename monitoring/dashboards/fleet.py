@@ -12,7 +12,6 @@ from typing import Any
 
 from exporter.codat import CONNECTION_STATUSES
 from exporter.metrics import (
-    COMPANIES,
     COMPANIES_BY_STATUS,
     COMPANY_UP,
     CONNECTION_STATUS,
@@ -29,13 +28,13 @@ from monitoring.dashboards.common import (
     FLEET_UID,
     JOB,
     ON_PAIR,
-    ORANGE_ABOVE_ZERO,
     PAIR,
-    RED_ABOVE_ZERO,
+    FleetCounts,
     company_link,
     company_variable,
     data_type_variable,
     job_variable,
+    now_row,
     stale,
 )
 from monitoring.panels import (
@@ -101,60 +100,19 @@ def status_page_link(url: str) -> dict[str, Any]:
 
 
 def _now(layout: Layout, sel: str, connections: str) -> None:
-    pairs = "Company x data type pairs"
-    layout.row("Now")
-    for title, description, expr, steps in (
-        (
-            "Companies monitored",
-            "In the exporters' last poll cycles.",
-            f"sum({COMPANIES.name}{{{JOB}}})",
-            None,
+    now_row(
+        layout,
+        FleetCounts(
+            pairs=f"count({MAX_AGE.name}{{{sel}}}) or vector(0)",
+            relink=f'count({CONNECTION_STATUS.name}{{{connections}, status="Deauthorized"}} '
+            "== 1) or vector(0)",
+            auth_error=f'count({STATUS.name}{{{sel}, status="AuthError"}}) or vector(0)',
+            stale=f"count({stale(sel)}) or vector(0)",
+            failing=f'count({STATUS.name}{{{sel}, status=~"{ERRORS}"}}) or vector(0)',
+            never_synced=f'count({STATUS.name}{{{sel}, status="NeverSynced"}}) or vector(0)',
+            not_polled=f"count({COMPANY_UP.name}{{{connections}}} == 0) or vector(0)",
         ),
-        (
-            "Pairs monitored",
-            f"{pairs} the exporters watch, with a max age each.",
-            f"count({MAX_AGE.name}{{{sel}}}) or vector(0)",
-            None,
-        ),
-        (
-            "Connections to relink",
-            "Connections in Deauthorized: the company must re-link them.",
-            f'count({CONNECTION_STATUS.name}{{{connections}, status="Deauthorized"}} == 1)'
-            " or vector(0)",
-            RED_ABOVE_ZERO,
-        ),
-        (
-            "In AuthError",
-            f"{pairs} whose last sync ended in AuthError: the company must re-link.",
-            f'count({STATUS.name}{{{sel}, status="AuthError"}}) or vector(0)',
-            RED_ABOVE_ZERO,
-        ),
-        (
-            "Stale",
-            f"{pairs} whose last successful sync is older than their max age.",
-            f"count({stale(sel)}) or vector(0)",
-            ORANGE_ABOVE_ZERO,
-        ),
-        (
-            "Failing",
-            f"{pairs} whose last sync ended in an error status ({ERRORS}).",
-            f'count({STATUS.name}{{{sel}, status=~"{ERRORS}"}}) or vector(0)',
-            ORANGE_ABOVE_ZERO,
-        ),
-        (
-            "Never synced",
-            f"{pairs} that Codat has never synced.",
-            f'count({STATUS.name}{{{sel}, status="NeverSynced"}}) or vector(0)',
-            None,
-        ),
-        (
-            "Companies not polled",
-            "Companies whose last poll by the exporter failed.",
-            f'count({COMPANY_UP.name}{{{JOB}, company_id=~"$company"}} == 0) or vector(0)',
-            ORANGE_ABOVE_ZERO,
-        ),
-    ):
-        layout.add(stat(title, description, expr, steps=steps), 3, 4)
+    )
 
 
 def slo_row(layout: Layout, objective: float) -> None:
