@@ -187,7 +187,7 @@ def run(
 ) -> int:
     metrics = ExporterMetrics()
     client = CodatClient(config.codat, metrics, clock)
-    store = SnapshotStore(Exposition(Snapshot(), config.freshness, config.poll.interval))
+    store = SnapshotStore(nothing_yet(config))
     # The demo polls a simulator every 15 s: a quota warning would only confuse.
     poller = Poller(
         config, client, store, metrics, clock, spread=not args.once, quota_warning=not args.demo
@@ -196,6 +196,7 @@ def run(
     rendered = None if found is None else publish_rendering(store, found, config)
     if args.once:
         resume(poller, store, found, rendered, config)
+        del found, rendered  # the file's bytes: about 100 MB at 10,000 companies
         return poll_once(poller, store, metrics, clock, stop)
     receiver = None
     if config.webhooks.enabled:
@@ -236,6 +237,7 @@ def run(
     if receiver is not None:
         log.info("accepting Codat webhooks at %s/webhooks/codat", servers[-1].url)
     resume(poller, store, found, rendered, config)
+    del found, rendered
     scheduler = start_scheduler(poller, config.poll.interval, receiver)
     stop.wait()
     scheduler.shutdown(wait=False)
@@ -245,6 +247,11 @@ def run(
     client.close()
     log.info("stopped")
     return 0
+
+
+def nothing_yet(config: Config) -> Exposition:
+    """What /metrics serves before anything is known: the exporter's own metrics only."""
+    return Exposition(Snapshot(), config.freshness, config.poll.interval, config.metrics)
 
 
 def publish_rendering(
@@ -283,7 +290,7 @@ def resume(
     if saved is not None:
         poller.restore(saved, rendered)
     elif rendered is not None and store.current is rendered:
-        store.withdraw(Exposition(Snapshot(), config.freshness, config.poll.interval))
+        store.withdraw(nothing_yet(config))
 
 
 def on_stop_signal(stop: threading.Event) -> list[int]:

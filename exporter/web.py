@@ -18,6 +18,7 @@ cap it is closed unanswered; both count in ``codat_exporter_http_requests_reject
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -34,7 +35,14 @@ from exporter.collector import CONTENT_TYPE, SnapshotStore
 from exporter.listen import parse_listen_address
 from exporter.metrics import ExporterMetrics
 from exporter.phrases import plural
-from exporter.status import STATUS_API_PATH, Answer, FilterError, FleetStatus, for_request
+from exporter.status import (
+    JSON_TYPE,
+    STATUS_API_PATH,
+    Answer,
+    FilterError,
+    FleetStatus,
+    for_request,
+)
 from exporter.status import answer as status_answer
 from exporter.webconfig import BASIC_CHALLENGE, WebConfig
 from exporter.webhooks import OTHER, WebhookReceiver
@@ -355,9 +363,13 @@ class Handler(BaseHTTPRequestHandler):
         if snapshot.loading:
             message = (
                 f"Loading the state file: {plural(snapshot.monitored, 'company')}. "
-                "/metrics already serves them; this page is back in a few seconds.\n"
+                "/metrics already serves them; this page is back in a few seconds."
             )
-            self._send(503, message.encode(), headers={"Retry-After": "5"})
+            if self.path.startswith(STATUS_API_PATH):
+                body, kind = json.dumps({"error": message}).encode(), JSON_TYPE
+            else:
+                body, kind = f"{message}\n".encode(), "text/plain; charset=utf-8"
+            self._send(503, body, kind, headers={"Retry-After": "5"})
             return
         reason = "" if server.store.ready.is_set() else self._not_ready()
         query = self.path.partition("?")[2]

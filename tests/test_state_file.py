@@ -78,12 +78,17 @@ def header(path: Path) -> dict[str, object]:
     return dict(json.loads(path.read_bytes().partition(b"\n")[0]))
 
 
-def rewritten(path: Path, shard: object, change: Callable[[dict[str, object]], object]) -> None:
-    """Apply ``change`` to the file's state document and write it back, checksums and all."""
+def documents(section: bytes) -> list[dict[str, object]]:
+    """The state section's lines: the fleet's, then one per company."""
+    return [json.loads(line) for line in section.split(b"\n")]
+
+
+def rewritten(path: Path, shard: object, change: Callable[[list[object]], object]) -> None:
+    """Apply ``change`` to the file's state lines and write it back, checksums and all."""
     saved_at, sections = unpack(path.read_bytes(), shard)  # type: ignore[arg-type]
-    document = json.loads(sections[STATE])
-    change(document)
-    sections[STATE] = json.dumps(document).encode()
+    lines: list[object] = list(documents(sections[STATE]))
+    change(lines)
+    sections[STATE] = b"\n".join(json.dumps(line).encode() for line in lines)
     path.write_bytes(pack(shard, saved_at, sections))  # type: ignore[arg-type]
 
 
@@ -189,8 +194,8 @@ def test_should_load_nothing_from_a_file_with_one_bad_company(
     before = make_harness(**with_state(path))
     before.poll()
     before.close()
-    damage = lambda document: document["companies"][-1]["types"][0].__setitem__(2, "yesterday")  # noqa: E731
-    rewritten(path, before.config.shard, damage)
+    rewritten(path, before.config.shard,
+              lambda lines: lines[-1]["types"][0].__setitem__(2, "yesterday"))  # type: ignore[index]  # fmt: skip
     # Act
     with caplog.at_level(logging.WARNING, logger="exporter"):
         after = restarted(make_harness, path)
@@ -313,13 +318,13 @@ def test_should_not_collect_garbage_while_a_large_state_is_decoded_or_encoded(
     harness.poll()
     shard = harness.config.shard
     saved_at, sections = unpack(path.read_bytes(), shard)
-    document = json.loads(sections[STATE])
-    document["companies"] = [
-        {**company, "id": f"{copy}-{company['id']}"}
-        for copy in range(50)
-        for company in document["companies"]
+    fleet, *companies = documents(sections[STATE])
+    copies = [
+        {**company, "id": f"{copy}-{company['id']}"} for copy in range(50) for company in companies
     ]
-    data = pack(shard, saved_at, {STATE: json.dumps(document).encode()})
+    data = pack(
+        shard, saved_at, {STATE: b"\n".join(json.dumps(d).encode() for d in [fleet, *copies])}
+    )
     watching, started = [False], []
     states: list[SavedState] = []
 
@@ -337,7 +342,7 @@ def test_should_not_collect_garbage_while_a_large_state_is_decoded_or_encoded(
 
     gc.callbacks.append(record)
     try:
-        unpaused = collections_during(lambda: json.loads(unpack(data, shard)[1][STATE]))
+        unpaused = collections_during(lambda: documents(unpack(data, shard)[1][STATE]))
         # Act
         decoding = collections_during(lambda: states.append(decode(data, shard)))
         encoding = collections_during(lambda: save(tmp_path / "again.json", states[0], shard))
@@ -351,8 +356,8 @@ def test_should_not_collect_garbage_while_a_large_state_is_decoded_or_encoded(
     assert encoding in ([], [0])
     assert gc.isenabled()
     assert len(states[0].companies) == 400
-    again = json.loads(unpack((tmp_path / "again.json").read_bytes(), shard)[1][STATE])
-    assert again["companies"] == document["companies"]
+    again = documents(unpack((tmp_path / "again.json").read_bytes(), shard)[1][STATE])
+    assert again[1:] == copies
 
 
 def test_should_serve_the_saved_rendering_before_it_decodes_the_state(
@@ -367,7 +372,7 @@ def test_should_serve_the_saved_rendering_before_it_decodes_the_state(
     # Act: the next one publishes the file's rendering, is scraped, then resumes
     after, resume_now = restarted_serving_first(make_harness, path)
     served = rendered_lines(after.get("/metrics").text)
-    page, ready = after.get("/"), after.get("/-/ready")
+    page, api, ready = after.get("/"), after.get("/api/v1/status"), after.get("/-/ready")
     resume_now()
     resumed, page_after = rendered_lines(after.get("/metrics").text), after.get("/")
     # Check: the same text at once, ready; the status page waits for the decoded companies
@@ -377,6 +382,7 @@ def test_should_serve_the_saved_rendering_before_it_decodes_the_state(
     assert ready.status_code == 200
     assert page.status_code == 503 and page.headers["Retry-After"] == "5"
     assert f"Loading the state file: {len(before.fleet.companies)} companies" in page.text
+    assert api.status_code == 503 and "Loading the state file" in api.json()["error"]
     assert page_after.status_code == 200
 
 
@@ -408,7 +414,7 @@ def test_should_withdraw_the_rendering_when_the_state_beside_it_is_unusable(
     before = make_harness(**with_state(path))
     before.poll()
     before.close()
-    rewritten(path, before.config.shard, lambda document: document.__setitem__("companies", 7))
+    rewritten(path, before.config.shard, lambda lines: lines.__setitem__(0, 7))
     # Act
     after, resume_now = restarted_serving_first(make_harness, path)
     served = after.scrape().companies()
