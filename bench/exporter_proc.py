@@ -11,8 +11,9 @@ Commands: ``cycle`` runs ``Poller.run_cycle`` once and answers its wall time and
 it made by route (from the exporter's own ``codat_exporter_api_requests_total``); ``serve``
 starts ``ExporterServer`` on a free loopback port and answers its URL.
 
-``--fleet-preset`` denies the per-pair families (``metrics.denylist``, README's fleet
-preset); ``--frozen-time T`` stops the exporter's wall clock at T (``common.FrozenClock``).
+``--fleet-preset`` denies what README's fleet preset denies (``metrics.denylist``: the
+per-pair families and every per-company one but ``codat_exporter_company_up``);
+``--frozen-time T`` stops the exporter's wall clock at T (``common.FrozenClock``).
 
     python bench/exporter_proc.py --base-url http://127.0.0.1:PORT --concurrency 16
 """
@@ -29,7 +30,7 @@ from common import FrozenClock, exporter_config, send, serve_commands
 from exporter.client import CodatClient
 from exporter.clock import SystemClock
 from exporter.collector import Exposition, SnapshotStore
-from exporter.metrics import PER_PAIR, ExporterMetrics
+from exporter.metrics import FLEET_PRESET_DENYLIST, ExporterMetrics
 from exporter.poller import Poller
 from exporter.state import Snapshot
 from exporter.web import ExporterServer
@@ -64,10 +65,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--concurrency", type=int, required=True)
-    parser.add_argument("--fleet-preset", action="store_true", help="deny the per-pair families")
+    parser.add_argument("--fleet-preset", action="store_true", help="the fleet preset's denylist")
     parser.add_argument("--frozen-time", type=float, help="stop the wall clock at this Unix time")
     args = parser.parse_args()
-    denylist = sorted(PER_PAIR) if args.fleet_preset else []
+    denylist = list(FLEET_PRESET_DENYLIST) if args.fleet_preset else []
     config = exporter_config(args.base_url, args.concurrency, denylist)
     clock = SystemClock() if args.frozen_time is None else FrozenClock(args.frozen_time)
     metrics = ExporterMetrics()

@@ -9,12 +9,12 @@ One simulated Codat (``sim_proc.py``, its wall clock frozen at its start) serves
 phases in turn:
 
 1. **default** and 2. **fleet preset**: an exporter process (``exporter_proc.py``, its wall
-   clock frozen at the simulator's instant; the fleet preset denies ``PER_PAIR``) polls the
-   whole fleet once, then serves; a real Prometheus of its own (temporary storage, loopback,
-   port 0) scrapes it every 15 s with a 10 s timeout. After ``--scrapes`` scrapes: series in
-   the head (``prometheus_tsdb_head_series``), Prometheus' and the exporter's peak RSS
-   (VmHWM), the first and the median ``scrape_duration_seconds``, and the stale pairs per
-   data type, read with PromQL.
+   clock frozen at the simulator's instant; the fleet preset denies
+   ``FLEET_PRESET_DENYLIST``) polls the whole fleet once, then serves; a real Prometheus of
+   its own (temporary storage, loopback, port 0) scrapes it every 15 s with a 10 s timeout.
+   After ``--scrapes`` scrapes: series in the head (``prometheus_tsdb_head_series``),
+   Prometheus' and the exporter's peak RSS (VmHWM), the first and the median
+   ``scrape_duration_seconds``, and the stale pairs per data type, read with PromQL.
    Both clocks are frozen so that every scrape of either exporter computes the same ages:
    the fleet preset's ``codat_data_type_stale_companies`` and the default mode's
    ``count by (data_type) (age > max age)`` are then exactly comparable although two
