@@ -7,9 +7,18 @@ Data flows snapshot -> ``build`` -> ``FleetStatus`` -> ``statuspage.render`` (HT
 Filters are query parameters, each repeated or comma-separated (values of one parameter
 are alternatives; parameters combine): ``status`` (a state of ``STATES`` or a Codat
 ``currentStatus``, any case), ``company`` (part of a company's id or name, any case),
-``data_type`` (a data type, any case), and ``all=1`` (healthy pairs too). Without ``status``
-the pairs that need attention are listed (every pair with ``all=1``). An unknown status or
-an ``all`` that is not a yes or no is answered 400; other parameters are ignored.
+``data_type`` (a data type, any case), ``connection`` (a connection status of
+``CONNECTION_STATUSES``, any case) and ``platform`` (a connection's platform name, any
+case), and ``all=1`` (healthy pairs too). Without ``status`` the pairs that need attention
+are listed (every pair with ``all=1``). An unknown status or connection status, or an
+``all`` that is not a yes or no, is answered 400; other parameters are ignored.
+
+``connection`` and ``platform`` choose companies, one connection matching both: the
+companies (``FleetStatus.companies``, the API's ``companies``) are those with such a
+connection, whatever their pairs' states, and their pairs listed are those such a
+connection serves (``connections_for``). ``FleetStatus.relink`` are the companies the page
+lists with their connections ("Connections to relink"): of those, the ones with a
+connection of the asked status, Deauthorized when none is asked, on an asked platform.
 
 Order: by age / max age, highest first. Never-synced pairs have no age, so they follow
 every pair that has one (they are the least urgent in the alert rules: info), by company
@@ -30,7 +39,7 @@ from weakref import WeakKeyDictionary
 
 from exporter import assess
 from exporter.assess import FleetPairs, Pair, PairCounts, PairState
-from exporter.codat import KNOWN_STATUSES, NEVER_SYNCED, UNKNOWN_STATUS
+from exporter.codat import CONNECTION_STATUSES, KNOWN_STATUSES, NEVER_SYNCED, UNKNOWN_STATUS
 from exporter.collector import Exposition
 from exporter.metrics import (
     LAST_DISCOVERY,
@@ -54,6 +63,8 @@ STATES: tuple[str, ...] = (
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 _CONNECTION_RANK = {"Deauthorized": 0, "Unlinked": 1, "PendingAuth": 2, "Linked": 4}
 """Which connection status a pair's row shows when its company has several: the worst."""
+DEAUTHORIZED = "Deauthorized"
+"""The connection status whose companies must relink: listed on the page without a filter."""
 
 
 class Answer(NamedTuple):
@@ -76,10 +87,34 @@ class Filters:
     companies: tuple[str, ...] = ()
     data_types: tuple[str, ...] = ()
     all: bool = False
+    connections: tuple[str, ...] = ()
+    """Connection statuses, canonical (``Deauthorized``)."""
+    platforms: tuple[str, ...] = ()
 
     @property
     def narrowed(self) -> bool:
-        return bool(self.statuses or self.companies or self.data_types)
+        return bool(self.statuses or self.data_types or self.by_company)
+
+    @property
+    def by_company(self) -> bool:
+        """Whether the filters choose companies: the page then lists their pairs one by one."""
+        return bool(self.companies or self.connections or self.platforms)
+
+    @cached_property
+    def _platforms(self) -> frozenset[str]:
+        return frozenset(platform.lower() for platform in self.platforms)
+
+    def matches_connection(self, connection: ConnectionState) -> bool:
+        """Whether the connection is of an asked status on an asked platform."""
+        return (not self.connections or connection.status in self.connections) and (
+            not self._platforms or connection.platform.lower() in self._platforms
+        )
+
+    def relinks(self, company: CompanyState) -> bool:
+        """Whether the page lists the company with its connections: it has one on an asked
+        platform of an asked status, or Deauthorized when no status is asked."""
+        statuses = self.connections or (DEAUTHORIZED,)
+        return any(c.status in statuses and self.matches_connection(c) for c in company.connections)
 
     @cached_property
     def _needles(self) -> tuple[str, ...]:
@@ -90,6 +125,10 @@ class Filters:
         return frozenset(data_type.lower() for data_type in self.data_types)
 
     def matches_company(self, company: CompanyState) -> bool:
+        if (self.connections or self.platforms) and not any(
+            self.matches_connection(c) for c in company.connections
+        ):
+            return False
         if not self.companies:
             return True
         haystack = f"{company.company_id}\n{company.name}".lower()
@@ -106,6 +145,8 @@ class Filters:
         """Whether the pair is listed at ``now`` (its company already matched)."""
         if not self.matches_type(pair.item):
             return False
+        if (self.connections or self.platforms) and not self._served(pair):
+            return False
         if self._tests:
             return any(
                 pair.item.status == status if test is None else test(pair, now)
@@ -113,24 +154,43 @@ class Filters:
             )
         return self.all or not pair.healthy(now)
 
+    def _served(self, pair: Pair) -> bool:
+        """Whether a connection of the asked status and platform serves the pair: quick when
+        every connection of its company matches (most have one)."""
+        connections = pair.company.connections
+        if all(self.matches_connection(c) for c in connections):
+            return True
+        serving = connections_for(pair.company, pair.item.data_type)
+        return any(self.matches_connection(c) for c in serving)
+
     def query(self, **changes: Any) -> str:
         """These filters as a query string, ``changes`` applied: ``?status=stale&all=1``."""
         values = {"status": self.statuses, "company": self.companies,
-                  "data_type": self.data_types, "all": self.all, **changes}  # fmt: skip
+                  "data_type": self.data_types, "connection": self.connections,
+                  "platform": self.platforms, "all": self.all, **changes}  # fmt: skip
         pairs = [(k, ",".join(v)) for k, v in values.items() if k != "all" and v]
         if values["all"]:
             pairs.append(("all", "1"))
         return "?" + urlencode(pairs) if pairs else ""
 
 
-def parse_filters(query: str, seen_statuses: Iterable[str] = ()) -> Filters:
-    """The filters of a query string; ``seen_statuses`` are valid besides the known ones.
+def parse_filters(
+    query: str, seen_statuses: Iterable[str] = (), seen_connections: Iterable[str] = ()
+) -> Filters:
+    """The filters of a query string; ``seen_statuses`` and ``seen_connections`` (connection
+    statuses) are valid besides the known ones.
 
-    >>> parse_filters("status=authError,stale&company=Acme&all=yes")
-    Filters(statuses=('AuthError', 'stale'), companies=('Acme',), data_types=(), all=True)
+    >>> parse_filters("status=authError,stale&company=Acme&all=yes")  # doctest: +ELLIPSIS
+    Filters(statuses=('AuthError', 'stale'), companies=('Acme',), data_types=(), all=True, ...)
+    >>> parse_filters("connection=deauthorized&platform=QuickBooks+Online").connections
+    ('Deauthorized',)
     >>> parse_filters("status=Bogus")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     exporter.status.FilterError: status: unknown value 'Bogus'; one of AuthError, failing, ...
+    >>> parse_filters("connection=Revoked")
+    Traceback (most recent call last):
+    exporter.status.FilterError: connection: unknown value 'Revoked'; one of PendingAuth, \
+Linked, Unlinked, Deauthorized, Unknown
     """
     params = parse_qs(query, keep_blank_values=True)
 
@@ -138,18 +198,28 @@ def parse_filters(query: str, seen_statuses: Iterable[str] = ()) -> Filters:
         split = (part.strip() for value in params.get(name, ()) for part in value.split(","))
         return tuple(dict.fromkeys(part for part in split if part))
 
-    canonical = {s.lower(): s for s in (*STATES, *KNOWN_STATUSES, UNKNOWN_STATUS, *seen_statuses)}
-    statuses = []
-    for value in values("status"):
-        if value.lower() not in canonical:
-            allowed = ", ".join(dict.fromkeys((*STATES, *KNOWN_STATUSES, UNKNOWN_STATUS)))
-            raise FilterError(f"status: unknown value {value!r}; one of {allowed}")
-        statuses.append(canonical[value.lower()])
+    def canonical(name: str, known: tuple[str, ...], seen: Iterable[str]) -> tuple[str, ...]:
+        spellings = {s.lower(): s for s in (*known, *seen)}
+        chosen = []
+        for value in values(name):
+            if value.lower() not in spellings:
+                allowed = ", ".join(dict.fromkeys(known))
+                raise FilterError(f"{name}: unknown value {value!r}; one of {allowed}")
+            chosen.append(spellings[value.lower()])
+        return tuple(dict.fromkeys(chosen))
+
+    statuses = canonical("status", (*STATES, *KNOWN_STATUSES, UNKNOWN_STATUS), seen_statuses)
+    connections = canonical("connection", (*CONNECTION_STATUSES, UNKNOWN_STATUS), seen_connections)
     flag = params.get("all", ["0"])[-1].strip().lower()
     if flag not in (*_TRUE, *_FALSE):
         raise FilterError(f"all: {flag!r} is neither 1 nor 0")
     return Filters(
-        tuple(dict.fromkeys(statuses)), values("company"), values("data_type"), flag in _TRUE
+        statuses,
+        values("company"),
+        values("data_type"),
+        flag in _TRUE,
+        connections,
+        values("platform"),
     )
 
 
@@ -191,7 +261,7 @@ class FleetStatus:
     counts: PairCounts
     """Over the whole fleet, whatever the filters."""
     companies: tuple[CompanyState, ...]
-    """Every company that the company filter matches, by name."""
+    """Every company that the company, connection and platform filters match, by name."""
     rows: Sequence[PairState]
     """Every pair that the filters match, in the page's order."""
     filters: Filters
@@ -205,6 +275,10 @@ class FleetStatus:
     quota: Mapping[str, float] = field(default_factory=dict)
     """``codat_api_quota_*`` values by metric name, once Codat has sent them."""
     discovery: Discovery = Discovery(False, None, 0)
+    relink: tuple[CompanyState, ...] = ()
+    """The companies the page lists with their connections (``Filters.relinks``), by name."""
+    platforms: tuple[str, ...] = ()
+    """Every connection platform of the fleet, sorted."""
 
     @property
     def ready(self) -> bool:
@@ -215,9 +289,9 @@ def _matching(
     pairs: FleetPairs, filters: Filters, companies: list[CompanyState], now: float
 ) -> Rows:
     """The pairs that ``filters`` match, in the page's order: those of the companies
-    matched, when a company is asked for (few), or else from ``FleetPairs``' lists by state
+    matched, when companies are asked for (few), or else from ``FleetPairs``' lists by state
     (quick at fleet scale)."""
-    if filters.companies:
+    if filters.by_company:
         mine = (pairs.pair(i) for c in companies for i in pairs.by_company[c.company_id])
         chosen: Iterable[int] = [pair.rank for pair in mine if filters.matches(pair, now)]
     elif filters.statuses:
@@ -237,6 +311,10 @@ class _Index:
     data_types: tuple[str, ...]
     statuses: frozenset[str]
     companies_up: int
+    connection_statuses: frozenset[str]
+    platforms: tuple[str, ...]
+    deauthorized: tuple[CompanyState, ...]
+    """The companies with a Deauthorized connection, by name."""
 
 
 _INDEXES: WeakKeyDictionary[Exposition, _Index] = WeakKeyDictionary()
@@ -251,11 +329,16 @@ def _index(exposition: Exposition) -> _Index:
         if found is None:
             snapshot = exposition.snapshot
             pairs = FleetPairs(snapshot, exposition.freshness)
+            connections = [c for company in pairs.companies for c in company.connections]
+            unfiltered = Filters()
             found = _INDEXES[exposition] = _Index(
                 pairs,
                 tuple(sorted({item.data_type for item in pairs.items})),
                 frozenset(pairs.by_status),
                 sum(company.up for company in snapshot.companies.values()),
+                frozenset(c.status for c in connections),
+                tuple(sorted({c.platform for c in connections if c.platform}, key=str.lower)),
+                tuple(c for c in pairs.companies if unfiltered.relinks(c)),
             )
         return found
 
@@ -272,6 +355,11 @@ def build(
     index = _index(exposition)
     companies = [c for c in index.pairs.companies if filters.matches_company(c)]
     rows = _matching(index.pairs, filters, companies, now)
+    relink = (
+        tuple(c for c in companies if filters.relinks(c))
+        if filters.by_company
+        else index.deauthorized
+    )
     latest = {family.name: family.samples[0].value for family in metrics.latest.collect()}
     failures = int(next(iter(metrics.discovery_failures.collect())).samples[0].value)
     last_discovery = latest.get(LAST_DISCOVERY.name)
@@ -289,6 +377,8 @@ def build(
         companies_up=index.companies_up,
         quota={k: v for k, v in latest.items() if k in _QUOTA},
         discovery=Discovery(last_discovery is not None or failures > 0, last_discovery, failures),
+        relink=relink,
+        platforms=index.platforms,
     )
 
 
@@ -381,6 +471,8 @@ def head_json(status: FleetStatus) -> dict[str, Any]:
             "status": list(status.filters.statuses),
             "company": list(status.filters.companies),
             "data_type": list(status.filters.data_types),
+            "connection": list(status.filters.connections),
+            "platform": list(status.filters.platforms),
             "all": status.filters.all,
         },
     }
@@ -392,6 +484,16 @@ def company_json(company: CompanyState) -> dict[str, Any]:
         "company_name": company.name,
         "up": company.up,
         "last_poll_success": rfc3339(company.last_poll_success),
+        "connections": [connection_json(c) for c in company.connections],
+    }
+
+
+def connection_json(connection: ConnectionState) -> dict[str, str]:
+    return {
+        "connection_id": connection.connection_id,
+        "platform": connection.platform,
+        "source_type": connection.source_type,
+        "status": connection.status,
     }
 
 
@@ -423,7 +525,8 @@ def for_request(
     """The status a request's query string asks for; with a refused filter, the unfiltered
     status and why it was refused."""
     try:
-        filters, error = parse_filters(query, _index(exposition).statuses), None
+        index = _index(exposition)
+        filters, error = parse_filters(query, index.statuses, index.connection_statuses), None
     except FilterError as refused:
         filters, error = Filters(), refused
     return build(exposition, metrics, now, filters, not_ready_reason), error

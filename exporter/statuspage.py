@@ -4,7 +4,11 @@ reads without JavaScript, images, fonts or anything else from elsewhere.
 A header counts the fleet's pairs by state (each count links to the pairs it counts), says
 when the last cycle ended and how long it took, the quota left and how discovery goes. A
 plain GET form filters; the table lists the matching pairs, at most ``ROW_LIMIT`` of them
-(the JSON API returns all). Every value from Codat or the configuration is escaped, and the
+(the JSON API returns all). Above it, when the filters choose companies (``company``,
+``connection``, ``platform``), "Connections to relink" lists those with a connection of the
+asked status (Deauthorized when none is asked), each with all its connections, whatever
+its pairs' states; unfiltered, one line counts the companies with a Deauthorized connection
+and links to that list. Every value from Codat or the configuration is escaped, and the
 Content-Security-Policy forbids scripts, so a company named ``<script>`` stays text.
 
 A row reads::
@@ -22,13 +26,16 @@ from html import escape
 
 from exporter import __version__, assess
 from exporter.assess import PairState
-from exporter.codat import KNOWN_STATUSES, NEVER_SYNCED
+from exporter.codat import CONNECTION_STATUSES, KNOWN_STATUSES, NEVER_SYNCED
 from exporter.metrics import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
+from exporter.state import CompanyState
 from exporter.status import (
+    DEAUTHORIZED,
     STATES,
     STATUS_API_PATH,
     Answer,
     FilterError,
+    Filters,
     FleetStatus,
     connections_for,
 )
@@ -46,7 +53,7 @@ header{background:#fff;border-bottom:1px solid #d0d4da}
 h1{font-size:20px;margin:0 0 4px}
 h2{font-size:16px;margin:16px 0 6px}
 nav a{margin-right:14px}
-.notready{background:#fde2e1;border:1px solid #d93025;padding:6px 10px;margin:8px 0}
+.notready,.relink{background:#fde2e1;border:1px solid #d93025;padding:6px 10px;margin:8px 0}
 .error{background:#fff4ce;border:1px solid #b58900;padding:6px 10px;margin:8px 0}
 .counts{display:flex;flex-wrap:wrap;gap:8px;margin:10px 0;padding:0;list-style:none}
 .counts a{display:block;padding:6px 10px;border-radius:4px;text-decoration:none;color:inherit;
@@ -128,6 +135,14 @@ def span(seconds: float) -> str:
     days, hours = divmod(hours, 24)
     return f"{days:,} d {hours} h" if hours else f"{days:,} d"
 
+
+_CONNECTION_BADGES = {
+    "Deauthorized": assess.AUTH_ERROR,
+    "Unlinked": assess.FAILING,
+    "PendingAuth": assess.STALE,
+    "Linked": assess.HEALTHY,
+}
+"""A connection status's badge, in the colour of the pair state it compares with."""
 
 _HINTS = {
     assess.STUCK: f"queued or running for more than {span(assess.STUCK_AFTER)} since requested "
@@ -215,6 +230,15 @@ def _form(status: FleetStatus) -> str:
         )
         options.append(f'<optgroup label="{e(group)}">{inner}</optgroup>')
     known = "".join(f'<option value="{e(name)}"></option>' for name in status.data_types)
+    linked = ",".join(filters.connections)
+    connections = ['<option value="">any</option>']
+    if linked and linked not in CONNECTION_STATUSES:
+        connections.append(f'<option value="{e(linked)}" selected>{e(linked)}</option>')
+    connections += [
+        f'<option value="{e(name)}"{" selected" if linked == name else ""}>{e(name)}</option>'
+        for name in CONNECTION_STATUSES
+    ]
+    platforms = "".join(f'<option value="{e(name)}"></option>' for name in status.platforms)
     return (
         '<form method="get" action="/">'
         f'<label>Status<select name="status">{"".join(options)}</select></label>'
@@ -223,6 +247,10 @@ def _form(status: FleetStatus) -> str:
         '<label>Data type<input name="data_type" list="data-types" placeholder="any" '
         f'value="{e(",".join(filters.data_types))}"></label>'
         f'<datalist id="data-types">{known}</datalist>'
+        f'<label>Connection<select name="connection">{"".join(connections)}</select></label>'
+        '<label>Platform<input name="platform" list="platforms" placeholder="any" '
+        f'value="{e(",".join(filters.platforms))}"></label>'
+        f'<datalist id="platforms">{platforms}</datalist>'
         '<label><span><input type="checkbox" name="all" value="1"'
         f"{' checked' if filters.all else ''}> healthy pairs too</span></label>"
         '<button type="submit">Filter</button> <a href="/">clear</a></form>'
@@ -321,6 +349,61 @@ def _table(status: FleetStatus) -> str:
     )
 
 
+def _connection(status: str) -> str:
+    return f'<span class="badge {e(_CONNECTION_BADGES.get(status, ""))}">{e(status)}</span>'
+
+
+def _relink_row(company: CompanyState) -> str:
+    link = "/" + Filters(companies=(company.company_id,)).query()
+    connections = "<br>".join(
+        f"{_connection(c.status)} {e(c.platform or '?')} ({e(c.source_type or '?')}) "
+        f"<small>{e(c.connection_id)}</small>"
+        for c in company.connections
+    )
+    return (
+        f'<tr data-company-id="{e(company.company_id)}">'
+        f'<td><a href="{e(link)}">{e(company.name)}</a><br><small>{e(company.company_id)}'
+        f"</small></td><td>{connections}</td></tr>"
+    )
+
+
+def _relink(status: FleetStatus) -> str:
+    """The "Connections to relink" section when the filters choose companies; unfiltered,
+    a line that counts the companies with a Deauthorized connection and links to them."""
+    filters, listed = status.filters, status.relink
+    if not filters.by_company:
+        if not listed:
+            return ""
+        link = "/" + filters.query(connection=(DEAUTHORIZED,))
+        return (
+            f'<p class="relink"><a href="{e(link)}">{len(listed):,} '
+            f"compan{'y has' if len(listed) == 1 else 'ies have'} a Deauthorized connection"
+            "</a>: nothing syncs through a deauthorized connection until its company "
+            "relinks it.</p>"
+        )
+    if not listed and not filters.connections:
+        return ""
+    statuses = " or ".join(filters.connections or (DEAUTHORIZED,))
+    on = f" on {' or '.join(filters.platforms)}" if filters.platforms else ""
+    shown = min(len(listed), ROW_LIMIT)
+    caption = (
+        f"Showing {shown:,} of {len(listed):,} companies with a connection {statuses}{on}, "
+        "whatever their pairs' states, each with all its connections"
+    )
+    if len(listed) > ROW_LIMIT:
+        caption += f"; read all from {STATUS_API_PATH}{filters.query()}"
+    caption += "."
+    relinking = set(filters.connections) <= {DEAUTHORIZED, "Unlinked"}
+    heading = "Connections to relink" if relinking else f"Connections {statuses}"
+    rows = "".join(_relink_row(company) for company in listed[:ROW_LIMIT])
+    return (
+        f"<h2>{e(heading)} ({len(listed):,})</h2>"
+        f'<table id="connections"><caption>{e(caption)}</caption><thead><tr>'
+        "<th>Company</th><th>Connections (status, platform, source type, id)</th></tr>"
+        f"</thead><tbody>{rows}</tbody></table><h2>Pairs</h2>"
+    )
+
+
 def _failed_polls(status: FleetStatus) -> str:
     down = [c for c in status.companies if not c.up]
     if not down:
@@ -352,7 +435,7 @@ def render(status: FleetStatus, error: str = "") -> str:
     if error:
         content = f'<p class="error">Filter not applied: {e(error)}.</p>'
     else:
-        content = _table(status) + _failed_polls(status)
+        content = _relink(status) + _table(status) + _failed_polls(status)
     api = f"{STATUS_API_PATH}{status.filters.query()}"
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

@@ -13,7 +13,8 @@ What stays is ``codat_exporter_company_up`` per company, per platform
 - Deauthorized connections become one alert per platform (``CodatConnectionsDeauthorized``),
   stale pairs one alert per data type (``CodatDataTypeStaleCompanies``), pairs in AuthError
   one alert per exporter naming the data types (``CodatAuthErrorCompanies``); each links to
-  the status page filtered to what it counts, which names the companies.
+  the status page filtered to what it counts (``connection=Deauthorized&platform=<platform>``,
+  ``status=stale&data_type=<data type>``, ``status=AuthError``), which names the companies.
 - Failing, never-synced and stuck pairs have no alert: counting them fleet-wide would fire
   for ever in a large fleet and name nobody. The Fleet dashboard counts them and the status
   page lists them.
@@ -76,11 +77,13 @@ def build_fleet_preset_rules(config: MonitoringConfig) -> dict[str, Any]:
             "Among the companies {{ $labels.instance }} monitors, "
             f"{{{{ $value }}}} {CONNECTIONS_ON} Deauthorized in Codat: nothing syncs through "
             "a deauthorized connection until its company re-links it. The status page "
-            "(status_page) lists the companies to relink: their data types in AuthError (from "
-            "the first sync after the deauthorization), each with its connection's platform "
-            "and status.",
+            "(status_page) lists the companies to relink: each company with a Deauthorized "
+            "connection on {{ $labels.platform }}, with its connections, whether or not a "
+            "sync has ended in AuthError yet.",
             rules.fleet_url,
-            status_page=auth_error_page,
+            status_page=rules.status_page(
+                "connection=Deauthorized&platform={{ $labels.platform | urlquery }}"
+            ),
             keep_firing=True,
         ),
         rules.alert(

@@ -101,34 +101,42 @@ class StatusServer:
         self.server.stop()
 
 
-class _Rows(HTMLParser):
-    """The pairs table's rows: each row's data-* attributes, plus its cells' text."""
+PAIR_CELLS = ("company", "data_type", "status", "last_sync", "ages", "latest_sync",
+              "connection", "poll")  # fmt: skip
+RELINK_CELLS = ("company", "connections")
 
-    def __init__(self) -> None:
+
+class _Rows(HTMLParser):
+    """A table's rows: each row's data-* attributes, plus its cells' text and links."""
+
+    def __init__(self, table: str, names: tuple[str, ...]) -> None:
         super().__init__()
         self.rows: list[dict[str, str]] = []
+        self._table, self._names = table, names
         self._cells: list[str] | None = None
-        self._in_pairs = False
+        self._in_table = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = dict(attrs)
         if tag == "table":
-            self._in_pairs = found.get("id") == "pairs"
-        elif tag == "tr" and self._in_pairs and "data-company-id" in found:
+            self._in_table = found.get("id") == self._table
+        elif tag == "tr" and self._in_table and "data-company-id" in found:
             self.rows.append({k.removeprefix("data-"): v or "" for k, v in found.items()})
             self._cells = []
         elif tag == "td" and self._cells is not None:
             self._cells.append("")
+        elif tag == "a" and self._cells:
+            self.rows[-1].setdefault(
+                f"{self._names[len(self._cells) - 1]}_link", found.get("href") or ""
+            )
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "tr" and self._cells is not None:
-            names = ("company", "data_type", "status", "last_sync", "ages", "latest_sync",
-                     "connection", "poll")  # fmt: skip
             cells = (" ".join(cell.split()) for cell in self._cells)
-            self.rows[-1].update(zip((f"{n}_cell" for n in names), cells, strict=True))
+            self.rows[-1].update(zip((f"{n}_cell" for n in self._names), cells, strict=True))
             self._cells = None
         elif tag == "table":
-            self._in_pairs = False
+            self._in_table = False
 
     def handle_data(self, data: str) -> None:
         if self._cells:
@@ -138,7 +146,16 @@ class _Rows(HTMLParser):
 def table_rows(page: str) -> list[dict[str, str]]:
     """``[{"company-id": ..., "data-type": ..., "status": ..., "states": "AuthError stale",
     "company_cell": "Acme Ltd c1", "latest_sync_cell": ..., ...}]``"""
-    parser = _Rows()
+    parser = _Rows("pairs", PAIR_CELLS)
+    parser.feed(page)
+    return parser.rows
+
+
+def relink_rows(page: str) -> list[dict[str, str]]:
+    """The "Connections to relink" table's rows: ``[{"company-id": "c1", "company_cell":
+    "Acme Ltd c1", "company_link": "/?company=c1", "connections_cell": "Deauthorized Xero
+    (Accounting) k1"}]``"""
+    parser = _Rows("connections", RELINK_CELLS)
     parser.feed(page)
     return parser.rows
 
@@ -164,9 +181,15 @@ class Servers:
 
 
 def fleet(serve: Servers, **kwargs: Any) -> StatusServer:
-    """c1 Acme: invoices stale, bills AuthError, customers healthy. c2 Bolt: invoices failing
-    and stale, payments never synced, items queued for 7 h (stuck), accounts queued for
-    5 minutes (healthy). c3 Cobalt: bills paused for another hour. Max age 2 h."""
+    """c1 Acme: invoices stale, bills AuthError, customers healthy; its Xero connection
+    Deauthorized. c2 Bolt: invoices failing and stale, payments never synced, items queued
+    for 7 h (stuck), accounts queued for 5 minutes (healthy). c3 Cobalt: bills paused for
+    another hour. Max age 2 h."""
+    return serve(*fleet_companies(), **kwargs)
+
+
+def fleet_companies() -> tuple[CompanyState, ...]:
+    """``fleet``'s companies."""
     acme = company(
         "c1",
         pair("invoices", age=5 * HOUR),
@@ -200,7 +223,7 @@ def fleet(serve: Servers, **kwargs: Any) -> StatusServer:
             )
         },
     )  # fmt: skip
-    return serve(acme, bolt, cobalt, **kwargs)
+    return acme, bolt, cobalt
 
 
 NEEDS_ATTENTION = [
@@ -211,3 +234,31 @@ NEEDS_ATTENTION = [
     ("c2", "items"),  # stuck
     ("c2", "payments"),  # never synced: last
 ]
+
+
+def relink_fleet(serve: Servers, **kwargs: Any) -> StatusServer:
+    """``fleet`` (c1 Acme: Xero Deauthorized) and three companies whose pairs are all
+    healthy: c6 Dormant Ltd, Xero Deauthorized; c7 Quill, QuickBooks Online Deauthorized and
+    Plaid Linked; c8 Steady, Xero Linked."""
+    dormant = company(
+        "c6",
+        pair("invoices"),
+        pair("bills"),
+        name="Dormant Ltd",
+        connections=(ConnectionState("k6", "Xero", "Accounting", "Deauthorized"),),
+    )
+    quill = company(
+        "c7",
+        pair("invoices"),
+        pair("banking-accounts"),
+        name="Quill",
+        connections=(
+            ConnectionState("k7", "QuickBooks Online", "Accounting", "Deauthorized"),
+            ConnectionState("k8", "Plaid", "Banking", "Linked"),
+        ),
+    )
+    steady = company(
+        "c8", pair("invoices"), name="Steady",
+        connections=(ConnectionState("k9", "Xero", "Accounting", "Linked"),),
+    )  # fmt: skip
+    return serve(*fleet_companies(), dormant, quill, steady, **kwargs)

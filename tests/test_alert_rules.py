@@ -73,7 +73,10 @@ PRESET = Variant(
     PRESET_RULES,
     PRESET_RULE_TESTS,
     {
-        "CodatConnectionsDeauthorized": AUTH_ERROR_PAGE,
+        "CodatConnectionsDeauthorized": (
+            "http://localhost:9781/?connection=Deauthorized"
+            "&platform={{ $labels.platform | urlquery }}"
+        ),
         "CodatExporterCompanyPollFailing": COMPANY_PAGE,
         "CodatDataTypeStaleCompanies": (
             "http://localhost:9781/?status=stale&data_type={{ $labels.data_type | urlquery }}"

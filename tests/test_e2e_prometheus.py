@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote_plus
 
 import pytest
 import requests
@@ -649,7 +650,9 @@ def test_should_raise_the_fleet_preset_s_alerts_for_the_demo(stack: Stack, prese
     assert deauthorized["labels"]["platform"] == platform
     assert "company_id" not in deauthorized["labels"]
     assert deauthorized["annotations"]["summary"] == f"1 connection on {platform} is deauthorized"
-    assert deauthorized["annotations"]["status_page"].endswith("/?status=AuthError")
+    assert deauthorized["annotations"]["status_page"].endswith(
+        f"/?connection=Deauthorized&platform={quote_plus(platform)}"
+    )
     for alert in alerts["CodatDataTypeStaleCompanies"]:
         assert "company_id" not in alert["labels"]
         assert alert["annotations"]["status_page"].endswith(

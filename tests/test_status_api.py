@@ -23,6 +23,8 @@ from tests.statusfleet import (
     fleet,
     pair,
     pairs_of,
+    relink_fleet,
+    relink_rows,
     table_rows,
 )
 
@@ -92,11 +94,13 @@ def test_should_sum_up_the_fleet_and_list_its_companies(serve: Servers) -> None:
         "discovery": {"used": True, "last_success": "2026-11-23T11:50:00Z", "failures": 0},
     }  # fmt: skip
     assert body["filters"] == {"status": ["AuthError"], "company": [], "data_type": [],
-                               "all": False}  # fmt: skip
+                               "connection": [], "platform": [], "all": False}  # fmt: skip
+    xero = [{"connection_id": "k1", "platform": "Xero", "source_type": "Accounting",
+             "status": "Deauthorized"}]  # fmt: skip
     assert body["companies"] == [
         {"company_id": c, "company_name": n, "up": True,
-         "last_poll_success": "2026-11-23T11:59:30Z"}
-        for c, n in (("c1", "Acme Ltd"), ("c2", "Bolt Inc"), ("c3", "Cobalt"))
+         "last_poll_success": "2026-11-23T11:59:30Z", "connections": k}
+        for c, n, k in (("c1", "Acme Ltd", xero), ("c2", "Bolt Inc", []), ("c3", "Cobalt", []))
     ]  # fmt: skip
 
 
@@ -104,7 +108,8 @@ def test_should_sum_up_the_fleet_and_list_its_companies(serve: Servers) -> None:
     "query",
     ["", "all=1", "status=stale", "status=healthy", "status=in_progress,NeverSynced",
      "status=Queued", "data_type=invoices", "company=c2", "company=acme&all=1",
-     "status=stale&data_type=invoices"],
+     "status=stale&data_type=invoices", "connection=Deauthorized", "platform=xero&all=1",
+     "connection=Linked"],
 )  # fmt: skip
 def test_should_list_the_same_pairs_in_the_same_order_as_the_page(
     serve: Servers, query: str
@@ -148,7 +153,30 @@ def test_should_return_every_matching_pair_beyond_the_pages_row_limit(serve: Ser
     assert everything["pairs"][0]["company_id"] == "z"  # the stale one first
 
 
-@pytest.mark.parametrize("query", ["?status=Bogus", "?all=perhaps"])
+def test_should_list_the_companies_with_a_connection_of_the_asked_status_on_the_platform(
+    serve: Servers,
+) -> None:
+    # Prepare: c6 Dormant's pairs are all healthy, its Xero connection Deauthorized
+    server = relink_fleet(serve)
+    # Act
+    body = server.api("?connection=deauthorized&platform=XERO")
+    page = relink_rows(server.get("/?connection=deauthorized&platform=XERO").text)
+    # Check
+    assert [c["company_id"] for c in body["companies"]] == ["c1", "c6"]
+    assert [c["company_id"] for c in body["companies"]] == [row["company-id"] for row in page]
+    assert body["companies"][1] == {
+        "company_id": "c6", "company_name": "Dormant Ltd", "up": True,
+        "last_poll_success": "2026-11-23T11:59:30Z",
+        "connections": [{"connection_id": "k6", "platform": "Xero",
+                         "source_type": "Accounting", "status": "Deauthorized"}],
+    }  # fmt: skip
+    assert (body["filters"]["connection"], body["filters"]["platform"]) == (
+        ["Deauthorized"], ["XERO"],
+    )  # fmt: skip
+    assert list(by_pair(body)) == [("c1", "invoices"), ("c1", "bills")]
+
+
+@pytest.mark.parametrize("query", ["?status=Bogus", "?all=perhaps", "?connection=Revoked"])
 def test_should_answer_400_in_json_for_a_filter_that_means_nothing(
     serve: Servers, query: str
 ) -> None:
@@ -160,7 +188,7 @@ def test_should_answer_400_in_json_for_a_filter_that_means_nothing(
     assert response.status_code == 400
     assert response.headers["Content-Type"] == "application/json"
     assert set(response.json()) == {"error"}
-    assert response.json()["error"].split(":")[0] in ("status", "all")
+    assert response.json()["error"].split(":")[0] == query[1:].partition("=")[0]
 
 
 def test_should_say_in_json_why_it_is_not_ready(serve: Servers) -> None:

@@ -145,6 +145,27 @@ def test_should_narrow_the_table_when_the_form_is_submitted(demo: Harness, page:
     assert page.locator("select[name=status]").input_value() == "AuthError"
 
 
+def test_should_list_the_companies_to_relink_when_the_connection_filter_is_submitted(
+    demo: Harness, page: Page
+) -> None:
+    # Prepare
+    companies = demo.store.current.snapshot.companies.values()
+    deauthorized = {c.company_id for c in companies
+                    if any(k.status == "Deauthorized" for k in c.connections)}  # fmt: skip
+    page.goto(demo.server.url + "/")
+    # Act
+    page.select_option("select[name=connection]", "Deauthorized")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    listed = page.locator("#connections tbody tr").evaluate_all(
+        "rows => rows.map(row => row.dataset.companyId)"
+    )
+    # Check
+    assert "connection=Deauthorized" in page.url
+    assert deauthorized and set(listed) == deauthorized
+    assert page.locator("select[name=connection]").input_value() == "Deauthorized"
+
+
 def test_should_narrow_the_table_to_the_company_of_an_alerts_link(
     demo: Harness, page: Page
 ) -> None:

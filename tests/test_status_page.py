@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import pytest
 import requests
@@ -27,15 +27,18 @@ from exporter.state import ConnectionState, SyncDetail
 from exporter.statuspage import ROW_LIMIT
 from exporter.webconfig import load_web_config
 from tests.harness import START
-from tests.promtools import RULES, alert_rules
+from tests.promtools import PRESET_RULES, RULES, alert_rules
 from tests.statusfleet import (
     HOUR,
     NEEDS_ATTENTION,
     Servers,
+    StatusServer,
     company,
     fleet,
     pair,
     pairs_of,
+    relink_fleet,
+    relink_rows,
     table_rows,
 )
 from tests.test_web_security import PASSWORD, USER, Pki, pki, web_config_file
@@ -248,6 +251,11 @@ def test_should_show_each_pairs_connection_and_the_companys_poll_health(
         ("company=c2&all=1", [("c2", "invoices"), ("c2", "accounts"), ("c2", "items"),
                               ("c2", "payments")]),
         ("data_type=nosuch", []),
+        ("connection=Deauthorized", [("c1", "invoices"), ("c1", "bills")]),
+        ("connection=deauthorized&status=AuthError", [("c1", "bills")]),
+        ("platform=xero&all=1", [("c1", "invoices"), ("c1", "bills"), ("c1", "customers")]),
+        ("connection=Linked", []),
+        ("platform=Sage", []),
         ("utm_source=mail", NEEDS_ATTENTION),
     ],
 )  # fmt: skip
@@ -268,13 +276,19 @@ def test_should_keep_the_filters_in_the_form_so_that_a_get_without_javascript_re
     # Prepare
     server = fleet(serve)
     # Act
-    page = server.get("/?status=stale&company=Acme&data_type=invoices&all=1").text
+    page = server.get(
+        "/?status=stale&company=Acme&data_type=invoices&connection=Deauthorized&platform=Xero&all=1"
+    ).text
     # Check
     assert '<form method="get" action="/">' in page
     assert '<option value="stale" selected>' in page
     assert 'name="company" placeholder="id or part of the name" value="Acme"' in page
     assert 'value="invoices"' in page
+    assert '<option value="Deauthorized" selected>Deauthorized</option>' in page
+    assert 'name="platform" list="platforms" placeholder="any" value="Xero"' in page
+    assert '<datalist id="platforms"><option value="Xero"></option></datalist>' in page
     assert 'name="all" value="1" checked' in page
+    assert pairs_of(table_rows(page)) == [("c1", "invoices")]
 
 
 @pytest.mark.parametrize(
@@ -282,8 +296,10 @@ def test_should_keep_the_filters_in_the_form_so_that_a_get_without_javascript_re
     [
         ("status=Bogus", "status: unknown value &#x27;Bogus&#x27;; one of AuthError, failing"),
         ("all=maybe", "all: &#x27;maybe&#x27; is neither 1 nor 0"),
+        ("connection=Revoked", "connection: unknown value &#x27;Revoked&#x27;; one of "
+         "PendingAuth, Linked, Unlinked, Deauthorized, Unknown"),
     ],
-)
+)  # fmt: skip
 def test_should_answer_400_with_the_form_and_why_for_a_filter_that_means_nothing(
     serve: Servers, query: str, message: str
 ) -> None:
@@ -313,6 +329,136 @@ def test_should_open_the_alerts_status_link_filtered_to_the_alerts_company(
     assert pairs_of(rows) == [("c1", "invoices"), ("c1", "bills")]
 
 
+def companies_to_relink(server: StatusServer, path: str) -> list[str]:
+    response = server.get(path)
+    assert response.status_code == 200, response.text
+    return [row["company-id"] for row in relink_rows(response.text)]
+
+
+def test_should_list_every_company_with_a_deauthorized_connection_even_if_its_pairs_are_healthy(
+    serve: Servers,
+) -> None:
+    # Prepare: c1 Acme has pairs that need attention; c6 Dormant and c7 Quill have none yet
+    server = relink_fleet(serve)
+    # Act
+    page = server.get("/?connection=Deauthorized").text
+    listed = relink_rows(page)
+    # Check
+    assert "<h2>Connections to relink (3)</h2>" in page
+    assert [row["company-id"] for row in listed] == ["c1", "c6", "c7"]
+    assert [row["company_cell"] for row in listed] == ["Acme Ltd c1", "Dormant Ltd c6", "Quill c7"]
+    assert listed[1]["connections_cell"] == "Deauthorized Xero (Accounting) k6"
+    assert listed[2]["connections_cell"] == (
+        "Deauthorized QuickBooks Online (Accounting) k7 Linked Plaid (Banking) k8"
+    )
+    assert listed[1]["company_link"] == "/?company=c6"
+    assert pairs_of(table_rows(page)) == [("c1", "invoices"), ("c1", "bills")]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("connection=Deauthorized&platform=Xero", ["c1", "c6"]),
+        ("connection=deauthorized&platform=quickbooks%20online", ["c7"]),
+        ("connection=Deauthorized&platform=QuickBooks+Online,Xero", ["c1", "c6", "c7"]),
+        ("connection=Deauthorized&platform=Plaid", []),  # Quill's Plaid is Linked
+        ("connection=Linked", ["c7", "c8"]),
+        ("connection=Linked&platform=Xero", ["c8"]),
+        ("connection=Unlinked,PendingAuth", []),
+        ("platform=Xero", ["c1", "c6"]),  # Deauthorized when no connection status is asked
+        ("company=c6", ["c6"]),
+        ("company=c8", []),
+        ("connection=Deauthorized&company=Quill", ["c7"]),
+        ("connection=Deauthorized&status=stale", ["c1", "c6", "c7"]),
+    ],
+)
+def test_should_narrow_the_companies_to_relink_by_connection_status_platform_and_company(
+    serve: Servers, query: str, expected: list[str]
+) -> None:
+    # Prepare
+    server = relink_fleet(serve)
+    # Act
+    listed = companies_to_relink(server, f"/?{query}")
+    # Check
+    assert listed == expected
+
+
+def test_should_open_the_preset_alerts_link_on_the_companies_to_relink_on_its_platform(
+    serve: Servers,
+) -> None:
+    # Prepare: CodatConnectionsDeauthorized's link as Alertmanager renders it for the
+    # QuickBooks Online alert; Quill's pairs are all healthy, none in AuthError yet
+    rule = next(
+        r for r in alert_rules(PRESET_RULES) if r["alert"] == "CodatConnectionsDeauthorized"
+    )
+    link = rule["annotations"]["status_page"]
+    template = "{{ $labels.platform | urlquery }}"
+    path = "/" + link.split("/", 3)[3].replace(template, quote_plus("QuickBooks Online"))
+    server = relink_fleet(serve)
+    # Act
+    page = server.get(path).text
+    # Check
+    assert path == "/?connection=Deauthorized&platform=QuickBooks+Online"
+    assert [row["company-id"] for row in relink_rows(page)] == ["c7"]
+    assert "companies with a connection Deauthorized on QuickBooks Online" in page
+    assert table_rows(page) == []
+    assert pairs_of(table_rows(server.get("/?status=AuthError").text)) == [("c1", "bills")]
+
+
+def test_should_show_the_connection_alerts_company_its_connections_though_its_pairs_are_healthy(
+    serve: Servers,
+) -> None:
+    # Prepare: the default rules' CodatConnectionDeauthorized links to the company, as
+    # Alertmanager renders it for c6
+    rule = next(r for r in alert_rules(RULES) if r["alert"] == "CodatConnectionDeauthorized")
+    link = rule["annotations"]["status_page"]
+    path = "/" + link.split("/", 3)[3].replace("{{ $labels.company_id | urlquery }}", "c6")
+    server = relink_fleet(serve)
+    # Act
+    page = server.get(path).text
+    # Check
+    assert path == "/?company=c6"
+    assert [row["connections_cell"] for row in relink_rows(page)] == [
+        "Deauthorized Xero (Accounting) k6"
+    ]
+    assert table_rows(page) == []
+
+
+def test_should_count_the_companies_to_relink_on_the_unfiltered_page_and_link_to_them(
+    serve: Servers,
+) -> None:
+    # Prepare
+    server = relink_fleet(serve)
+    none = serve(company("c2", pair("invoices", age=3 * HOUR)))
+    # Act
+    page = server.get("/").text
+    # Check
+    assert (
+        '<a href="/?connection=Deauthorized">3 companies have a Deauthorized connection</a>' in page
+    )
+    assert relink_rows(page) == []  # the list itself only when asked for
+    assert 'href="/?status=stale&amp;connection=Deauthorized"' in server.get("/?status=stale").text
+    assert "Deauthorized connection" not in none.get("/").text
+
+
+def test_should_list_only_the_pairs_that_a_connection_of_the_asked_status_serves(
+    serve: Servers,
+) -> None:
+    # Prepare: the Xero connection (Accounting) is Linked, the Plaid one (Banking) not
+    both = (ConnectionState("k2", "Xero", "Accounting", "Linked"),
+            ConnectionState("k3", "Plaid", "Banking", "Deauthorized"))  # fmt: skip
+    mixed = company("c5", pair("invoices", age=3 * HOUR), pair("banking-accounts", age=3 * HOUR),
+                    connections=both)  # fmt: skip
+    server = serve(mixed)
+    # Act
+    deauthorized = server.rows("/?connection=Deauthorized")
+    linked = server.rows("/?connection=Linked")
+    on_plaid = server.rows("/?platform=plaid")
+    # Check
+    assert pairs_of(deauthorized) == pairs_of(on_plaid) == [("c5", "banking-accounts")]
+    assert pairs_of(linked) == [("c5", "invoices")]
+
+
 HOSTILE_NAME = "<script>alert(1)</script>"
 HOSTILE_MESSAGE = '<img src=x onerror="alert(2)"> & "quoted"'
 
@@ -336,6 +482,32 @@ def test_should_escape_a_company_name_an_error_message_and_a_filter_holding_html
     assert 'data-company-id="c&quot;&gt;&lt;i&gt;x"' in listed
     assert 'value="&quot;&gt;&lt;script&gt;alert(3)&lt;/script&gt;"' in page
     assert table_rows(listed)[0]["company_cell"] == f'{HOSTILE_NAME} c"><i>x'
+
+
+HOSTILE_PLATFORM = """<script>alert(4)</script>"'&"""
+
+
+def test_should_escape_a_platform_and_a_connection_id_holding_html_and_quotes(
+    serve: Servers,
+) -> None:
+    # Prepare
+    hostile = ConnectionState('k"><b>x', HOSTILE_PLATFORM, "<i>Accounting", "Deauthorized")
+    server = serve(company("c1", pair("invoices"), name=HOSTILE_NAME, connections=(hostile,)))
+    # Act
+    page = server.get("/?connection=Deauthorized&platform=" + quote_plus(HOSTILE_PLATFORM)).text
+    listed = server.get("/").text
+    api = server.api("?platform=" + quote_plus(HOSTILE_PLATFORM))
+    # Check
+    for body in (page, listed):
+        assert "<script" not in body and "<b>x" not in body and "<i>" not in body
+    escaped = "&lt;script&gt;alert(4)&lt;/script&gt;&quot;&#x27;&amp;"
+    assert f'name="platform" list="platforms" placeholder="any" value="{escaped}"' in page
+    assert f'<option value="{escaped}"></option>' in listed
+    assert f"{escaped} (&lt;i&gt;Accounting) <small>k&quot;&gt;&lt;b&gt;x</small>" in page
+    assert relink_rows(page)[0]["connections_cell"] == (
+        f'Deauthorized {HOSTILE_PLATFORM} (<i>Accounting) k"><b>x'
+    )
+    assert [c["connections"][0]["platform"] for c in api["companies"]] == [HOSTILE_PLATFORM]
 
 
 def test_should_forbid_scripts_and_load_nothing_from_elsewhere(serve: Servers) -> None:
