@@ -194,9 +194,10 @@ def run(
     )
     found = statefile.read(config.state.file, config.shard) if config.state.file else None
     rendered = None if found is None else publish_rendering(store, found, config)
-    if args.once:
+    if args.once or rendered is None:  # nothing to serve meanwhile: decode before listening
         resume(poller, store, found, rendered, config)
-        del found, rendered  # the file's bytes: about 100 MB at 10,000 companies
+        found = rendered = None  # the file's bytes: about 100 MB at 10,000 companies
+    if args.once:
         return poll_once(poller, store, metrics, clock, stop)
     receiver = None
     if config.webhooks.enabled:
@@ -236,11 +237,13 @@ def run(
              f" ({served.summary()})" if protected else "")  # fmt: skip
     if receiver is not None:
         log.info("accepting Codat webhooks at %s/webhooks/codat", servers[-1].url)
-    resume(poller, store, found, rendered, config)
-    del found, rendered
-    scheduler = start_scheduler(poller, config.poll.interval, receiver)
-    stop.wait()
-    scheduler.shutdown(wait=False)
+    if found is not None:
+        resume(poller, store, found, rendered, config)
+        found = rendered = None
+    if not stop.is_set():  # a signal while the state decoded: no cycle to start
+        scheduler = start_scheduler(poller, config.poll.interval, receiver)
+        stop.wait()
+        scheduler.shutdown(wait=False)
     poller.stop()
     for server in servers:
         server.stop()
@@ -265,7 +268,7 @@ def publish_rendering(
         exposition = Exposition.restored(
             found.rendered, config.freshness, config.poll.interval, config.metrics
         )
-    except (ValueError, KeyError, TypeError, zlib.error) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, zlib.error) as exc:
         log.warning("state file %s: its rendering is unusable (%s); rendering the state "
                     "instead", found.path, exc)  # fmt: skip
         return None
@@ -290,7 +293,7 @@ def resume(
     if saved is not None:
         poller.restore(saved, rendered)
     elif rendered is not None and store.current is rendered:
-        store.withdraw(nothing_yet(config))
+        store.publish(nothing_yet(config))
 
 
 def on_stop_signal(stop: threading.Event) -> list[int]:

@@ -30,9 +30,11 @@ import threading
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
-from exporter import __version__, assess
+from exporter import __version__, assess, codat, metrics
 from exporter.codat import CONNECTION_STATUSES, IN_PROGRESS_STATUSES, KNOWN_STATUSES, NEVER_SYNCED
 from exporter.config import ALL_FAMILIES, FreshnessConfig, MetricsConfig, format_duration
 from exporter.metrics import (
@@ -192,17 +194,17 @@ class Exposition:
     ) -> Exposition | None:  # fmt: skip
         """The rendering ``saved`` wrote, holding a snapshot with no companies yet
         (``Snapshot.loading``); None when the text would differ under this configuration
-        or this version (the caller then renders the decoded state).
+        or this build (the caller then renders the decoded state).
 
-        ValueError when ``data`` is not what ``saved`` writes."""
-        head, _, body = data.partition(b"\n")
-        index = json.loads(head)
-        formatted = format_duration(interval)
-        if index["fingerprint"] != _fingerprint(freshness, formatted, families):
+        ValueError naming the first problem when ``data`` is not what ``saved`` writes:
+        nothing here may fail later, at a scrape."""
+        newline = data.find(b"\n")
+        index = _index(data[:newline] if newline >= 0 else data)
+        if index["fingerprint"] != _fingerprint(freshness, format_duration(interval), families):
             return None
         if index["byteorder"] != sys.byteorder:
             return None
-        view = memoryview(body)
+        view = memoryview(data)[newline + 1 :]
         at = 0
 
         def take(size: int) -> memoryview:
@@ -215,7 +217,15 @@ class Exposition:
         def floats(count: int) -> array[float]:
             values = array("d")
             values.frombytes(take(count * values.itemsize))
+            if not all(map(math.isfinite, values)):
+                raise ValueError("a time in the rendered text is not finite")
             return values
+
+        def template(size: int, count: int) -> bytes:
+            text = zlib.decompress(take(size))
+            if text.count(b"%r") - text.count(b"%%r") != count:
+                raise ValueError("an age template does not match its timestamps")
+            return text
 
         monitored, duration, last_poll, unready = index["snapshot"]
         snapshot = Snapshot(monitored=monitored, poll_duration=duration, last_poll=last_poll,
@@ -223,7 +233,7 @@ class Exposition:
         exposition = cls(snapshot, freshness, interval, families)  # no companies: instant
         exposition._members = [bytes(take(size)) for size in index["members"]]
         exposition._age_pieces = [
-            (zlib.decompress(take(size)), floats(count)) for size, count in index["ages"]
+            (template(size, count), floats(count)) for size, count in index["ages"]
         ]
         exposition._synced = {d: floats(count) for d, count in index["synced"]}
         exposition._stale_at = {d: floats(count) for d, count in index["stale_at"]}
@@ -415,9 +425,64 @@ class Exposition:
 
 def _fingerprint(freshness: FreshnessConfig, interval: str, families: MetricsConfig) -> str:
     """What the rendered text depends on besides the snapshot: the thresholds (max ages),
-    the interval (in HELP), the families exported, and this exporter's version."""
-    key = repr((__version__, freshness, interval, families))
+    the interval (in HELP), the families exported, and the code that renders it (this
+    version, and the source of the modules whose output is in the text, so that two builds
+    of one version never take each other's text)."""
+    key = repr((__version__, _RENDERING_CODE, freshness, interval, families))
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _source(module: Any) -> bytes:
+    """A module's source, or nothing where it is not on disk (the version still counts)."""
+    try:
+        return Path(module.__file__ or "").read_bytes()
+    except OSError:
+        return b""
+
+
+_RENDERING_CODE = hashlib.sha256(
+    b"".join(map(_source, (sys.modules[__name__], assess, codat, metrics)))
+).hexdigest()
+
+
+def _index(line: bytes) -> dict[str, Any]:
+    """The index line of a saved rendering, every field's type checked; ValueError."""
+    try:
+        index = json.loads(line)
+    except (ValueError, RecursionError):
+        raise ValueError("the rendered text's index is not valid JSON") from None
+    if not isinstance(index, dict):
+        raise ValueError("the rendered text's index is not an object")
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    def time(value: Any) -> bool:
+        return value is None or (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
+
+    def pairs(key: str, first: Callable[[Any], bool]) -> bool:
+        items = index.get(key)
+        return isinstance(items, list) and all(
+            isinstance(i, list) and len(i) == 2 and first(i[0]) and whole(i[1]) for i in items
+        )
+
+    members, snapshot = index.get("members"), index.get("snapshot")
+    checks = {
+        "fingerprint": isinstance(index.get("fingerprint"), str),
+        "byteorder": isinstance(index.get("byteorder"), str),
+        "members": isinstance(members, list) and all(map(whole, members)),
+        "ages": pairs("ages", whole),
+        "synced": pairs("synced", lambda d: isinstance(d, str)),
+        "stale_at": pairs("stale_at", lambda d: isinstance(d, str)),
+        "snapshot": isinstance(snapshot, list) and len(snapshot) == 4 and whole(snapshot[0])
+        and time(snapshot[1]) and time(snapshot[2]) and isinstance(snapshot[3], str),
+    }  # fmt: skip
+    wrong = [key for key, ok in checks.items() if not ok]
+    if wrong:
+        raise ValueError(f"the rendered text's index has a malformed {wrong[0]!r}")
+    return index
 
 
 class SnapshotStore:
@@ -434,14 +499,11 @@ class SnapshotStore:
         return self._current
 
     def publish(self, exposition: Exposition) -> None:
+        """Swap ``exposition`` in; /-/ready follows its snapshot (a restart's rendering is
+        ready at once, and not any more if the state decoded after it is not)."""
         with self._lock:
             self._current = exposition
-        if exposition.snapshot.ready:
-            self.ready.set()
-
-    def withdraw(self, exposition: Exposition) -> None:
-        """Replace what was published by ``exposition``, not ready: a restart's rendering
-        whose state turned out unusable."""
-        with self._lock:
-            self._current = exposition
-            self.ready.clear()
+            if exposition.snapshot.ready:
+                self.ready.set()
+            else:
+                self.ready.clear()

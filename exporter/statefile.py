@@ -13,7 +13,7 @@ rename, fsync of the directory), so a crash leaves the old file or the new one, 
 of one. Its first line is a JSON header: a format name, a version, the shard it belongs to,
 and the size and CRC-32 of each section that follows::
 
-    {"format":"codat-freshness-exporter/state","version":2,"shard":[0,1],
+    {"format":"codat-freshness-exporter/state","version":3,"shard":[0,1],
      "saved_at":1764633600.0,"sections":[["rendered",20713422,2841103372],
      ["state",71698311,95110230]]}
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import math
 import os
 import tempfile
 import zlib
@@ -48,7 +49,7 @@ from exporter.state import CompanyInfo, CompanyState, ConnectionState, DataTypeS
 log = logging.getLogger(__name__)
 
 FORMAT = "codat-freshness-exporter/state"
-VERSION = 2
+VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,8 @@ def pack(shard: Shard, saved_at: float, sections: Mapping[str, bytes]) -> bytes:
 def unpack(data: bytes, shard: Shard) -> tuple[float, dict[str, bytes]]:
     """The save time and the sections of a whole file; StateFileError naming the first
     problem."""
-    line, newline, body = data.partition(b"\n")
+    newline = data.find(b"\n")
+    line = data[:newline] if newline >= 0 else data
     try:
         header = json.loads(line)
     except (ValueError, RecursionError):
@@ -157,22 +159,22 @@ def unpack(data: bytes, shard: Shard) -> tuple[float, dict[str, bytes]]:
             f"written by shard {header.get('shard')!r}, this is {shard.index} of {shard.count}"
         )
     sections: dict[str, bytes] = {}
-    at = 0
+    at = newline + 1  # the sections are sliced from the file itself: no copy of it all
     try:
         saved_at = _number(header["saved_at"])
         for name, size, crc in _list(header["sections"]):
-            section = body[at : at + _int(size)]
+            section = data[at : at + _int(size)]
             at += len(section)
             if len(section) != size:
                 raise StateFileError(f"section {name!r} is cut short (a copy, not a crash?)")
             if zlib.crc32(section) != crc:
                 raise StateFileError(f"section {name!r} does not match its checksum")
             sections[_str(name)] = section
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         if isinstance(exc, StateFileError):
             raise
         raise StateFileError(f"malformed header ({type(exc).__name__}: {exc})") from None
-    if not newline or at != len(body) or STATE not in sections:
+    if newline < 0 or at != len(data) or STATE not in sections:
         raise StateFileError("its size does not match its header")
     return saved_at, sections
 
@@ -287,7 +289,7 @@ def _decode(data: bytes, saved_at: float) -> SavedState:
             seen_syncs=seen,
             extra=_dict(fleet.get("extra") or {}),
         )
-    except (KeyError, IndexError, TypeError, ValueError, StopIteration) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError, StopIteration) as exc:
         if isinstance(exc, StateFileError):
             raise
         raise StateFileError(f"malformed content ({type(exc).__name__}: {exc})") from None
@@ -417,6 +419,8 @@ def _bool(value: Any) -> bool:
 def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, found {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, found {value}")
     return float(value)
 
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from exporter.cli import publish_rendering, resume
 from exporter.collector import Exposition
-from exporter.simulator.server import CONNECTIONS, DATA_STATUS, SYNC_SETTINGS
+from exporter.simulator import Fault
+from exporter.simulator.server import COMPANIES, CONNECTIONS, DATA_STATUS, LISTING, SYNC_SETTINGS
 from exporter.state import Snapshot
 from exporter.statefile import (
     FORMAT,
@@ -149,7 +152,7 @@ def damaged(data: bytes) -> bytes:
     [
         ("not JSON", lambda good: b'{"format": "codat-freshness-exporter/state", "vers'),
         ("another program's file", lambda good: b'{"hello": "world"}'),
-        ("the previous version", lambda good: json.dumps({"format": FORMAT, "version": 1,
+        ("the previous version", lambda good: json.dumps({"format": FORMAT, "version": VERSION - 1,
                                                           "companies": []}).encode()),
         ("a later version", lambda good: json.dumps({"format": FORMAT,
                                                      "version": VERSION + 1}).encode()),
@@ -446,3 +449,93 @@ def test_should_keep_the_rendering_beside_the_state(
     assert restored is not None
     now = harness.clock.time()
     assert restored.render(now) == served.render(now)
+
+
+def test_should_not_be_ready_when_discovery_turned_on_since_the_save_has_not_succeeded(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare: saved while the companies were listed by id (the rendering is reusable)
+    path = tmp_path / "state.json"
+    before = make_harness(state={"file": str(path)}, freshness={"from_sync_settings": True})
+    before.poll()
+    before.close()
+    # Act: restarted with discovery on, Codat's listing failing
+    discovering = {"ids": [], "discover": True}
+    after, resume_now = restarted_serving_first(make_harness, path, companies=discovering)
+    after.fleet.inject(LISTING, Fault("status", status=503, endpoint=COMPANIES))
+    served = after.scrape().companies()
+    resume_now()
+    after.poll()
+    # Check
+    assert served == set(before.fleet.companies)
+    ready = after.get("/-/ready")
+    assert ready.status_code == 503
+    assert "discovery has not succeeded" in ready.text
+
+
+def rendering_with(change: Callable[[dict[str, Any]], object]) -> Callable[[bytes], bytes]:
+    """A rendered section whose index line ``change`` edited."""
+
+    def edit(section: bytes) -> bytes:
+        line, _, rest = section.partition(b"\n")
+        index = json.loads(line)
+        change(index)
+        return json.dumps(index).encode() + b"\n" + rest
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("case", "damage"),
+    [
+        ("nested too deep", lambda section: b"[" * 100_000),
+        ("a data type that is not a name", rendering_with(lambda i: i["stale_at"][0].__setitem__(0, 5))),  # noqa: E501
+        ("an infinite poll time", rendering_with(lambda i: i["snapshot"].__setitem__(2, math.inf))),
+        ("a member past the end", rendering_with(lambda i: i["members"].__setitem__(0, 10**9))),
+        ("an age count that is wrong", rendering_with(lambda i: i["ages"][0].__setitem__(1, 3))),
+    ],
+)  # fmt: skip
+def test_should_render_the_state_when_the_saved_rendering_is_unusable(
+    make_harness: Callable[..., Harness],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+    damage: Callable[[bytes], bytes],
+) -> None:
+    # Prepare: a whole file (checksums recomputed) whose rendering is damaged
+    path = tmp_path / "state.json"
+    before = make_harness(**with_state(path))
+    before.poll()
+    expected = rendered_lines(before.get("/metrics").text)
+    before.close()
+    saved_at, sections = unpack(path.read_bytes(), before.config.shard)
+    sections[RENDERED] = damage(sections[RENDERED])
+    path.write_bytes(pack(before.config.shard, saved_at, sections))
+    # Act
+    with caplog.at_level(logging.WARNING, logger="exporter"):
+        after, resume_now = restarted_serving_first(make_harness, path)
+        resume_now()
+    # Check: one line, and the state itself served, exactly
+    assert [r for r in caplog.records if "its rendering is unusable" in r.getMessage()]
+    assert rendered_lines(after.get("/metrics").text) == expected
+    assert after.poll().all_succeeded
+
+
+def test_should_ignore_a_state_with_a_time_that_is_not_finite(
+    make_harness: Callable[..., Harness], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare
+    path = tmp_path / "state.json"
+    before = make_harness(**with_state(path))
+    before.poll()
+    before.close()
+    rewritten(path, before.config.shard, lambda lines: lines[1].__setitem__("created", math.inf))  # type: ignore[index]
+    # Act
+    with caplog.at_level(logging.WARNING, logger="exporter"):
+        after, resume_now = restarted_serving_first(make_harness, path)
+        resume_now()
+        result = after.poll()
+    # Check: ignored with one line; the cycles go on
+    assert [r for r in caplog.records if "expected a finite number" in r.getMessage()]
+    assert result.all_succeeded
+    assert after.scrape().companies() == set(before.fleet.companies)
