@@ -15,10 +15,12 @@ What a day costs, with ``N`` companies:
 - sync settings: N requests every refresh interval (the discovery interval, when
   ``freshness.from_sync_settings``);
 - company names: N requests an hour, only without discovery (the company list has names).
-- pull operations (``diagnostics``): about one read a day per data type of each company for
-  each of ``sync_durations`` (its daily successful sync) and ``pull_operations`` (a latest
-  sync that failed, paused or queued); Codat syncs each data type daily by default. The data
-  types per company are those of the last poll, ``ASSUMED_DATA_TYPES`` before the first.
+- pull operations (``diagnostics``): about one read per sync of each data type of each
+  company for each of ``sync_durations`` (its successful sync) and ``pull_operations`` (a
+  latest sync that failed, paused or queued). Codat syncs each data type daily by default;
+  where the companies' sync schedules are read (``freshness.from_sync_settings``), their
+  syncs a day are counted instead (24 for an hourly schedule). The data types per company
+  are those of the last poll, ``ASSUMED_DATA_TYPES`` before the first.
 
 Retries and the first round at start-up come on top; they are not counted.
 
@@ -49,9 +51,11 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from exporter.config import format_duration
+from exporter.state import CompanyState
 
 DAY = 86400.0
 REQUESTS_PER_COMPANY = 1000
@@ -175,6 +179,27 @@ class Estimate:
         )
 
 
+def syncs_per_day(states: Sequence[CompanyState]) -> float:
+    """Syncs a day of the fleet's average data type: Codat's ``syncSchedule`` (hours) where
+    it was read, daily where not.
+
+    >>> from exporter.state import DataTypeStatus
+    >>> pairs = tuple(DataTypeStatus(d, "Complete", 0.0) for d in ("invoices", "bills"))
+    >>> syncs_per_day([CompanyState("c", "", True, 0.0, pairs, sync_schedules={"invoices": 1})])
+    12.5
+    """
+    if not any(state.sync_schedules for state in states):
+        return 1.0
+    pairs = syncs = 0.0
+    for state in states:
+        schedules = state.sync_schedules
+        for item in state.data_types:
+            hours = schedules.get(item.data_type, 24.0)
+            syncs += 24.0 / hours if hours > 0 else 1.0
+        pairs += len(state.data_types)
+    return syncs / pairs if pairs else 1.0
+
+
 def estimate_daily_requests(
     companies: int,
     poll_interval: float,
@@ -189,12 +214,13 @@ def estimate_daily_requests(
     per_minute_limit: int | None = None,
     pull_operation_reads: int = 0,
     data_types: float = ASSUMED_DATA_TYPES,
+    syncs_per_day: float = 1.0,
     refreshes: int = 0,
 ) -> Estimate:
     """Estimate a day's requests for the whole fleet; intervals in seconds, None = disabled.
 
-    ``pull_operation_reads`` is how many of the daily reads per data type ``diagnostics``
-    makes (0 to 2), for ``data_types`` per company.
+    ``pull_operation_reads`` is how many reads per sync of a data type ``diagnostics``
+    makes (0 to 2), for ``data_types`` per company syncing ``syncs_per_day`` times a day.
 
     ``companies`` is the whole fleet, across all shards. ``quota_companies`` is what Codat's
     quota counts, the companies with an active connection; it defaults to ``companies``.
@@ -208,6 +234,7 @@ def estimate_daily_requests(
     (False, None, 7200000.0)
     """
     _check(companies >= 0, f"companies must be 0 or more, not {companies}")
+    _check(syncs_per_day > 0, f"syncs_per_day must be over 0, not {syncs_per_day}")
     _check(shards >= 1, f"shards must be at least 1, not {shards}")
     _check(page_size >= 1, f"page_size must be at least 1, not {page_size}")
     _check(0 < quota_share <= 1, f"quota_share must be over 0 and at most 1, not {quota_share}")
@@ -236,7 +263,7 @@ def estimate_daily_requests(
         connections=per_day(companies, connections_interval),
         sync_settings=per_day(companies, sync_settings_interval),
         names=per_day(companies, NAME_REFRESH_INTERVAL if discovery_interval is None else None),
-        pull_operations=companies * data_types * pull_operation_reads,
+        pull_operations=companies * data_types * syncs_per_day * pull_operation_reads,
         refreshes=float(refreshes),
         suggested_interval=None,
         shards=shards,

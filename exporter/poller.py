@@ -123,7 +123,7 @@ class Poller:
         """Guards _states while a cycle and webhook re-polls both publish."""
         self._last_cycle: tuple[float, float] | None = None
         self._state_failing = False
-        self._estimated_for: tuple[int, int] | None = None
+        self._estimated_for: tuple[int, int, float] | None = None
         """The fleet size and data types per company the last estimate was made for."""
         metrics.shard_info.labels(str(config.shard.index), str(config.shard.count)).set(1)
 
@@ -507,7 +507,8 @@ class Poller:
             if states
             else budget.ASSUMED_DATA_TYPES
         )
-        key = (len(ids), round(data_types))
+        syncs_per_day = budget.syncs_per_day(states)
+        key = (len(ids), round(data_types), round(syncs_per_day, 1))
         if key == self._estimated_for:
             return
         resized = self._estimated_for is None or self._estimated_for[0] != len(ids)
@@ -530,6 +531,7 @@ class Poller:
                 config.diagnostics.pull_operations + config.diagnostics.sync_durations
             ),
             data_types=data_types,
+            syncs_per_day=syncs_per_day,
             refreshes=(
                 config.refresh.max_per_day * config.shard.count
                 if config.refresh.enabled and not config.refresh.dry_run

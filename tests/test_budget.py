@@ -8,6 +8,7 @@ import pytest
 
 from exporter import budget
 from exporter.budget import FRIENDLY_INTERVALS, estimate_daily_requests
+from exporter.state import CompanyState, DataTypeStatus
 
 
 def test_should_count_one_poll_per_company_per_interval() -> None:
@@ -278,3 +279,31 @@ def test_should_suggest_an_interval_that_fits_both_the_quota_and_the_rate() -> N
     assert estimate.suggested_interval == 1800
     assert estimate_daily_requests(1500, 1800, **settings).fits
     assert not estimate_daily_requests(1500, 1200, **settings).fits
+
+
+def test_should_count_a_pull_operation_read_per_sync_for_hourly_schedules() -> None:
+    # Prepare: the same fleet, its data types synced daily or hourly
+    # Act
+    once = estimate_daily_requests(1000, 900, pull_operation_reads=1, data_types=25)
+    hourly = estimate_daily_requests(
+        1000, 900, pull_operation_reads=1, data_types=25, syncs_per_day=24
+    )
+
+    # Check: a read for every sync, so 24 times as many
+    assert once.pull_operations == 25_000
+    assert hourly.pull_operations == 24 * 25_000
+    assert hourly.total - once.total == 23 * 25_000
+
+
+def test_should_take_the_fleets_syncs_a_day_from_the_schedules_read() -> None:
+    # Prepare: one company hourly on one of its two data types, one never read (daily)
+    pairs = tuple(DataTypeStatus(name, "Complete", 0.0) for name in ("invoices", "bills"))
+    hourly = CompanyState("a", "", True, 0.0, pairs, sync_schedules={"invoices": 1})
+    unread = CompanyState("b", "", True, 0.0, pairs)
+
+    # Act
+    mixed, none = budget.syncs_per_day([hourly, unread]), budget.syncs_per_day([unread])
+
+    # Check: (24 + 1 + 1 + 1) / 4 pairs; daily where no schedule was read
+    assert mixed == 27 / 4
+    assert none == 1.0
