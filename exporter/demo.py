@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from exporter.clock import Clock
 from exporter.config import Config, parse_config
-from exporter.simulator import Fleet, SimulatedCodat
+from exporter.simulator import DEFAULT_API_KEY, Fleet, SimulatedCodat
 
-DEMO_API_KEY = "demo-api-key"
+DEMO_API_KEY = DEFAULT_API_KEY
 DEMO_COMPANIES = 20
 DEMO_INTERVAL = "15s"
 

@@ -12,15 +12,14 @@ import signal
 import threading
 
 from exporter.clock import SystemClock
-from exporter.demo import DEMO_API_KEY
-from exporter.simulator import Fleet, SimulatedCodat
+from exporter.simulator import DEFAULT_API_KEY, Fleet, SimulatedCodat
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m exporter.simulator",
         description="Serve a simulated Codat Platform API. Point the exporter at it with "
-        f"codat.base_url: http://127.0.0.1:PORT and codat.api_key: {DEMO_API_KEY} "
+        f"codat.base_url: http://127.0.0.1:PORT and codat.api_key: {DEFAULT_API_KEY} "
         "(or the --api-key given here).",
     )
     parser.add_argument("--host", default="127.0.0.1")
@@ -28,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--companies", type=int, default=20)
     parser.add_argument("--data-types", type=int, default=12, help="data types per company")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--api-key", default=DEMO_API_KEY,
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY,
                         help="the only API key it accepts (default: %(default)s)")  # fmt: skip
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
     args = parser.parse_args(argv)

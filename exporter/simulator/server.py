@@ -42,6 +42,8 @@ from exporter.simulator.fleet import (
     Fleet,
 )
 
+DEFAULT_API_KEY = "demo-api-key"
+"""The key it accepts unless told another (the demo's, and README's)."""
 DATA_STATUS = "/companies/{companyId}/dataStatus"
 COMPANY = "/companies/{companyId}"
 COMPANIES = "/companies"
