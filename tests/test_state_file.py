@@ -7,15 +7,21 @@ import gc
 import json
 import logging
 import math
+import os
+import signal
+import time
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from exporter.cli import publish_rendering, resume
 from exporter.collector import Exposition
-from exporter.simulator import Fault
+from exporter.sharding import Shard
+from exporter.simulator import Fault, SimulatedCodat
 from exporter.simulator.server import COMPANIES, CONNECTIONS, DATA_STATUS, LISTING, SYNC_SETTINGS
 from exporter.state import Snapshot
 from exporter.statefile import (
@@ -31,7 +37,8 @@ from exporter.statefile import (
     save,
     unpack,
 )
-from tests.harness import Harness
+from tests.harness import API_KEY, LISTEN_ANYWHERE, Harness, Program, parse_exposition
+from tests.test_cli import run_cli
 
 UP = "codat_exporter_company_up"
 LAST_SUCCESS = "codat_exporter_company_last_poll_success_timestamp_seconds"
@@ -141,6 +148,28 @@ def test_should_resume_without_refetching_what_the_file_holds(
     assert CONNECTIONS not in made and SYNC_SETTINGS not in made
 
 
+def with_header(change: Callable[[dict[str, Any]], object]) -> Callable[[bytes], bytes]:
+    """A whole file whose header line ``change`` edited, its sections as they were."""
+
+    def edit(good: bytes) -> bytes:
+        line, _, rest = good.partition(b"\n")
+        header = json.loads(line)
+        change(header)
+        return json.dumps(header).encode() + b"\n" + rest
+
+    return edit
+
+
+def with_state_section(section: bytes) -> Callable[[bytes], bytes]:
+    """A whole file, checksums and all, whose state section is ``section``."""
+
+    def edit(good: bytes) -> bytes:
+        saved_at, sections = unpack(good, Shard())
+        return pack(Shard(), saved_at, {**sections, STATE: section})
+
+    return edit
+
+
 def damaged(data: bytes) -> bytes:
     """One byte of the state section changed."""
     at = len(data) - 10
@@ -160,6 +189,10 @@ def damaged(data: bytes) -> bytes:
                                                    "shard": [1, 2]}).encode()),
         ("cut short", lambda good: good[: len(good) // 2]),
         ("damaged", damaged),
+        ("a later version, whole", with_header(lambda h: h.__setitem__("version", VERSION + 1))),
+        ("another shard's, whole", lambda good: pack(Shard(1, 2), *unpack(good, Shard()))),
+        ("a header field of the wrong type", with_header(lambda h: h.__setitem__("sections", "state"))),  # noqa: E501
+        ("a state nested too deep", with_state_section(b"[" * 100_000)),
     ],
 )  # fmt: skip
 def test_should_ignore_an_unusable_state_file_with_one_warning(
@@ -330,6 +363,10 @@ def test_should_not_collect_garbage_while_a_large_state_is_decoded_or_encoded(
     )
     watching, started = [False], []
     states: list[SavedState] = []
+    (tmp_path / "large.json").write_bytes(data)
+    found = read(tmp_path / "large.json", shard)  # as cli.run reads it at start
+    assert found is not None
+    loaded: list[SavedState | None] = []
 
     def record(phase: str, info: dict[str, int]) -> None:
         if phase == "start" and watching[0]:
@@ -348,6 +385,7 @@ def test_should_not_collect_garbage_while_a_large_state_is_decoded_or_encoded(
         unpaused = collections_during(lambda: documents(unpack(data, shard)[1][STATE]))
         # Act
         decoding = collections_during(lambda: states.append(decode(data, shard)))
+        starting = collections_during(lambda: loaded.append(found.state()))
         encoding = collections_during(lambda: save(tmp_path / "again.json", states[0], shard))
     finally:
         gc.callbacks.remove(record)
@@ -356,9 +394,11 @@ def test_should_not_collect_garbage_while_a_large_state_is_decoded_or_encoded(
     # The collector is on again, and the state whole
     assert len(unpaused) > 1 and max(unpaused) > 0, "too small a state to show anything"
     assert decoding in ([], [0])
+    assert starting in ([], [0])
     assert encoding in ([], [0])
     assert gc.isenabled()
     assert len(states[0].companies) == 400
+    assert loaded[0] is not None and len(loaded[0].companies) == 400
     again = documents(unpack((tmp_path / "again.json").read_bytes(), shard)[1][STATE])
     assert again[1:] == copies
 
@@ -485,6 +525,38 @@ def rendering_with(change: Callable[[dict[str, Any]], object]) -> Callable[[byte
     return edit
 
 
+def rendering_bytes(
+    change: Callable[[dict[str, Any], bytearray], object],
+) -> Callable[[bytes], bytes]:
+    """A rendered section whose index line and the bytes after it ``change`` edited."""
+
+    def edit(section: bytes) -> bytes:
+        line, _, rest = section.partition(b"\n")
+        index, blobs = json.loads(line), bytearray(rest)
+        change(index, blobs)
+        return json.dumps(index).encode() + b"\n" + bytes(blobs)
+
+    return edit
+
+
+def template_not_inflating(index: dict[str, Any], blobs: bytearray) -> None:
+    """The first age template's zlib header damaged (it follows the gzip members)."""
+    blobs[sum(index["members"])] ^= 1
+
+
+def first_time_infinite(index: dict[str, Any], blobs: bytearray) -> None:
+    """The first time after the age templates and their timestamps (a sync time) +inf."""
+    at = sum(index["members"]) + sum(size + 8 * count for size, count in index["ages"])
+    blobs[at : at + 8] = array("d", [math.inf]).tobytes()
+
+
+def age_count_moved(index: dict[str, Any], blobs: bytearray) -> None:
+    """The last age template's last timestamp counted in the array after it: every size
+    still adds up, but the template has one more %r than it has timestamps."""
+    index["ages"][-1][1] -= 1
+    index["synced"][0][1] += 1
+
+
 @pytest.mark.parametrize(
     ("case", "damage"),
     [
@@ -493,6 +565,11 @@ def rendering_with(change: Callable[[dict[str, Any]], object]) -> Callable[[byte
         ("an infinite poll time", rendering_with(lambda i: i["snapshot"].__setitem__(2, math.inf))),
         ("a member past the end", rendering_with(lambda i: i["members"].__setitem__(0, 10**9))),
         ("an age count that is wrong", rendering_with(lambda i: i["ages"][0].__setitem__(1, 3))),
+        ("an index that is not an object", lambda section: b"[]\n" + section.partition(b"\n")[2]),
+        ("a synced data type that is not a name", rendering_with(lambda i: i["synced"][0].__setitem__(0, 5))),  # noqa: E501
+        ("an age template that does not inflate", rendering_bytes(template_not_inflating)),
+        ("a time that is not finite", rendering_bytes(first_time_infinite)),
+        ("an age count moved to the next array", rendering_bytes(age_count_moved)),
     ],
 )  # fmt: skip
 def test_should_render_the_state_when_the_saved_rendering_is_unusable(
@@ -539,3 +616,195 @@ def test_should_ignore_a_state_with_a_time_that_is_not_finite(
     assert [r for r in caplog.records if "expected a finite number" in r.getMessage()]
     assert result.all_succeeded
     assert after.scrape().companies() == set(before.fleet.companies)
+
+
+@pytest.mark.parametrize(
+    ("case", "sections", "present", "absent"),
+    [
+        ("another poll interval", {"poll": {"interval": "1m"}},
+         "Polls run every 1m.", "Polls run every 5m."),
+        ("a family denied since", {"metrics": {"denylist": ["codat_data_type_status"]}},
+         "codat_data_type_max_age_seconds{", "codat_data_type_status{"),
+    ],
+)  # fmt: skip
+def test_should_render_again_when_the_configuration_changes_the_text(
+    make_harness: Callable[..., Harness],
+    tmp_path: Path,
+    case: str,
+    sections: dict[str, object],
+    present: str,
+    absent: str,
+) -> None:
+    # Prepare: saved with the defaults
+    path = tmp_path / "state.json"
+    before = make_harness(**with_state(path))
+    before.poll()
+    before.close()
+    # Act: restarted with the case's configuration
+    after, resume_now = restarted_serving_first(make_harness, path, **sections)
+    first = after.scrape()
+    resume_now()
+    text = after.get("/metrics").text
+    # Check: never the saved text
+    assert first.companies() == set()
+    assert after.scrape().companies() == set(before.fleet.companies)
+    assert present in text
+    assert absent not in text
+
+
+def test_should_replace_the_restored_values_at_the_first_poll_after_a_restart(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare: saved, then restarted a minute later
+    path = tmp_path / "state.json"
+    before = make_harness(**with_state(path))
+    before.poll()
+    before.close()
+    before.clock.advance(60)
+    after, resume_now = restarted_serving_first(make_harness, path)
+    resume_now()
+    restored = series(after, LAST_SUCCESS)
+    # Act
+    result = after.poll()
+    # Check: every company is the new poll's, not frozen at what the file said
+    polled = series(after, LAST_SUCCESS)
+    assert result.all_succeeded
+    assert polled.keys() == restored.keys() and len(polled) == len(before.fleet.companies)
+    assert min(polled.values()) > max(restored.values())
+
+
+@pytest.mark.parametrize(
+    ("case", "make", "level", "said"),
+    [
+        ("missing", lambda path: None, logging.INFO, "does not exist yet"),
+        ("a directory", Path.mkdir, logging.WARNING, "cannot be read"),
+    ],
+)  # fmt: skip
+def test_should_start_without_a_state_file_it_cannot_read_saying_so_once(
+    make_harness: Callable[..., Harness],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+    make: Callable[[Path], object],
+    level: int,
+    said: str,
+) -> None:
+    # Prepare
+    path = tmp_path / "state.json"
+    make(path)
+    harness = make_harness(**with_state(path))
+    # Act: read as cli.run reads it at start, then a cycle
+    with caplog.at_level(logging.INFO, logger="exporter"):
+        found = read(path, harness.config.shard)
+        result = harness.poll()
+    # Check: one line of the file's, and the cycles go on
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "exporter.statefile"]
+    assert found is None
+    assert len(lines) == 1 and lines[0][0] == level and said in lines[0][1], lines
+    assert result.all_succeeded
+
+
+def test_should_write_nothing_and_count_no_error_without_a_state_file(
+    make_harness: Callable[..., Harness],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Prepare: state.file unset; a misplaced file would land in the working directory
+    monkeypatch.chdir(tmp_path)
+    harness = make_harness()
+    # Act
+    with caplog.at_level(logging.DEBUG, logger="exporter"):
+        harness.poll()
+    # Check
+    assert harness.scrape().value("codat_exporter_state_file_errors_total") == 0
+    assert [r.getMessage() for r in caplog.records if "state file" in r.getMessage()] == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_should_warn_again_when_writing_fails_after_it_had_recovered(
+    make_harness: Callable[..., Harness], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: the file's directory missing at first
+    directory = tmp_path / "state"
+    path = directory / "state.json"
+    harness = make_harness(**with_state(path))
+    # Act: fails, is written twice, fails again
+    with caplog.at_level(logging.INFO, logger="exporter"):
+        harness.poll()
+        directory.mkdir()
+        harness.poll()
+        harness.poll()
+        path.unlink()
+        directory.rmdir()
+        harness.poll()
+    # Check: each failure after a success warns; the recovery is said once
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    failures = [level for level, m in messages if "cannot write the state file" in m]
+    assert failures == [logging.WARNING, logging.WARNING]
+    assert len([m for _, m in messages if "written again" in m]) == 1
+    assert harness.scrape().value("codat_exporter_state_file_errors_total") == 2
+
+
+DECODED = "companies as of its save"
+"""The end of the line the exporter logs once it has decoded its state file."""
+
+
+def exporter_config(tmp_path: Path, codat: SimulatedCodat, freshness: str = "{}") -> Path:
+    """A configuration for the exporter's own process: discovery on, a state file."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"codat: {{base_url: '{codat.url}', api_key: '${{TEST_CODAT_KEY}}', timeout: 2s}}\n"
+        f"poll: {{interval: 10s}}\ncompanies: {{ids: [], discover: true}}\n"
+        f"state: {{file: '{tmp_path / 'state.json'}'}}\nfreshness: {freshness}\n"
+    )
+    return path
+
+
+def test_should_resume_from_the_state_file_with_once(tmp_path: Path, codat: SimulatedCodat) -> None:
+    # Prepare: a first --once run writes the file
+    config = exporter_config(tmp_path, codat)
+    first = run_cli("--config.file", str(config), "--once")
+    counted = dict(codat.requests)
+    # Act
+    second = run_cli("--config.file", str(config), "--once")
+    # Check: resumed, so one dataStatus per company and nothing the file holds
+    made = {route: n - counted.get(route, 0) for route, n in codat.requests.items()}
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    assert {route: n for route, n in made.items() if n} == {DATA_STATUS: len(codat.fleet.companies)}
+    assert DECODED in second.stderr
+
+
+@pytest.mark.parametrize(
+    ("case", "freshness", "listening_first"),
+    [
+        ("its rendering still holds", "{}", True),
+        ("a threshold changed since", "{max_age: {invoices: 2h}}", False),
+    ],
+)  # fmt: skip
+def test_should_listen_while_decoding_only_with_the_saved_rendering_to_serve(
+    tmp_path: Path, codat: SimulatedCodat, case: str, freshness: str, listening_first: bool
+) -> None:
+    # Prepare: a --once run writes the file; then the configuration changes, or not
+    run_cli("--config.file", str(exporter_config(tmp_path, codat)), "--once")
+    config = exporter_config(tmp_path, codat, freshness)
+    env = {**os.environ, "TEST_CODAT_KEY": API_KEY}
+    # Act
+    with Program("--config.file", str(config), "--web.listen-address", LISTEN_ANYWHERE,
+                 env=env) as program:  # fmt: skip
+        url = program.url()
+        first = requests.get(f"{url}/metrics", timeout=5)
+        deadline = time.monotonic() + 20
+        while DECODED not in program.stderr and time.monotonic() < deadline:
+            time.sleep(0.05)
+        program.process.send_signal(signal.SIGTERM)
+        code = program.process.wait(timeout=15)
+    log = program.stderr
+    # Check: the first scrape has every company either way: the saved rendering served
+    # while the state decodes, or the state decoded before the first scrape can come
+    companies = {s.labels["company_id"] for s in parse_exposition(first.text) if s.name == UP}
+    assert code == 0, log
+    assert DECODED in log, log
+    assert companies == set(codat.fleet.companies)
+    assert (log.index("serving metrics at") < log.index(DECODED)) == listening_first
+    assert "Traceback" not in log
