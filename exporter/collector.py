@@ -197,7 +197,9 @@ class Exposition:
         or this build (the caller then renders the decoded state).
 
         ValueError naming the first problem when ``data`` is not what ``saved`` writes:
-        nothing here may fail later, at a scrape."""
+        its index, times and age templates are checked so that none fails later, at a
+        scrape. The gzip members are taken as they are (inflating them all would cost what
+        serving at once saves); the state file's checksum is what vouches for them."""
         newline = data.find(b"\n")
         index = _index(data[:newline] if newline >= 0 else data)
         if index["fingerprint"] != _fingerprint(freshness, format_duration(interval), families):
