@@ -54,6 +54,14 @@ def with_state(path: Path, **sections: object) -> dict[str, object]:
     }
 
 
+def saved_after_a_poll(make_harness: Callable[..., Harness], path: Path) -> Harness:
+    """An exporter that polled once, wrote ``path`` and stopped (its config and fleet stay)."""
+    before = make_harness(**with_state(path))
+    before.poll()
+    before.close()
+    return before
+
+
 def restarted(make_harness: Callable[..., Harness], path: Path, **sections: object) -> Harness:
     """A second exporter process, as cli.run starts one: load the file, then serve."""
     harness = make_harness(**with_state(path, **sections))
@@ -132,9 +140,7 @@ def test_should_resume_without_refetching_what_the_file_holds(
 ) -> None:
     # Prepare
     path = tmp_path / "state.json"
-    before = make_harness(**with_state(path))
-    before.poll()
-    before.close()
+    saved_after_a_poll(make_harness, path)
     after = restarted(make_harness, path)
     codat = after.codat
     counted = dict(codat.requests)
@@ -204,9 +210,7 @@ def test_should_ignore_an_unusable_state_file_with_one_warning(
 ) -> None:
     # Prepare: a good file, then the case's
     path = tmp_path / "state.json"
-    before = make_harness(**with_state(path))
-    before.poll()
-    before.close()
+    saved_after_a_poll(make_harness, path)
     path.write_bytes(content(path.read_bytes()))
     # Act
     with caplog.at_level(logging.WARNING, logger="exporter"):
@@ -227,9 +231,7 @@ def test_should_load_nothing_from_a_file_with_one_bad_company(
 ) -> None:
     # Prepare: a good file whose last company is damaged
     path = tmp_path / "state.json"
-    before = make_harness(**with_state(path))
-    before.poll()
-    before.close()
+    before = saved_after_a_poll(make_harness, path)
     rewritten(path, before.config.shard,
               lambda lines: lines[-1]["types"][0].__setitem__(2, "yesterday"))  # type: ignore[index]  # fmt: skip
     # Act
@@ -434,9 +436,7 @@ def test_should_render_again_when_a_threshold_changed_since_the_save(
 ) -> None:
     # Prepare: saved with the default max age
     path = tmp_path / "state.json"
-    before = make_harness(**with_state(path))
-    before.poll()
-    before.close()
+    saved_after_a_poll(make_harness, path)
     # Act: restarted with another max age for invoices
     freshness = {"from_sync_settings": True, "max_age": {"invoices": "2h"}}
     after, resume_now = restarted_serving_first(make_harness, path, freshness=freshness)
@@ -454,9 +454,7 @@ def test_should_withdraw_the_rendering_when_the_state_beside_it_is_unusable(
 ) -> None:
     # Prepare: a file whose rendering is whole and whose state is not
     path = tmp_path / "state.json"
-    before = make_harness(**with_state(path))
-    before.poll()
-    before.close()
+    before = saved_after_a_poll(make_harness, path)
     rewritten(path, before.config.shard, lambda lines: lines.__setitem__(0, 7))
     # Act
     after, resume_now = restarted_serving_first(make_harness, path)
@@ -603,9 +601,7 @@ def test_should_ignore_a_state_with_a_time_that_is_not_finite(
 ) -> None:
     # Prepare
     path = tmp_path / "state.json"
-    before = make_harness(**with_state(path))
-    before.poll()
-    before.close()
+    before = saved_after_a_poll(make_harness, path)
     rewritten(path, before.config.shard, lambda lines: lines[1].__setitem__("created", math.inf))  # type: ignore[index]
     # Act
     with caplog.at_level(logging.WARNING, logger="exporter"):
@@ -637,9 +633,7 @@ def test_should_render_again_when_the_configuration_changes_the_text(
 ) -> None:
     # Prepare: saved with the defaults
     path = tmp_path / "state.json"
-    before = make_harness(**with_state(path))
-    before.poll()
-    before.close()
+    before = saved_after_a_poll(make_harness, path)
     # Act: restarted with the case's configuration
     after, resume_now = restarted_serving_first(make_harness, path, **sections)
     first = after.scrape()
@@ -657,9 +651,7 @@ def test_should_replace_the_restored_values_at_the_first_poll_after_a_restart(
 ) -> None:
     # Prepare: saved, then restarted a minute later
     path = tmp_path / "state.json"
-    before = make_harness(**with_state(path))
-    before.poll()
-    before.close()
+    before = saved_after_a_poll(make_harness, path)
     before.clock.advance(60)
     after, resume_now = restarted_serving_first(make_harness, path)
     resume_now()

@@ -60,6 +60,13 @@ def chip(page: str, state: str) -> int:
     return int(found[1].replace(",", ""))
 
 
+BOTH_CONNECTIONS = (
+    ConnectionState("k2", "Xero", "Accounting", "Linked"),
+    ConnectionState("k3", "Plaid", "Banking", "Deauthorized"),
+)
+"""A company's two connections: its accounting data served, its banking data not."""
+
+
 def test_should_list_the_pairs_that_need_attention_worst_first_and_never_synced_last(
     serve: Servers,
 ) -> None:
@@ -215,10 +222,8 @@ def test_should_show_each_pairs_connection_and_the_companys_poll_health(
     serve: Servers,
 ) -> None:
     # Prepare: a banking data type is served by the banking connection
-    both = (ConnectionState("k2", "Xero", "Accounting", "Linked"),
-            ConnectionState("k3", "Plaid", "Banking", "Deauthorized"))  # fmt: skip
     down = company("c5", pair("invoices", age=3 * HOUR), pair("banking-accounts", age=3 * HOUR),
-                   name="Down Ltd", up=False, connections=both)  # fmt: skip
+                   name="Down Ltd", up=False, connections=BOTH_CONNECTIONS)  # fmt: skip
     server = serve(down)
     # Act
     rows = {r["data-type"]: r for r in server.rows("/")}
@@ -445,10 +450,8 @@ def test_should_list_only_the_pairs_that_a_connection_of_the_asked_status_serves
     serve: Servers,
 ) -> None:
     # Prepare: the Xero connection (Accounting) is Linked, the Plaid one (Banking) not
-    both = (ConnectionState("k2", "Xero", "Accounting", "Linked"),
-            ConnectionState("k3", "Plaid", "Banking", "Deauthorized"))  # fmt: skip
     mixed = company("c5", pair("invoices", age=3 * HOUR), pair("banking-accounts", age=3 * HOUR),
-                    connections=both)  # fmt: skip
+                    connections=BOTH_CONNECTIONS)  # fmt: skip
     server = serve(mixed)
     # Act
     deauthorized = server.rows("/?connection=Deauthorized")
