@@ -65,6 +65,22 @@ def test_should_pass_the_tag_filter_and_add_and_exclude_ids(
     assert (query["tags"], query["query"]) == ("region=uk", "name~Ltd")
 
 
+def test_should_lower_case_a_discovered_company_id_and_still_exclude_it(
+    make_harness: Callable[..., Harness], fleet: Fleet, fleet_ids: list[str]
+) -> None:
+    # Prepare: Codat lists two companies under upper-case ids; one of them is excluded
+    for company_id in fleet_ids[:2]:
+        fleet.upper_case(company_id)
+    harness = make_harness(companies=discovering(exclude=[fleet_ids[1]]))
+    # Act
+    harness.poll()
+    scrape = harness.scrape()
+    # Check: in lower case on every series, the excluded one on none
+    expected = {fleet_ids[0], *fleet_ids[2:]}
+    assert companies_up(scrape) == expected
+    assert {s.labels["company_id"] for s in scrape.find("codat_data_type_status")} == expected
+
+
 def test_should_drop_a_company_after_the_discovery_that_no_longer_lists_it(
     make_harness: Callable[..., Harness], fleet_ids: list[str]
 ) -> None:

@@ -295,6 +295,28 @@ def test_should_take_deliveries_under_either_of_svixs_header_names(
     assert app.counted("other", "bad_signature") == 1
 
 
+def test_should_take_a_delivery_whose_valid_signature_is_not_the_last_of_several(
+    app: Webhooks, clock: FakeClock, linked: list[str]
+) -> None:
+    # Prepare: while Codat rotates the secret it signs with both; ours comes first here
+    company = linked[0]
+    app.harness.poll()
+    body = json.dumps(read_completed(company)).encode()
+    headers = app.signed(body)
+    msg_id, timestamp = headers["svix-id"], int(headers["svix-timestamp"])
+    retired = sign(new_secret(), msg_id, timestamp, body)
+    headers["svix-signature"] = f"{headers['svix-signature']} {retired}"
+    before = app.requests_for(company)
+    # Act
+    answer = app.post(body, headers)
+    clock.advance(DEBOUNCE)
+    app.receiver.tick()
+    # Check
+    assert answer.status_code == 200
+    assert app.counted("read.completed", "ok") == 1
+    assert app.requests_for(company) == before + 1
+
+
 def xero_status(scrape: Scrape, company_id: str) -> list[str]:
     """The status label of each of the company's Xero connections on /metrics."""
     found = scrape.find(CONNECTION_STATUS, company_id=company_id, platform="Xero")
