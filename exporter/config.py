@@ -238,7 +238,7 @@ class CompaniesConfig:
     )
     discover: bool = setting(BOOL, "list companies with `GET /companies`", default=False)
     discovery_interval: float = setting(
-        DURATION, "how often discovery (and sync settings) refresh", default=3600.0
+        DURATION, "how often discovery lists the companies again", default=3600.0
     )
     page_size: int = setting(whole_number(2000), "companies per page of the listing", default=1000)
     tags: str = setting(
@@ -460,6 +460,10 @@ class FreshnessConfig:
     from_sync_settings: bool = setting(
         BOOL, "derive thresholds from Codat's sync schedules", default=False
     )
+    sync_settings_interval: float = setting(
+        DURATION, "how often each company's sync schedules are read again, with "
+        "`from_sync_settings`", default=3600.0,
+    )  # fmt: skip
     sync_schedule_factor: float = setting(
         number(100), "derived threshold = syncSchedule hours x this", default=2.0
     )

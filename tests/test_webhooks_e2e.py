@@ -348,6 +348,23 @@ def test_should_refresh_connections_on_a_connection_event_before_their_interval(
     assert scrape.value(WEBHOOKS_TOTAL, event_type="connection.disconnected", result="ok") == 1
 
 
+def test_should_read_connections_and_data_status_again_on_a_connection_event(
+    app: Webhooks, clock: FakeClock, linked: list[str]
+) -> None:
+    # Prepare: nothing is due: the last cycle read everything a moment ago
+    company = linked[0]
+    app.harness.poll()
+    routes = (CONNECTIONS, DATA_STATUS)
+    before = [app.requests_for(company, route) for route in routes]
+    # Act
+    answer = app.deliver(connection_event(company, "connection.connected"))
+    clock.advance(DEBOUNCE)
+    app.receiver.tick()
+    # Check: README's webhook table says both
+    assert answer.status_code == 200
+    assert [app.requests_for(company, route) for route in routes] == [n + 1 for n in before]
+
+
 def test_should_drop_a_deleted_company_from_metrics_on_the_next_tick(
     app: Webhooks, linked: list[str]
 ) -> None:
