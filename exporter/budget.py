@@ -12,9 +12,10 @@ What a day costs, with ``N`` companies:
 - discovery: ceil(N / page size) pages of GET /companies every discovery interval, by every
   shard (each replica lists the whole fleet to pick its share; the quota is per client);
 - connections: N requests every connections interval, when enabled;
-- sync settings: N requests every refresh interval (the discovery interval, when
-  ``freshness.from_sync_settings``);
-- company names: N requests an hour, only without discovery (the company list has names).
+- sync settings: N requests every ``freshness.sync_settings_interval``, when
+  ``freshness.from_sync_settings``;
+- company names: N requests every ``NAME_REFRESH_INTERVAL`` (an hour), only without
+  discovery (the company list has names).
 - pull operations (``diagnostics``): about one read per sync of each data type of each
   company for each of ``sync_durations`` (its successful sync) and ``pull_operations`` (a
   latest sync that failed, paused or queued). Codat syncs each data type daily by default;
@@ -43,7 +44,7 @@ poll.interval to 10m or longer.
 >>> print(estimate.warning())  # doctest: +NORMALIZE_WHITESPACE
 Codat daily quota: the exporter needs about 1,464,000 requests a day, more than the
 1,001,000 allowed (1,000 x (1 + 1,000 companies)); polls every 1m: 1,440,000, company
-names hourly: 24,000. Set poll.interval to 2m or longer.
+names every 1h: 24,000. Set poll.interval to 2m or longer.
 >>> estimate_daily_requests(companies=1000, poll_interval=300).warning() is None
 True
 """
@@ -55,11 +56,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from exporter.config import format_duration
+from exporter.sidevalues import NAME_REFRESH_INTERVAL
 from exporter.state import CompanyState
 
 DAY = 86400.0
 REQUESTS_PER_COMPANY = 1000
-NAME_REFRESH_INTERVAL = 3600.0
 ASSUMED_DATA_TYPES = 25
 """Data types per company before the first poll has told."""
 
@@ -136,24 +137,25 @@ class Estimate:
             ("discovery", self.discovery),
             ("connections", self.connections),
             ("sync settings", self.sync_settings),
-            ("company names hourly", self.names),
+            (f"company names every {format_duration(NAME_REFRESH_INTERVAL)}", self.names),
             ("pull operations", self.pull_operations),
             ("refreshes at most", self.refreshes),
         ]
         return ", ".join(f"{label}: {count:,.0f}" for label, count in parts if count)
 
     def warning(self) -> str | None:
-        """The start-up warning when the estimate is over the quota or the rate limit."""
+        """The start-up warning when the estimate is over the quota, the rate limit or both
+        (each said, the breakdown once)."""
         if self.fits:
             return None
-        if not self.fits_quota:
-            text = self._quota_problem()
-        else:
-            text = (
+        problems = [self._quota_problem()] if not self.fits_quota else []
+        if not self.fits_rate:
+            problems.append(
                 f"Codat rate limit: the exporter needs about {self.per_minute:,.0f} requests a "
-                f"minute, more than codat.max_requests_per_minute ({self.per_minute_limit:,}); "
-                f"{self.breakdown()}."
+                f"minute, more than codat.max_requests_per_minute ({self.per_minute_limit:,})"
             )
+        first, *more = problems
+        text = " ".join([f"{first}; {self.breakdown()}.", *(f"{m}." for m in more)])
         if self.suggested_interval is not None:
             return (
                 f"{text} Set poll.interval to {format_duration(self.suggested_interval)} or longer."
@@ -175,7 +177,7 @@ class Estimate:
         return (
             f"Codat daily quota: the exporter needs about {self.total:,.0f} requests a day, "
             f"more than {limit} ({REQUESTS_PER_COMPANY:,} x (1 + {self.quota_companies:,} "
-            f"companies)); {self.breakdown()}."
+            "companies))"
         )
 
 

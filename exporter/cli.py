@@ -22,15 +22,22 @@ from exporter.client import CodatClient
 from exporter.clock import SystemClock
 from exporter.collector import Exposition, SnapshotStore
 from exporter.config import Config, ConfigError, load_config
-from exporter.listen import DEFAULT_LISTEN_ADDRESS, LISTEN_FLAG, parse_listen_address
+from exporter.listen import (
+    DEFAULT_LISTEN_ADDRESS,
+    LISTEN_FLAG,
+    overlap,
+    parse_listen_address,
+    shown,
+)
 from exporter.metrics import ExporterMetrics
 from exporter.poller import CycleResult, Poller
 from exporter.state import Snapshot
-from exporter.web import DEFAULT_MAX_REQUESTS, ExporterServer
+from exporter.web import DEFAULT_MAX_REQUESTS, WEBHOOK_PATH, ExporterServer
 from exporter.webhooks import WebhookReceiver, WebhookVerifier
 from exporter.webreload import ReloadingWebConfig
 
 PROG = "codat-freshness-exporter"
+WEB_CONFIG_FLAG = "--web.config.file"
 log = logging.getLogger("exporter")
 
 
@@ -49,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_LISTEN_ADDRESS, help="address to serve /metrics on (default %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--web.config.file", dest="web_config_file", metavar="PATH",
+        WEB_CONFIG_FLAG, dest="web_config_file", metavar="PATH",
         help="TLS and basic auth, in the exporter-toolkit web configuration format",
     )  # fmt: skip
     parser.add_argument(
@@ -149,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     clock = SystemClock(stop)
     simulator = None
     try:
-        parse_listen_address(args.listen_address)
+        listening = _flag_address(args.listen_address)
         web_config = ReloadingWebConfig(args.web_config_file)
         if args.demo:
             if args.config_file:
@@ -161,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("no configuration: pass --config.file PATH, or --demo to try it")
         else:
             config = load_config(args.config_file)
+        check_start(config, listening)
     except (ConfigError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
@@ -176,6 +184,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if simulator is not None:
             simulator.stop()
+
+
+def _flag_address(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen_address(text)
+    except ValueError as exc:
+        raise ConfigError(f"{LISTEN_FLAG}: {exc}") from None
+
+
+def check_start(config: Config, listening: tuple[str, int]) -> None:
+    """What the start needs besides a valid file, checked before ``--check-config`` says OK:
+    the webhook listener's address free of the main one, the state file's directory there
+    and writable. ``listening``: where ``--web.listen-address`` binds."""
+    hooks = config.webhooks
+    own = hooks.enabled and hooks.listen_address
+    if own and overlap(parse_listen_address(hooks.listen_address), listening):
+        raise ConfigError(
+            f"webhooks.listen_address: {hooks.listen_address!r} takes the port {LISTEN_FLAG} "
+            f"listens on ({shown(*listening)}); give it another port, or leave it empty to "
+            "take webhooks on the main listener"
+        )
+    config.state.check_directory()
 
 
 def run(
@@ -231,12 +261,15 @@ def run(
     for server in servers:
         server.start()
     log.info("%s %s: %s", PROG, __version__, config.summary())
-    served = web_config.config
-    protected = served.tls is not None or served.auth_required
-    log.info("serving metrics at %s/metrics%s", servers[0].url,
-             f" ({served.summary()})" if protected else "")  # fmt: skip
+    served = web_config.config.summary()
+    if not args.web_config_file:
+        served += f": {WEB_CONFIG_FLAG} not set"
+    log.info("listening on %s: serving metrics at %s/metrics (%s)",
+             servers[0].listening, servers[0].url, served)  # fmt: skip
     if receiver is not None:
-        log.info("accepting Codat webhooks at %s/webhooks/codat", servers[-1].url)
+        hooks = servers[-1]
+        own = f"listening on {hooks.listening}: " if hooks is not servers[0] else ""
+        log.info("%saccepting Codat webhooks at %s%s", own, hooks.url, WEBHOOK_PATH)
     if found is not None:
         resume(poller, store, found, rendered, config)
         found = rendered = None

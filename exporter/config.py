@@ -24,12 +24,14 @@ import socket
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 from exporter.codat import DATA_TYPES
 from exporter.durations import format_duration, parse_duration
+from exporter.listen import parse_listen_address
 from exporter.metrics import SCRAPE_METRICS, SNAPSHOT_METRICS
 from exporter.phrases import plural
 from exporter.settings import (
@@ -172,9 +174,19 @@ def _company_overrides(value: Any, at: Where) -> Mapping[str, Mapping[str, float
 
 def _listen_address(value: Any, at: Where) -> str:
     address = TEXT.read(value, at)
-    if address and not re.fullmatch(r"(\[[0-9A-Fa-f:]+\]|[^:]*):\d{1,5}", address):
-        raise ConfigError(f"{at}: {address!r} is not host:port")
+    if address:
+        try:
+            parse_listen_address(address)
+        except ValueError as exc:
+            raise ConfigError(f"{at}: {exc}") from None
     return address
+
+
+def _path(value: Any, at: Where) -> str:
+    path = TEXT.read(value, at)
+    if "\0" in path:  # no file has one; opening it would raise, not fail
+        raise ConfigError(f"{at}: {shown(path)}: a NUL byte in the path")
+    return path
 
 
 def _as_given(value: Any, at: Where) -> Any:
@@ -191,6 +203,7 @@ DATA_TYPE_SET = Kind("list of data types", _data_types)
 MAX_AGES = Kind("mapping of data type to duration", _max_ages)
 COMPANY_OVERRIDES = Kind("mapping of company id to `{max_age: …}`", _company_overrides)
 HOST_PORT = Kind("host:port", _listen_address)
+PATH = Kind("path", _path)
 _NO_ENTRIES: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -238,7 +251,7 @@ class CompaniesConfig:
     )
     discover: bool = setting(BOOL, "list companies with `GET /companies`", default=False)
     discovery_interval: float = setting(
-        DURATION, "how often discovery (and sync settings) refresh", default=3600.0
+        DURATION, "how often discovery lists the companies again", default=3600.0
     )
     page_size: int = setting(whole_number(2000), "companies per page of the listing", default=1000)
     tags: str = setting(
@@ -277,8 +290,9 @@ class WebhooksConfig:
         "a file holding it)", default="", repr=False, from_file=True,
     )  # fmt: skip
     listen_address: str = setting(
-        HOST_PORT, "a separate `host:port` for webhooks (empty: the main listener)", default=""
-    )
+        HOST_PORT, "a separate `host:port` for webhooks, on another port than "
+        "`--web.listen-address` (empty: the main listener)", default="",
+    )  # fmt: skip
     max_body_bytes: int = setting(
         whole_number(16 << 20), "larger deliveries get 413", default=256 << 10
     )
@@ -418,9 +432,31 @@ class StateConfig:
     """``state``: what the exporter knew at its last cycle, kept for a restart."""
 
     file: str = setting(
-        TEXT, "path of the state file, written after every cycle and read at start, so a "
-        "restart is not blind (empty: off); its directory must be writable", default="",
+        PATH, "path of the state file, written after every cycle and read at start, so a "
+        "restart is not blind (empty: off); its directory must exist and be writable",
+        default="",
     )  # fmt: skip
+
+    def check_directory(self) -> None:
+        """Refuse a state file that could never be written: its directory missing or not
+        writable, or the path a directory, a FIFO (reading it would hang the start) or a
+        device. Checked by ``--check-config`` and at start (``cli.check_start``), not by
+        ``parse_config``: a directory that goes away later is a runtime failure, logged
+        and retried every cycle."""
+        if not self.file:
+            return
+        path = Path(self.file)
+        directory = path.parent
+        if path.is_dir():
+            raise ConfigError(f"state.file: {shown(self.file)} is a directory; name a file in it")
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"state.file: {shown(self.file)} is not a regular file")
+        if not directory.is_dir():
+            raise ConfigError(f"state.file: directory {shown(str(directory))} does not exist")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"state.file: directory {shown(str(directory))} is not writable by this user"
+            )
 
 
 @dataclass(frozen=True)
@@ -460,6 +496,10 @@ class FreshnessConfig:
     from_sync_settings: bool = setting(
         BOOL, "derive thresholds from Codat's sync schedules", default=False
     )
+    sync_settings_interval: float = setting(
+        DURATION, "how often each company's sync schedules are read again, with "
+        "`from_sync_settings`", default=3600.0,
+    )  # fmt: skip
     sync_schedule_factor: float = setting(
         number(100), "derived threshold = syncSchedule hours x this", default=2.0
     )

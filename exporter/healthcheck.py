@@ -29,7 +29,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from exporter.listen import DEFAULT_LISTEN_ADDRESS, LISTEN_FLAG, parse_listen_address
+from exporter.listen import DEFAULT_LISTEN_ADDRESS, LISTEN_FLAG, parse_listen_address, shown
 
 TIMEOUT = 4.0
 """Seconds to wait for the connection: below the Dockerfile's ``HEALTHCHECK --timeout=5s``,
@@ -73,13 +73,13 @@ def check(command_line: Sequence[str], timeout: float = TIMEOUT) -> tuple[bool, 
     """Whether the exporter's listener accepts a connection, and the line saying so."""
     address = listen_address(command_line)
     host, port = dial_target(address)
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    target = shown(host, port)
     try:
         socket.create_connection((host, port), timeout).close()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        return False, f"cannot connect to {shown} (--web.listen-address {address}): {reason}"
-    return True, f"{shown} accepts connections"
+        return False, f"cannot connect to {target} (--web.listen-address {address}): {reason}"
+    return True, f"{target} accepts connections"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -523,7 +523,7 @@ class Poller:
             connections_interval=config.connections.interval
             if config.connections.enabled
             else None,
-            sync_settings_interval=config.companies.discovery_interval
+            sync_settings_interval=config.freshness.sync_settings_interval
             if config.freshness.from_sync_settings
             else None,
             per_minute_limit=config.codat.max_requests_per_minute,

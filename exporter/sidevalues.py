@@ -1,7 +1,7 @@
 """What a company's poll fetches besides its data status, each only when due: its name and
 creation time (hourly, unless discovery lists them), its sync settings (with
-``freshness.from_sync_settings``, every discovery interval) and its connections
-(``connections.interval``).
+``freshness.from_sync_settings``, every ``freshness.sync_settings_interval``) and its
+connections (``connections.interval``).
 
 A failed fetch keeps the last value and is returned to the poll, which then shows the
 company down while its data status still updates. Worker threads fill these caches while
@@ -30,7 +30,9 @@ from exporter.codat import ShapeError, parse_company, parse_connections, parse_s
 from exporter.config import Config
 from exporter.state import CompanyInfo, CompanyState, ConnectionState
 
-NAME_REFRESH_SECONDS = 3600.0
+NAME_REFRESH_INTERVAL = 3600.0
+"""Seconds between two reads of a company's name and creation time, when discovery does not
+list them; ``exporter.budget`` counts them at this pace too."""
 CONNECTIONS_PAGE_SIZE = 100
 _NOTHING_KNOWN = CompanyInfo()
 _KINDS = ("names", "connections", "sync_settings")
@@ -81,12 +83,13 @@ class SideValues:
         failures: list[CodatError | None] = []
         if company_id not in self._listed():
             failures.append(self._refresh(
-                self._names, company_id, NAME_REFRESH_SECONDS, "name",
+                self._names, company_id, NAME_REFRESH_INTERVAL, "name",
                 lambda: parse_company(client.company(company_id, deadline)),
             ))  # fmt: skip
         if config.freshness.from_sync_settings:
             failures.append(self._refresh(
-                self._schedules, company_id, config.companies.discovery_interval, "sync settings",
+                self._schedules, company_id, config.freshness.sync_settings_interval,
+                "sync settings",
                 lambda: parse_sync_schedules(
                     client.get_json(SYNC_SETTINGS, deadline, companyId=company_id)
                 ), defer=defer,

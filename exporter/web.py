@@ -32,7 +32,7 @@ from prometheus_client import generate_latest
 from exporter import __version__, statuspage
 from exporter.clock import Clock
 from exporter.collector import CONTENT_TYPE, SnapshotStore
-from exporter.listen import parse_listen_address
+from exporter.listen import describe, is_every_interface, parse_listen_address, shown
 from exporter.metrics import ExporterMetrics
 from exporter.phrases import plural
 from exporter.status import (
@@ -197,10 +197,17 @@ class ExporterServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """Where a person reaches the listener: this host's name when it is bound to every
+        interface, e.g. ``http://exporter-0:9781``, else the address it is bound to."""
         host, port = str(self.server_address[0]), int(self.server_address[1])
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104
-        shown = f"[{shown}]" if ":" in str(shown) else shown
-        return f"{self.web_config.scheme}://{shown}:{port}"
+        if is_every_interface(host):
+            host = socket.gethostname()
+        return f"{self.web_config.scheme}://{shown(host, port)}"
+
+    @property
+    def listening(self) -> str:
+        """The address bound and what it exposes, e.g. ``0.0.0.0:9781, every IPv4 interface``."""
+        return describe(str(self.server_address[0]), int(self.server_address[1]))
 
     def start(self) -> None:
         self._thread = threading.Thread(

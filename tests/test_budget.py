@@ -131,7 +131,8 @@ def test_should_fit_right_up_to_the_quota() -> None:
 def test_should_suggest_the_shortest_friendly_interval_that_fits(
     settings: dict[str, float], suggested: float
 ) -> None:
-    # Prepare
+    # Prepare: a copy, since the parameters are shared by every run of the test
+    settings = dict(settings)
     companies, interval = int(settings.pop("companies")), settings.pop("poll_interval")
 
     # Act

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from exporter import __version__
@@ -100,8 +103,63 @@ def test_should_run_the_demo_with_every_metric_family_and_stop_cleanly_on_sigter
     assert "codat_exporter_api_request_duration_seconds_bucket" in names
     assert code == 0
     assert url.startswith("http://127.0.0.1:")
-    assert f"{url}/metrics" in stderr
+    port = url.rsplit(":", 1)[1]
+    assert (
+        f"listening on 127.0.0.1:{port}, loopback only: serving metrics at {url}/metrics "
+        "(plain HTTP, no basic auth: --web.config.file not set)"
+    ) in stderr
     assert "Traceback" not in stderr
+
+
+def own_network() -> list[str] | None:
+    """A command prefix that runs a program in a network namespace of its own, whose only
+    interface is loopback: there it may listen on every interface and expose nothing. None
+    where the system has no way to make one."""
+    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    if unshare is None or ip is None:
+        return None
+    prefix = [unshare, "--user", "--map-root-user", "--net",
+              "sh", "-c", f'{ip} link set lo up && exec "$@"', "sh"]  # fmt: skip
+    tried = subprocess.run([*prefix, "true"], capture_output=True, timeout=30, check=False)
+    return prefix if tried.returncode == 0 else None
+
+
+def test_should_say_that_it_listens_on_every_interface_without_auth() -> None:
+    # Prepare: the default's every interface, in a network namespace holding only loopback
+    prefix = own_network()
+    if prefix is None:
+        pytest.skip("no unshare (or ip) to make a network namespace")
+    # Act
+    with Program("--demo", "--web.listen-address", ":0", prefix=prefix) as program:
+        url = program.url()
+        program.process.send_signal(signal.SIGTERM)
+        code = program.process.wait(timeout=15)
+    # Check: the address bound, what it exposes, and a URL other machines would use
+    port = url.rsplit(":", 1)[1]
+    assert url == f"http://{socket.gethostname()}:{port}"
+    assert (
+        f"listening on 0.0.0.0:{port}, every IPv4 interface: serving metrics at {url}/metrics "
+        "(plain HTTP, no basic auth: --web.config.file not set)"
+    ) in program.stderr
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [("127.0.0.1:99999", "'127.0.0.1:99999': port 99999 is out of range 0-65535"),
+     ("::1:9781", "'::1:9781': an IPv6 address goes in brackets, e.g. [::1]:9781"),
+     ("localhost", "'localhost' is not host:port (e.g. :9781, 127.0.0.1:9781, [::1]:9781)")],
+)  # fmt: skip
+def test_should_refuse_a_bad_listen_address_flag_as_a_bad_config(
+    address: str, problem: str
+) -> None:
+    # Act
+    checked = run_cli("--demo", "--web.listen-address", address, "--check-config")
+    # Check
+    assert checked.returncode == 2
+    assert checked.stderr.splitlines() == [
+        f"codat-freshness-exporter: --web.listen-address: {problem}"
+    ]
 
 
 def test_should_keep_readme_generated_sections_in_sync() -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -279,3 +282,105 @@ def test_should_read_the_webhook_secret_from_a_file(tmp_path: Path) -> None:
     # Check
     assert config.webhooks.secret == secret
     assert secret not in repr(config)
+
+
+def webhooks_config(tmp_path: Path, listen_address: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"codat: {{api_key: k}}\ncompanies: {{ids: [{COMPANY}]}}\n"
+        f"webhooks: {{enabled: true, secret: whsec_c2VjcmV0, listen_address: '{listen_address}'}}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [("127.0.0.1:99999", "port 99999 is out of range 0-65535"),
+     ("127.0.0.1:port", "port 'port' is not a number from 0 to 65535"),
+     ("[::1]:99999", "port 99999 is out of range 0-65535")],
+)  # fmt: skip
+def test_should_refuse_at_the_check_a_webhook_address_the_start_refuses(
+    tmp_path: Path, address: str, problem: str
+) -> None:
+    # Prepare
+    config = webhooks_config(tmp_path, address)
+    command = [sys.executable, "-m", "exporter", "--config.file", str(config),
+               "--web.listen-address", "127.0.0.1:0"]  # fmt: skip
+    # Act
+    check, start = (
+        subprocess.run(command + extra, capture_output=True, text=True, timeout=60, check=False)
+        for extra in (["--check-config"], [])
+    )
+    # Check: the same single line, and exit 2, from both
+    expected = [f"codat-freshness-exporter: webhooks.listen_address: '{address}': {problem}"]
+    assert (check.returncode, check.stderr.splitlines()) == (2, expected)
+    assert (start.returncode, start.stderr.splitlines()) == (2, expected)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "webhooks", "code"),
+    [("127.0.0.1:9782", "127.0.0.1:9782", 2), ("127.0.0.1:9782", "[::]:9782", 2),
+     (":9782", "127.0.0.1:9782", 2), ("127.0.0.1:9782", "127.0.0.1:9783", 0),
+     ("127.0.0.1:9782", "[::1]:9782", 0), ("127.0.0.1:0", "127.0.0.1:0", 0),
+     ("127.0.0.1:9782", ":9783", 0)],
+)  # fmt: skip
+def test_should_refuse_a_webhook_listener_on_the_port_the_metrics_one_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], metrics: str, webhooks: str, code: int
+) -> None:
+    # Prepare
+    config = webhooks_config(tmp_path, webhooks)
+    # Act
+    result = main(["--config.file", str(config), "--web.listen-address", metrics,
+                   "--check-config"])  # fmt: skip
+    # Check
+    err = capsys.readouterr().err
+    assert result == code
+    if code:
+        assert err.startswith("codat-freshness-exporter: webhooks.listen_address: ")
+        assert "takes the port --web.listen-address listens on" in err
+        assert err.count("\n") == 1
+
+
+def test_should_refuse_a_state_directory_this_user_cannot_write(tmp_path: Path) -> None:
+    # Prepare: a directory the exporter's user may read but not write; as root, the
+    # exporter runs as nobody (root may write anywhere)
+    as_root = os.geteuid() == 0
+    if as_root and shutil.which("setpriv") is None:
+        pytest.skip("running as root, and no setpriv to run the exporter as another user")
+    shared = Path(tempfile.mkdtemp(prefix="codat-exporter-state-"))
+    try:
+        shared.chmod(0o755)
+        directory = shared / "state"
+        directory.mkdir(mode=0o555)
+        config = shared / "config.yaml"
+        config.write_text(
+            f"codat: {{api_key: k}}\ncompanies: {{ids: [{COMPANY}]}}\n"
+            f"state: {{file: '{directory / 'state.json'}'}}\n"
+        )
+        config.chmod(0o644)
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        command = [*(nobody if as_root else []), sys.executable, "-m", "exporter",
+                   "--config.file", str(config), "--check-config"]  # fmt: skip
+        # Act
+        run = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        (shared / "state").chmod(0o755)
+        shutil.rmtree(shared)
+    # Check
+    refused = f"state.file: directory {directory} is not writable by this user"
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [f"codat-freshness-exporter: {refused}"]
+
+
+def test_should_pass_webhooks_on_every_interface_of_another_port_and_a_state_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: webhooks on every interface of another port; the state file's directory there
+    config = webhooks_config(tmp_path, ":9783")
+    config.write_text(config.read_text() + f"state: {{file: '{tmp_path / 'state.json'}'}}\n")
+    # Act
+    code = main(["--config.file", str(config), "--web.listen-address", "127.0.0.1:9782",
+                 "--check-config"])  # fmt: skip
+    # Check
+    assert code == 0, capsys.readouterr().err
+    assert load_config(config).webhooks.listen_address == ":9783"

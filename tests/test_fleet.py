@@ -10,12 +10,13 @@ import pytest
 
 from exporter.sharding import shard_of
 from exporter.simulator import Fault, Fleet
-from exporter.simulator.server import COMPANIES, DATA_STATUS, LISTING
-from tests.harness import Harness, Scrape
+from exporter.simulator.server import COMPANIES, DATA_STATUS, LISTING, SYNC_SETTINGS
+from tests.harness import FakeClock, Harness, Scrape
 
 UP = "codat_exporter_company_up"
 MAX_AGE = "codat_data_type_max_age_seconds"
 CREATED = "codat_company_created_timestamp_seconds"
+ESTIMATED_DAILY = "codat_exporter_estimated_daily_requests"
 
 
 def companies_up(scrape: Scrape) -> set[str]:
@@ -63,6 +64,22 @@ def test_should_pass_the_tag_filter_and_add_and_exclude_ids(
     assert companies_up(harness.scrape()) == {*uk[1:], other}
     query = next(q for _, route, _, q in harness.codat.log if route == COMPANIES)
     assert (query["tags"], query["query"]) == ("region=uk", "name~Ltd")
+
+
+def test_should_lower_case_a_discovered_company_id_and_still_exclude_it(
+    make_harness: Callable[..., Harness], fleet: Fleet, fleet_ids: list[str]
+) -> None:
+    # Prepare: Codat lists two companies under upper-case ids; one of them is excluded
+    for company_id in fleet_ids[:2]:
+        fleet.upper_case(company_id)
+    harness = make_harness(companies=discovering(exclude=[fleet_ids[1]]))
+    # Act
+    harness.poll()
+    scrape = harness.scrape()
+    # Check: in lower case on every series, the excluded one on none
+    expected = {fleet_ids[0], *fleet_ids[2:]}
+    assert companies_up(scrape) == expected
+    assert {s.labels["company_id"] for s in scrape.find("codat_data_type_status")} == expected
 
 
 def test_should_drop_a_company_after_the_discovery_that_no_longer_lists_it(
@@ -189,6 +206,48 @@ def test_should_fall_back_to_the_default_when_the_schedule_is_off(
     assert harness.scrape().value(MAX_AGE, company_id=company, data_type=off) == 86400
 
 
+def test_should_read_sync_settings_every_sync_settings_interval_without_discovery(
+    make_harness: Callable[..., Harness], clock: FakeClock, fleet_ids: list[str]
+) -> None:
+    # Prepare: listed companies, sync settings every 3h; discovery's 1h must not pace them
+    harness = make_harness(
+        companies={"discovery_interval": "1h"},
+        freshness={"from_sync_settings": True, "sync_settings_interval": "3h"},
+    )
+
+    def sync_settings_read() -> int:
+        return harness.codat.requests.get(SYNC_SETTINGS, 0)
+
+    # Act
+    harness.poll()
+    first = sync_settings_read()
+    clock.advance(3600 + 1)
+    harness.poll()
+    after_an_hour = sync_settings_read()
+    clock.advance(2 * 3600)
+    harness.poll()
+    after_three_hours = sync_settings_read()
+    # Check
+    companies = len(fleet_ids)
+    assert (first, after_an_hour, after_three_hours) == (companies, companies, 2 * companies)
+
+
+def test_should_count_sync_settings_at_their_own_interval_in_the_estimate(
+    make_harness: Callable[..., Harness], fleet_ids: list[str]
+) -> None:
+    # Prepare: the same fleet reading sync settings hourly and every 3h, without discovery
+    hourly, three_hourly = (
+        make_harness(freshness={"from_sync_settings": True, "sync_settings_interval": every})
+        for every in ("1h", "3h")
+    )
+    # Act
+    hourly.poll()
+    three_hourly.poll()
+    # Check: 24 reads a company a day against 8
+    estimated = [h.scrape().value(ESTIMATED_DAILY) for h in (hourly, three_hourly)]
+    assert estimated[0] - estimated[1] == len(fleet_ids) * (24 - 8)
+
+
 def test_should_export_the_quota_headers(make_harness: Callable[..., Harness]) -> None:
     # Prepare: one worker, so the last response recorded is the last one sent
     harness = make_harness(codat={"max_concurrency": 1})
@@ -237,6 +296,23 @@ def test_should_warn_when_the_fleet_would_exceed_the_daily_quota(
     # Check
     assert scrape.value("codat_exporter_estimated_daily_requests") > 9000
     assert any("Set poll.interval to 2m or longer" in r.getMessage() for r in caplog.records)
+
+
+def test_should_warn_of_the_per_minute_limit_too_when_over_the_daily_quota(
+    make_harness: Callable[..., Harness], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: polling 8 companies every minute exceeds 9,000 a day and 5 a minute
+    harness = make_harness(
+        poll={"interval": "1m"}, codat={"max_requests_per_minute": 5},
+        connections={"enabled": False},
+    )  # fmt: skip
+    # Act
+    with caplog.at_level(logging.WARNING, logger="exporter"):
+        harness.poll()
+    # Check: one line says both, then the interval that fits both
+    (warning,) = [r.getMessage() for r in caplog.records if "Codat daily quota" in r.getMessage()]
+    assert "more than codat.max_requests_per_minute (5)" in warning
+    assert warning.endswith("Set poll.interval to 2m or longer.")
 
 
 def test_should_not_warn_when_the_fleet_fits(

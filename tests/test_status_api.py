@@ -140,6 +140,24 @@ def test_should_judge_a_pair_alike_with_or_without_a_company_filter(
     assert fleetwide == {k: v for found in per_company for k, v in found.items()}
 
 
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [("FetchError,NeverSynced", [("c2", "invoices"), ("c2", "payments")]),
+     ("NeverSynced,stuck", [("c2", "items"), ("c2", "payments")])],
+)  # fmt: skip
+def test_should_list_the_pairs_of_any_of_several_statuses_of_the_asked_company(
+    serve: Servers, statuses: str, expected: list[tuple[str, str]]
+) -> None:
+    # Prepare: c2 Bolt has invoices FetchError, payments NeverSynced, items stuck
+    server = fleet(serve)
+    query = f"status={statuses}&company=c2"
+    # Act
+    page, api = server.rows(f"/?{query}"), server.api(f"?{query}")
+    # Check
+    assert pairs_of(page) == expected
+    assert [(p["company_id"], p["data_type"]) for p in api["pairs"]] == expected
+
+
 def test_should_return_every_matching_pair_beyond_the_pages_row_limit(serve: Servers) -> None:
     # Prepare: 1,100 healthy pairs and one stale
     types = [f"type{n:02d}" for n in range(25)]

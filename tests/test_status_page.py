@@ -184,6 +184,28 @@ def test_should_call_a_sync_stuck_after_just_the_time_the_alert_waits(serve: Ser
     assert "queued or running for more than 6 h since requested" in page
 
 
+def test_should_call_a_failed_sync_failing_not_stuck_however_long_ago_it_was_requested(
+    serve: Servers,
+) -> None:
+    # Prepare: invoices' latest sync failed; it was requested longer than STUCK_AFTER ago
+    requested = START - STUCK_AFTER - HOUR
+    failed = company(
+        "c1",
+        pair("invoices", "FetchError"),
+        syncs={"invoices": SyncDetail("s-invoices", "FetchError", requested=requested,
+                                      error_message="Xero answered 500")},
+    )  # fmt: skip
+    server = serve(failed)
+    # Act
+    page = server.get("/").text
+    rows = server.rows("/")
+    stuck = pairs_of(server.rows("/?status=stuck"))
+    # Check
+    assert [(row["data-type"], row["states"]) for row in rows] == [("invoices", "failing")]
+    assert stuck == []
+    assert chip(page, "stuck") == 0
+
+
 def test_should_list_a_paused_pair_until_its_pause_ends(serve: Servers) -> None:
     # Prepare
     server = fleet(serve, freshness=FreshnessConfig(default_max_age=2 * HOUR,

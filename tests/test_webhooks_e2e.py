@@ -295,6 +295,28 @@ def test_should_take_deliveries_under_either_of_svixs_header_names(
     assert app.counted("other", "bad_signature") == 1
 
 
+def test_should_take_a_delivery_whose_valid_signature_is_not_the_last_of_several(
+    app: Webhooks, clock: FakeClock, linked: list[str]
+) -> None:
+    # Prepare: while Codat rotates the secret it signs with both; ours comes first here
+    company = linked[0]
+    app.harness.poll()
+    body = json.dumps(read_completed(company)).encode()
+    headers = app.signed(body)
+    msg_id, timestamp = headers["svix-id"], int(headers["svix-timestamp"])
+    retired = sign(new_secret(), msg_id, timestamp, body)
+    headers["svix-signature"] = f"{headers['svix-signature']} {retired}"
+    before = app.requests_for(company)
+    # Act
+    answer = app.post(body, headers)
+    clock.advance(DEBOUNCE)
+    app.receiver.tick()
+    # Check
+    assert answer.status_code == 200
+    assert app.counted("read.completed", "ok") == 1
+    assert app.requests_for(company) == before + 1
+
+
 def xero_status(scrape: Scrape, company_id: str) -> list[str]:
     """The status label of each of the company's Xero connections on /metrics."""
     found = scrape.find(CONNECTION_STATUS, company_id=company_id, platform="Xero")
@@ -324,6 +346,23 @@ def test_should_refresh_connections_on_a_connection_event_before_their_interval(
     assert xero_status(scrape, control) == ["Linked"]
     assert app.requests_for(company, CONNECTIONS) == fetched_before + 1
     assert scrape.value(WEBHOOKS_TOTAL, event_type="connection.disconnected", result="ok") == 1
+
+
+def test_should_read_connections_and_data_status_again_on_a_connection_event(
+    app: Webhooks, clock: FakeClock, linked: list[str]
+) -> None:
+    # Prepare: nothing is due: the last cycle read everything a moment ago
+    company = linked[0]
+    app.harness.poll()
+    routes = (CONNECTIONS, DATA_STATUS)
+    before = [app.requests_for(company, route) for route in routes]
+    # Act
+    answer = app.deliver(connection_event(company, "connection.connected"))
+    clock.advance(DEBOUNCE)
+    app.receiver.tick()
+    # Check: README's webhook table says both
+    assert answer.status_code == 200
+    assert [app.requests_for(company, route) for route in routes] == [n + 1 for n in before]
 
 
 def test_should_drop_a_deleted_company_from_metrics_on_the_next_tick(

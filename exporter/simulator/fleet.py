@@ -380,6 +380,24 @@ class Fleet:
             self.overrides.pop(company_id, None)
             self.connection_overrides.pop(company_id, None)
 
+    def upper_case(self, company_id: str) -> str:
+        """List the company under its id in upper case (tests: Codat's ids are UUIDs, which
+        a listing may spell in either case); returns that id."""
+        shouted = company_id.upper()
+        with self._lock:
+            company = self.companies.pop(company_id)
+            company.id = shouted
+            self.companies[shouted] = company
+        return shouted
+
+    def stored_id(self, company_id: str) -> str:
+        """The id the company is kept under, found in any case, as Codat finds a UUID;
+        ``company_id`` itself when no company has it."""
+        if company_id in self.companies:
+            return company_id
+        wanted = company_id.lower()
+        return next((c for c in list(self.companies) if c.lower() == wanted), company_id)
+
     def take_fault(self, company_id: str, endpoint: str) -> Fault | None:
         with self._lock:
             queue = self.faults.get(company_id, [])

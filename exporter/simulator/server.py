@@ -7,7 +7,8 @@ Routes: ``GET /companies``, ``GET /companies/{companyId}/connections`` and
 operation of the company) and ``GET /companies/{companyId}/syncSettings``. Every request must carry
 ``Authorization: Basic <base64(api key)>``; anything else gets Codat's 401 ErrorMessage.
 Responses carry the X-Rate-Limit-* headers Codat sends. Faults injected into the fleet
-are applied per company before answering.
+are applied per company before answering. A company id in a path is found in any case: it
+is a UUID.
 
 Paged routes take ``page`` (from 1) and ``pageSize`` (1 to 5000), the contract's parameter
 bounds; anything else in them, or a ``tags`` filter that does not parse, is answered as
@@ -298,6 +299,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(401, error_body(401, "Unauthorized"))
             return
         fleet = self.server.fleet
+        company_id = None if company_id is None else fleet.stored_id(company_id)
         fault = fleet.take_fault(company_id or LISTING, route)
         if fault is not None and self._apply(fault):
             return
@@ -364,6 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(401, error_body(401, "Unauthorized"))
             return
         fleet = self.server.fleet
+        company_id = fleet.stored_id(company_id)
         fault = fleet.take_fault(company_id, QUEUE_DATA_TYPE)
         if fault is not None and self._apply(fault):
             return
