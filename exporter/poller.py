@@ -117,6 +117,9 @@ class Poller:
         self._refresher = (
             Refresher(config.refresh, client, metrics, clock) if config.refresh.enabled else None
         )
+        self._configured = frozenset(config.companies.ids)
+        """Companies a 404 leaves visible as not found: the user listed them, so a typo or
+        a deleted company must show, where a discovered one that Codat deleted just leaves."""
         self._states: dict[str, CompanyState] = {}
         self._state_at: dict[str, float] = {}
         self._states_lock = threading.Lock()
@@ -303,7 +306,12 @@ class Poller:
         self._side.expire_connections(map(company_id, company_ids))
 
     def drop_company(self, deleted: str) -> None:
-        """Forget a company Codat deleted; it stays out until a poll finds it again."""
+        """Forget a company Codat deleted; it stays out until a poll finds it again. One of
+        ``companies.ids`` is polled instead, so that it shows as not found as long as it is
+        listed."""
+        if company_id(deleted) in self._configured:
+            self.poll_companies([deleted])
+            return
         with self._states_lock:
             if self._states.pop(company_id(deleted), None) is not None:
                 log.info("company %s deleted in Codat; dropped from /metrics", company_id(deleted))
@@ -419,6 +427,8 @@ class Poller:
             sync_schedules=self._side.sync_schedules(company_id),
             syncs=outcome.syncs,
             refreshes=outcome.refreshes,
+            poll_error=outcome.reason,
+            not_found=outcome.not_found,
         )
         if outcome.data_types is not None:
             return base
@@ -456,6 +466,8 @@ class Poller:
             )
             refreshes = self._refresh(company_id, data_types, syncs, deadline)
         except NotFound as exc:
+            if company_id in self._configured:
+                return self._failed(company_id, str(exc), exc.reason)
             return Outcome(company_id, error=str(exc), reason=exc.reason, gone=True)
         except CodatError as exc:
             return self._failed(company_id, str(exc), exc.reason)
