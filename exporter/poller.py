@@ -346,10 +346,10 @@ class Poller:
         """Hand each company to the workers, spaced evenly over SPREAD of the interval.
 
         The first cycle is not spread, and publishes as it goes (every PUBLISH_EVERY
-        seconds): until then there is nothing to show at all. It reads every company's name
-        and dataStatus before any company's sync settings and connections (``later``), so
-        that a start limited by latency rather than by the rate limit shows every company's
-        data first."""
+        seconds): until then there is nothing to show at all. Unless they are deferred for
+        the rate limit (``defer``), it reads every company's name and dataStatus before any
+        company's sync settings and connections (``later``), so that a start limited by
+        latency shows every company's data first."""
         step = self._config.poll.interval * SPREAD / len(targets) if targets else 0.0
         first = self._last_cycle is None
         spread = self._spread and not first
