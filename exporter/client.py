@@ -36,6 +36,7 @@ from exporter.codat import parse_datetime
 from exporter.config import CodatConfig
 from exporter.metrics import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET, ExporterMetrics
 from exporter.ratelimit import RateLimiter
+from exporter.state import NOT_FOUND
 
 DATA_STATUS = "/companies/{companyId}/dataStatus"
 COMPANY = "/companies/{companyId}"
@@ -64,7 +65,7 @@ class ApiKeyRejected(CodatError):
 
 
 class NotFound(CodatError):
-    reason = "not_found"
+    reason = NOT_FOUND
 
 
 class MalformedResponse(CodatError):

@@ -43,6 +43,7 @@ from exporter.metrics import (
     COMPANIES_BY_STATUS,
     COMPANY_CREATED,
     COMPANY_LAST_SUCCESS,
+    COMPANY_NOT_FOUND,
     COMPANY_UP,
     CONNECTION_STATUS,
     CONNECTIONS,
@@ -69,7 +70,7 @@ INFLATE_PIECE = 128 * 1024
 
 _PER_COMPANY = (LAST_SYNC_TIMESTAMP, STATUS, MAX_AGE, PAUSED_UNTIL, LATEST_SYNC_REQUESTED,
                 COMPANIES_BY_STATUS, CONNECTION_STATUS, CONNECTIONS, COMPANY_UP,
-                COMPANY_LAST_SUCCESS, COMPANY_CREATED)  # fmt: skip
+                COMPANY_NOT_FOUND, COMPANY_LAST_SUCCESS, COMPANY_CREATED)  # fmt: skip
 _RUNNING = frozenset(IN_PROGRESS_STATUSES)
 """Snapshot families in the order they are written; the fleet-wide ones follow."""
 
@@ -322,6 +323,8 @@ class Exposition:
         ended before ``polled_at`` is no longer exported."""
         labels = f'company_id="{escape(company.company_id)}",company_name="{escape(company.name)}"'
         yield COMPANY_UP.name, f"{COMPANY_UP.name}{{{labels}}} {int(company.up)}\n"
+        if company.not_found:
+            yield COMPANY_NOT_FOUND.name, f"{COMPANY_NOT_FOUND.name}{{{labels}}} 1\n"
         if company.last_poll_success is not None:
             yield (
                 COMPANY_LAST_SUCCESS.name,

@@ -10,6 +10,11 @@
       e.g. company 8a21...: GET /companies/{companyId}/dataStatus: connection refused
 
 - A rejected API key is one ERROR per cycle for the whole fleet.
+- A company of ``companies.ids`` that Codat answers 404 is "not found" (it stays on
+  /metrics, down); one that discovery found is "no longer exists" (it leaves)::
+
+      WARNING company 8a21... not found in Codat (404): check companies.ids; shown with
+      codat_exporter_company_up 0, no values yet
 
 Every failed request also counts in ``codat_exporter_poll_errors_total{reason}``.
 """
@@ -29,6 +34,9 @@ log = logging.getLogger("exporter.poller")
 
 GROUPED = 3
 """More companies than this failing (or recovering) alike in one cycle make one line."""
+_NOT_FOUND = "dataStatus 404"
+"""How a company Codat does not know fails (``Outcome.not_found``), as told apart from a
+404 for its name, connections or sync settings only."""
 
 
 class FailureLog:
@@ -66,11 +74,12 @@ class FailureLog:
                             company_id)  # fmt: skip
                 self._failing.pop(company_id, None)
             elif outcome.reason:
-                if self._failing.get(company_id) == outcome.reason:
+                failure = _NOT_FOUND if outcome.not_found else outcome.reason
+                if self._failing.get(company_id) == failure:
                     log.debug("company %s: poll still failing: %s", company_id, outcome.error)
                 elif outcome.reason != ApiKeyRejected.reason:
-                    started[outcome.reason].append(outcome)
-                self._failing[company_id] = outcome.reason
+                    started[failure].append(outcome)
+                self._failing[company_id] = failure
             elif self._failing.pop(company_id, None) is not None:
                 recovered.append(company_id)
         for reason, failed in started.items():
@@ -90,6 +99,9 @@ class FailureLog:
 
     @staticmethod
     def _log_started(reason: str, failed: list[Outcome], has_values: Callable[[str], bool]) -> None:
+        if reason == _NOT_FOUND:
+            FailureLog._log_not_found(failed, has_values)
+            return
         if len(failed) > GROUPED:
             keeping = sum(1 for o in failed if has_values(o.company_id))
             kept = (
@@ -110,3 +122,18 @@ class FailureLog:
             )
             log.warning("company %s: poll failed, %s: %s", outcome.company_id, kept,
                         outcome.error)  # fmt: skip
+
+    @staticmethod
+    def _log_not_found(failed: list[Outcome], has_values: Callable[[str], bool]) -> None:
+        if len(failed) > GROUPED:
+            log.warning("%s not found in Codat (404): check companies.ids; e.g. company %s",
+                        plural(len(failed), "company"), failed[0].company_id)  # fmt: skip
+            return
+        for outcome in failed:
+            kept = (
+                "keeping its last good values"
+                if has_values(outcome.company_id)
+                else "no values yet"
+            )
+            log.warning("company %s not found in Codat (404): check companies.ids; shown with "
+                        "codat_exporter_company_up 0, %s", outcome.company_id, kept)  # fmt: skip

@@ -90,6 +90,12 @@ COMPANY_UP = MetricSpec(
     "1 if the last poll of the company succeeded, 0 if it failed (its last good data-type "
     "values stay exported). Polls run every {interval}.",
 )  # fmt: skip
+COMPANY_NOT_FOUND = MetricSpec(
+    "codat_exporter_company_not_found", "gauge", COMPANY,
+    "1 while Codat answers 404 for a company listed in companies.ids (its "
+    "codat_exporter_company_up is 0): a typo, or a company deleted in Codat. Absent for every "
+    "other company. Polls run every {interval}.",
+)  # fmt: skip
 COMPANY_LAST_SUCCESS = MetricSpec(
     "codat_exporter_company_last_poll_success_timestamp_seconds", "gauge", COMPANY,
     "Unix time of the company's last successful poll: the age of its codat_data_type_* "
@@ -216,8 +222,8 @@ BUILD_INFO = MetricSpec(
 
 SNAPSHOT_METRICS = (
     LAST_SYNC_TIMESTAMP, STATUS, MAX_AGE, PAUSED_UNTIL, LATEST_SYNC_REQUESTED,
-    COMPANIES_BY_STATUS, CONNECTION_STATUS, CONNECTIONS, COMPANY_UP, COMPANY_LAST_SUCCESS,
-    COMPANY_CREATED, COMPANIES, POLL_DURATION, LAST_POLL,
+    COMPANIES_BY_STATUS, CONNECTION_STATUS, CONNECTIONS, COMPANY_UP, COMPANY_NOT_FOUND,
+    COMPANY_LAST_SUCCESS, COMPANY_CREATED, COMPANIES, POLL_DURATION, LAST_POLL,
 )  # fmt: skip
 """Rendered once per poll from the snapshot."""
 
@@ -238,9 +244,10 @@ FLEET_PRESET_DENYLIST = tuple(
 """The fleet preset's ``metrics.denylist``, the one declaration of it (config.example.yaml
 shows it, a test holds the two equal): every per-pair family, and every per-company one but
 ``codat_exporter_company_up``, which ``CodatExporterCompanyPollFailing`` needs to name the
-company. At 10,000 companies x 25 data types that leaves about 11,800 series of the
-default's million (README, "The series bill"); the preset's rules and Fleet dashboard read
-none of these families."""
+company, and ``codat_exporter_company_not_found`` (``CodatExporterCompanyNotFound``), whose
+only series are the listed companies Codat does not know. At 10,000 companies x 25 data
+types that leaves about 11,800 series of the default's million (README, "The series
+bill"); the preset's rules and Fleet dashboard read none of these families."""
 
 REGISTRY_METRICS = (
     API_REQUESTS, API_DURATION, SYNC_DURATION, POLL_ERRORS, PULL_OPERATION_ERRORS,

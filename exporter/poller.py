@@ -5,17 +5,19 @@ One APScheduler job runs the whole cycle, so nothing it does can overlap: discov
 when it is due (``exporter.discovery``), then one task per company, handed to
 ``codat.max_concurrency`` workers and spread over the interval rather than fired as a
 burst. A company's task also refreshes what is due of its name, sync settings and
-connections (``exporter.sidevalues``).
+connections (``exporter.sidevalues``); in the first cycle, sync settings and connections
+follow every company's dataStatus instead of preceding each.
 
 Companies are polled longest-unpolled first: when the rate limit lets a cycle reach only
 some of them, the ones it missed lead the next cycle, so every company is still polled
 within ceil(companies / capacity) cycles instead of the same tail failing forever.
 
 One company's failure never touches another: a failed company keeps its last good data
-types, with ``codat_exporter_company_up`` 0, until a poll succeeds again. A 404 means the
-company no longer exists; it leaves the next snapshot, as does a company that discovery no
-longer lists. ``exporter.failurelog`` says what the log says of failures. Every cycle
-ends with one INFO line::
+types, with ``codat_exporter_company_up`` 0, until a poll succeeds again. A dataStatus 404
+means the company does not exist: one of ``companies.ids`` stays, down and not found (the
+user must fix the list); any other leaves the next snapshot, as does a company that
+discovery no longer lists. ``exporter.failurelog`` says what the log says of failures.
+Every cycle ends with one INFO line::
 
     poll cycle: 20 companies polled, 2 failed; data types: 33 stale, 17 failing,
     13 in AuthError, 2 never synced; took 1.2s
@@ -117,6 +119,9 @@ class Poller:
         self._refresher = (
             Refresher(config.refresh, client, metrics, clock) if config.refresh.enabled else None
         )
+        self._configured = frozenset(config.companies.ids)
+        """Companies a 404 leaves visible as not found: the user listed them, so a typo or
+        a deleted company must show, where a discovered one that Codat deleted just leaves."""
         self._states: dict[str, CompanyState] = {}
         self._state_at: dict[str, float] = {}
         self._states_lock = threading.Lock()
@@ -303,7 +308,12 @@ class Poller:
         self._side.expire_connections(map(company_id, company_ids))
 
     def drop_company(self, deleted: str) -> None:
-        """Forget a company Codat deleted; it stays out until a poll finds it again."""
+        """Forget a company Codat deleted; it stays out until a poll finds it again. One of
+        ``companies.ids`` is polled instead, so that it shows as not found as long as it is
+        listed."""
+        if company_id(deleted) in self._configured:
+            self.poll_companies([deleted])
+            return
         with self._states_lock:
             if self._states.pop(company_id(deleted), None) is not None:
                 log.info("company %s deleted in Codat; dropped from /metrics", company_id(deleted))
@@ -336,11 +346,15 @@ class Poller:
         """Hand each company to the workers, spaced evenly over SPREAD of the interval.
 
         The first cycle is not spread, and publishes as it goes (every PUBLISH_EVERY
-        seconds): until then there is nothing to show at all."""
+        seconds): until then there is nothing to show at all. Unless they are deferred for
+        the rate limit (``defer``), it reads every company's name and dataStatus before any
+        company's sync settings and connections (``later``), so that a start limited by
+        latency shows every company's data first."""
         step = self._config.poll.interval * SPREAD / len(targets) if targets else 0.0
         first = self._last_cycle is None
         spread = self._spread and not first
         defer = first and self._first_cycle_too_long(len(targets))
+        later = first and not defer
         progress = Progress(len(targets), self._clock, self._metrics, first,
                              self._config.codat.max_requests_per_minute)  # fmt: skip
         futures: list[Future[Outcome]] = []
@@ -351,7 +365,7 @@ class Poller:
                     self._clock.sleep(wait)
             if self._stopping.is_set():
                 break
-            future = self._submit(target, deadline, defer=defer)
+            future = self._submit(target, deadline, defer=defer, later=later)
             if future is None:
                 break
             future.add_done_callback(progress.done)
@@ -359,6 +373,8 @@ class Poller:
         if first:
             self._publish_as_they_come(futures, progress)
         outcomes = self._results(futures)
+        if later:
+            outcomes = self._poll_later(outcomes, deadline)
         self._metrics.cycle_progress.set(1)
         return outcomes
 
@@ -385,12 +401,26 @@ class Poller:
             published_at = self._clock.monotonic()
 
     def _submit(
-        self, company_id: str, deadline: float, *, defer: bool = False
+        self, company_id: str, deadline: float, *, defer: bool = False, later: bool = False
     ) -> Future[Outcome] | None:
         try:
-            return self._executor.submit(self._poll_company, company_id, deadline, defer)
+            return self._executor.submit(self._poll_company, company_id, deadline, defer, later)
         except RuntimeError:  # shut down meanwhile: stopping
             return None
+
+    def _poll_later(self, outcomes: list[Outcome], deadline: float) -> list[Outcome]:
+        """The first cycle's second pass, once every dataStatus is in: on the workers, the
+        rest of the poll of each company whose dataStatus was read."""
+        futures = []
+        for outcome in outcomes:
+            if outcome.data_types is None or self._stopping.is_set():
+                continue
+            try:
+                futures.append(self._executor.submit(self._poll_rest, outcome, deadline))
+            except RuntimeError:  # shut down meanwhile: stopping
+                break
+        finished = {outcome.company_id: outcome for outcome in self._results(futures)}
+        return [finished.get(outcome.company_id, outcome) for outcome in outcomes]
 
     @staticmethod
     def _results(futures: Iterable[Future[Outcome]]) -> list[Outcome]:
@@ -419,6 +449,8 @@ class Poller:
             sync_schedules=self._side.sync_schedules(company_id),
             syncs=outcome.syncs,
             refreshes=outcome.refreshes,
+            poll_error=outcome.reason,
+            not_found=outcome.not_found,
         )
         if outcome.data_types is not None:
             return base
@@ -434,14 +466,18 @@ class Poller:
 
     # --- one company ----------------------------------------------------------------------
 
-    def _poll_company(self, company_id: str, deadline: float, defer: bool = False) -> Outcome:
+    def _poll_company(
+        self, company_id: str, deadline: float, defer: bool = False, later: bool = False
+    ) -> Outcome:
         """One company's poll; ``defer``: a first cycle too long for the rate limit, whose
         connections and sync settings are spread over the cycles that follow instead of
-        tripling this one."""
+        tripling this one; ``later``: a first cycle within it, whose connections, sync
+        settings and refreshes (which need the sync schedules) ``_poll_rest`` does after
+        every company's dataStatus."""
         if self._stopping.is_set():
             return Outcome(company_id, error="stopping", reason="stopping")
         try:
-            side_failure = self._side.refresh(company_id, deadline, defer=defer)
+            side_failure = self._side.refresh(company_id, deadline, defer=defer, details=not later)
             body = self._client.data_status(company_id, deadline)
             data_types = parse_data_statuses(body, self._config.data_types.selects)
             known = self._states.get(company_id)
@@ -454,8 +490,10 @@ class Poller:
                 if self._diagnostics is not None
                 else {}
             )
-            refreshes = self._refresh(company_id, data_types, syncs, deadline)
+            refreshes = {} if later else self._refresh(company_id, data_types, syncs, deadline)
         except NotFound as exc:
+            if company_id in self._configured:
+                return self._failed(company_id, str(exc), exc.reason)
             return Outcome(company_id, error=str(exc), reason=exc.reason, gone=True)
         except CodatError as exc:
             return self._failed(company_id, str(exc), exc.reason)
@@ -470,6 +508,22 @@ class Poller:
                            syncs=syncs, refreshes=refreshes)  # fmt: skip
         return Outcome(company_id, data_types, at=self._clock.monotonic(), syncs=syncs,
                        refreshes=refreshes)  # fmt: skip
+
+    def _poll_rest(self, outcome: Outcome, deadline: float) -> Outcome:
+        """What ``later`` left of a company's poll: its sync settings and connections, then
+        its refreshes; a failure shows the company down, as in ``_poll_company``."""
+        company_id = outcome.company_id
+        try:
+            failure = self._side.refresh(company_id, deadline, name=False)
+            refreshes = self._refresh(company_id, outcome.data_types or (), outcome.syncs, deadline)
+        except CodatError as exc:  # a rejected API key
+            failure, refreshes = exc, {}
+        except Exception as exc:  # a bug must not take the other companies down
+            log.exception("unexpected error polling company %s", company_id)
+            return replace(outcome, error=type(exc).__name__, reason="internal_error")
+        if failure is None or outcome.reason:
+            return replace(outcome, refreshes=refreshes)
+        return replace(outcome, error=str(failure), reason=failure.reason, refreshes=refreshes)
 
     def _refresh(
         self,

@@ -14,6 +14,7 @@ from exporter.cli import build_parser
 from exporter.config import Config
 from exporter.metrics import (
     ALL_METRICS,
+    COMPANY_NOT_FOUND,
     PER_PAIR,
     REGISTRY_METRICS,
     SCRAPE_METRICS,
@@ -48,6 +49,8 @@ def _series(spec: MetricSpec) -> str:
     """How many series a family costs, the bill ``metrics.denylist`` can cut."""
     if spec.name in PER_PAIR:
         return "**per pair**"
+    if spec is COMPANY_NOT_FOUND:
+        return "per company not found"
     if "company_id" in spec.labels:
         return "per company"
     if "data_type" in spec.labels:

@@ -67,7 +67,13 @@ class SideValues:
         self._lock = threading.Lock()
 
     def refresh(
-        self, company_id: str, deadline: float, *, defer: bool = False
+        self,
+        company_id: str,
+        deadline: float,
+        *,
+        defer: bool = False,
+        name: bool = True,
+        details: bool = True,
     ) -> CodatError | None:
         """Fetch what is due for the company; the first failure, or None.
 
@@ -75,18 +81,20 @@ class SideValues:
         fetched now but planned for a moment spread over the cycles that follow, so that a
         start costs one request per company, not three. The name is fetched at once: it is
         a label, and a label that changes later would double the company's series.
+        ``name`` and ``details`` (sync settings and connections) choose what is considered,
+        so that a first cycle can read every name first and the details after.
 
         A rejected API key is raised instead: the data status request would be rejected too.
         """
         config = self._config
         client = self._client
         failures: list[CodatError | None] = []
-        if company_id not in self._listed():
+        if name and company_id not in self._listed():
             failures.append(self._refresh(
                 self._names, company_id, NAME_REFRESH_INTERVAL, "name",
                 lambda: parse_company(client.company(company_id, deadline)),
             ))  # fmt: skip
-        if config.freshness.from_sync_settings:
+        if details and config.freshness.from_sync_settings:
             failures.append(self._refresh(
                 self._schedules, company_id, config.freshness.sync_settings_interval,
                 "sync settings",
@@ -94,7 +102,7 @@ class SideValues:
                     client.get_json(SYNC_SETTINGS, deadline, companyId=company_id)
                 ), defer=defer,
             ))  # fmt: skip
-        if config.connections.enabled:
+        if details and config.connections.enabled:
             failures.append(self._refresh(
                 self._connections, company_id, config.connections.interval, "connections",
                 lambda: parse_connections(client.get_pages(

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+NOT_FOUND = "not_found"
+"""The poll error of a request Codat answers 404 (``client.NotFound``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class DataTypeStatus:
@@ -89,6 +92,13 @@ class CompanyState:
     """Per data type, the latest sync's pull operation when it is not Complete."""
     refreshes: Mapping[str, RefreshMark] = field(default_factory=dict)
     """Per data type, the refresh queued for it while it fails (``refresh.enabled``)."""
+    poll_error: str = ""
+    """Why the latest poll failed, as ``codat_exporter_poll_errors_total`` counts it
+    (``timeout``, ``not_found`` ...); empty while ``up``."""
+    not_found: bool = False
+    """Codat answered the latest poll's dataStatus with 404: a company of ``companies.ids``
+    it does not know (one that discovery found leaves the snapshot instead). A 404 for
+    only its name, connections or sync settings is a failure like any other."""
 
 
 @dataclass(frozen=True)
@@ -102,11 +112,18 @@ class Outcome:
     reason: str = ""
     """Why some request of the company's poll failed; empty when all succeeded."""
     gone: bool = False
+    """Codat answered 404 for a company discovery found: it leaves the snapshot. A company
+    of ``companies.ids`` is never gone, only failing with ``not_found``."""
     at: float = 0.0
     """Monotonic time the poll finished: of two results for a company, the later wins."""
     syncs: Mapping[str, SyncDetail] = field(default_factory=dict)
     """With ``data_types``: the latest-sync details read (``exporter.diagnostics``)."""
     refreshes: Mapping[str, RefreshMark] = field(default_factory=dict)
+
+    @property
+    def not_found(self) -> bool:
+        """Codat answered the dataStatus request with 404, and the company stays."""
+        return self.reason == NOT_FOUND and self.data_types is None and not self.gone
 
 
 @dataclass(frozen=True)

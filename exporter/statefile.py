@@ -316,6 +316,8 @@ def _encode_company(
         "name": company.name,
         "created": company.created,
         "up": company.up,
+        "poll_error": company.poll_error,
+        "not_found": company.not_found,
         "polled": company.last_poll_success,
         "types": [
             [
@@ -356,6 +358,8 @@ def _decode_company(item: Any) -> tuple[CompanyState, dict[str, tuple[str, str, 
         name=_str(raw["name"]),
         created=_time(raw["created"]),
         up=_bool(raw["up"]),
+        poll_error=_str(raw.get("poll_error", "")),  # these two: absent from older files
+        not_found=_bool(raw.get("not_found", False)),
         last_poll_success=_time(raw["polled"]),
         data_types=tuple(
             DataTypeStatus(_str(t[0]), _str(t[1]), _time(t[2]), _str(t[3]), _str(t[4]))

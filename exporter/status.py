@@ -478,11 +478,32 @@ def head_json(status: FleetStatus) -> dict[str, Any]:
     }
 
 
+NOT_FOUND_TEXT = "not found in Codat (404): check companies.ids"
+
+
+def poll_error_text(company: CompanyState) -> str | None:
+    """Why the company's latest poll failed, as the page and the API say it; None while up.
+
+    >>> poll_error_text(CompanyState("c1", "", False, None, (), not_found=True))
+    'not found in Codat (404): check companies.ids'
+    >>> poll_error_text(CompanyState("c1", "", False, None, (), poll_error="timeout"))
+    "poll failed (timeout); the exporter's log says more"
+    """
+    if company.up:
+        return None
+    if company.not_found:
+        return NOT_FOUND_TEXT
+    reason = f" ({company.poll_error})" if company.poll_error else ""
+    return f"poll failed{reason}; the exporter's log says more"
+
+
 def company_json(company: CompanyState) -> dict[str, Any]:
     return {
         "company_id": company.company_id,
         "company_name": company.name,
         "up": company.up,
+        "poll_error": company.poll_error or None,
+        "poll_error_message": poll_error_text(company),
         "last_poll_success": rfc3339(company.last_poll_success),
         "connections": [connection_json(c) for c in company.connections],
     }

@@ -38,6 +38,7 @@ from exporter.status import (
     Filters,
     FleetStatus,
     connections_for,
+    poll_error_text,
 )
 
 ROW_LIMIT = 1000
@@ -305,7 +306,8 @@ def _row(state: PairState, now: float) -> str:
         poll = "ok"
     else:
         last = company.last_poll_success
-        poll = "failing" + (f"; last ok {when(last, now)}" if last is not None else "")
+        poll = "not found in Codat (404)" if company.not_found else "failing"
+        poll += f"; last ok {when(last, now)}" if last is not None else ""
     return (
         f'<tr class="{e(worst)}" data-company-id="{e(company.company_id)}" '
         f'data-data-type="{e(item.data_type)}" data-status="{e(item.status)}" '
@@ -410,15 +412,16 @@ def _failed_polls(status: FleetStatus) -> str:
         return ""
     now = status.generated_at
     rows = "".join(
-        f"<tr><td>{e(c.name)}<br><small>{e(c.company_id)}</small></td><td>"
+        f'<tr data-company-id="{e(c.company_id)}"><td>{e(c.name)}<br><small>'
+        f"{e(c.company_id)}</small></td><td>"
         + (e(when(c.last_poll_success, now)) if c.last_poll_success is not None else "never")
-        + "</td></tr>"
+        + f"</td><td>{e(poll_error_text(c))}</td></tr>"
         for c in down[:ROW_LIMIT]
     )
     return (
         f"<h2>Companies whose latest poll failed ({len(down):,})</h2>"
-        '<table id="polls"><thead><tr><th>Company</th><th>Last successful poll</th></tr>'
-        f"</thead><tbody>{rows}</tbody></table>"
+        '<table id="polls"><thead><tr><th>Company</th><th>Last successful poll</th>'
+        f"<th>Why</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 
 

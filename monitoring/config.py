@@ -27,6 +27,7 @@ ALERT_NAMES = (
     "CodatFreshnessSLOFastBurn",
     "CodatFreshnessSLOSlowBurn",
     "CodatExporterCompanyPollFailing",
+    "CodatExporterCompanyNotFound",
     "CodatExporterAPIKeyRejected",
     "CodatExporterDown",
     "CodatExporterPollStalled",

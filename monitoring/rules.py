@@ -33,6 +33,7 @@ from exporter.metrics import (
     API_REQUESTS,
     COMPANY_CREATED,
     COMPANY_LAST_SUCCESS,
+    COMPANY_NOT_FOUND,
     COMPANY_UP,
     CONNECTION_STATUS,
     LAST_POLL,
@@ -262,12 +263,27 @@ class RuleBuilder:
         return [
             self.alert(
                 "CodatExporterCompanyPollFailing",
-                f"{COMPANY_UP.name}{{{sel}}} == 0\n",
+                f"{COMPANY_UP.name}{{{sel}}} == 0\n"
+                f"unless on (job, instance, company_id)\n"
+                f"  {COMPANY_NOT_FOUND.name}{{{sel}}}\n",
                 "The exporter cannot poll {{ $labels.company_name }} from Codat",
                 "Polls of {{ $labels.company_name }} (company {{ $labels.company_id }}) by "
                 "{{ $labels.instance }} have failed for {for}; its codat_data_type_* values are "
                 f"those of the last successful poll, {last_poll}. The exporter's log "
                 "and codat_exporter_poll_errors_total say why.",
+                self.company_url,
+                status_page=self.company_page,
+                keep_firing=True,
+            ),
+            self.alert(
+                "CodatExporterCompanyNotFound",
+                f"{COMPANY_NOT_FOUND.name}{{{sel}}} == 1\n",
+                "Codat does not know company {{ $labels.company_id }}, listed in companies.ids",
+                "Codat has answered 404 (not found) for company {{ $labels.company_id }}, "
+                "which {{ $labels.instance }} lists in companies.ids, for {for}: none of its "
+                "data is polled meanwhile. Look the id up in the Codat portal (a typo, a "
+                "company deleted in Codat, or one of another Codat account), then correct it "
+                "or remove it from companies.ids.",
                 self.company_url,
                 status_page=self.company_page,
                 keep_firing=True,

@@ -104,6 +104,7 @@ class StatusServer:
 PAIR_CELLS = ("company", "data_type", "status", "last_sync", "ages", "latest_sync",
               "connection", "poll")  # fmt: skip
 RELINK_CELLS = ("company", "connections")
+POLL_CELLS = ("company", "last_poll", "why")
 
 
 class _Rows(HTMLParser):
@@ -156,6 +157,15 @@ def relink_rows(page: str) -> list[dict[str, str]]:
     "Acme Ltd c1", "company_link": "/?company=c1", "connections_cell": "Deauthorized Xero
     (Accounting) k1"}]``"""
     parser = _Rows("connections", RELINK_CELLS)
+    parser.feed(page)
+    return parser.rows
+
+
+def poll_rows(page: str) -> list[dict[str, str]]:
+    """The "Companies whose latest poll failed" table's rows: ``[{"company-id": "c1",
+    "company_cell": "Acme Ltd c1", "last_poll_cell": "never", "why_cell": "not found in
+    Codat (404): check companies.ids"}]``"""
+    parser = _Rows("polls", POLL_CELLS)
     parser.feed(page)
     return parser.rows
 

@@ -64,6 +64,7 @@ DEFAULT = Variant(
             "CodatDataTypeSyncFailing",
             "CodatDataTypeSyncStuck",
             "CodatExporterCompanyPollFailing",
+            "CodatExporterCompanyNotFound",
         ),
         COMPANY_PAGE,
     ),
@@ -78,6 +79,7 @@ PRESET = Variant(
             "&platform={{ $labels.platform | urlquery }}"
         ),
         "CodatExporterCompanyPollFailing": COMPANY_PAGE,
+        "CodatExporterCompanyNotFound": COMPANY_PAGE,
         "CodatDataTypeStaleCompanies": (
             "http://localhost:9781/?status=stale&data_type={{ $labels.data_type | urlquery }}"
         ),
@@ -86,6 +88,7 @@ PRESET = Variant(
 )
 VARIANTS = (DEFAULT, PRESET)
 SHARED_WITH_THE_DEFAULT = (
+    "CodatExporterCompanyNotFound",
     "CodatExporterAPIKeyRejected",
     "CodatExporterDown",
     "CodatExporterPollStalled",
@@ -335,7 +338,20 @@ MUTANTS = [
             (PRESET, "CodatDataTypeStaleCompanies"),
             (PRESET, "CodatAuthErrorCompanies"),
             (PRESET, "CodatExporterCompanyPollFailing"),
+            (DEFAULT, "CodatExporterCompanyNotFound"),
+            (PRESET, "CodatExporterCompanyNotFound"),
         )
+    ],
+    *[
+        Mutant(
+            variant,
+            "CodatExporterCompanyPollFailing",
+            "pages for a company Codat does not know too",
+            _replace(
+                "\nunless on (job, instance, company_id)\n", "\nor on (job, instance, company_id)\n"
+            ),
+        )
+        for variant in VARIANTS
     ],
     Mutant(DEFAULT, "CodatDataTypeStale", "stale at equality", _replace("> on", ">= on")),
     Mutant(DEFAULT, "CodatDataTypeStale", "a pause ignored", _drop_unless),

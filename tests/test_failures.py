@@ -216,22 +216,26 @@ def test_should_recover_on_the_first_good_poll(
     assert any("succeeded again" in r.getMessage() for r in caplog.records)
 
 
-def test_should_drop_a_company_that_codat_no_longer_has(
-    harness: Harness, fleet_ids: list[str]
+def test_should_drop_a_discovered_company_that_codat_no_longer_has(
+    make_harness: Callable[..., Harness], fleet_ids: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Prepare
+    # Prepare: discovery found it (a company of companies.ids stays, tests/test_not_found.py)
+    harness = make_harness(companies={"ids": [], "discover": True})
     gone = fleet_ids[0]
     harness.poll()
     assert gone in harness.scrape().companies()
     harness.fleet.remove(gone)
     # Act
-    result = harness.poll()
+    with caplog.at_level(logging.INFO, logger="exporter"):
+        result = harness.poll()
     scrape = harness.scrape()
     # Check
     assert result.gone == 1
     assert gone not in scrape.companies()
     assert gone not in scrape.text
     assert scrape.value("codat_exporter_companies") == len(fleet_ids) - 1
+    assert f"company {gone} no longer exists in Codat (404); dropped from /metrics" in caplog.text
+    assert "not found in Codat" not in caplog.text
 
 
 def test_should_keep_serving_metrics_when_codat_is_unreachable(

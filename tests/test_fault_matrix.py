@@ -61,6 +61,7 @@ CONNECTION_STATUS = "codat_connection_status"
 LAST_SUCCESS = "codat_exporter_company_last_poll_success_timestamp_seconds"
 REQUESTS = "codat_exporter_api_requests_total"
 ERRORS = "codat_exporter_poll_errors_total"
+NOT_FOUND = "codat_exporter_company_not_found"
 DISCOVERY_FAILURES = "codat_exporter_discovery_failures_total"
 LAST_DISCOVERY = "codat_exporter_last_discovery_success_timestamp_seconds"
 RATE_LIMITED = "codat_exporter_rate_limited_total"
@@ -174,7 +175,7 @@ def matrix(*endpoints: str) -> list[Any]:
     for endpoint in endpoints:
         for case in CASES:
             if endpoint == DATA_STATUS and case.name == "404":
-                continue  # the company was deleted: its own test below
+                continue  # Codat does not know the company: its own test below
             if case.reason == "timeout" and endpoint not in TIMED:
                 continue
             params.append(pytest.param(endpoint, case, id=f"{ROUTES[endpoint]}-{case.name}"))
@@ -394,6 +395,7 @@ def test_should_survive_a_fault_on_a_company_request_and_recover_on_the_next_goo
     assert healthy == 200
     # Check: the victim is down, and what failed kept its last good value
     assert ups(bad) == {victim: 0, bystander: 1}
+    assert not bad.find(NOT_FOUND), "a 404 on a side request is no unknown company"
     if endpoint == DATA_STATUS or case.reason == "api_key_rejected":
         assert data_values(bad, victim) == data_values(good, victim)
         assert bad.value(LAST_SUCCESS, company_id=victim) == good.value(
@@ -443,16 +445,17 @@ def test_should_survive_a_fault_on_a_company_request_and_recover_on_the_next_goo
     assert logged(caplog, logging.WARNING) == []
 
 
-def test_should_drop_a_company_whose_data_status_answers_404_and_take_it_back_after(
+def test_should_show_a_listed_company_whose_data_status_answers_404_as_not_found_until_found(
     two_companies: Harness,
     caplog: pytest.LogCaptureFixture,
     victim: str,
     bystander: str,
 ) -> None:
-    # Prepare: Codat says the company is gone (404), then has it again
+    # Prepare: Codat says it does not know the company (404), then has it again
     harness = two_companies
     fleet = harness.fleet
     harness.poll()
+    good = harness.scrape()
     fleet.override(victim, NEW_DATA_STATUS)
     fleet.inject(victim, Fault("status", 404, endpoint=DATA_STATUS))
     caplog.clear()
@@ -463,19 +466,24 @@ def test_should_drop_a_company_whose_data_status_answers_404_and_take_it_back_af
         harness.clock.advance(harness.config.poll.interval)
         harness.poll()
         bad = harness.scrape()
-        dropped = logged(caplog, logging.WARNING, victim)
+        told = logged(caplog, logging.WARNING, victim)
         fleet.clear_faults()
         harness.clock.advance(harness.config.poll.interval)
         harness.poll()
         recovered = harness.scrape()
-    # Check: gone from /metrics (not down with old values), counted, logged with its id
-    assert first.gone == 1
-    assert victim not in bad.text
-    assert ups(bad) == {bystander: 1}
+    # Check: listed in companies.ids, so down and not found, its last good values kept;
+    # counted, and said once with its id
+    assert (first.failed, first.gone) == (1, 0)
+    assert ups(bad) == {victim: 0, bystander: 1}
+    assert bad.value(NOT_FOUND, company_id=victim) == 1
+    assert not bad.find(NOT_FOUND, company_id=bystander)
+    assert data_values(bad, victim) == data_values(good, victim)
     assert bad.value(ERRORS, reason="not_found") == 2
-    assert dropped
-    assert all("no longer exists in Codat (404)" in line for line in dropped)
+    assert len(told) == 1
+    assert f"company {victim} not found in Codat (404): check companies.ids" in told[0]
+    assert "no longer exists" not in caplog.text
     assert ups(recovered) == {victim: 1, bystander: 1}
+    assert not recovered.find(NOT_FOUND)
     assert statuses(recovered, victim) == {"bills": "Complete", "invoices": "FetchError"}
 
 

@@ -16,10 +16,18 @@ import requests
 from exporter.cli import start_scheduler
 from exporter.codat import ERROR_STATUSES
 from exporter.simulator import Fault
-from exporter.simulator.server import COMPANIES, DATA_STATUS, LISTING
+from exporter.simulator.server import (
+    COMPANIES,
+    COMPANY,
+    CONNECTIONS,
+    DATA_STATUS,
+    LISTING,
+    SYNC_SETTINGS,
+)
 from tests.harness import API_KEY, START, Harness
 
 LAST_SUCCESS = "codat_exporter_company_last_poll_success_timestamp_seconds"
+MAX_AGE = "codat_data_type_max_age_seconds"
 
 
 def test_should_poll_companies_concurrently_up_to_max_concurrency(
@@ -47,6 +55,51 @@ def test_should_poll_every_other_company_while_one_hangs(
     result = harness.poll()
     # Check
     assert (result.succeeded, result.failed) == (len(fleet_ids) - 1, 1)
+
+
+def test_should_read_every_data_status_before_any_connections_in_a_first_cycle_within_the_limit(
+    make_harness: Callable[..., Harness], fleet_ids: list[str]
+) -> None:
+    # Prepare: names, sync settings and connections all due, and the rate limit far away
+    harness = make_harness(freshness={"from_sync_settings": True})
+    # Act
+    harness.poll()
+    first = [(route, company or "") for _, route, company, _ in harness.codat.log]
+    after_first = harness.scrape()
+    harness.clock.advance(harness.config.poll.interval)
+    harness.poll()
+    after_second = harness.scrape()
+    # Check: every name and dataStatus before the first sync settings or connections
+    routes = [route for route, _ in first]
+    details = [i for i, route in enumerate(routes) if route in (CONNECTIONS, SYNC_SETTINGS)]
+    assert max(i for i, route in enumerate(routes) if route == DATA_STATUS) < min(details)
+    assert max(i for i, route in enumerate(routes) if route == COMPANY) < min(details)
+    # Check: the details were still read in the first cycle, each company's, and used
+    for route in (COMPANY, DATA_STATUS, CONNECTIONS, SYNC_SETTINGS):
+        assert sorted(c for r, c in first if r == route) == fleet_ids, route
+    assert after_first.companies() == set(fleet_ids)
+    assert after_first.find("codat_connection_status")
+    assert after_first.find(MAX_AGE) == after_second.find(MAX_AGE), "the schedules were used"
+
+
+def test_should_show_a_company_down_whose_connections_fail_after_its_data_status_in_a_first_cycle(
+    make_harness: Callable[..., Harness], fleet_ids: list[str]
+) -> None:
+    # Prepare: one company's connections answer a body that is not JSON
+    harness = make_harness()
+    broken = fleet_ids[0]
+    harness.fleet.inject(broken, Fault("malformed", endpoint=CONNECTIONS))
+    # Act
+    result = harness.poll()
+    scrape = harness.scrape()
+    # Check: down, its data status read all the same; the others up
+    assert (result.succeeded, result.failed) == (len(fleet_ids) - 1, 1)
+    assert scrape.value("codat_exporter_company_up", company_id=broken) == 0
+    assert scrape.find("codat_data_type_status", company_id=broken)
+    assert scrape.value("codat_exporter_poll_errors_total", reason="malformed_response") == 1
+    assert {s.labels["company_id"] for s in scrape.find("codat_exporter_company_up")} == set(
+        fleet_ids
+    )
 
 
 def test_should_run_the_first_cycle_at_start_from_the_scheduler(harness: Harness) -> None:

@@ -157,7 +157,8 @@ FAULTS = [
 def test_should_not_log_secrets_through_every_failure_of_codat(
     secret_harness: Callable[..., Harness], fleet: Fleet, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Prepare: a fault per company, a connection reset, and a company Codat no longer has
+    # Prepare: a fault per company, a connection reset, and a listed company Codat does not
+    # know (failed as not found)
     companies = sorted(fleet.companies)
     for company, fault in zip(companies, FAULTS, strict=True):
         fleet.inject(company, fault)
@@ -173,11 +174,12 @@ def test_should_not_log_secrets_through_every_failure_of_codat(
     second = harness.poll()
     seen = pages(harness)
     # Check: every company failed, and the failures were logged
-    assert (first.succeeded, first.failed, first.gone) == (0, len(companies) + 1, 1)
+    assert (first.succeeded, first.failed, first.gone) == (0, len(companies) + 2, 0)
     assert second.succeeded == 0
     assert "poll failed" in caplog.text
     assert "poll still failing" in caplog.text
     assert "connection reset" in caplog.text
+    assert "not found in Codat (404)" in caplog.text
     assert "codat_exporter_company_up{" in seen
     assert leaks(caplog.text, seen) == []
 

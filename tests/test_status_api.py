@@ -98,8 +98,9 @@ def test_should_sum_up_the_fleet_and_list_its_companies(serve: Servers) -> None:
     xero = [{"connection_id": "k1", "platform": "Xero", "source_type": "Accounting",
              "status": "Deauthorized"}]  # fmt: skip
     assert body["companies"] == [
-        {"company_id": c, "company_name": n, "up": True,
-         "last_poll_success": "2026-11-23T11:59:30Z", "connections": k}
+        {"company_id": c, "company_name": n, "up": True, "poll_error": None,
+         "poll_error_message": None, "last_poll_success": "2026-11-23T11:59:30Z",
+         "connections": k}
         for c, n, k in (("c1", "Acme Ltd", xero), ("c2", "Bolt Inc", []), ("c3", "Cobalt", []))
     ]  # fmt: skip
 
@@ -183,8 +184,8 @@ def test_should_list_the_companies_with_a_connection_of_the_asked_status_on_the_
     assert [c["company_id"] for c in body["companies"]] == ["c1", "c6"]
     assert [c["company_id"] for c in body["companies"]] == [row["company-id"] for row in page]
     assert body["companies"][1] == {
-        "company_id": "c6", "company_name": "Dormant Ltd", "up": True,
-        "last_poll_success": "2026-11-23T11:59:30Z",
+        "company_id": "c6", "company_name": "Dormant Ltd", "up": True, "poll_error": None,
+        "poll_error_message": None, "last_poll_success": "2026-11-23T11:59:30Z",
         "connections": [{"connection_id": "k6", "platform": "Xero",
                          "source_type": "Accounting", "status": "Deauthorized"}],
     }  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import signal
 import time
 import uuid
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.simulator import SimulatedCodat
+from exporter.simulator import Fleet, SimulatedCodat
 from exporter.simulator.server import CONNECTIONS, DATA_STATUS
 from exporter.web import WEBHOOK_PATH, ExporterServer
 from exporter.webhooks import WebhookReceiver, WebhookVerifier, sign
@@ -43,6 +44,7 @@ from tests.test_webhooks import new_secret
 DEBOUNCE = 5.0
 MAX_BODY_BYTES = 4096
 WEBHOOKS_TOTAL = "codat_exporter_webhooks_total"
+TS = "codat_data_type_last_successful_sync_timestamp_seconds"
 STATUS = "codat_data_type_status"
 LAST_SYNC = "codat_data_type_last_successful_sync_timestamp_seconds"
 CONNECTION_STATUS = "codat_connection_status"
@@ -191,16 +193,31 @@ def listen(harness: Harness, receiver: WebhookReceiver, **kwargs: Any) -> Export
 
 
 @pytest.fixture
-def app(make_harness: Callable[..., Harness], clock: FakeClock) -> Iterator[Webhooks]:
-    harness = make_harness()
-    secret = new_secret()
-    verifier = WebhookVerifier(secret, clock)
-    receiver = WebhookReceiver(
-        verifier, clock, harness.metrics.webhooks, harness.poller, debounce=DEBOUNCE
-    )
-    server = listen(harness, receiver)
-    yield Webhooks(harness, clock, secret, receiver, server)
-    server.stop()
+def make_app(
+    make_harness: Callable[..., Harness], clock: FakeClock
+) -> Iterator[Callable[..., Webhooks]]:
+    """``make_app(companies={...})``: the exporter's parts with a webhook listener;
+    ``sections`` as for ``make_harness``."""
+    servers: list[ExporterServer] = []
+
+    def make(**sections: Any) -> Webhooks:
+        harness = make_harness(**sections)
+        secret = new_secret()
+        verifier = WebhookVerifier(secret, clock)
+        receiver = WebhookReceiver(
+            verifier, clock, harness.metrics.webhooks, harness.poller, debounce=DEBOUNCE
+        )
+        servers.append(listen(harness, receiver))
+        return Webhooks(harness, clock, secret, receiver, servers[-1])
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Webhooks]) -> Webhooks:
+    return make_app()
 
 
 @pytest.fixture
@@ -365,24 +382,51 @@ def test_should_read_connections_and_data_status_again_on_a_connection_event(
     assert [app.requests_for(company, route) for route in routes] == [n + 1 for n in before]
 
 
-def test_should_drop_a_deleted_company_from_metrics_on_the_next_tick(
-    app: Webhooks, linked: list[str]
+def test_should_drop_a_deleted_company_that_discovery_found_from_metrics_on_the_next_tick(
+    make_app: Callable[..., Webhooks], fleet: Fleet
 ) -> None:
     # Prepare
-    company = linked[0]
+    app = make_app(companies={"ids": [], "discover": True})
     app.harness.poll()
     monitored = app.scrape().companies()
+    company = sorted(monitored)[0]
     app.harness.fleet.remove(company)
+    requests_before = sum(app.codat.requests.values())
     # Act
     answer = app.deliver(company_deleted(company))
     app.receiver.tick()
     scrape = app.scrape()
     # Check
     assert answer.status_code == 200
-    assert company in monitored
+    assert monitored == set(fleet.companies) | {company}
     assert scrape.companies() == monitored - {company}
     assert company not in scrape.text
     assert scrape.value("codat_exporter_companies") == len(monitored) - 1
+    assert scrape.value(WEBHOOKS_TOTAL, event_type="company.deleted", result="ok") == 1
+    assert sum(app.codat.requests.values()) == requests_before, "dropped without a request"
+
+
+def test_should_show_a_deleted_company_of_companies_ids_as_not_found_on_the_next_tick(
+    app: Webhooks, linked: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: listed in companies.ids, it stays visible while it is listed
+    company = linked[0]
+    app.harness.poll()
+    before = app.scrape()
+    app.harness.fleet.remove(company)
+    # Act
+    with caplog.at_level(logging.WARNING, logger="exporter"):
+        answer = app.deliver(company_deleted(company))
+        app.receiver.tick()
+    scrape = app.scrape()
+    # Check: re-polled at once; down, not found, its last good values kept
+    assert answer.status_code == 200
+    assert app.requests_for(company) == 2
+    assert scrape.companies() == before.companies()
+    assert scrape.value("codat_exporter_company_up", company_id=company) == 0
+    assert scrape.value("codat_exporter_company_not_found", company_id=company) == 1
+    assert scrape.find(TS, company_id=company) == before.find(TS, company_id=company)
+    assert f"company {company} not found in Codat (404)" in caplog.text
     assert scrape.value(WEBHOOKS_TOTAL, event_type="company.deleted", result="ok") == 1
 
 
