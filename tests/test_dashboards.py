@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from exporter.assess import STUCK_AFTER
 from exporter.metrics import ALL_METRICS, FLEET_PRESET_DENYLIST
@@ -153,6 +154,47 @@ def test_should_reject_a_keep_firing_for_that_is_not_a_duration(value: str, tmp_
     assert result.stderr == (
         "monitoring.generate: keep_firing_for: expected a Prometheus duration such as 15m\n"
     )
+    assert not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.parametrize(
+    ("tailoring", "message"),
+    [
+        ("extra_labels: {team-x: a}", "extra_labels.team-x: not a label name"),
+        ("extra_labels: {__team: a}", "extra_labels.__team: not a label name"),
+        ("extra_labels: {severity: page}", "extra_labels.severity: reserved; set the alert's"),
+        ("extra_labels: {tier: 1}", "extra_labels.tier: expected a non-empty string"),
+        ("extra_labels: [team]", "extra_labels: expected a mapping of label name to value"),
+        (
+            "alerts: {CodatExporterDown: {enabled: 'no'}}",
+            "alerts.CodatExporterDown.enabled: expected true or false",
+        ),
+        (
+            "alerts: {CodatExporterDown: {extra_labels: {alertname: x}}}",
+            "alerts.CodatExporterDown.extra_labels.alertname: reserved; Prometheus sets it",
+        ),
+    ],
+)
+def test_should_reject_an_alert_tailoring_prometheus_would_not_take(
+    tailoring: str, message: str, tmp_path: Path
+) -> None:
+    # Prepare: the repository's config with one key set wrong
+    config = load_yaml(MONITORING_CONFIG)
+    for key, value in yaml.safe_load(tailoring).items():
+        if key == "alerts":
+            for name, keys in value.items():
+                config["alerts"][name].update(keys)
+        else:
+            config[key] = value
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
+
+    # Act
+    result = generate("--config", tmp_path / "config.yml", "--out", tmp_path)
+
+    # Check: one line naming the key, nothing written
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"monitoring.generate: {message}"), result.stderr
+    assert len(result.stderr.splitlines()) == 1
     assert not list(tmp_path.rglob("*.json"))
 
 
