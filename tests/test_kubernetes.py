@@ -16,7 +16,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -26,16 +25,19 @@ from exporter.listen import DEFAULT_PORT
 from exporter.web import HEALTH_PATHS
 from monitoring.generate import DASHBOARD_DIR, RULES_FILE
 from monitoring.kubernetes import OPERATOR_LABELS, SIDECAR_LABELS
-from tests.manifests import CONFIG_KEY, KUBERNETES, OVERLAYS, Rendered, render
+from tests.manifests import (
+    CONFIG_KEY,
+    KUBERNETES,
+    KUBERNETES_VERSIONS,
+    OVERLAYS,
+    Rendered,
+    crd_errors,
+    misplaced,
+    render,
+    validation_errors,
+)
 from tests.promtools import MONITORING_CONFIG, ROOT, binary, load_yaml
 
-KUBERNETES_VERSIONS = ("1.27.0", kubernetes_validate.utils.latest_version())
-"""The oldest Kubernetes the manifests are for (persistentVolumeClaimRetentionPolicy is on by
-default from 1.27) and the newest whose schemas kubernetes-validate ships."""
-CRD_SCHEMAS = {
-    ("monitoring.coreos.com/v1", kind): ROOT / "tests" / "crds" / f"{kind}.v1.json"
-    for kind in ("ServiceMonitor", "PrometheusRule")
-}
 CODAT_LIMIT_PER_IP = 1000
 """Codat's requests per minute per IP (README: Quota)."""
 APPLY_ANNOTATION_LIMIT = 262_144
@@ -47,30 +49,6 @@ WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # Svix's documen
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, Rendered]:
     return {overlay: render(overlay) for overlay in OVERLAYS}
-
-
-def _strict(schema: Any) -> Any:
-    """The schema with unknown fields refused, as ``kubectl apply --validate=strict`` asks of
-    the API server (tests/crds/PROVENANCE.md)."""
-    if isinstance(schema, list):
-        return [_strict(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    strict = {key: _strict(value) for key, value in schema.items()}
-    open_ended = "additionalProperties" in schema or schema.get(
-        "x-kubernetes-preserve-unknown-fields"
-    )
-    if "properties" in schema and not open_ended:
-        strict["additionalProperties"] = False
-    return strict
-
-
-def _crd_errors(item: dict[str, Any]) -> list[str]:
-    schema = _strict(json.loads(CRD_SCHEMAS[item["apiVersion"], item["kind"]].read_text()))
-    validator = jsonschema.Draft7Validator(schema)
-    return [
-        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(item)
-    ]
 
 
 def _pod_config(rendered: Rendered, tmp_path: Path, hostname: str) -> Any:
@@ -117,9 +95,18 @@ def test_should_render_every_overlay_with_the_whole_deployment(
             "Namespace", "ServiceAccount", "StatefulSet", "Service", "ServiceMonitor",
             "PrometheusRule", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy",
         }, overlay.overlay  # fmt: skip
-        namespaces = {item["metadata"].get("namespace") for item in overlay.objects}
-        assert namespaces == {None, "codat-freshness-exporter"}
         assert overlay.one("Namespace")["metadata"]["name"] == "codat-freshness-exporter"
+
+
+def test_should_put_every_namespaced_object_of_every_overlay_in_the_namespace(
+    rendered: dict[str, Rendered],
+) -> None:
+    for name, overlay in rendered.items():
+        # Act: objects that `kubectl apply -k` would put in the current namespace instead
+        wrong = misplaced(overlay.objects, "codat-freshness-exporter")
+
+        # Check
+        assert wrong == [], name
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -131,14 +118,7 @@ def test_should_validate_every_object_against_the_kubernetes_or_operator_schemas
             where = f"{overlay.overlay}: {item['kind']} {item['metadata']['name']}"
 
             # Act
-            if (item["apiVersion"], item["kind"]) in CRD_SCHEMAS:
-                errors = _crd_errors(item)
-            else:
-                try:
-                    kubernetes_validate.validate(item, version, strict=True)
-                    errors = []
-                except kubernetes_validate.ValidationError as exc:
-                    errors = [f"{'/'.join(map(str, exc.path))}: {exc.message}"]
+            errors = validation_errors(item, version)
 
             # Check
             assert errors == [], f"{where} (Kubernetes {version})"
@@ -153,11 +133,11 @@ def test_should_refuse_a_misspelt_field_in_an_operator_object(
     endpoint["scrapeTimout"] = endpoint.pop("scrapeTimeout")
 
     # Act
-    errors = _crd_errors(monitor)
+    errors = crd_errors(monitor)
 
     # Check
     assert errors and "scrapeTimout" in errors[0]
-    assert _crd_errors(rendered["single"].one("ServiceMonitor")) == []
+    assert crd_errors(rendered["single"].one("ServiceMonitor")) == []
 
 
 def test_should_refuse_a_misspelt_field_in_a_kubernetes_object(
