@@ -5,6 +5,7 @@ manifest, chart, release and sharded-fleet tests."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from exporter.config import Config, parse_config
 from tests.promtools import ROOT, binary
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -29,6 +31,7 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", kind): ROOT / "tests" / "crds" / f"{kind}.v1.json"
     for kind in ("ServiceMonitor", "PrometheusRule")
 }
+WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # Svix's documented example
 CLUSTER_SCOPED = {"Namespace"}
 NAMESPACED = {
     "ConfigMap", "Secret", "ServiceAccount", "StatefulSet", "Service", "ServiceMonitor",
@@ -103,6 +106,20 @@ def render(overlay: str | Path) -> Rendered:
     assert result.returncode == 0, f"{overlay}: {result.stderr}"
     objects = [item for item in yaml.safe_load_all(result.stdout) if item]
     return Rendered(str(overlay), objects)
+
+
+def pod_config(rendered: Rendered, tmp_path: Path, hostname: str) -> Config:
+    """The rendered config as a pod named ``hostname`` reads it, with no environment;
+    files of the test's stand in for the Secret's (the API key, the webhook secret)."""
+    raw = copy.deepcopy(rendered.config)
+    key_file = tmp_path / "api-key"
+    key_file.write_text("test-api-key\n")
+    raw["codat"]["api_key_file"] = str(key_file)
+    if "secret_file" in raw.get("webhooks", {}):
+        secret_file = tmp_path / "webhook-secret"
+        secret_file.write_text(WEBHOOK_SECRET + "\n")
+        raw["webhooks"]["secret_file"] = str(secret_file)
+    return parse_config(raw, environ={}, hostname=hostname)
 
 
 def _strict(schema: Any) -> Any:

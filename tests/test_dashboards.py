@@ -16,7 +16,12 @@ import yaml
 from exporter.assess import STUCK_AFTER
 from exporter.metrics import ALL_METRICS, FLEET_PRESET_DENYLIST
 from monitoring.generate import PRESET_DASHBOARD_FILE, PRESET_RULES_FILE
-from monitoring.kubernetes import DASHBOARDS_FILE, PROMETHEUS_RULE_FILE
+from monitoring.kubernetes import (
+    CHART_DASHBOARD_DIR,
+    CHART_RULES_FILE,
+    DASHBOARDS_FILE,
+    PROMETHEUS_RULE_FILE,
+)
 from tests.grafana_model import problems
 from tests.promtools import (
     DASHBOARD_DIR,
@@ -77,7 +82,8 @@ def test_should_commit_exactly_what_the_generator_writes(tmp_path: Path) -> None
         [
             RULES.relative_to(ROOT),
             *(p.relative_to(ROOT) for p in DASHBOARD_DIR.glob("*.json")),
-            *map(Path, (PROMETHEUS_RULE_FILE, DASHBOARDS_FILE)),
+            *map(Path, (PROMETHEUS_RULE_FILE, DASHBOARDS_FILE, CHART_RULES_FILE)),
+            *(Path(CHART_DASHBOARD_DIR) / p.name for p in DASHBOARD_DIR.glob("*.json")),
             *map(Path, (PRESET_RULES_FILE, PRESET_DASHBOARD_FILE)),
         ]
     )

@@ -20,7 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from exporter.config import ConfigError, parse_config
+from exporter.config import ConfigError
 from exporter.listen import DEFAULT_PORT
 from exporter.web import HEALTH_PATHS
 from monitoring.generate import DASHBOARD_DIR, RULES_FILE
@@ -30,9 +30,11 @@ from tests.manifests import (
     KUBERNETES,
     KUBERNETES_VERSIONS,
     OVERLAYS,
+    WEBHOOK_SECRET,
     Rendered,
     crd_errors,
     misplaced,
+    pod_config,
     render,
     validation_errors,
 )
@@ -43,26 +45,11 @@ CODAT_LIMIT_PER_IP = 1000
 APPLY_ANNOTATION_LIMIT = 262_144
 """Bytes of all annotations of an object: client-side ``kubectl apply`` stores the whole
 object in one, so a larger dashboard ConfigMap would be refused."""
-WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # Svix's documented example
 
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, Rendered]:
     return {overlay: render(overlay) for overlay in OVERLAYS}
-
-
-def _pod_config(rendered: Rendered, tmp_path: Path, hostname: str) -> Any:
-    """The overlay's config as a pod named ``hostname`` reads it, with no environment;
-    files of the test's stand in for the Secret's (the API key, the webhook secret)."""
-    raw = copy.deepcopy(rendered.config)
-    key_file = tmp_path / "api-key"
-    key_file.write_text("test-api-key\n")
-    raw["codat"]["api_key_file"] = str(key_file)
-    if "secret_file" in raw.get("webhooks", {}):
-        secret_file = tmp_path / "webhook-secret"
-        secret_file.write_text(WEBHOOK_SECRET + "\n")
-        raw["webhooks"]["secret_file"] = str(secret_file)
-    return parse_config(raw, environ={}, hostname=hostname)
 
 
 def _megabytes(quantity: str) -> float:
@@ -267,7 +254,7 @@ def test_should_take_each_pods_shard_from_the_ordinal_of_its_name(
         names = [f"{statefulset['metadata']['name']}-{ordinal}" for ordinal in range(replicas)]
 
         # Act: the config each pod reads, resolved with the pod's hostname
-        shards = [_pod_config(overlay, tmp_path, name).shard for name in names]
+        shards = [pod_config(overlay, tmp_path, name).shard for name in names]
 
         # Check: every shard once
         assert [(s.index, s.count) for s in shards] == [(i, replicas) for i in range(replicas)]
@@ -276,7 +263,7 @@ def test_should_take_each_pods_shard_from_the_ordinal_of_its_name(
     # Check: scaled up without changing sharding.shards, the new pod refuses to start
     assert rendered["sharded"].statefulset["spec"]["replicas"] == 3
     with pytest.raises(ConfigError, match=r"make sharding\.shards match the number of replicas"):
-        _pod_config(rendered["sharded"], tmp_path, "codat-exporter-3")
+        pod_config(rendered["sharded"], tmp_path, "codat-exporter-3")
 
 
 def test_should_share_codats_per_ip_limit_between_the_replicas(
@@ -443,7 +430,7 @@ def test_should_receive_webhooks_on_their_own_port_with_the_secret_from_the_secr
     key_file = overlay.config["codat"]["api_key_file"]
 
     # Act
-    config = _pod_config(overlay, tmp_path, "codat-exporter-0")
+    config = pod_config(overlay, tmp_path, "codat-exporter-0")
     service = overlay.one("Service", "codat-exporter-webhooks")
     mount = overlay.mount(secret_file)
 
