@@ -75,7 +75,7 @@ def shareable(board: dict[str, Any]) -> dict[str, Any]:
             for kind in _panel_types(board)
         ),
     ]
-    head = {
+    head: dict[str, Any] = {
         "__inputs": [
             {
                 "name": INPUT,
