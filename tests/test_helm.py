@@ -445,8 +445,9 @@ def test_should_run_the_pods_as_the_kustomize_base_does(rendered: dict[str, Rend
                                                     "readinessProbe", "imagePullPolicy")},
         }  # fmt: skip
 
-    # Check
+    # Check: the same pod, reading the same config
     assert pod(rendered["default"]) == pod(base)
+    assert rendered["default"].config == base.config
     assert rendered["default"].statefulset["spec"]["podManagementPolicy"] == "Parallel"
 
 
