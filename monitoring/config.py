@@ -3,7 +3,8 @@ the Prometheus that loads its output."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,13 @@ TOP_LEVEL_KEYS = {
     "sync_in_progress_grace",
     "keep_firing_for",
     "freshness_slo",
+    "extra_labels",
+}
+ALERT_KEYS = {"severity", "for", "window", "threshold", "enabled", "extra_labels"}
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+RESERVED_LABELS = {
+    "severity": "set the alert's severity instead",
+    "alertname": "Prometheus sets it",
 }
 
 
@@ -61,6 +69,10 @@ class AlertConfig:
     """A Prometheus duration; ``0s`` fires on the first evaluation."""
     window: str | None = None
     threshold: str | None = None
+    enabled: bool = True
+    """False leaves the alert out of the rule files (and so of the PrometheusRule)."""
+    extra_labels: dict[str, str] = field(default_factory=dict)
+    """Added to the alert, over the config's ``extra_labels``."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +89,16 @@ class MonitoringConfig:
     restart's scrape gap neither resolves it nor restarts its ``for``."""
     freshness_objective: float
     """Share of synced pairs that must be within their max age, e.g. 0.99."""
+    extra_labels: dict[str, str] = field(default_factory=dict)
+    """Added to every alert, e.g. ``{team: finance-ops}`` for Alertmanager's routes."""
 
     def alert(self, name: str) -> AlertConfig:
         return self.alerts[name]
+
+    def labels(self, name: str) -> dict[str, str]:
+        """The alert's labels: its severity, then the extra labels, the alert's own last."""
+        settings = self.alert(name)
+        return {"severity": settings.severity, **self.extra_labels, **settings.extra_labels}
 
 
 def load(path: Path = DEFAULT_CONFIG) -> MonitoringConfig:
@@ -101,6 +120,7 @@ def load(path: Path = DEFAULT_CONFIG) -> MonitoringConfig:
         ),
         keep_firing_for=_duration(raw.get("keep_firing_for"), "keep_firing_for"),
         freshness_objective=_objective(raw.get("freshness_slo")),
+        extra_labels=_labels(raw.get("extra_labels"), "extra_labels"),
     )
 
 
@@ -119,7 +139,7 @@ def _objective(raw: Any) -> float:
 def _alert(name: str, raw: Any) -> AlertConfig:
     if not isinstance(raw, dict):
         raise MonitoringConfigError(f"alerts.{name}: expected a mapping")
-    _only(raw, {"severity", "for", "window", "threshold"}, f"alerts.{name}.")
+    _only(raw, ALERT_KEYS, f"alerts.{name}.")
     severity = raw.get("severity")
     if severity not in SEVERITIES:
         raise MonitoringConfigError(f"alerts.{name}.severity: one of {', '.join(SEVERITIES)}")
@@ -130,9 +150,35 @@ def _alert(name: str, raw: Any) -> AlertConfig:
     }
     if name in DEFAULT_THRESHOLDS:
         optional.setdefault("threshold", DEFAULT_THRESHOLDS[name])
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise MonitoringConfigError(f"alerts.{name}.enabled: expected true or false")
     return AlertConfig(
-        severity=severity, for_=_duration(raw.get("for"), f"alerts.{name}.for"), **optional
+        severity=severity,
+        for_=_duration(raw.get("for"), f"alerts.{name}.for"),
+        enabled=enabled,
+        extra_labels=_labels(raw.get("extra_labels"), f"alerts.{name}.extra_labels"),
+        **optional,
     )
+
+
+def _labels(raw: Any, where: str) -> dict[str, str]:
+    """Prometheus labels, name -> non-empty string (an empty one would be dropped)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise MonitoringConfigError(f"{where}: expected a mapping of label name to value")
+    for name, value in raw.items():
+        label = f"{where}.{name}"
+        if not isinstance(name, str) or not LABEL_NAME.fullmatch(name) or name.startswith("__"):
+            raise MonitoringConfigError(
+                f"{label}: not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+            )
+        if name in RESERVED_LABELS:
+            raise MonitoringConfigError(f"{label}: reserved; {RESERVED_LABELS[name]}")
+        if not isinstance(value, str) or not value:
+            raise MonitoringConfigError(f"{label}: expected a non-empty string (quote numbers)")
+    return dict(raw)
 
 
 def _only(raw: dict[str, Any], allowed: set[str], where: str) -> None:

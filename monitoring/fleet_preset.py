@@ -117,13 +117,10 @@ def build_fleet_preset_rules(config: MonitoringConfig) -> dict[str, Any]:
             keep_firing=True,
         ),
     ]
-    return {
-        "groups": [
-            {"name": "codat-data-freshness", "rules": data_rules},
-            {
-                "name": "codat-freshness-slo",
-                "rules": [*aggregate_recording_rules(sel), *rules.slo_alerts()],
-            },
-            {"name": "codat-freshness-exporter", "rules": rules.exporter_alerts()},
-        ]
-    }
+    return rules.rule_file(
+        {
+            "codat-data-freshness": data_rules,
+            "codat-freshness-slo": [*aggregate_recording_rules(sel), *rules.slo_alerts()],
+            "codat-freshness-exporter": rules.exporter_alerts(),
+        }
+    )

@@ -1,6 +1,7 @@
 """The alert rules and dashboards wrapped for Kubernetes: a PrometheusRule for the
 Prometheus operator, and a ConfigMap per dashboard for Grafana's dashboard sidecar, in
-deploy/kubernetes/base/.
+deploy/kubernetes/base/; and copies of the same files in the Helm chart's files/, which its
+templates read with ``.Files.Get`` (Helm reads no file outside the chart's directory).
 
 ``python -m monitoring.generate`` writes them with the files they wrap, and its ``--check``
 checks them too, so they cannot drift apart. The rules file and the dashboards' JSON are
@@ -33,6 +34,9 @@ import yaml
 BASE = "deploy/kubernetes/base"
 PROMETHEUS_RULE_FILE = f"{BASE}/prometheusrule.yaml"
 DASHBOARDS_FILE = f"{BASE}/dashboards.yaml"
+CHART_FILES = "charts/codat-freshness-exporter/files"
+CHART_RULES_FILE = f"{CHART_FILES}/rules/codat-freshness-exporter.rules.yml"
+CHART_DASHBOARD_DIR = f"{CHART_FILES}/dashboards"
 NAME = "codat-freshness-exporter"
 OPERATOR_LABELS = {"release": "kube-prometheus-stack"}
 """What kube-prometheus-stack's Prometheus selects PrometheusRules (and ServiceMonitors) by:
@@ -83,7 +87,7 @@ def dashboard_config_maps(dashboards: dict[str, str], source: str) -> str:
 
 def kubernetes_files(files: dict[str, str], rules_file: str, dashboard_dir: str) -> dict[str, str]:
     """The Kubernetes copies of the generator's ``files`` (relative path -> content), checked
-    to load back to exactly what they embed."""
+    to load back to exactly what they embed, and the chart's copies, byte for byte."""
     rules_text = files[rules_file]
     dashboards = {
         PurePosixPath(path).name: text
@@ -93,6 +97,8 @@ def kubernetes_files(files: dict[str, str], rules_file: str, dashboard_dir: str)
     wrapped = {
         PROMETHEUS_RULE_FILE: prometheus_rule(rules_text, rules_file),
         DASHBOARDS_FILE: dashboard_config_maps(dashboards, f"{dashboard_dir}/*.json"),
+        CHART_RULES_FILE: rules_text,
+        **{f"{CHART_DASHBOARD_DIR}/{name}": text for name, text in dashboards.items()},
     }
     rule: dict[str, Any] = yaml.safe_load(wrapped[PROMETHEUS_RULE_FILE])
     embedded = {

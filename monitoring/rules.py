@@ -189,7 +189,7 @@ class RuleBuilder:
             rule["for"] = settings.for_
         if keep_firing:
             rule["keep_firing_for"] = self.config.keep_firing_for
-        rule["labels"] = {"severity": settings.severity}
+        rule["labels"] = self.config.labels(name)
         rule["annotations"] = {
             "summary": summary,
             "description": description.replace("{for}", settings.for_),
@@ -199,6 +199,17 @@ class RuleBuilder:
         if status_page is not None:
             rule["annotations"]["status_page"] = status_page
         return rule
+
+    def rule_file(self, groups: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        """The rule file of ``groups`` (name -> rules) as a mapping ready for YAML, without
+        the alerts config.yml switches off (``enabled: false``), nor a group left empty."""
+        kept = {
+            name: [rule for rule in rules if self._enabled(rule)] for name, rules in groups.items()
+        }
+        return {"groups": [{"name": name, "rules": rules} for name, rules in kept.items() if rules]}
+
+    def _enabled(self, rule: dict[str, Any]) -> bool:
+        return "alert" not in rule or self.config.alert(rule["alert"]).enabled
 
     def deauthorized(self, consequences: str) -> dict[str, Any]:
         """``consequences``: what the description adds about the company's data types."""
@@ -429,13 +440,13 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
         ),
     ]
     slo_rules = [*recording_rules(sel), *rules.slo_alerts()]
-    return {
-        "groups": [
-            {"name": "codat-data-freshness", "rules": data_rules},
-            {"name": "codat-freshness-slo", "rules": slo_rules},
-            {"name": "codat-freshness-exporter", "rules": rules.exporter_alerts()},
-        ]
-    }
+    return rules.rule_file(
+        {
+            "codat-data-freshness": data_rules,
+            "codat-freshness-slo": slo_rules,
+            "codat-freshness-exporter": rules.exporter_alerts(),
+        }
+    )
 
 
 def _stuck_pairs(matchers: str, threshold: int) -> str:

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +185,31 @@ def variable_query(definition: str) -> tuple[str, str | None]:
     if match:
         return match["expr"], None
     raise ValueError(f"not a variable query this project uses: {definition}")
+
+
+def tailored_unit_tests(
+    test_files: Iterable[Path], rules: Path, labels: dict[str, dict[str, str]], out: Path
+) -> list[Path]:
+    """Promtool unit test files rewritten for a tailored rules file: run against ``rules``,
+    testing only the alerts it holds, each expected alert with the extra labels ``labels``
+    gives its name. A file left with no test is dropped. Written under ``out``."""
+    alerts = {rule["alert"] for rule in alert_rules(rules)}
+    written = []
+    for path in test_files:
+        suite = load_yaml(path)
+        kept = []
+        for group in suite["tests"]:
+            cases = [c for c in group.get("alert_rule_test", []) if c["alertname"] in alerts]
+            for case in cases:
+                for alert in case.get("exp_alerts") or []:
+                    alert["exp_labels"].update(labels.get(case["alertname"], {}))
+            group["alert_rule_test"] = cases
+            if cases or group.get("promql_expr_test"):
+                kept.append(group)
+        if not kept:
+            continue
+        suite["tests"], suite["rule_files"] = kept, [str(rules)]
+        copy = out / f"tailored-{path.name}"
+        copy.write_text(yaml.safe_dump(suite, sort_keys=False, allow_unicode=True))
+        written.append(copy)
+    return written

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from tests.promtools import (
     load_yaml,
     metric_names,
     recorded_names,
+    tailored_unit_tests,
 )
 
 pytestmark = pytest.mark.prometheus
@@ -166,6 +168,71 @@ def test_should_pass_every_promtool_unit_test(variant: Variant, tmp_path: Path) 
     # Check
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("SUCCESS") == len(own) + len(shared)
+
+
+TAILORING = """
+extra_labels: {team: finance-ops}
+alerts:
+  CodatDataTypeNeverSynced: {enabled: false}
+  CodatAuthErrorCompanies: {enabled: false}
+  CodatExporterStateFileErrors: {enabled: false}
+  CodatExporterDown: {extra_labels: {team: platform, pager: "yes"}}
+"""
+"""Switched off: an alert of the default rules only, one of the preset's only, and one they
+share; CodatExporterDown relabelled over the labels every alert gets."""
+
+
+def tailored_config(tmp_path: Path) -> Path:
+    """monitoring/config.yml with TAILORING's keys set in it."""
+    config = load_yaml(ROOT / "monitoring" / "config.yml")
+    tailoring = yaml.safe_load(TAILORING)
+    config["extra_labels"] = tailoring["extra_labels"]
+    for name, keys in tailoring["alerts"].items():
+        config["alerts"][name].update(keys)
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_should_leave_out_disabled_alerts_and_label_the_rest_in_both_rule_files(
+    variant: Variant, tmp_path: Path
+) -> None:
+    # Prepare
+    config = tailored_config(tmp_path)
+    everything = {rule["alert"] for rule in alert_rules(variant.rules)}
+
+    # Act
+    result = subprocess.run(
+        [sys.executable, "-m", "monitoring.generate", "--config", config, "--out", tmp_path],
+        cwd=ROOT, check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    # Check: the enabled alerts only, each labelled, the extra labels over the global ones
+    assert result.returncode == 0, result.stderr
+    rules = tmp_path / variant.rules.relative_to(ROOT)
+    kept = {rule["alert"]: rule["labels"] for rule in alert_rules(rules)}
+    assert set(kept) == everything - {
+        "CodatDataTypeNeverSynced", "CodatAuthErrorCompanies", "CodatExporterStateFileErrors",
+    }  # fmt: skip
+    committed = {rule["alert"]: rule["labels"] for rule in alert_rules(variant.rules)}
+    extra = {name: {"team": "finance-ops"} for name in kept}
+    extra["CodatExporterDown"] = {"team": "platform", "pager": "yes"}
+    assert kept == {name: {**committed[name], **extra[name]} for name in kept}
+    # Check: what is enabled passes its promtool unit tests, expecting the new labels
+    assert promtool("check", "rules", rules).returncode == 0
+    tests = tailored_unit_tests(
+        [
+            *variant.tests.glob("*.test.yml"),
+            *(unit_test_file(variant, name, tmp_path) for name in everything),
+        ],
+        rules, extra, tmp_path,
+    )  # fmt: skip
+    run = promtool("test", "rules", *sorted(set(tests)))
+    assert run.returncode == 0, run.stdout + run.stderr
+    tested = {case["alertname"] for t in tests for g in load_yaml(t)["tests"]
+              for case in g["alert_rule_test"]}  # fmt: skip
+    assert tested == set(kept)
 
 
 def test_should_share_only_the_exporter_alerts_with_the_default_rules() -> None:

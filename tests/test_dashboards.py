@@ -11,11 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from exporter.assess import STUCK_AFTER
 from exporter.metrics import ALL_METRICS, FLEET_PRESET_DENYLIST
 from monitoring.generate import PRESET_DASHBOARD_FILE, PRESET_RULES_FILE
-from monitoring.kubernetes import DASHBOARDS_FILE, PROMETHEUS_RULE_FILE
+from monitoring.grafana_com import EXPORT_DIR
+from monitoring.kubernetes import (
+    CHART_DASHBOARD_DIR,
+    CHART_RULES_FILE,
+    DASHBOARDS_FILE,
+    PROMETHEUS_RULE_FILE,
+)
 from tests.grafana_model import problems
 from tests.promtools import (
     DASHBOARD_DIR,
@@ -45,6 +52,13 @@ UIDS = {
     PRESET_DASHBOARD: "codat-fleet-preset",
 }
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+EXPORTS = {
+    "fleet.json": "fleet.json",
+    "company.json": "company.json",
+    "exporter.json": "exporter.json",
+    "fleet-preset.json": PRESET_DASHBOARD,
+}
+"""grafana/grafana.com/ file -> the provisioned dashboard it shares."""
 UNUSED_ON_PURPOSE: dict[str, str] = {}
 """Metric families no panel and no rule uses, each with the reason. Any other unused family
 fails test_should_use_every_metric_family_in_a_panel_or_a_rule."""
@@ -76,8 +90,10 @@ def test_should_commit_exactly_what_the_generator_writes(tmp_path: Path) -> None
         [
             RULES.relative_to(ROOT),
             *(p.relative_to(ROOT) for p in DASHBOARD_DIR.glob("*.json")),
-            *map(Path, (PROMETHEUS_RULE_FILE, DASHBOARDS_FILE)),
+            *map(Path, (PROMETHEUS_RULE_FILE, DASHBOARDS_FILE, CHART_RULES_FILE)),
+            *(Path(CHART_DASHBOARD_DIR) / p.name for p in DASHBOARD_DIR.glob("*.json")),
             *map(Path, (PRESET_RULES_FILE, PRESET_DASHBOARD_FILE)),
+            *(Path(EXPORT_DIR) / name for name in EXPORTS),
         ]
     )
     stale = [str(p) for p in written if (tmp_path / p).read_bytes() != (ROOT / p).read_bytes()]
@@ -153,6 +169,47 @@ def test_should_reject_a_keep_firing_for_that_is_not_a_duration(value: str, tmp_
     assert result.stderr == (
         "monitoring.generate: keep_firing_for: expected a Prometheus duration such as 15m\n"
     )
+    assert not list(tmp_path.rglob("*.json"))
+
+
+@pytest.mark.parametrize(
+    ("tailoring", "message"),
+    [
+        ("extra_labels: {team-x: a}", "extra_labels.team-x: not a label name"),
+        ("extra_labels: {__team: a}", "extra_labels.__team: not a label name"),
+        ("extra_labels: {severity: page}", "extra_labels.severity: reserved; set the alert's"),
+        ("extra_labels: {tier: 1}", "extra_labels.tier: expected a non-empty string"),
+        ("extra_labels: [team]", "extra_labels: expected a mapping of label name to value"),
+        (
+            "alerts: {CodatExporterDown: {enabled: 'no'}}",
+            "alerts.CodatExporterDown.enabled: expected true or false",
+        ),
+        (
+            "alerts: {CodatExporterDown: {extra_labels: {alertname: x}}}",
+            "alerts.CodatExporterDown.extra_labels.alertname: reserved; Prometheus sets it",
+        ),
+    ],
+)
+def test_should_reject_an_alert_tailoring_prometheus_would_not_take(
+    tailoring: str, message: str, tmp_path: Path
+) -> None:
+    # Prepare: the repository's config with one key set wrong
+    config = load_yaml(MONITORING_CONFIG)
+    for key, value in yaml.safe_load(tailoring).items():
+        if key == "alerts":
+            for name, keys in value.items():
+                config["alerts"][name].update(keys)
+        else:
+            config[key] = value
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(config))
+
+    # Act
+    result = generate("--config", tmp_path / "config.yml", "--out", tmp_path)
+
+    # Check: one line naming the key, nothing written
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"monitoring.generate: {message}"), result.stderr
+    assert len(result.stderr.splitlines()) == 1
     assert not list(tmp_path.rglob("*.json"))
 
 
@@ -514,3 +571,36 @@ def test_should_link_the_fleet_dashboards_to_the_status_page(name: str) -> None:
 def _panel(name: str, title: str) -> dict[str, Any]:
     (found,) = [p for p in panels(dashboards()[name]) if p["title"] == title]
     return found
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTS))
+def test_should_import_from_grafana_com_as_the_provisioned_dashboard_on_the_chosen_source(
+    name: str,
+) -> None:
+    # Prepare
+    text = (ROOT / EXPORT_DIR / name).read_text()
+    export = json.loads(text)
+    provisioned = dashboards()[EXPORTS[name]]
+    compose = load_yaml(ROOT / "docker-compose.yml")["services"]["grafana"]["image"]
+    types = {p["type"] for p in provisioned["panels"] for p in [p, *p.get("panels", [])]} - {"row"}
+
+    # Act: what Grafana's import does with the data source chosen for the input
+    (source,) = export["__inputs"]
+    imported = json.loads(text.replace(f"${{{source['name']}}}", "chosen-uid"))
+    for key in ("__inputs", "__elements", "__requires"):
+        del imported[key]
+    model_problems = problems({k: v for k, v in imported.items() if k != "id"})  # null: new
+
+    # Check: it asks for a Prometheus, names what it needs, and is otherwise the same
+    assert (source["type"], source["pluginId"]) == ("datasource", "prometheus")
+    requires = {(r["type"], r["id"]): r["version"] for r in export["__requires"]}
+    assert requires.pop(("grafana", "grafana")) == compose.rsplit(":", 1)[1]
+    assert requires.pop(("datasource", "prometheus"))
+    assert {kind for _, kind in requires} == types
+    assert imported.pop("id") is None
+    assert variables(imported)["datasource"].pop("current") == {
+        "text": "chosen-uid", "value": "chosen-uid",
+    }  # fmt: skip
+    assert variables(provisioned)["datasource"].pop("current") == {}
+    assert imported == provisioned
+    assert model_problems == []

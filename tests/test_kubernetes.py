@@ -16,75 +16,40 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
-from exporter.config import ConfigError, parse_config
+from exporter.config import ConfigError
 from exporter.listen import DEFAULT_PORT
 from exporter.web import HEALTH_PATHS
 from monitoring.generate import DASHBOARD_DIR, RULES_FILE
 from monitoring.kubernetes import OPERATOR_LABELS, SIDECAR_LABELS
-from tests.manifests import CONFIG_KEY, KUBERNETES, OVERLAYS, Rendered, render
+from tests.manifests import (
+    CONFIG_KEY,
+    KUBERNETES,
+    KUBERNETES_VERSIONS,
+    OVERLAYS,
+    WEBHOOK_SECRET,
+    Rendered,
+    crd_errors,
+    misplaced,
+    pod_config,
+    render,
+    validation_errors,
+)
 from tests.promtools import MONITORING_CONFIG, ROOT, binary, load_yaml
 
-KUBERNETES_VERSIONS = ("1.27.0", kubernetes_validate.utils.latest_version())
-"""The oldest Kubernetes the manifests are for (persistentVolumeClaimRetentionPolicy is on by
-default from 1.27) and the newest whose schemas kubernetes-validate ships."""
-CRD_SCHEMAS = {
-    ("monitoring.coreos.com/v1", kind): ROOT / "tests" / "crds" / f"{kind}.v1.json"
-    for kind in ("ServiceMonitor", "PrometheusRule")
-}
 CODAT_LIMIT_PER_IP = 1000
 """Codat's requests per minute per IP (README: Quota)."""
 APPLY_ANNOTATION_LIMIT = 262_144
 """Bytes of all annotations of an object: client-side ``kubectl apply`` stores the whole
 object in one, so a larger dashboard ConfigMap would be refused."""
-WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # Svix's documented example
 
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, Rendered]:
     return {overlay: render(overlay) for overlay in OVERLAYS}
-
-
-def _strict(schema: Any) -> Any:
-    """The schema with unknown fields refused, as ``kubectl apply --validate=strict`` asks of
-    the API server (tests/crds/PROVENANCE.md)."""
-    if isinstance(schema, list):
-        return [_strict(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    strict = {key: _strict(value) for key, value in schema.items()}
-    open_ended = "additionalProperties" in schema or schema.get(
-        "x-kubernetes-preserve-unknown-fields"
-    )
-    if "properties" in schema and not open_ended:
-        strict["additionalProperties"] = False
-    return strict
-
-
-def _crd_errors(item: dict[str, Any]) -> list[str]:
-    schema = _strict(json.loads(CRD_SCHEMAS[item["apiVersion"], item["kind"]].read_text()))
-    validator = jsonschema.Draft7Validator(schema)
-    return [
-        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(item)
-    ]
-
-
-def _pod_config(rendered: Rendered, tmp_path: Path, hostname: str) -> Any:
-    """The overlay's config as a pod named ``hostname`` reads it, with no environment;
-    files of the test's stand in for the Secret's (the API key, the webhook secret)."""
-    raw = copy.deepcopy(rendered.config)
-    key_file = tmp_path / "api-key"
-    key_file.write_text("test-api-key\n")
-    raw["codat"]["api_key_file"] = str(key_file)
-    if "secret_file" in raw.get("webhooks", {}):
-        secret_file = tmp_path / "webhook-secret"
-        secret_file.write_text(WEBHOOK_SECRET + "\n")
-        raw["webhooks"]["secret_file"] = str(secret_file)
-    return parse_config(raw, environ={}, hostname=hostname)
 
 
 def _megabytes(quantity: str) -> float:
@@ -117,9 +82,18 @@ def test_should_render_every_overlay_with_the_whole_deployment(
             "Namespace", "ServiceAccount", "StatefulSet", "Service", "ServiceMonitor",
             "PrometheusRule", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy",
         }, overlay.overlay  # fmt: skip
-        namespaces = {item["metadata"].get("namespace") for item in overlay.objects}
-        assert namespaces == {None, "codat-freshness-exporter"}
         assert overlay.one("Namespace")["metadata"]["name"] == "codat-freshness-exporter"
+
+
+def test_should_put_every_namespaced_object_of_every_overlay_in_the_namespace(
+    rendered: dict[str, Rendered],
+) -> None:
+    for name, overlay in rendered.items():
+        # Act: objects that `kubectl apply -k` would put in the current namespace instead
+        wrong = misplaced(overlay.objects, "codat-freshness-exporter")
+
+        # Check
+        assert wrong == [], name
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -131,14 +105,7 @@ def test_should_validate_every_object_against_the_kubernetes_or_operator_schemas
             where = f"{overlay.overlay}: {item['kind']} {item['metadata']['name']}"
 
             # Act
-            if (item["apiVersion"], item["kind"]) in CRD_SCHEMAS:
-                errors = _crd_errors(item)
-            else:
-                try:
-                    kubernetes_validate.validate(item, version, strict=True)
-                    errors = []
-                except kubernetes_validate.ValidationError as exc:
-                    errors = [f"{'/'.join(map(str, exc.path))}: {exc.message}"]
+            errors = validation_errors(item, version)
 
             # Check
             assert errors == [], f"{where} (Kubernetes {version})"
@@ -153,11 +120,11 @@ def test_should_refuse_a_misspelt_field_in_an_operator_object(
     endpoint["scrapeTimout"] = endpoint.pop("scrapeTimeout")
 
     # Act
-    errors = _crd_errors(monitor)
+    errors = crd_errors(monitor)
 
     # Check
     assert errors and "scrapeTimout" in errors[0]
-    assert _crd_errors(rendered["single"].one("ServiceMonitor")) == []
+    assert crd_errors(rendered["single"].one("ServiceMonitor")) == []
 
 
 def test_should_refuse_a_misspelt_field_in_a_kubernetes_object(
@@ -287,7 +254,7 @@ def test_should_take_each_pods_shard_from_the_ordinal_of_its_name(
         names = [f"{statefulset['metadata']['name']}-{ordinal}" for ordinal in range(replicas)]
 
         # Act: the config each pod reads, resolved with the pod's hostname
-        shards = [_pod_config(overlay, tmp_path, name).shard for name in names]
+        shards = [pod_config(overlay, tmp_path, name).shard for name in names]
 
         # Check: every shard once
         assert [(s.index, s.count) for s in shards] == [(i, replicas) for i in range(replicas)]
@@ -296,7 +263,7 @@ def test_should_take_each_pods_shard_from_the_ordinal_of_its_name(
     # Check: scaled up without changing sharding.shards, the new pod refuses to start
     assert rendered["sharded"].statefulset["spec"]["replicas"] == 3
     with pytest.raises(ConfigError, match=r"make sharding\.shards match the number of replicas"):
-        _pod_config(rendered["sharded"], tmp_path, "codat-exporter-3")
+        pod_config(rendered["sharded"], tmp_path, "codat-exporter-3")
 
 
 def test_should_share_codats_per_ip_limit_between_the_replicas(
@@ -463,7 +430,7 @@ def test_should_receive_webhooks_on_their_own_port_with_the_secret_from_the_secr
     key_file = overlay.config["codat"]["api_key_file"]
 
     # Act
-    config = _pod_config(overlay, tmp_path, "codat-exporter-0")
+    config = pod_config(overlay, tmp_path, "codat-exporter-0")
     service = overlay.one("Service", "codat-exporter-webhooks")
     mount = overlay.mount(secret_file)
 
@@ -549,3 +516,25 @@ def test_should_show_a_plain_prometheus_scrape_config_that_promtool_accepts(
     assert (scrape["scrape_interval"], scrape["scrape_timeout"]) == (
         endpoint["interval"], endpoint["scrapeTimeout"],
     )  # fmt: skip
+
+
+# --- checkov -----------------------------------------------------------------------------------
+
+
+def test_should_give_every_checkov_waiver_its_reason() -> None:
+    # Prepare: .ci/run scans the overlays, the chart's renders and the Dockerfile with it
+    text = (ROOT / ".checkov.yaml").read_text()
+    config = yaml.safe_load(text)
+
+    # Act: the comment right above each skipped check
+    reasons = {
+        check: re.search(rf"^  # {check}: (.+(?:\n  # (?!CKV_).+)*)\n  - {check}$", text, re.M)
+        for check in config["skip-check"]
+    }
+
+    # Check: a reason of a sentence or more each; nothing downloaded, only our frameworks
+    assert config["skip-check"], "no waivers: drop this test with the list"
+    missing = [check for check, reason in reasons.items() if not reason or len(reason[1]) < 80]
+    assert missing == []
+    assert config["skip-download"] is True
+    assert set(config["framework"]) == {"kubernetes", "dockerfile"}

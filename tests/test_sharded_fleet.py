@@ -1,8 +1,9 @@
-"""The sharded overlay run the way a cluster would run it, without a cluster: three exporter
+"""The sharded deployment run the way a cluster would run it, without a cluster: three exporter
 processes with the config of deploy/kubernetes/overlays/sharded as pods codat-exporter-0..2
 read it, against one simulated Codat, scraped by one real Prometheus with the repository's
 rules; and the one-replica overlay's config in a fourth process, scraped by a second
-Prometheus, as the figures to match.
+Prometheus, as the figures to match. The same again with the Helm chart's renders,
+``replicas: 3`` (pods codat-freshness-exporter-0..2) and its defaults.
 
 Each pod's shard is resolved from its hostname by the exporter's own config code
 (``parse_config(hostname=...)``), and the process is started with that shard written into
@@ -37,11 +38,13 @@ from exporter.metrics import SCRAPE_METRICS
 from exporter.sharding import shard_of
 from exporter.simulator import Fleet, SimulatedCodat
 from tests.harness import API_KEY, LISTEN_ANYWHERE, FakeClock, Program
+from tests.helm import CHART, template
 from tests.manifests import Rendered, render
 from tests.promtools import (
     RULES,
     binary,
     dashboards,
+    load_yaml,
     logged_address,
     panels,
     substitute,
@@ -53,6 +56,8 @@ DEADLINE = 90.0
 """Seconds for everything: four exporters' first cycles, two Prometheus, their rules."""
 COMPANIES, SEED = 60, 3
 JOB = "codat-freshness-exporter"
+CASES = ("sharded", "default")
+"""The chart's values files (charts/codat-freshness-exporter/ci) of the two deployments."""
 T = TypeVar("T")
 
 
@@ -173,13 +178,22 @@ def _prometheus(
     return process, Prometheus(url, config_file, config)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def _renders(source: str) -> tuple[Rendered, Rendered]:
+    """The three-replica and the one-replica deployments, from kustomize or the chart."""
+    if source == "helm":
+        chart_values = [load_yaml(CHART / "ci" / f"{case}-values.yaml") for case in CASES]
+        sharded, single = (template(values) for values in chart_values)
+        return sharded, single
+    return render("sharded"), render("single")
+
+
+@pytest.fixture(scope="module", params=["kustomize", "helm"])
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    sharded, single = _renders(request.param)
     started = time.monotonic()
     workdir = tmp_path_factory.mktemp("sharded")
     fleet = Fleet.generate(FakeClock(start=time.time()), companies=COMPANIES, seed=SEED)
     codat = SimulatedCodat(fleet, API_KEY).start()
-    sharded, single = render("sharded"), render("single")
     name = sharded.statefulset["metadata"]["name"]
     replicas = sharded.statefulset["spec"]["replicas"]
     configs = [
