@@ -27,6 +27,7 @@ from exporter.metrics import ExporterMetrics
 from exporter.poller import CycleResult, Poller
 from exporter.state import Snapshot
 from exporter.web import DEFAULT_MAX_REQUESTS, ExporterServer
+from exporter.webfront import raise_open_files_limit
 from exporter.webhooks import WebhookReceiver, WebhookVerifier
 from exporter.webreload import ReloadingWebConfig
 
@@ -206,6 +207,7 @@ def run(
             verifier, clock, metrics.webhooks, poller, config.webhooks.debounce
         )
     servers: list[ExporterServer] = []
+    raise_open_files_limit()  # before the listeners size themselves by it
     address = args.listen_address
     try:
         on_main = receiver if not config.webhooks.listen_address else None
