@@ -60,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--web.max-requests", dest="max_requests", metavar="N", type=_max_requests,
         default=DEFAULT_MAX_REQUESTS,
-        help="most connections served at once per listener, any path; beyond, 503. "
-        "0: no limit (default %(default)s)",
+        help="most responses served at once per listener; beyond, 503 (/-/healthy and "
+        "/-/ready are always answered). 0: no limit (default %(default)s)",
     )  # fmt: skip
     parser.add_argument(
         "--demo", action="store_true",
