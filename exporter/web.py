@@ -444,6 +444,9 @@ class Overloaded(Handler):
             self._send(503, b"Too many requests at once; try again.\n")
         return False
 
+    def handle_expect_100(self) -> bool:
+        return True  # no "100 Continue": the 503 comes instead
+
 
 class Refused(Handler):
     """The front's answer to a request it gave up reading (408, 431)."""

@@ -201,10 +201,6 @@ class Front:
         self._thread: threading.Thread | None = None
         self._open = 0
 
-    @property
-    def open_connections(self) -> int:
-        return self._open
-
     def start(self, name: str) -> None:
         self._listener.setblocking(False)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)

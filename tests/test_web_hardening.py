@@ -105,12 +105,16 @@ def test_should_answer_503_beyond_max_requests_responses_and_count_it(
     # Act
     with served(server, 2):
         beyond = [requests.get(server.url + p, timeout=5) for p in ("/metrics", "/")]
+        with connect(server) as delivery:
+            delivery.sendall(HOLDING)
+            refused_delivery = delivery.recv(65536)
     after = requests.get(server.url + "/metrics", timeout=5)
-    # Check
+    # Check: a delivery that asked to continue is told 503, not to send its body
     assert [r.status_code for r in beyond] == [503, 503]
     assert all(r.headers["Connection"] == "close" for r in beyond)
+    assert refused_delivery.startswith(b"HTTP/1.1 503 "), refused_delivery
     assert after.status_code == 200
-    assert rejected(server) == f"{REJECTED} 2.0"
+    assert rejected(server) == f"{REJECTED} 3.0"
 
 
 def test_should_answer_health_at_once_while_max_requests_responses_are_served(
