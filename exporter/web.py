@@ -196,6 +196,7 @@ class ExporterServer(HTTPServer):
     def _serve(self, connection: Connection) -> None:
         close = True
         try:
+            self.make_way()
             connection.hold(Handler.timeout)
             close = Handler(connection, self).close_connection
         except Exception:
@@ -239,6 +240,11 @@ class ExporterServer(HTTPServer):
         # Refused TLS handshakes, port scans and clients hanging up are routine; a
         # traceback per connection would drown the log.
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+    def make_way(self) -> None:
+        """A pause for a serving thread while the front is busy (``Front.make_way``)."""
+        if self._front is not None:
+            self._front.make_way()
 
     def metrics_pieces(self, compress: bool) -> Iterator[bytes]:
         own = generate_latest(self.metrics.registry)
@@ -342,6 +348,7 @@ class Handler(BaseHTTPRequestHandler):
         for piece in pieces:
             if piece:
                 self.wfile.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+            self.server.make_way()
         self.wfile.write(b"0\r\n\r\n")
 
     def do_POST(self) -> None:

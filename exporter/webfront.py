@@ -61,6 +61,12 @@ when ``max_open`` is sized from a low open files limit."""
 ACCEPT_PAUSE = 0.1
 """Seconds accept rests after failing, for lack of file descriptors (EMFILE) most often:
 the pending connection stays in the backlog, and retrying at once would spin the thread."""
+ACCEPT_BATCH = 64
+"""Connections accepted in a row before the open ones have a turn."""
+BUSY_EVENTS = 16
+"""Events in one turn of the loop from which the front counts as busy (``make_way``)."""
+MAKE_WAY = 0.05
+"""Seconds a serving thread waits at most, at each of its pauses, while the front is busy."""
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _READ_SIZE = 4096
 
@@ -200,6 +206,9 @@ class Front:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._open = 0
+        self._accepted = 0
+        self._calm = threading.Event()
+        self._calm.set()
 
     def start(self, name: str) -> None:
         self._listener.setblocking(False)
@@ -212,6 +221,15 @@ class Front:
         self._wake()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+    def make_way(self) -> None:
+        """For serving threads, between pieces of work: while the front is busy with a burst,
+        wait (``MAKE_WAY`` at most) so that it has the interpreter to itself. Python runs
+        one thread at a time; forty threads rendering /metrics would leave the front a
+        forty-first of the time, and a burst would wait in the backlog, unanswered, instead
+        of getting its 503s. Each waiting thread keeps its slot, so that is what they get."""
+        if not self._calm.is_set():
+            self._calm.wait(MAKE_WAY)
 
     def hand_back(self, connection: Connection, close: bool) -> None:
         """From a thread done with ``connection``: close it, or wait for its next request."""
@@ -235,10 +253,18 @@ class Front:
             while not self._stopping:
                 now = time.monotonic()
                 self._listen_if_room(now)
-                for key, _ in self._selector.select(self._timeout(now)):
+                self._accepted = 0
+                busy = not self._calm.is_set()  # then only look: the threads wait meanwhile
+                events = self._selector.select(0 if busy else self._timeout(now))
+                for key, _ in events:
                     self._event(key.data)
                 self._expire(time.monotonic())
+                if len(events) + self._accepted >= BUSY_EVENTS:
+                    self._calm.clear()
+                else:
+                    self._calm.set()
         finally:
+            self._calm.set()
             for connection in list(self._connections):
                 if connection.state is not State.TAKEN:  # a thread's: it closes it
                     self._close(connection)
@@ -278,7 +304,7 @@ class Front:
         self._listening = wanted
 
     def _accept(self) -> None:
-        for _ in range(64):  # then let the connections already open have a turn
+        for _ in range(ACCEPT_BATCH):  # then let the connections already open have a turn
             if self._open >= self.max_open:
                 return
             try:
@@ -291,6 +317,7 @@ class Front:
                 self._cannot_accept(exc)
                 return
             self._open += 1
+            self._accepted += 1
             self._admit(sock, address)
 
     def _cannot_accept(self, exc: OSError) -> None:
