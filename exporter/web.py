@@ -196,7 +196,6 @@ class ExporterServer(HTTPServer):
     def _serve(self, connection: Connection) -> None:
         close = True
         try:
-            self.make_way()
             connection.hold(Handler.timeout)
             close = Handler(connection, self).close_connection
         except Exception:
@@ -414,6 +413,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         reason = "" if server.store.ready.is_set() else self._not_ready()
         query = self.path.partition("?")[2]
+        server.make_way()  # a second of work at fleet scale
         status, error = for_request(
             server.store.current, server.metrics, server.clock.time(), query, reason
         )

@@ -63,8 +63,9 @@ ACCEPT_PAUSE = 0.1
 the pending connection stays in the backlog, and retrying at once would spin the thread."""
 ACCEPT_BATCH = 64
 """Connections accepted in a row before the open ones have a turn."""
-BUSY_EVENTS = 16
-"""Events in one turn of the loop from which the front counts as busy (``make_way``)."""
+BUSY = 16
+"""Connections accepted plus requests taken in one turn of the loop from which the front
+counts as busy (``make_way``); bytes trickling in do not count."""
 MAKE_WAY = 0.05
 """Seconds a serving thread waits at most, at each of its pauses, while the front is busy."""
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -206,7 +207,7 @@ class Front:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._open = 0
-        self._accepted = 0
+        self._work = 0
         self._calm = threading.Event()
         self._calm.set()
 
@@ -253,13 +254,13 @@ class Front:
             while not self._stopping:
                 now = time.monotonic()
                 self._listen_if_room(now)
-                self._accepted = 0
+                self._work = 0
                 busy = not self._calm.is_set()  # then only look: the threads wait meanwhile
                 events = self._selector.select(0 if busy else self._timeout(now))
                 for key, _ in events:
                     self._event(key.data)
                 self._expire(time.monotonic())
-                if len(events) + self._accepted >= BUSY_EVENTS:
+                if self._work >= BUSY:
                     self._calm.clear()
                 else:
                     self._calm.set()
@@ -317,7 +318,7 @@ class Front:
                 self._cannot_accept(exc)
                 return
             self._open += 1
-            self._accepted += 1
+            self._work += 1
             self._admit(sock, address)
 
     def _cannot_accept(self, exc: OSError) -> None:
@@ -425,6 +426,7 @@ class Front:
             self._watch(connection, selectors.EVENT_READ)
 
     def _give(self, connection: Connection) -> None:
+        self._work += 1
         self._watch(connection, 0)
         connection.state = State.TAKEN
         connection.output.clear()
