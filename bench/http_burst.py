@@ -428,10 +428,12 @@ def main() -> int:
     args = parser.parse_args()
     raise_own_limit(max(args.connections, args.deliveries) + 256)
     began = time.time()
+    args.load = [os.getloadavg()]
     runs = {}
     if args.before is not None:
         runs["before"] = measure(args.before.resolve(), args)
     runs["after"] = measure(None, args)
+    args.load.append(os.getloadavg())
     if args.json:
         print(json.dumps(runs, indent=1))
         return 0
@@ -486,10 +488,20 @@ def report(runs: dict[str, dict[str, Any]], args: argparse.Namespace, began: flo
         f"{args.connections:,} connections, {args.deliveries:,} deliveries, each client "
         f"{args.client_timeout:.0f} s to its answer; {before}after: this tree).",
         f"Machine: {machine()}.",
+        "Load average (1, 5, 15 min) at the start: {}; at the end: {}.".format(
+            *(" ".join(f"{x:.2f}" for x in load) for load in args.load)
+        ),
         "",
         "| | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
         *(f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows),
+        "",
+        "A slow client sends half a request head and a byte every 2 s. Where the slow "
+        "clients hold every `--web.max-requests` slot, every request is refused while they "
+        "last; where a connection takes no slot until its head is in, they hold none, and "
+        "each is answered 408 after its 10 s and reconnects. Beyond the cap a burst gets 503s "
+        "at once, while the /metrics responses being served pause (`make_way`) to let the "
+        "listener through the burst.",
     ]
     return "\n".join(lines)
 
