@@ -33,6 +33,7 @@ from exporter.metrics import ExporterMetrics
 from exporter.poller import CycleResult, Poller
 from exporter.state import Snapshot
 from exporter.web import DEFAULT_MAX_REQUESTS, WEBHOOK_PATH, ExporterServer
+from exporter.webfront import raise_open_files_limit
 from exporter.webhooks import WebhookReceiver, WebhookVerifier
 from exporter.webreload import ReloadingWebConfig
 
@@ -66,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--web.max-requests", dest="max_requests", metavar="N", type=_max_requests,
         default=DEFAULT_MAX_REQUESTS,
-        help="most connections served at once per listener, any path; beyond, 503. "
-        "0: no limit (default %(default)s)",
+        help="most responses served at once per listener; beyond, 503 (/-/healthy and "
+        "/-/ready are always answered). 0: no limit (default %(default)s)",
     )  # fmt: skip
     parser.add_argument(
         "--demo", action="store_true",
@@ -236,6 +237,7 @@ def run(
             verifier, clock, metrics.webhooks, poller, config.webhooks.debounce
         )
     servers: list[ExporterServer] = []
+    raise_open_files_limit()  # before the listeners size themselves by it
     address = args.listen_address
     try:
         on_main = receiver if not config.webhooks.listen_address else None

@@ -212,8 +212,8 @@ WEBHOOKS = MetricSpec(
 )  # fmt: skip
 HTTP_REJECTED = MetricSpec(
     "codat_exporter_http_requests_rejected_total", "counter", (),
-    "Connections to the exporter's HTTP listeners answered 503 (or closed unanswered in a "
-    "flood) because --web.max-requests connections were already being served.",
+    "Requests to the exporter's HTTP listeners answered 503 because --web.max-requests "
+    "responses were already being served.",
 )  # fmt: skip
 BUILD_INFO = MetricSpec(
     "codat_exporter_build_info", "gauge", ("version",),

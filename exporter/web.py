@@ -9,22 +9,28 @@ this instant, and the exporter's own registry (requests, latencies, process).
 auth. Basic auth covers every path except the webhook endpoint, which Codat signs instead,
 and the health endpoints when ``--web.health-without-auth`` says so.
 
-Each connection holds a thread from accept to close, so ``--web.max-requests`` caps the
-connections served at once, on every path: which path a connection wants is only known
-once it has sent its request, and withholding it is how a slow client holds a thread.
-Beyond the cap a connection gets ``503`` from a short-lived thread, and beyond twice the
-cap it is closed unanswered; both count in ``codat_exporter_http_requests_rejected_total``.
+A connection takes no thread until its request head is complete: ``webfront.Front``
+accepts, does the TLS handshake and reads heads in one thread per listener. Then
+``--web.max-requests`` caps the responses served at once (each in a thread of its own):
+/metrics can be 175 MB, the status page takes a second at fleet scale. Beyond the cap a
+request gets ``503`` with ``Connection: close`` at once, counted in
+``codat_exporter_http_requests_rejected_total``. ``/-/healthy`` and ``/-/ready`` never take
+a slot: the front answers them itself, whatever the load, unless their basic auth needs a
+bcrypt round (credentials not seen before), which a thread does, as any other request.
 """
 
 from __future__ import annotations
 
+import http.client
+import io
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from prometheus_client import generate_latest
@@ -45,6 +51,14 @@ from exporter.status import (
 )
 from exporter.status import answer as status_answer
 from exporter.webconfig import BASIC_CHALLENGE, WebConfig
+from exporter.webfront import (
+    HEAD_TIMEOUT,
+    LISTEN_BACKLOG,
+    Connection,
+    Front,
+    max_open_for,
+    open_files_limit,
+)
 from exporter.webhooks import OTHER, WebhookReceiver
 from exporter.webreload import ReloadingWebConfig
 
@@ -53,13 +67,10 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/codat"
 HEALTH_PATHS = ("/-/healthy", "/-/ready")
 REQUEST_TIMEOUT = 30.0
-"""Seconds a client may stay silent while sending its request, and may take to send a
-whole webhook body: a stalled or trickling client must not hold a thread."""
+"""Seconds a served request's socket may stay silent (per read or write), and may take to
+send a whole webhook body: a stalled or trickling client must not hold a thread."""
 DEFAULT_MAX_REQUESTS = 40
-"""Connections served at once per listener, as node_exporter's ``--web.max-requests``."""
-OVERLOADED_TIMEOUT = 5.0
-"""Seconds a connection beyond the cap may stay silent before its 503 (it is read first:
-closing a socket with unread data resets the connection, and the client loses the 503)."""
+"""Responses served at once per listener, as node_exporter's ``--web.max-requests``."""
 GET_METHODS = "GET, HEAD"
 
 
@@ -86,12 +97,13 @@ def accepts_gzip(header: str | None) -> bool:
     return False
 
 
-class ExporterServer(ThreadingHTTPServer):
+class ExporterServer(HTTPServer):
     """One listener. The main one serves metrics; a separate webhook listener
-    (``webhooks.listen_address``) has ``serve_metrics=False``."""
+    (``webhooks.listen_address``) has ``serve_metrics=False``. The front (``start``) accepts
+    and reads request heads; ``take`` decides who answers each."""
 
-    daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(
         self,
@@ -107,6 +119,7 @@ class ExporterServer(ThreadingHTTPServer):
         health_without_auth: bool = False,
         max_requests: int = DEFAULT_MAX_REQUESTS,
         body_timeout: float = REQUEST_TIMEOUT,
+        head_timeout: float = HEAD_TIMEOUT,
     ) -> None:
         host, port = parse_listen_address(address)
         if ":" in host:
@@ -122,68 +135,78 @@ class ExporterServer(ThreadingHTTPServer):
         self.serve_metrics = serve_metrics
         self.health_without_auth = health_without_auth
         self.body_timeout = body_timeout
-        # None: no cap. Rejections are capped too, so that a flood costs a bounded number
-        # of threads.
+        self.head_timeout = head_timeout
         self._serving = threading.BoundedSemaphore(max_requests) if max_requests else None
-        self._rejecting = threading.BoundedSemaphore(max_requests) if max_requests else None
-        super().__init__((host, port), Handler)
-        self._thread: threading.Thread | None = None
+        # socketserver's handler class goes unused: ``take`` makes each request's handler.
+        super().__init__((host, port), BaseHTTPRequestHandler)
+        self._front: Front | None = None
 
     @property
     def web_config(self) -> WebConfig:
         return self._web_config.config
 
-    def get_request(self) -> tuple[socket.socket, Any]:
-        """Accept, and wrap in TLS with the context current now (renewed certificates take
-        effect on the next connection). The handshake is deferred to the first read, in
-        the request's own thread: a client that connects and says nothing holds one
-        thread, not the accept loop."""
-        connection, address = self.socket.accept()
-        context = self._web_config.context
-        if context is None:
-            return connection, address
-        try:
-            wrapped = context.wrap_socket(
-                connection, server_side=True, do_handshake_on_connect=False
-            )
-        except OSError:
-            connection.close()
-            raise
-        return wrapped, address
+    def tls(self) -> ssl.SSLContext | None:
+        """The TLS context current now: renewed certificates take effect on the next
+        connection."""
+        return self._web_config.context
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Runs in the accept loop: hand the connection to a thread, or refuse it."""
+    def take(self, connection: Connection) -> bool:
+        """Runs in the front, with a complete request head: answer it here (False), or
+        serve it in a thread of its own (True), within ``--web.max-requests``."""
+        if self._answers_at_once(connection.buffer):
+            connection.close_after = Handler(connection, self).close_connection
+            return False
         if self._serving is None or self._serving.acquire(blocking=False):
-            super().process_request(request, client_address)
-            return
+            try:
+                threading.Thread(
+                    target=self._serve, args=(connection,), name="http-request", daemon=True
+                ).start()
+                return True
+            except RuntimeError:  # no thread to be had: as good as beyond the cap
+                if self._serving is not None:
+                    self._serving.release()
         self.metrics.http_rejected.inc()
-        if self._rejecting is None or not self._rejecting.acquire(blocking=False):
-            self.shutdown_request(request)
-            return
-        threading.Thread(
-            target=self._refuse, args=(request, client_address), name="http-503", daemon=True
-        ).start()
+        connection.close_after = Overloaded(connection, self).close_connection
+        return False
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def refuse(self, connection: Connection, status: int, message: str) -> None:
+        Refused(connection, self, status, message)
+
+    def _answers_at_once(self, head: bytearray) -> bool:
+        """Whether the front answers this request itself: a health endpoint, whose basic
+        auth, if it needs any, is known without a bcrypt round."""
+        line, _, rest = head.partition(b"\n")
+        words = line.split()
+        if len(words) < 2:
+            return False
+        target = words[1].decode("iso-8859-1")
+        if target.startswith("//"):  # as http.server reads it
+            target = "/" + target.lstrip("/")
+        path = target.split("?", 1)[0]
+        if path not in HEALTH_PATHS:
+            return False
+        if not self.needs_auth(path):
+            return True
         try:
-            self.finish_request(request, client_address)
+            headers = http.client.parse_headers(io.BytesIO(rest))
+        except http.client.HTTPException:
+            return False
+        return self.web_config.authorized_at_once(headers.get("Authorization")) is not None
+
+    def _serve(self, connection: Connection) -> None:
+        close = True
+        try:
+            connection.hold(Handler.timeout)
+            close = Handler(connection, self).close_connection
         except Exception:
-            self.handle_error(request, client_address)
+            self.handle_error(connection, connection.address)
         finally:
-            # Before the close: once the client sees the connection end, its slot is free.
+            # Before the connection goes back: once the client sees the answer end (the
+            # close), its slot is free.
             if self._serving is not None:
                 self._serving.release()
-            self.shutdown_request(request)
-
-    def _refuse(self, request: Any, client_address: Any) -> None:
-        try:
-            Overloaded(request, client_address, self)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            if self._rejecting is not None:
-                self._rejecting.release()
-            self.shutdown_request(request)
+            assert self._front is not None
+            self._front.hand_back(connection, close)
 
     def allowed_methods(self, path: str) -> str | None:
         """The methods ``path`` answers on this listener (for ``Allow``); None: no such path."""
@@ -210,19 +233,24 @@ class ExporterServer(ThreadingHTTPServer):
         return describe(str(self.server_address[0]), int(self.server_address[1]))
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self.serve_forever, args=(0.1,), name="http", daemon=True
-        )
-        self._thread.start()
+        limit = max_open_for(open_files_limit())
+        self._front = Front(self.socket, self, limit, self.head_timeout)
+        self._front.start("http")
 
     def stop(self) -> None:
-        self.shutdown()
+        if self._front is not None:
+            self._front.stop()
         self.server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Refused TLS handshakes, port scans and clients hanging up are routine; a
         # traceback per connection would drown the log.
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+    def make_way(self) -> None:
+        """A pause for a serving thread while the front is busy (``Front.make_way``)."""
+        if self._front is not None:
+            self._front.make_way()
 
     def metrics_pieces(self, compress: bool) -> Iterator[bytes]:
         own = generate_latest(self.metrics.registry)
@@ -235,16 +263,27 @@ class ExporterServer(ThreadingHTTPServer):
 
 
 class Handler(BaseHTTPRequestHandler):
+    """Answers one request of a ``Connection``, whose head the front has read: in a
+    thread, or in the front itself for what it answers at once."""
+
     server: ExporterServer
+    request: Connection
     protocol_version = "HTTP/1.1"
     server_version = f"codat-freshness-exporter/{__version__}"
     timeout = REQUEST_TIMEOUT
 
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out as two writes; without this, Nagle's algorithm and the
-        # peer's delayed ACK add 40 ms to every response.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, connection: Connection, server: ExporterServer) -> None:
+        """Answers at once, as socketserver's handlers do. Nothing is closed after: the
+        front closes the connection or waits for its next request."""
+        self.request, self.client_address, self.server = connection, connection.address, server
+        self.connection = connection.sock
+        self.rfile = self.wfile = connection
+        self.handle()
+
+    def handle(self) -> None:
+        """One request; the next one on a kept-alive connection is read by the front."""
+        self.close_connection = True
+        self.handle_one_request()
 
     def _authorized(self, path: str) -> bool:
         if not self.server.needs_auth(path):
@@ -315,6 +354,7 @@ class Handler(BaseHTTPRequestHandler):
         for piece in pieces:
             if piece:
                 self.wfile.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+            self.server.make_way()
         self.wfile.write(b"0\r\n\r\n")
 
     def do_POST(self) -> None:
@@ -380,6 +420,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         reason = "" if server.store.ready.is_set() else self._not_ready()
         query = self.path.partition("?")[2]
+        server.make_way()  # a second of work at fleet scale
         status, error = for_request(
             server.store.current, server.metrics, server.clock.time(), query, reason
         )
@@ -408,13 +449,30 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class Overloaded(Handler):
-    """Serves a connection beyond ``--web.max-requests``: reads its request and answers
-    503 with ``Connection: close``, whatever the path and credentials."""
-
-    timeout = OVERLOADED_TIMEOUT
+    """Answers a request beyond ``--web.max-requests``, in the front: 503 with
+    ``Connection: close``, whatever the path and credentials."""
 
     def parse_request(self) -> bool:
         if super().parse_request():
             self.close_connection = True
-            self._send(503, b"Too many connections at once; try again.\n")
+            self._send(503, b"Too many requests at once; try again.\n")
         return False
+
+    def handle_expect_100(self) -> bool:
+        return True  # no "100 Continue": the 503 comes instead
+
+
+class Refused(Handler):
+    """The front's answer to a request it gave up reading (408, 431)."""
+
+    def __init__(
+        self, connection: Connection, server: ExporterServer, status: int, message: str
+    ) -> None:
+        self._refusal = status, message
+        super().__init__(connection, server)
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self.command, self.requestline, self.request_version = "", "", "HTTP/1.1"
+        status, message = self._refusal
+        self._send(status, f"{message}\n".encode())

@@ -203,24 +203,37 @@ class WebConfig:
         context.verify_mode = CLIENT_AUTH_TYPES[tls.client_auth_type]
         return context
 
-    def authorized(self, authorization_header: str | None) -> bool:
-        """Whether a request with this ``Authorization`` header may proceed.
-
-        True for any request when no users are configured; otherwise only for
-        ``Basic`` credentials whose password matches the user's bcrypt hash.
-        """
+    def authorized_at_once(self, authorization_header: str | None) -> bool | None:
+        """``authorized`` when it is known without a bcrypt round (no users, no credentials,
+        credentials that passed before); None when only bcrypt can tell. The listener's
+        front answers health probes itself only when this is not None: it must not stall
+        every other connection for a bcrypt round."""
         if not self._users:
             return True
         credentials = _basic_credentials(authorization_header)
         if credentials is None:
             return False
         cache_key = hmac.new(self._cache_key, credentials, hashlib.sha256).digest()
-        user_bytes, _, password = credentials.partition(b":")
         with self._cache_lock:
-            cached = self._cache.get(cache_key)
-            if cached is not None:
-                self._cache.move_to_end(cache_key)
-                return True
+            if self._cache.get(cache_key) is None:
+                return None
+            self._cache.move_to_end(cache_key)
+            return True
+
+    def authorized(self, authorization_header: str | None) -> bool:
+        """Whether a request with this ``Authorization`` header may proceed.
+
+        True for any request when no users are configured; otherwise only for
+        ``Basic`` credentials whose password matches the user's bcrypt hash.
+        """
+        known = self.authorized_at_once(authorization_header)
+        if known is not None:
+            return known
+        credentials = _basic_credentials(authorization_header)
+        if credentials is None:
+            return False
+        cache_key = hmac.new(self._cache_key, credentials, hashlib.sha256).digest()
+        user_bytes, _, password = credentials.partition(b":")
         try:
             user: str | None = user_bytes.decode("utf-8")
         except UnicodeDecodeError:

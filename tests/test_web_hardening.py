@@ -1,22 +1,20 @@
-"""The listener against clients that hold it up: more connections than ``--web.max-requests``,
-a webhook body trickled in, and a port someone else holds.
+"""The listener against clients that hold it up: more requests than ``--web.max-requests``,
+a request head or a webhook body trickled in, a head too large, and a port someone else
+holds. The same through the program, and bursts of connections: tests/test_web_load.py.
 
-Everything runs over real loopback sockets. Slow clients are sockets that connected and
-sent half a request line: the server accepts connections in the order they arrived, so
-which ones hold the slots is known without waiting. A client gives its slot back by
-hanging up and reading until the server closes too (the slot is free before the close).
+Everything runs over real loopback sockets. A request that holds a serving slot is a webhook
+delivery whose body never comes: its thread waits for the body. It sends ``Expect:
+100-continue``, so the thread says when it has the request, and which requests hold the
+slots is known without waiting. It gives its slot back when the client hangs up.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
-import os
+import re
 import select
-import signal
 import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,21 +26,32 @@ import requests
 
 from exporter.cli import main
 from exporter.web import WEBHOOK_PATH, ExporterServer
+from exporter.webfront import MAX_HEAD_BYTES
 from exporter.webhooks import WebhookReceiver, WebhookVerifier
 from tests.harness import FakeClock, Harness
 from tests.test_hostile_input import logging_restored
 from tests.test_webhooks import new_secret
 
 REJECTED = "codat_exporter_http_requests_rejected_total"
+HOLDING = (
+    f"POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n"
+).encode()
 
 
 @pytest.fixture
 def listen(harness: Harness, clock: FakeClock) -> Iterator[Callable[..., ExporterServer]]:
-    """``listen(**kwargs)``: an ExporterServer on a free loopback port over the harness."""
+    """``listen(**kwargs)``: an ExporterServer on a free loopback port over the harness, with
+    webhooks on (the slot holders), polled once (ready)."""
+    harness.poll()
+    receiver = WebhookReceiver(
+        WebhookVerifier(new_secret(), clock), clock, harness.metrics.webhooks, harness.poller
+    )
     started: list[ExporterServer] = []
 
     def start(**kwargs: Any) -> ExporterServer:
-        server = ExporterServer("127.0.0.1:0", harness.store, harness.metrics, clock, **kwargs)
+        server = ExporterServer(
+            "127.0.0.1:0", harness.store, harness.metrics, clock, webhooks=receiver, **kwargs
+        )
         server.start()
         started.append(server)
         return server
@@ -57,17 +66,17 @@ def connect(server: ExporterServer) -> socket.socket:
 
 
 @contextmanager
-def stalled(server: ExporterServer, count: int) -> Iterator[None]:
-    """``count`` connections that sent half a request line and wait; each holds a slot
-    until the block ends."""
-    connections = [connect(server) for _ in range(count)]
+def served(server: ExporterServer, count: int) -> Iterator[None]:
+    """``count`` requests being served, each holding a slot until the block ends."""
+    holders = [connect(server) for _ in range(count)]
     try:
-        for connection in connections:
-            connection.sendall(b"GET /metr")
+        for holder in holders:
+            holder.sendall(HOLDING)
+            assert holder.recv(65536).startswith(b"HTTP/1.1 100 ")
         yield
     finally:
-        for connection in connections:
-            hang_up(connection)
+        for holder in holders:
+            hang_up(holder)
 
 
 def hang_up(connection: socket.socket) -> None:
@@ -88,92 +97,148 @@ def rejected(server: ExporterServer) -> str:
 # --- --web.max-requests --------------------------------------------------------------------
 
 
-def test_should_answer_503_on_any_path_beyond_max_requests_and_count_it(
+def test_should_answer_503_beyond_max_requests_responses_and_count_it(
     listen: Callable[..., ExporterServer],
 ) -> None:
     # Prepare
     server = listen(max_requests=2)
     # Act
-    with stalled(server, 2):
-        beyond = [requests.get(server.url + p, timeout=5) for p in ("/metrics", "/-/healthy")]
+    with served(server, 2):
+        beyond = [requests.get(server.url + p, timeout=5) for p in ("/metrics", "/")]
+        with connect(server) as delivery:
+            delivery.sendall(HOLDING)
+            refused_delivery = delivery.recv(65536)
     after = requests.get(server.url + "/metrics", timeout=5)
-    # Check
+    # Check: a delivery that asked to continue is told 503, not to send its body
     assert [r.status_code for r in beyond] == [503, 503]
     assert all(r.headers["Connection"] == "close" for r in beyond)
+    assert refused_delivery.startswith(b"HTTP/1.1 503 "), refused_delivery
     assert after.status_code == 200
-    assert rejected(server) == f"{REJECTED} 2.0"
+    assert rejected(server) == f"{REJECTED} 3.0"
 
 
-def test_should_close_unanswered_what_comes_beyond_twice_max_requests(
+def test_should_answer_health_at_once_while_max_requests_responses_are_served(
     listen: Callable[..., ExporterServer],
 ) -> None:
-    # Prepare: one connection served, one waiting for its 503
-    server = listen(max_requests=1)
+    # Prepare
+    server = listen(max_requests=2)
     # Act
-    with stalled(server, 2):
-        third = connect(server)
-        with third:
-            third.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            try:
-                answer = third.recv(65536)
-            except ConnectionResetError:
-                answer = b""
+    with served(server, 2):
+        health = [requests.get(server.url + p, timeout=5) for p in ("/-/healthy", "/-/ready")]
     # Check
-    assert answer == b""
-    assert rejected(server) == f"{REJECTED} 2.0"
+    assert [r.status_code for r in health] == [200, 200]
+    assert [r.text for r in health] == ["Healthy.\n", "Ready.\n"]
+    assert rejected(server) == f"{REJECTED} 0.0"
 
 
-def test_should_serve_every_connection_when_max_requests_is_0(
+def test_should_not_count_a_request_head_still_coming_against_max_requests(
+    listen: Callable[..., ExporterServer],
+) -> None:
+    # Prepare: the probe's case, a slow client per slot and more
+    server = listen(max_requests=2)
+    slow = [connect(server) for _ in range(5)]
+    # Act
+    for connection in slow:
+        connection.sendall(b"GET /metr")
+    scrape = requests.get(server.url + "/metrics", timeout=5)
+    for connection in slow:
+        hang_up(connection)
+    # Check
+    assert scrape.status_code == 200
+    assert f"{REJECTED} 0.0" in scrape.text
+
+
+def test_should_serve_every_request_when_max_requests_is_0(
     listen: Callable[..., ExporterServer],
 ) -> None:
     # Prepare
     server = listen(max_requests=0)
     # Act
-    with stalled(server, 3):
+    with served(server, 3):
         answer = requests.get(server.url + "/metrics", timeout=5)
     # Check
     assert answer.status_code == 200
     assert f"{REJECTED} 0.0" in answer.text
 
 
-def test_should_cap_connections_as_the_command_line_says() -> None:
+# --- kept-alive connections -----------------------------------------------------------------
+
+
+def test_should_keep_a_connection_alive_from_request_to_request(
+    listen: Callable[..., ExporterServer],
+) -> None:
+    # Prepare: requests the front answers itself and requests a thread serves, in turn
+    server = listen(max_requests=1)
+    client = http.client.HTTPConnection("127.0.0.1", int(server.server_address[1]), timeout=5)
+    statuses, sockets = [], set()
+    # Act
+    for path in ("/-/healthy", "/metrics", "/-/ready", "/metrics"):
+        client.request("GET", path)
+        response = client.getresponse()
+        response.read()
+        statuses.append(response.status)
+        sockets.add(id(client.sock))
+    client.close()
+    # Check: one connection for all four, each thread's slot given back before the next
+    assert statuses == [200, 200, 200, 200]
+    assert len(sockets) == 1
+
+
+def test_should_answer_pipelined_requests_in_order(listen: Callable[..., ExporterServer]) -> None:
     # Prepare
-    process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--demo", "--web.listen-address", "127.0.0.1:0",
-         "--web.max-requests", "1"],
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        url = serving_url(process)
-        server_port = int(url.rsplit(":", 1)[1])
-        # Act
-        with socket.create_connection(("127.0.0.1", server_port), timeout=5) as holder:
-            holder.sendall(b"GET /metr")
-            beyond = requests.get(url + "/-/healthy", timeout=5)
-            hang_up(holder)
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=15)
-    finally:
-        process.kill()
-        process.communicate()
+    server = listen()
+    request = "GET {} HTTP/1.1\r\nHost: x\r\n\r\n"
+    # Act
+    with connect(server) as client:
+        client.sendall(
+            "".join(request.format(p) for p in ("/-/ready", "/nope", "/-/healthy")).encode()
+        )
+        client.shutdown(socket.SHUT_WR)
+        answers = b""
+        while chunk := client.recv(65536):
+            answers += chunk
     # Check
-    assert beyond.status_code == 503
-    assert code == 0
+    statuses = re.findall(rb"HTTP/1.1 (\d+) ", answers)
+    assert statuses == [b"200", b"404", b"200"]
+    assert answers.index(b"Ready.") < answers.index(b"Not found.") < answers.index(b"Healthy.")
 
 
-def serving_url(process: subprocess.Popen[bytes]) -> str:
-    """The listener's URL from the start-up log (port 0 was asked for)."""
-    assert process.stderr is not None
-    logged = b""
-    deadline = time.monotonic() + 30
-    while b"/metrics" not in logged.partition(b"serving metrics at ")[2]:
-        assert time.monotonic() < deadline, logged
-        if select.select([process.stderr], [], [], 1)[0]:
-            chunk = os.read(process.stderr.fileno(), 65536)
-            assert chunk, logged
-            logged += chunk
-    url = logged.partition(b"serving metrics at ")[2].split(b"/metrics")[0]
-    return url.decode()
+# --- request heads: one deadline, a size limit ---------------------------------------------------
+
+
+def test_should_answer_408_to_a_request_head_trickled_past_its_deadline(
+    listen: Callable[..., ExporterServer],
+) -> None:
+    # Prepare: every byte comes well within any per-read timeout, the whole head never does
+    server = listen(head_timeout=0.5)
+    head = b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    # Act
+    with connect(server) as client:
+        sent = 0
+        while sent < len(head) and not select.select([client], [], [], 0.05)[0]:
+            client.sendall(head[sent : sent + 1])
+            sent += 1
+        answer = client.recv(65536)
+    # Check
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"Connection: close" in answer
+    assert sent < len(head)
+
+
+def test_should_answer_431_to_a_request_head_too_large(
+    listen: Callable[..., ExporterServer],
+) -> None:
+    # Prepare
+    server = listen()
+    head = b"GET /metrics HTTP/1.1\r\nX-Large: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n"
+    # Act
+    with connect(server) as client:
+        client.sendall(head)
+        answer = client.recv(65536)
+    after = requests.get(server.url + "/metrics", timeout=5)
+    # Check
+    assert answer.startswith(b"HTTP/1.1 431 "), answer
+    assert after.status_code == 200
 
 
 def test_should_refuse_a_negative_max_requests_with_exit_2(
@@ -191,13 +256,10 @@ def test_should_refuse_a_negative_max_requests_with_exit_2(
 
 
 def test_should_answer_408_to_a_webhook_body_trickled_past_its_deadline(
-    harness: Harness, clock: FakeClock, listen: Callable[..., ExporterServer]
+    listen: Callable[..., ExporterServer],
 ) -> None:
     # Prepare: every byte comes well within the per-read timeout, the whole body never does
-    receiver = WebhookReceiver(
-        WebhookVerifier(new_secret(), clock), clock, harness.metrics.webhooks, harness.poller
-    )
-    server = listen(webhooks=receiver, body_timeout=0.5)
+    server = listen(body_timeout=0.5)
     body = json.dumps({"id": str(uuid.uuid4()), "eventType": "read.completed"}).encode()
     head = f"POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
     # Act

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from exporter.web import WEBHOOK_PATH, ExporterServer
 from exporter.webconfig import BASIC_CHALLENGE, WebConfig, load_web_config
 from exporter.webhooks import WebhookReceiver, WebhookVerifier, sign
 from tests.harness import LISTEN_ANYWHERE, FakeClock, Harness, Program
+from tests.test_web_hardening import HOLDING, hang_up
 from tests.test_webhooks import new_secret
 
 USER = "prometheus"
@@ -161,21 +163,40 @@ def test_should_refuse_other_methods_without_the_password_before_saying_405_or_4
     assert "Allow" not in answer.headers
 
 
-def test_should_answer_503_over_https_beyond_max_requests(
-    tmp_path: Path, pki: Pki, serve: Callable[..., ExporterServer]
-) -> None:
-    # Prepare: a connection that never starts its handshake holds the only slot
-    server = serve(load_web_config(web_config_file(tmp_path, pki)), max_requests=1)
-    holder = socket.create_connection(("127.0.0.1", int(server.server_address[1])), timeout=5)
-    # Act
-    with holder:
+def test_should_answer_503_over_https_beyond_max_requests_and_health_at_once(
+    tmp_path: Path, pki: Pki, harness: Harness, clock: FakeClock,
+    serve: Callable[..., ExporterServer],
+) -> None:  # fmt: skip
+    # Prepare: the password checked once; a connection that never starts its handshake, and
+    # a webhook delivery whose body never comes, which holds the only slot
+    receiver = WebhookReceiver(
+        WebhookVerifier(new_secret(), clock), clock, harness.metrics.webhooks, harness.poller
+    )
+    config = load_web_config(web_config_file(tmp_path, pki))
+    server = serve(config, max_requests=1, webhooks=receiver)
+    address = ("127.0.0.1", int(server.server_address[1]))
+    checked = get(server, "/-/healthy", pki, auth=(USER, PASSWORD))
+    client_tls = ssl.create_default_context(cafile=str(pki.ca))
+    with (
+        socket.create_connection(address, timeout=5),
+        client_tls.wrap_socket(socket.create_connection(address, timeout=5),
+                               server_hostname="127.0.0.1") as holder,
+    ):  # fmt: skip
+        holder.sendall(HOLDING)
+        continued = holder.recv(65536)
+        # Act
         beyond = get(server, "/metrics", pki, auth=(USER, PASSWORD))
-        holder.shutdown(socket.SHUT_WR)
-        holder.recv(1)
+        health = get(server, "/-/healthy", pki, auth=(USER, PASSWORD))
+        anonymous = get(server, "/-/ready", pki)
+        hang_up(holder)
     after = get(server, "/metrics", pki, auth=(USER, PASSWORD))
     # Check
+    assert checked.status_code == 200
+    assert continued.startswith(b"HTTP/1.1 100 ")
     assert beyond.status_code == 503
     assert "codat_" not in beyond.text
+    assert health.status_code == 200
+    assert anonymous.status_code == 401
     assert after.status_code == 200
 
 

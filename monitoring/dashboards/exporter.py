@@ -1,6 +1,6 @@
 """The exporter's own health: polling (cycle progress and the state file included),
 requests to Codat (codes, latency, 429s, pull operation reads), the daily quota, discovery,
-webhooks, sync refreshes and shards, and its process (memory, CPU, connections refused)."""
+webhooks, sync refreshes and shards, and its process (memory, CPU, HTTP requests refused)."""
 
 from __future__ import annotations
 
@@ -386,9 +386,9 @@ def build(selector: str) -> dict[str, Any]:
     )
     layout.add(
         timeseries(
-            "HTTP connections refused",
-            "Connections to the exporter answered 503 because --web.max-requests "
-            "connections were already being served, per second: scrapes may fail.",
+            "HTTP requests refused",
+            "Requests to the exporter answered 503 because --web.max-requests responses "
+            "were already being served, per second: scrapes may fail.",
             [
                 target(
                     f"sum by (instance) (rate({HTTP_REJECTED.name}{{{JOB}}}[$__rate_interval]))",
