@@ -44,6 +44,7 @@ from exporter.metrics import ESTIMATED_DAILY, ExporterMetrics
 from exporter.phrases import plural
 from exporter.progress import Progress
 from exporter.refresh import Refresher
+from exporter.refreshjournal import Journal, journal_path
 from exporter.sidevalues import SideValues
 from exporter.state import (
     CompanyInfo,
@@ -76,6 +77,11 @@ class CycleResult:
     @property
     def all_succeeded(self) -> bool:
         return self.failed == 0 and self.gone == 0 and not self.discovery_failed
+
+
+def _journal(config: Config) -> Journal | None:
+    """The refresh journal, beside the state file (none in a dry run without one)."""
+    return Journal(journal_path(config.state.file)) if config.state.file else None
 
 
 class Poller:
@@ -115,7 +121,9 @@ class Poller:
         )
         self._failures = FailureLog(metrics)
         self._refresher = (
-            Refresher(config.refresh, client, metrics, clock) if config.refresh.enabled else None
+            Refresher(config.refresh, client, metrics, clock, _journal(config))
+            if config.refresh.enabled
+            else None
         )
         self._states: dict[str, CompanyState] = {}
         self._state_at: dict[str, float] = {}

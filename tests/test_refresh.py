@@ -31,9 +31,11 @@ def failing(harness: Harness, *, hours: float = 30.0, status: str = "FetchError"
     return company
 
 
-def refreshing(**refresh: Any) -> dict[str, Any]:
+def refreshing(directory: Path, **refresh: Any) -> dict[str, Any]:
+    """Refreshes on, their journal (and the state file) in ``directory``."""
     return {
         "refresh": {"enabled": True, "after": "1h", "backoff": 2, **refresh},
+        "state": {"file": str(directory / "state.json")},
         "connections": {"enabled": False},
         "poll": {"interval": "15m"},
     }
@@ -61,9 +63,10 @@ def counted(harness: Harness, result: str) -> float:
 
 def test_should_refresh_a_failing_pair_after_the_wait_then_with_backoff(
     make_harness: Callable[..., Harness],
+    tmp_path: Path,
 ) -> None:
     # Prepare: failing for the next 30 h; the first sync failed 3 h ago
-    harness = make_harness(**refreshing(max_per_company_per_day=100))
+    harness = make_harness(**refreshing(tmp_path, max_per_company_per_day=100))
     company = failing(harness)
     # Act
     run_for(harness, 12)
@@ -78,9 +81,10 @@ def test_should_refresh_a_failing_pair_after_the_wait_then_with_backoff(
 
 def test_should_heal_a_pair_whose_outage_has_ended_and_start_its_backoff_over(
     make_harness: Callable[..., Harness],
+    tmp_path: Path,
 ) -> None:
     # Prepare: an outage that ends in 3 h; the refresh after it finds the platform back
-    harness = make_harness(**refreshing(max_per_company_per_day=100))
+    harness = make_harness(**refreshing(tmp_path, max_per_company_per_day=100))
     company = failing(harness, hours=3)
     # Act
     run_for(harness, 8)
@@ -94,9 +98,11 @@ def test_should_heal_a_pair_whose_outage_has_ended_and_start_its_backoff_over(
     assert synced > last_refresh, "the refresh's sync is the one that succeeded"
 
 
-def test_should_never_refresh_an_authorisation_error(make_harness: Callable[..., Harness]) -> None:
+def test_should_never_refresh_an_authorisation_error(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
     # Prepare: the seeded fleet has a company whose every data type is in AuthError
-    harness = make_harness(**refreshing(statuses=["FetchError"], stale=True))
+    harness = make_harness(**refreshing(tmp_path, statuses=["FetchError"], stale=True))
     auth = next(harness.fleet.ids_by_profile("auth_error"))
     # Act
     run_for(harness, 6)
@@ -106,9 +112,12 @@ def test_should_never_refresh_an_authorisation_error(make_harness: Callable[...,
 
 def test_should_hold_the_caps_per_company_and_per_day(
     make_harness: Callable[..., Harness],
+    tmp_path: Path,
 ) -> None:
     # Prepare: two data types failing; at most 2 refreshes a company a day
-    harness = make_harness(**refreshing(after="15m", backoff=1, max_per_company_per_day=2))
+    harness = make_harness(
+        **refreshing(tmp_path, after="15m", backoff=1, max_per_company_per_day=2)
+    )
     company = failing(harness)
     sim = harness.fleet.companies[company].data_types["bills"]
     sim.fail_since, sim.fail_until, sim.fail_rate = START - 3 * HOUR, START + 40 * HOUR, 0.0
@@ -121,10 +130,10 @@ def test_should_hold_the_caps_per_company_and_per_day(
 
 
 def test_should_queue_nothing_in_a_dry_run_but_say_and_count_what_it_would(
-    make_harness: Callable[..., Harness], caplog: pytest.LogCaptureFixture
+    make_harness: Callable[..., Harness], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Prepare
-    harness = make_harness(**refreshing(dry_run=True))
+    harness = make_harness(**refreshing(tmp_path, dry_run=True))
     company = failing(harness)
     # Act
     with caplog.at_level(logging.INFO, logger="exporter"):
@@ -144,9 +153,12 @@ def test_should_queue_nothing_in_a_dry_run_but_say_and_count_what_it_would(
 
 def test_should_count_an_already_running_sync_and_a_refusal_apart_from_errors(
     make_harness: Callable[..., Harness],
+    tmp_path: Path,
 ) -> None:
     # Prepare: Codat answers 409 to the first refresh and 400 to the second
-    harness = make_harness(**refreshing(after="15m", backoff=1, max_per_company_per_day=100))
+    harness = make_harness(
+        **refreshing(tmp_path, after="15m", backoff=1, max_per_company_per_day=100)
+    )
     company = failing(harness)
     harness.fleet.inject(company, Fault("status", status=409, times=1, endpoint=QUEUE_DATA_TYPE))
     # Act
@@ -162,9 +174,10 @@ def test_should_count_an_already_running_sync_and_a_refusal_apart_from_errors(
 
 def test_should_pause_the_client_on_a_429_to_a_refresh(
     make_harness: Callable[..., Harness],
+    tmp_path: Path,
 ) -> None:
     # Prepare
-    harness = make_harness(**refreshing())
+    harness = make_harness(**refreshing(tmp_path))
     company = failing(harness)
     harness.fleet.inject(company, Fault("status", status=429, retry_after="120",
                                         endpoint=QUEUE_DATA_TYPE))  # fmt: skip
@@ -183,13 +196,13 @@ def test_should_keep_the_caps_and_backoff_across_a_restart(
 ) -> None:
     # Prepare: one exporter refreshes once and stops
     path = tmp_path / "state.json"
-    before = make_harness(**refreshing(), state={"file": str(path)})
+    before = make_harness(**refreshing(tmp_path))
     company = failing(before)
     run_for(before, 1)
     assert len(queued(before, company)) == 1
     before.close()
     # Act: the next one resumes from the file and runs for 1.5 h
-    after = make_harness(**refreshing(), state={"file": str(path)})
+    after = make_harness(**refreshing(tmp_path))
     saved = load(path, after.config.shard)
     assert saved is not None
     after.poller.restore(saved)
@@ -200,9 +213,11 @@ def test_should_keep_the_caps_and_backoff_across_a_restart(
     assert since == [2 * HOUR]
 
 
-def test_should_show_the_refresh_on_the_status_api(make_harness: Callable[..., Harness]) -> None:
+def test_should_show_the_refresh_on_the_status_api(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
     # Prepare
-    harness = make_harness(**refreshing())
+    harness = make_harness(**refreshing(tmp_path))
     company = failing(harness)
     # Act
     run_for(harness, 0.25)
