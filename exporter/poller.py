@@ -80,8 +80,11 @@ class CycleResult:
 
 
 def _journal(config: Config) -> Journal | None:
-    """The refresh journal, beside the state file (none in a dry run without one)."""
-    return Journal(journal_path(config.state.file)) if config.state.file else None
+    """The refresh journal, beside the state file; none for a dry run, which sends nothing
+    (and whose log lines would otherwise spend the caps of the day it is turned off)."""
+    if config.refresh.dry_run or not config.state.file:
+        return None
+    return Journal(journal_path(config.state.file))
 
 
 class Poller:

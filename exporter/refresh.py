@@ -98,7 +98,7 @@ class Refresher:
         self._metrics = metrics
         self._clock = clock
         self._journal = journal
-        """None only in a dry run without a state file: nothing is sent, nothing kept."""
+        """None only in a dry run: nothing is sent (the state file keeps its counts)."""
         self._replayed = False
         self._journal_failing = False
         self._pairs: dict[Key, _Pair] = {}

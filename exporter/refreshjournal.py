@@ -119,7 +119,7 @@ class Journal:
         if last is not None:  # whole but for its newline: counted, to be safe
             self.entries.append(last)
         self._torn = bool(tail)
-        return self.entries
+        return list(self.entries)
 
     def append(self, entry: Entry) -> None:
         """Add ``entry`` and fsync it: once this returns, a restart replays it."""
