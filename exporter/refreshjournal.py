@@ -52,7 +52,9 @@ def journal_path(state_file: str) -> Path:
 
 
 def utc_day(moment: float) -> str:
-    """>>> utc_day(1795435200.0)
+    """The UTC day of Unix time ``moment``, the caps' day.
+
+    >>> utc_day(1795435200.0)
     '2026-11-23'
     """
     return datetime.fromtimestamp(moment, UTC).date().isoformat()
