@@ -19,6 +19,7 @@ import logging
 import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,11 @@ def run_day(args: argparse.Namespace, refresh: bool) -> dict[str, Any]:
         "connections": {"enabled": False},
         "diagnostics": {"sync_durations": False},
     }  # fmt: skip
-    if refresh:
+    files = tempfile.TemporaryDirectory(prefix="refresh-day-")
+    if refresh:  # its journal beside a state file, as refreshes need
         raw["refresh"] = {"enabled": True, "after": "1h", "backoff": 2,
                           "max_per_company_per_day": 5, "max_per_day": 100_000}  # fmt: skip
+        raw["state"] = {"file": str(Path(files.name) / "state.json")}
     config = parse_config(raw)
     metrics = ExporterMetrics()
     client = CodatClient(config.codat, metrics, clock, rng=random.Random(args.seed))
@@ -104,6 +107,7 @@ def run_day(args: argparse.Namespace, refresh: bool) -> dict[str, Any]:
         poller.stop()
         client.close()
         codat.stop()
+        files.cleanup()
     per_pair = sorted(stale_seconds.get(key, 0.0) for key in failed)
     return {
         "refresh": refresh,

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 import zlib
 from collections.abc import Sequence
@@ -156,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     clock = SystemClock(stop)
     simulator = None
+    demo_files = None
     try:
         listening = _flag_address(args.listen_address)
         web_config = ReloadingWebConfig(args.web_config_file)
@@ -164,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ConfigError("--demo runs its own simulated Codat; drop --config.file")
             from exporter.demo import start_demo
 
-            simulator, config = start_demo(clock)
+            demo_files = tempfile.TemporaryDirectory(prefix="codat-exporter-demo-")
+            simulator, config = start_demo(clock, demo_files.name)
         elif not args.config_file:
             raise ConfigError("no configuration: pass --config.file PATH, or --demo to try it")
         else:
@@ -185,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if simulator is not None:
             simulator.stop()
+        if demo_files is not None:
+            demo_files.cleanup()
 
 
 def _flag_address(text: str) -> tuple[str, int]:

@@ -433,7 +433,8 @@ class StateConfig:
 
     file: str = setting(
         PATH, "path of the state file, written after every cycle and read at start, so a "
-        "restart is not blind (empty: off); its directory must exist and be writable",
+        "restart is not blind (empty: off); its directory must exist and be writable. "
+        "Required by `refresh`, whose journal `<file>.refreshes` sits beside it",
         default="",
     )  # fmt: skip
 
@@ -581,6 +582,14 @@ class Config:
     refresh: RefreshConfig = section(RefreshConfig)
     warnings: tuple[str, ...] = ()
     """Accepted but doubtful values, one line each, key first."""
+
+    def check(self, at: Where) -> None:
+        if self.refresh.enabled and not self.refresh.dry_run and not self.state.file:
+            raise ConfigError(
+                f"{at.key('state').key('file')}: required when {at.key('refresh').key('enabled')}"
+                " is true (without dry_run): each refresh is written beside it before it is "
+                "sent, so that no restart resets the refresh caps"
+            )
 
     def summary(self) -> str:
         """One line for ``--check-config`` and the start-up log; never shows the key."""

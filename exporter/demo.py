@@ -7,10 +7,14 @@ company, stale data types, never-synced and first-failed
 data types, one data type recovering and one starting to fail a few minutes in, one whose
 sync Codat paused until a couple of hours after start, and one on-premise (QuickBooks
 Desktop) connector's sync queued for hours. Refreshes are on (``refresh``), against the
-simulator only, so a transient failure is seen healing.
+simulator only, so a transient failure is seen healing; its state file (and the refresh
+journal beside it, which refreshes need) is kept in ``state_dir``, a directory of the run's
+own.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from exporter.clock import Clock
 from exporter.config import Config, parse_config
@@ -21,7 +25,9 @@ DEMO_COMPANIES = 20
 DEMO_INTERVAL = "15s"
 
 
-def start_demo(clock: Clock, companies: int = DEMO_COMPANIES) -> tuple[SimulatedCodat, Config]:
+def start_demo(
+    clock: Clock, state_dir: str, companies: int = DEMO_COMPANIES
+) -> tuple[SimulatedCodat, Config]:
     fleet = Fleet.generate(clock, companies=companies, seed=1)
     simulator = SimulatedCodat(fleet, DEMO_API_KEY).start()
     config = parse_config(
@@ -44,6 +50,7 @@ def start_demo(clock: Clock, companies: int = DEMO_COMPANIES) -> tuple[Simulated
             # Writes only to its own simulator: a transient failure is refreshed after a
             # minute and heals; the pinned ones (an outage, AuthError) stay, as they would.
             "refresh": {"enabled": True, "after": "1m", "backoff": 2},
+            "state": {"file": str(Path(state_dir) / "state.json")},
         }
     )
     return simulator, config

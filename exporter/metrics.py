@@ -141,7 +141,8 @@ STATE_FILE_ERRORS = MetricSpec(
 REFRESHES = MetricSpec(
     "codat_exporter_refreshes_total", "counter", ("data_type", "result"),
     "Syncs the exporter queued for failing pairs (refresh.enabled), by data type and result: "
-    "queued, dry_run, already_in_progress, capped, rejected, error. Updated as it happens.",
+    "queued, dry_run, already_in_progress, capped, rejected, error, journal_error (not sent: "
+    "the refresh journal beside the state file could not be written). Updated as it happens.",
 )  # fmt: skip
 SYNC_DURATION = MetricSpec(
     "codat_data_type_sync_duration_seconds", "histogram", ("data_type",),

@@ -46,6 +46,7 @@ from exporter.metrics import ESTIMATED_DAILY, ExporterMetrics
 from exporter.phrases import plural
 from exporter.progress import Progress
 from exporter.refresh import Refresher
+from exporter.refreshjournal import Journal, journal_path
 from exporter.sidevalues import SideValues
 from exporter.state import (
     CompanyInfo,
@@ -78,6 +79,14 @@ class CycleResult:
     @property
     def all_succeeded(self) -> bool:
         return self.failed == 0 and self.gone == 0 and not self.discovery_failed
+
+
+def _journal(config: Config) -> Journal | None:
+    """The refresh journal, beside the state file; none for a dry run, which sends nothing
+    (and whose log lines would otherwise spend the caps of the day it is turned off)."""
+    if config.refresh.dry_run or not config.state.file:
+        return None
+    return Journal(journal_path(config.state.file))
 
 
 class Poller:
@@ -117,7 +126,9 @@ class Poller:
         )
         self._failures = FailureLog(metrics)
         self._refresher = (
-            Refresher(config.refresh, client, metrics, clock) if config.refresh.enabled else None
+            Refresher(config.refresh, client, metrics, clock, _journal(config))
+            if config.refresh.enabled
+            else None
         )
         self._configured = frozenset(config.companies.ids)
         """Companies a 404 leaves visible as not found: the user listed them, so a typo or

@@ -11,7 +11,8 @@ For each pair of a company just polled:
   queued or running: at most one refresh in flight per pair.
 - The first refresh once the pair has been failing ``refresh.after`` (from its pull
   operation's completed or requested time, else from when the exporter first saw it
-  failing); each further one waits ``refresh.backoff`` times longer than the last.
+  failing; a stale Complete pair from when it became stale, its last successful sync plus
+  its max age); each further one waits ``refresh.backoff`` times longer than the last.
 - At most ``max_per_company_per_day`` per company and ``max_per_day`` for this replica per
   UTC day; the caps reset at 00:00 UTC, as Codat's quota does.
 - ``POST /companies/{companyId}/data/queue/{dataType}`` (with the failed sync's connection
@@ -22,16 +23,19 @@ For each pair of a company just polled:
 
 Each refresh queued (or, ``dry_run``, only logged) is one log line with company, data type,
 status and attempt, and counts in ``codat_exporter_refreshes_total{data_type, result}``.
-What it knows is kept in the state file, so a restart resets neither caps nor backoff.
+Each is written to the refresh journal (``exporter.refreshjournal``) before its POST is
+sent, so that no kill, stop or restart resets the caps or the backoff; a refresh the journal
+cannot take is not sent (``journal_error``). The state file keeps the rest (when each pair
+began failing), and neither can lower what the other says.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from exporter.client import QUEUE_DATA_TYPE, ApiKeyRejected, CodatClient, CodatError
@@ -39,13 +43,19 @@ from exporter.clock import Clock
 from exporter.codat import IN_PROGRESS_STATUSES
 from exporter.config import RefreshConfig
 from exporter.metrics import ExporterMetrics
+from exporter.refreshjournal import QUEUED, RESET, STOPPED, Entry, Journal, utc_day
 from exporter.state import DataTypeStatus, RefreshMark, SyncDetail
 
 log = logging.getLogger(__name__)
 
 COMPLETE = "Complete"
 _RUNNING = frozenset(IN_PROGRESS_STATUSES)
-RESULTS = ("queued", "dry_run", "already_in_progress", "capped", "rejected", "error")
+RESULTS = ("queued", "dry_run", "already_in_progress", "capped", "rejected", "error",
+           "journal_error")  # fmt: skip
+
+
+Key = tuple[str, str]
+"""(company id, data type)."""
 
 
 @dataclass(frozen=True)
@@ -61,19 +71,43 @@ class _Pair:
     """The UTC day its refresh was last counted as capped, so a cap counts once a day."""
 
 
+def _later(known: _Pair, other: _Pair) -> _Pair:
+    """What two accounts of a pair say together: the later refresh and its attempts, the
+    earlier failure, the later stop and cap; neither can lower what the other says."""
+    refreshed = max(known, other, key=lambda p: -math.inf if p.queued_at is None else p.queued_at)
+    return _Pair(
+        min(known.failing_since, other.failing_since),
+        refreshed.attempts,
+        refreshed.queued_at,
+        max(known.stopped_on, other.stopped_on),
+        max(known.capped_on, other.capped_on),
+    )
+
+
 class Refresher:
     def __init__(
-        self, config: RefreshConfig, client: CodatClient, metrics: ExporterMetrics, clock: Clock
+        self,
+        config: RefreshConfig,
+        client: CodatClient,
+        metrics: ExporterMetrics,
+        clock: Clock,
+        journal: Journal | None = None,
     ) -> None:
         self._config = config
         self._client = client
         self._metrics = metrics
         self._clock = clock
-        self._pairs: dict[tuple[str, str], _Pair] = {}
-        self._day = ""
+        self._journal = journal
+        """None only in a dry run: nothing is sent (the state file keeps its counts)."""
+        self._replayed = False
+        self._journal_failing = False
+        self._pairs: dict[Key, _Pair] = {}
+        self._day = utc_day(clock.time())
         self._fleet_today = 0
         self._company_today: dict[str, int] = {}
         self._lock = threading.Lock()
+        with self._lock:
+            self._replay()
 
     def consider(
         self,
@@ -92,13 +126,14 @@ class Refresher:
             sync = syncs.get(item.data_type)
             if sync is not None and sync.sync_id != item.latest_sync_id:
                 sync = None
-            if not self._wanted(item, sync, max_ages.get(item.data_type), now):
+            max_age = max_ages.get(item.data_type)
+            if not self._wanted(item, sync, max_age, now):
                 with self._lock:
                     if item.status not in _RUNNING:
-                        self._pairs.pop(key, None)  # recovered (or never wanted): start over
+                        self._forget(key, now)  # recovered (or never wanted): start over
                     known = self._pairs.get(key)
             else:
-                self._maybe_refresh(key, item, sync, now, deadline)
+                self._maybe_refresh(key, item, sync, max_age, now=now, deadline=deadline)
                 with self._lock:
                     known = self._pairs.get(key)
             if known is not None and known.queued_at is not None:
@@ -119,19 +154,21 @@ class Refresher:
 
     def _maybe_refresh(
         self,
-        key: tuple[str, str],
+        key: Key,
         item: DataTypeStatus,
         sync: SyncDetail | None,
+        max_age: float | None,
+        *,
         now: float,
         deadline: float,
     ) -> None:
         config = self._config
         with self._lock:
             self._roll_day(now)
+            replayed = self._replay()
             known = self._pairs.get(key)
             if known is None:
-                since = (sync.completed or sync.requested) if sync is not None else None
-                known = _Pair(failing_since=min(since or now, now))
+                known = _Pair(failing_since=_failing_since(item, sync, max_age, now))
                 self._pairs[key] = known
             if known.stopped_on == self._day:
                 return
@@ -150,9 +187,12 @@ class Refresher:
                     log.info("refresh of company %s %s capped for today (%s)", company_id,
                              item.data_type, item.status)  # fmt: skip
                 return
+            attempt = known.attempts + 1
+            if not (replayed and self._record(Entry(QUEUED, *key, now, attempt))):
+                self._count(item.data_type, "journal_error")
+                return
             self._fleet_today += 1
             self._company_today[company_id] = self._company_today.get(company_id, 0) + 1
-            attempt = known.attempts + 1
             self._pairs[key] = replace(known, attempts=attempt, queued_at=now)
         if config.dry_run:
             self._count(item.data_type, "dry_run")
@@ -163,7 +203,7 @@ class Refresher:
 
     def _queue(
         self,
-        key: tuple[str, str],
+        key: Key,
         item: DataTypeStatus,
         sync: SyncDetail | None,
         attempt: int,
@@ -188,6 +228,7 @@ class Refresher:
                     known = self._pairs.get(key)
                     if known is not None:
                         self._pairs[key] = replace(known, stopped_on=self._day)
+                    self._record(Entry(STOPPED, *key, self._clock.time()))
                 log.warning("company %s %s: Codat refused the refresh (%s); no more today",
                             company_id, data_type, exc)  # fmt: skip
                 return
@@ -202,9 +243,89 @@ class Refresher:
                  item.status, attempt)  # fmt: skip
 
     def _roll_day(self, now: float) -> None:
-        day = datetime.fromtimestamp(now, UTC).date().isoformat()
+        day = utc_day(now)
         if day != self._day:
             self._day, self._fleet_today, self._company_today = day, 0, {}
+            self._compact()
+
+    def _forget(self, key: Key, now: float) -> None:
+        """Start a pair over; the caller holds _lock."""
+        dropped = self._pairs.pop(key, None)
+        if dropped is not None and dropped.attempts:
+            self._record(Entry(RESET, *key, now))
+
+    # --- the journal: the caller holds _lock ----------------------------------------------
+
+    def _replay(self) -> bool:
+        """Take in what the journal says has been done (once), and compact it; False while
+        it cannot be read, when no refresh may be sent."""
+        journal = self._journal
+        if journal is None:
+            return self._config.dry_run  # sending needs a journal (config: state.file)
+        if self._replayed:
+            return True
+        try:
+            entries = journal.read()
+        except OSError as exc:
+            self._journal_failed(journal, exc)
+            return False
+        self._replayed = True
+        fleet, companies, pairs = _replayed(entries, self._day)
+        self._merge(self._day, fleet, companies, pairs)
+        if entries:
+            log.info("refresh journal %s: %d refreshes today, %d pairs with refreshes",
+                     journal.path, fleet, len(pairs))  # fmt: skip
+        self._compact()
+        return True
+
+    def _record(self, entry: Entry) -> bool:
+        """Append ``entry`` to the journal, durably; False (logged once) when it cannot be."""
+        if self._journal is None:
+            return True
+        try:
+            self._journal.append(entry)
+        except OSError as exc:
+            self._journal_failed(self._journal, exc)
+            return False
+        if self._journal_failing:
+            log.info("refresh journal %s written again", self._journal.path)
+            self._journal_failing = False
+        return True
+
+    def _compact(self) -> None:
+        """Rewrite the journal as today's entries and each pair's latest refresh before."""
+        if self._journal is None or not self._replayed:
+            return
+        carried = [
+            Entry(QUEUED, company, data_type, pair.queued_at, pair.attempts)
+            for (company, data_type), pair in self._pairs.items()
+            if pair.queued_at is not None and utc_day(pair.queued_at) < self._day
+        ]
+        try:
+            self._journal.compact(self._day, carried)
+        except OSError as exc:
+            self._journal_failed(self._journal, exc)
+
+    def _journal_failed(self, journal: Journal, exc: OSError) -> None:
+        level = logging.DEBUG if self._journal_failing else logging.WARNING
+        log.log(level, "refresh journal %s cannot be read or written (%s): no refresh is sent "
+                "until it can", journal.path, exc.strerror or exc)  # fmt: skip
+        self._journal_failing = True
+
+    def _merge(
+        self, day: str, fleet: int, companies: Mapping[str, int], pairs: Mapping[Key, _Pair]
+    ) -> None:
+        """Take in counts and pairs from the journal or the state file, keeping the higher
+        count and the later refresh: a file written before the journal's latest entries
+        cannot lower them."""
+        if day == self._day:
+            self._fleet_today = max(self._fleet_today, fleet)
+            for company_id, count in companies.items():
+                counted = self._company_today.get(company_id, 0)
+                self._company_today[company_id] = max(counted, count)
+        for key, pair in pairs.items():
+            known = self._pairs.get(key)
+            self._pairs[key] = pair if known is None else _later(known, pair)
 
     def _count(self, data_type: str, result: str) -> None:
         self._metrics.refreshes.labels(data_type, result).inc()
@@ -215,7 +336,8 @@ class Refresher:
                 del self._pairs[key]
 
     def saved(self) -> dict[str, Any]:
-        """Caps and backoff for the state file, so a restart resets neither."""
+        """What the state file keeps of the refreshes: when each pair began failing, besides
+        what the journal holds (counts, attempts), which a restore cannot lower."""
         with self._lock:
             return {
                 "day": self._day,
@@ -244,8 +366,40 @@ class Refresher:
             fleet = int(saved.get("fleet_today", 0))
             companies = {str(k): int(v) for k, v in dict(saved.get("company_today", {})).items()}
         except (TypeError, ValueError):
-            log.warning("state file: refresh section malformed; caps and backoff start over")
+            log.warning("state file: refresh section malformed; the refresh journal alone "
+                        "says what was refreshed")  # fmt: skip
             return
         with self._lock:
-            self._pairs, self._day = pairs, day
-            self._fleet_today, self._company_today = fleet, companies
+            self._merge(day, fleet, companies, pairs)
+
+
+def _failing_since(
+    item: DataTypeStatus, sync: SyncDetail | None, max_age: float | None, now: float
+) -> float:
+    """When a pair newly seen wanting a refresh began to: when it became stale (a Complete
+    pair), else when its failed sync ended or was requested, else now."""
+    since: float | None = None
+    if item.status == COMPLETE:
+        synced = item.last_successful_sync
+        since = None if synced is None or max_age is None else synced + max_age
+    elif sync is not None:
+        since = sync.completed or sync.requested
+    return now if since is None else min(since, now)
+
+
+def _replayed(entries: Iterable[Entry], day: str) -> tuple[int, dict[str, int], dict[Key, _Pair]]:
+    """(refreshes on ``day``, per company, each pair's refreshes) the journal says."""
+    fleet, companies, pairs = 0, dict[str, int](), dict[Key, _Pair]()
+    for entry in entries:
+        key = (entry.company, entry.data_type)
+        if entry.kind == QUEUED:
+            if entry.day == day:
+                fleet += 1
+                companies[entry.company] = companies.get(entry.company, 0) + 1
+            known = pairs.get(key, _Pair(failing_since=entry.at))
+            pairs[key] = replace(known, attempts=entry.attempt, queued_at=entry.at)
+        elif entry.kind == STOPPED:
+            pairs[key] = replace(pairs.get(key, _Pair(entry.at)), stopped_on=entry.day)
+        else:
+            pairs.pop(key, None)
+    return fleet, companies, pairs

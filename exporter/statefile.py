@@ -102,7 +102,13 @@ def save(
     the disk refuses."""
     with _collection_paused():
         document = _encode(state)
-    data = pack(shard, state.saved_at, {RENDERED: rendered, STATE: document})
+    write_atomically(path, pack(shard, state.saved_at, {RENDERED: rendered, STATE: document}))
+
+
+def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data``: a temporary file beside it, fsync, rename, fsync of
+    the directory, so that a crash leaves the old content or the new, never half of it;
+    OSError when the disk refuses."""
     target = Path(path)
     handle, temporary = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp",
                                          dir=target.parent)  # fmt: skip

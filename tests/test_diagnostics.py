@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -273,9 +274,9 @@ def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
             if r.levelno == logging.WARNING and "pull operation" in r.getMessage()]  # fmt: skip
 
 
-def test_should_show_every_diagnosis_in_the_demo_fleet(clock: FakeClock) -> None:
+def test_should_show_every_diagnosis_in_the_demo_fleet(clock: FakeClock, tmp_path: Path) -> None:
     # Prepare
-    simulator, config = start_demo(clock)
+    simulator, config = start_demo(clock, str(tmp_path))
     harness = Harness(config, clock, simulator)
     try:
         # Act

@@ -6,14 +6,17 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from exporter.client import QUEUE_DATA_TYPE
-from exporter.simulator import Fault
-from exporter.simulator.syncs import HOUR
+from exporter.refreshjournal import Entry
+from exporter.simulator import Fault, Fleet
+from exporter.simulator.fleet import PAUSED
+from exporter.simulator.syncs import HOUR, format_datetime
 from exporter.statefile import load
 from tests.harness import START, Harness
 
@@ -21,19 +24,29 @@ REFRESHES = "codat_exporter_refreshes_total"
 COMPANY_TYPE = "invoices"
 
 
-def failing(harness: Harness, *, hours: float = 30.0, status: str = "FetchError") -> str:
-    """A healthy company whose invoices fail from an hour ago for ``hours`` (a platform's
-    outage: a refresh during it fails too; one after it heals)."""
+def failing(
+    harness: Harness,
+    *,
+    hours: float = 30.0,
+    status: str = "FetchError",
+    data_types: tuple[str, ...] = (COMPANY_TYPE,),
+) -> str:
+    """A healthy company whose invoices (or ``data_types``) fail from an hour ago for
+    ``hours`` (a platform's outage: a refresh during it fails too; one after it heals)."""
     company = next(harness.fleet.ids_by_profile("healthy"))
-    sim = harness.fleet.companies[company].data_types[COMPANY_TYPE]
-    sim.period, sim.phase, sim.fail_rate = 6 * HOUR, START % (6 * HOUR) - 2 * HOUR, 0.0
-    sim.fail_since, sim.fail_until, sim.fail_status = START - 3 * HOUR, START + hours * HOUR, status
+    for data_type in data_types:
+        sim = harness.fleet.companies[company].data_types[data_type]
+        sim.period, sim.phase, sim.fail_rate = 6 * HOUR, START % (6 * HOUR) - 2 * HOUR, 0.0
+        sim.fail_since, sim.fail_until = START - 3 * HOUR, START + hours * HOUR
+        sim.fail_status = status
     return company
 
 
-def refreshing(**refresh: Any) -> dict[str, Any]:
+def refreshing(directory: Path, **refresh: Any) -> dict[str, Any]:
+    """Refreshes on, their journal (and the state file) in ``directory``."""
     return {
         "refresh": {"enabled": True, "after": "1h", "backoff": 2, **refresh},
+        "state": {"file": str(directory / "state.json")},
         "connections": {"enabled": False},
         "poll": {"interval": "15m"},
     }
@@ -61,9 +74,10 @@ def counted(harness: Harness, result: str) -> float:
 
 def test_should_refresh_a_failing_pair_after_the_wait_then_with_backoff(
     make_harness: Callable[..., Harness],
+    tmp_path: Path,
 ) -> None:
     # Prepare: failing for the next 30 h; the first sync failed 3 h ago
-    harness = make_harness(**refreshing(max_per_company_per_day=100))
+    harness = make_harness(**refreshing(tmp_path, max_per_company_per_day=100))
     company = failing(harness)
     # Act
     run_for(harness, 12)
@@ -78,9 +92,10 @@ def test_should_refresh_a_failing_pair_after_the_wait_then_with_backoff(
 
 def test_should_heal_a_pair_whose_outage_has_ended_and_start_its_backoff_over(
     make_harness: Callable[..., Harness],
+    tmp_path: Path,
 ) -> None:
     # Prepare: an outage that ends in 3 h; the refresh after it finds the platform back
-    harness = make_harness(**refreshing(max_per_company_per_day=100))
+    harness = make_harness(**refreshing(tmp_path, max_per_company_per_day=100))
     company = failing(harness, hours=3)
     # Act
     run_for(harness, 8)
@@ -94,9 +109,11 @@ def test_should_heal_a_pair_whose_outage_has_ended_and_start_its_backoff_over(
     assert synced > last_refresh, "the refresh's sync is the one that succeeded"
 
 
-def test_should_never_refresh_an_authorisation_error(make_harness: Callable[..., Harness]) -> None:
+def test_should_never_refresh_an_authorisation_error(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
     # Prepare: the seeded fleet has a company whose every data type is in AuthError
-    harness = make_harness(**refreshing(statuses=["FetchError"], stale=True))
+    harness = make_harness(**refreshing(tmp_path, statuses=["FetchError"], stale=True))
     auth = next(harness.fleet.ids_by_profile("auth_error"))
     # Act
     run_for(harness, 6)
@@ -106,9 +123,12 @@ def test_should_never_refresh_an_authorisation_error(make_harness: Callable[...,
 
 def test_should_hold_the_caps_per_company_and_per_day(
     make_harness: Callable[..., Harness],
+    tmp_path: Path,
 ) -> None:
     # Prepare: two data types failing; at most 2 refreshes a company a day
-    harness = make_harness(**refreshing(after="15m", backoff=1, max_per_company_per_day=2))
+    harness = make_harness(
+        **refreshing(tmp_path, after="15m", backoff=1, max_per_company_per_day=2)
+    )
     company = failing(harness)
     sim = harness.fleet.companies[company].data_types["bills"]
     sim.fail_since, sim.fail_until, sim.fail_rate = START - 3 * HOUR, START + 40 * HOUR, 0.0
@@ -121,10 +141,10 @@ def test_should_hold_the_caps_per_company_and_per_day(
 
 
 def test_should_queue_nothing_in_a_dry_run_but_say_and_count_what_it_would(
-    make_harness: Callable[..., Harness], caplog: pytest.LogCaptureFixture
+    make_harness: Callable[..., Harness], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Prepare
-    harness = make_harness(**refreshing(dry_run=True))
+    harness = make_harness(**refreshing(tmp_path, dry_run=True))
     company = failing(harness)
     # Act
     with caplog.at_level(logging.INFO, logger="exporter"):
@@ -144,9 +164,12 @@ def test_should_queue_nothing_in_a_dry_run_but_say_and_count_what_it_would(
 
 def test_should_count_an_already_running_sync_and_a_refusal_apart_from_errors(
     make_harness: Callable[..., Harness],
+    tmp_path: Path,
 ) -> None:
     # Prepare: Codat answers 409 to the first refresh and 400 to the second
-    harness = make_harness(**refreshing(after="15m", backoff=1, max_per_company_per_day=100))
+    harness = make_harness(
+        **refreshing(tmp_path, after="15m", backoff=1, max_per_company_per_day=100)
+    )
     company = failing(harness)
     harness.fleet.inject(company, Fault("status", status=409, times=1, endpoint=QUEUE_DATA_TYPE))
     # Act
@@ -162,9 +185,10 @@ def test_should_count_an_already_running_sync_and_a_refusal_apart_from_errors(
 
 def test_should_pause_the_client_on_a_429_to_a_refresh(
     make_harness: Callable[..., Harness],
+    tmp_path: Path,
 ) -> None:
     # Prepare
-    harness = make_harness(**refreshing())
+    harness = make_harness(**refreshing(tmp_path))
     company = failing(harness)
     harness.fleet.inject(company, Fault("status", status=429, retry_after="120",
                                         endpoint=QUEUE_DATA_TYPE))  # fmt: skip
@@ -183,13 +207,13 @@ def test_should_keep_the_caps_and_backoff_across_a_restart(
 ) -> None:
     # Prepare: one exporter refreshes once and stops
     path = tmp_path / "state.json"
-    before = make_harness(**refreshing(), state={"file": str(path)})
+    before = make_harness(**refreshing(tmp_path))
     company = failing(before)
     run_for(before, 1)
     assert len(queued(before, company)) == 1
     before.close()
     # Act: the next one resumes from the file and runs for 1.5 h
-    after = make_harness(**refreshing(), state={"file": str(path)})
+    after = make_harness(**refreshing(tmp_path))
     saved = load(path, after.config.shard)
     assert saved is not None
     after.poller.restore(saved)
@@ -200,9 +224,11 @@ def test_should_keep_the_caps_and_backoff_across_a_restart(
     assert since == [2 * HOUR]
 
 
-def test_should_show_the_refresh_on_the_status_api(make_harness: Callable[..., Harness]) -> None:
+def test_should_show_the_refresh_on_the_status_api(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
     # Prepare
-    harness = make_harness(**refreshing())
+    harness = make_harness(**refreshing(tmp_path))
     company = failing(harness)
     # Act
     run_for(harness, 0.25)
@@ -211,3 +237,158 @@ def test_should_show_the_refresh_on_the_status_api(make_harness: Callable[..., H
     (pair,) = [p for p in body["pairs"] if p["data_type"] == COMPANY_TYPE]
     assert pair["refresh_attempts"] == 1
     assert pair["refresh_queued_at"] == "2026-11-23T12:00:00Z"
+
+
+def restarted(make_harness: Callable[..., Harness], sections: dict[str, Any]) -> Harness:
+    """A new exporter, resumed from the state file when there is one, as cli.run starts."""
+    harness = make_harness(**sections)
+    saved = load(sections["state"]["file"], harness.config.shard)
+    if saved is not None:
+        harness.poller.restore(saved)
+    return harness
+
+
+def test_should_not_let_a_state_file_older_than_the_journal_lower_the_day_s_count(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare: a pair refreshed every time its sync fails again, twice a day at most; the
+    # state file as it was after the first refresh is all that a crash leaves of the second
+    sections = refreshing(tmp_path, after="15m", backoff=1, max_per_company_per_day=2)
+    state = tmp_path / "state.json"
+    before = make_harness(**sections)
+    company = failing(before)
+    before.poll()
+    saved_after_the_first = state.read_bytes()
+    for _ in range(24):
+        if len(queued(before, company)) == 2:
+            break
+        before.clock.advance(900)
+        before.poll()
+    before.close()
+    state.write_bytes(saved_after_the_first)
+    # Act
+    after = restarted(make_harness, sections)
+    run_for(after, 3)
+    # Check: the company's two refreshes of the day were spent, whatever the state file says
+    assert after.clock.time() < START + 12 * HOUR, "still the same UTC day"
+    assert len(queued(after, company)) == 2
+
+
+def test_should_keep_the_backoff_across_midnight_and_a_restart_with_the_journal_alone(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare: refreshed at 12:00, 14:00 and 18:00 (after 1 h, backoff 2); the next is due
+    # at 02:00. The journal is rewritten at midnight; then the state file is lost.
+    sections = refreshing(tmp_path, max_per_company_per_day=100)
+    before = make_harness(**sections)
+    company = failing(before, hours=60)
+    run_for(before, 13)
+    journal_after_midnight = (tmp_path / "state.json.refreshes").read_text().splitlines()
+    before.close()
+    (tmp_path / "state.json").unlink()
+    # Act: restarted at 01:00
+    after = restarted(make_harness, sections)
+    restarted_at = after.clock.time()
+    run_for(after, 2)
+    # Check: at midnight the journal kept each pair's latest refresh only; the next at 02:00
+    entries = [Entry.parse(line.encode()) for line in journal_after_midnight]
+    pairs = {(e.company, e.data_type): e for e in entries if e is not None}
+    assert len(pairs) == len(entries)
+    assert pairs[company, COMPANY_TYPE] == Entry(
+        "queued", company, COMPANY_TYPE, START + 6 * HOUR, 3
+    )
+    since = [(at - START) / HOUR for at, _, _ in queued(after, company) if at >= restarted_at]
+    assert since == [14]
+
+
+def test_should_send_no_refresh_while_its_journal_cannot_be_written(
+    make_harness: Callable[..., Harness],
+    fleet: Fleet,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Prepare: one company, with one failing pair; the journal's path taken by a directory,
+    # as a full disk would refuse the file (root, who runs the tests, ignores permissions)
+    only = next(fleet.ids_by_profile("healthy"))
+    harness = make_harness(**refreshing(tmp_path, after="15m", backoff=1),
+                           companies={"ids": [only]})  # fmt: skip
+    company = failing(harness)
+    journal = tmp_path / "state.json.refreshes"
+    journal.unlink()
+    journal.mkdir()
+    # Act
+    with caplog.at_level(logging.INFO, logger="exporter"):
+        run_for(harness, 1)
+        refused = queued(harness, company)
+        journal.rmdir()
+        run_for(harness, 0.25)
+    # Check: four refreshes due, none sent, said once; then sent as soon as it can be written
+    lines = [r.getMessage() for r in caplog.records if "refresh journal" in r.getMessage()]
+    assert refused == []
+    assert counted(harness, "journal_error") == 4
+    assert len(queued(harness, company)) == 1
+    assert len(lines) == 2
+    assert "cannot be read or written" in lines[0] and "no refresh is sent" in lines[0]
+    assert lines[1] == f"refresh journal {journal} written again"
+
+
+def test_should_not_refresh_while_codat_has_paused_the_sync_and_refresh_after(
+    make_harness: Callable[..., Harness], fleet: Fleet, tmp_path: Path
+) -> None:
+    # Prepare: a sync that failed with RateLimitError, which Codat paused until 14:00
+    company = fleet.add("paused")
+    sim = fleet.companies[company].data_types[PAUSED]
+    assert sim.hold is not None
+    sim.hold = replace(sim.hold, status="RateLimitError")
+    sim.fail_since, sim.fail_status = START - 2 * HOUR, "RateLimitError"
+    harness = make_harness(**refreshing(tmp_path, after="15m"))
+    # Act
+    run_for(harness, 6)
+    # Check: failing (and due) for 1.5 h already at 12:00, but refreshed only after 14:00
+    times = [at for at, _, data_type in queued(harness, company) if data_type == PAUSED]
+    assert sim.hold.until == START + 2 * HOUR
+    assert times
+    assert min(times) > sim.hold.until
+
+
+def test_should_wait_for_a_stale_pair_from_when_it_became_stale(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare: max age 1 h; invoices last synced 15 h ago (stale for 14 h), bills 1.5 h ago
+    # (stale for 30 min); both Complete
+    harness = make_harness(**refreshing(tmp_path, stale=True),
+                           freshness={"max_age": {"invoices": "1h", "bills": "1h"}})  # fmt: skip
+    company = next(harness.fleet.ids_by_profile("healthy"))
+    harness.fleet.override(company, {
+        data_type: {"dataType": data_type, "currentStatus": "Complete",
+                    "lastSuccessfulSync": format_datetime(START - hours * HOUR, "z3")}
+        for data_type, hours in (("invoices", 15), ("bills", 1.5))
+    })  # fmt: skip
+    # Act
+    run_for(harness, 1)
+    # Check: refresh.after (1 h) counts from when each became stale
+    since = {data_type: (at - START) / 60 for at, _, data_type in queued(harness, company)}
+    assert since == {"invoices": 0, "bills": 30}
+
+
+ESTIMATE = "codat_exporter_estimated_daily_requests"
+
+
+def test_should_count_the_daily_refresh_cap_in_the_request_estimate_and_its_warning(
+    make_harness: Callable[..., Harness], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: 8 companies, for which Codat allows 9,000 requests a day; a dry run sends none
+    (tmp_path / "dry").mkdir()
+    dry = make_harness(**refreshing(tmp_path / "dry", dry_run=True, max_per_day=8000))
+    sending = make_harness(**refreshing(tmp_path, max_per_day=8000))
+    # Act
+    with caplog.at_level(logging.WARNING, logger="exporter"):
+        dry.poll()
+        dry_warnings = [r.getMessage() for r in caplog.records]
+        sending.poll()
+    # Check: up to 8,000 refreshes a day on top, which no longer fit
+    warnings = [r.getMessage() for r in caplog.records if "Codat daily quota" in r.getMessage()]
+    assert sending.scrape().value(ESTIMATE) - dry.scrape().value(ESTIMATE) == 8000
+    assert dry_warnings == []
+    assert len(warnings) == 1
+    assert "refreshes at most: 8,000" in warnings[0]

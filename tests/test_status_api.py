@@ -231,11 +231,11 @@ def stale_in_metrics(scrape: Scrape) -> set[tuple[str, str]]:
 
 
 @pytest.fixture
-def demo(caplog: pytest.LogCaptureFixture) -> Iterator[Harness]:
+def demo(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> Iterator[Harness]:
     """The demo's fleet and config, polled once by the real exporter."""
     caplog.set_level(logging.ERROR)
     clock = FakeClock()
-    simulator, config = start_demo(clock)
+    simulator, config = start_demo(clock, str(tmp_path))
     harness = Harness(config, clock, simulator)
     harness.poll()
     yield harness

@@ -62,11 +62,11 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def demo() -> Iterator[Harness]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     """The demo's fleet and config, polled once by the real exporter."""
     logging.getLogger("exporter").setLevel(logging.CRITICAL)
     clock = FakeClock()
-    simulator, config = start_demo(clock)
+    simulator, config = start_demo(clock, str(tmp_path_factory.mktemp("demo")))
     harness = Harness(config, clock, simulator)
     harness.poll()
     yield harness

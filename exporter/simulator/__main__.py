@@ -3,6 +3,12 @@
 It accepts one API key, the one ``--demo`` uses unless ``--api-key`` says otherwise; the
 help text names it, so that a user pointing the exporter at the simulator need not read
 the source.
+
+Each refresh it receives (``POST /companies/{companyId}/data/queue/{dataType}``, the only
+write the exporter makes) is a line on stdout, when it arrived, so what an exporter sent
+can be counted from outside, whatever became of the exporter::
+
+    2026-12-03T10:00:00.123456Z POST queue: company 8a210b68-... invoices
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import threading
 
 from exporter.clock import SystemClock
 from exporter.simulator import DEFAULT_API_KEY, Fleet, SimulatedCodat
+from exporter.simulator.syncs import format_datetime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,9 +38,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="the only API key it accepts (default: %(default)s)")  # fmt: skip
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
     args = parser.parse_args(argv)
-    fleet = Fleet.generate(SystemClock(), args.companies, args.seed, args.data_types)
+    clock = SystemClock()
+    fleet = Fleet.generate(clock, args.companies, args.seed, args.data_types)
     server = SimulatedCodat(fleet, args.api_key, args.host, args.port, args.latency).start()
     print(f"simulated Codat with {len(fleet.companies)} companies at {server.url}", flush=True)
+    printing = threading.Lock()
+
+    def received(company_id: str, data_type: str) -> None:
+        at = format_datetime(clock.time(), "z6")
+        with printing:
+            print(f"{at} POST queue: company {company_id} {data_type}", flush=True)
+
+    server.on_queue = received
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

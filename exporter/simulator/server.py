@@ -28,7 +28,7 @@ import socket
 import threading
 import uuid
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -208,6 +208,9 @@ class SimulatedCodat(ThreadingHTTPServer):
         """Requests per path (without the query): shows which pull operations were read."""
         self.log: deque[tuple[float, str, str | None, dict[str, str]]] = deque(maxlen=100_000)
         """(clock time, route, company id, query) of recent requests, newest last."""
+        self.on_queue: Callable[[str, str], None] | None = None
+        """Called with (company id, data type) of each queue POST received, before it is
+        answered: ``python -m exporter.simulator`` prints a line for each."""
         self.in_flight = 0
         self.peak_in_flight = 0
         """Most requests handled at once: shows the client's concurrency limit at work."""
@@ -360,6 +363,8 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         self.server.log.append((self.server.fleet.clock.time(), QUEUE_DATA_TYPE, company_id,
                                 {**query, "dataType": data_type}))  # fmt: skip
+        if self.server.on_queue is not None:
+            self.server.on_queue(company_id, data_type)
         if not hmac.compare_digest(
             self.headers.get("Authorization", ""), self.server.expected_auth
         ):
