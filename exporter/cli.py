@@ -17,7 +17,7 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import generate_latest
 
-from exporter import __version__, statefile
+from exporter import __version__, atomicfile, statefile
 from exporter.client import CodatClient
 from exporter.clock import SystemClock
 from exporter.collector import Exposition, SnapshotStore
@@ -192,7 +192,7 @@ def run(
     poller = Poller(
         config, client, store, metrics, clock, spread=not args.once, quota_warning=not args.demo
     )
-    found = statefile.read(config.state.file, config.shard) if config.state.file else None
+    found = read_state_file(config)
     rendered = None if found is None else publish_rendering(store, found, config)
     if args.once or rendered is None:  # nothing to serve meanwhile: decode before listening
         resume(poller, store, found, rendered, config)
@@ -267,6 +267,14 @@ def wait_for_stop(stop: threading.Event) -> None:
     """
     while not stop.wait(SIGNAL_CHECK):
         pass
+
+
+def read_state_file(config: Config) -> statefile.StateFile | None:
+    """Remove what writes of the state file cut short left, then read it (if set)."""
+    if not config.state.file:
+        return None
+    atomicfile.remove_leftovers(config.state.file)
+    return statefile.read(config.state.file, config.shard, config.state.max_file_bytes)
 
 
 def nothing_yet(config: Config) -> Exposition:

@@ -421,6 +421,11 @@ class StateConfig:
         TEXT, "path of the state file, written after every cycle and read at start, so a "
         "restart is not blind (empty: off); its directory must be writable", default="",
     )  # fmt: skip
+    max_file_bytes: int = setting(
+        whole_number(1 << 36), "largest state file read at start (1 GiB); a larger one, "
+        "or one that is not a regular file, is logged and ignored, not read",
+        default=1 << 30,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

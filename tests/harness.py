@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -178,9 +178,13 @@ class Program:
     Leaving the block kills it if it still runs.
     """
 
-    def __init__(self, *args: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: Mapping[str, str] | None = None, wrapper: Sequence[str] = ()
+    ) -> None:
+        """``wrapper``: a command that runs the program, e.g. ``["prlimit", "--as=4294967296",
+        "--"]`` (it must exec it, so that ``process`` is the program)."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", *args], env=env, text=True,
+            [*wrapper, sys.executable, "-m", "exporter", *args], env=env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         self._out: list[str] = []

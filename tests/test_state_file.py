@@ -669,7 +669,7 @@ def test_should_replace_the_restored_values_at_the_first_poll_after_a_restart(
     ("case", "make", "level", "said"),
     [
         ("missing", lambda path: None, logging.INFO, "does not exist yet"),
-        ("a directory", Path.mkdir, logging.WARNING, "cannot be read"),
+        ("a directory", Path.mkdir, logging.WARNING, "ignored: a directory, not a regular file"),
     ],
 )  # fmt: skip
 def test_should_start_without_a_state_file_it_cannot_read_saying_so_once(
