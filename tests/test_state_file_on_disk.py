@@ -194,7 +194,7 @@ def test_should_read_a_state_file_of_the_bound_and_refuse_one_byte_more(
     # Check
     assert at_the_bound is not None
     assert over is None
-    assert [r.getMessage() for r in caplog.records] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "exporter.statefile"] == [
         f"state file {path} ignored: {size:,} bytes, more than state.max_file_bytes "
         f"({size - 1:,}); starting without it"
     ]
@@ -250,7 +250,7 @@ def test_should_remove_only_the_leftovers_of_the_file_it_names(
     assert journal == (1, 0)
     expected = set(kept_files) - {"state.json.refreshes.k3x9_q2a.tmp"}
     assert names == sorted(expected | {"state.json.dir_name.tmp", "state.json.symlinks.tmp"})
-    messages = [r.getMessage() for r in caplog.records]
+    messages = [r.getMessage() for r in caplog.records if r.name == "exporter.atomicfile"]
     assert messages[0] == (
         f"removed 2 temporary files (1,024 bytes) left beside {target} by writes cut short "
         "(a kill or a crash)"
