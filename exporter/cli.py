@@ -18,7 +18,7 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import generate_latest
 
-from exporter import __version__, statefile
+from exporter import __version__, atomicfile, refreshjournal, statefile
 from exporter.client import CodatClient
 from exporter.clock import SystemClock
 from exporter.collector import Exposition, SnapshotStore
@@ -228,7 +228,7 @@ def run(
     poller = Poller(
         config, client, store, metrics, clock, spread=not args.once, quota_warning=not args.demo
     )
-    found = statefile.read(config.state.file, config.shard) if config.state.file else None
+    found = read_state_file(config)
     rendered = None if found is None else publish_rendering(store, found, config)
     if args.once or rendered is None:  # nothing to serve meanwhile: decode before listening
         resume(poller, store, found, rendered, config)
@@ -282,7 +282,7 @@ def run(
         found = rendered = None
     if not stop.is_set():  # a signal while the state decoded: no cycle to start
         scheduler = start_scheduler(poller, config.poll.interval, receiver)
-        stop.wait()
+        wait_for_stop(stop)
         scheduler.shutdown(wait=False)
     poller.stop()
     for server in servers:
@@ -290,6 +290,33 @@ def run(
     client.close()
     log.info("stopped")
     return 0
+
+
+SIGNAL_CHECK = 0.5
+"""Seconds the main thread sleeps at most between looks at ``stop`` (``wait_for_stop``)."""
+
+
+def wait_for_stop(stop: threading.Event) -> None:
+    """Return once ``stop`` is set, by a signal handler among others.
+
+    Never in one wait without a timeout: the kernel may hand SIGTERM to any of the
+    process's threads, and then the main thread, asleep on a lock with no timeout, is not
+    woken to run Python's handler; the process went on polling, deaf to the signal (5 of
+    40 runs on a loaded machine). A wait with a timeout wakes, and the handler runs
+    within ``SIGNAL_CHECK`` seconds.
+    """
+    while not stop.wait(SIGNAL_CHECK):
+        pass
+
+
+def read_state_file(config: Config) -> statefile.StateFile | None:
+    """Remove what writes of the state file and of the refresh journal beside it cut short
+    left, then read the state file (if set)."""
+    if not config.state.file:
+        return None
+    atomicfile.remove_leftovers(config.state.file)
+    atomicfile.remove_leftovers(config.state.file + refreshjournal.SUFFIX)
+    return statefile.read(config.state.file, config.shard, config.state.max_file_bytes)
 
 
 def nothing_yet(config: Config) -> Exposition:

@@ -437,6 +437,11 @@ class StateConfig:
         "Required by `refresh`, whose journal `<file>.refreshes` sits beside it",
         default="",
     )  # fmt: skip
+    max_file_bytes: int = setting(
+        whole_number(1 << 36), "largest state file read at start (1 GiB); a larger one, "
+        "or one that is not a regular file, is logged and ignored, not read",
+        default=1 << 30,
+    )  # fmt: skip
 
     def check_directory(self) -> None:
         """Refuse a state file that could never be written: its directory missing or not

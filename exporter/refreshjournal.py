@@ -19,7 +19,7 @@ are what was acted on, whatever the state file says. A line cut short by a kill 
 middle of an append is ignored: its POST was never sent.
 
 It stays small: a day's lines are bounded by the day's caps, and it is rewritten
-atomically (``statefile.write_atomically``) at start and when the UTC day rolls, keeping
+atomically (``atomicfile.write``) at start and when the UTC day rolls, keeping
 today's lines and each refreshed pair's latest refresh.
 """
 
@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from exporter.statefile import write_atomically
+from exporter import atomicfile
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class Journal:
         """Rewrite it as ``carried`` (each refreshed pair's latest refresh before today)
         followed by its entries of ``today`` (and later, should the clock have gone back)."""
         kept = [*carried, *(e for e in self.entries if e.day >= today)]
-        write_atomically(self.path, b"".join(entry.line() for entry in kept))
+        atomicfile.write(self.path, b"".join(entry.line() for entry in kept))
         self.entries, self._torn = kept, False
 
 

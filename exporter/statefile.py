@@ -8,10 +8,11 @@ a start already has every company's last known values, with their original
 where it was: the discovery listing, names, connections, sync schedules and the pull
 operations already read.
 
-The file is written after every cycle atomically (a temporary file beside it, fsync,
-rename, fsync of the directory), so a crash leaves the old file or the new one, never half
-of one. Its first line is a JSON header: a format name, a version, the shard it belongs to,
-and the size and CRC-32 of each section that follows::
+The file is written after every cycle atomically (``atomicfile.write``: a temporary file
+beside it, fsync, rename, fsync of the directory), so a crash leaves the old file or the new
+one, never half of one; the temporary file a kill leaves is removed at the next start. Its
+first line is a JSON header: a format name, a version, the shard it belongs to, and the size
+and CRC-32 of each section that follows::
 
     {"format":"codat-freshness-exporter/state","version":3,"shard":[0,1],
      "saved_at":1764633600.0,"sections":[["rendered",20713422,2841103372],
@@ -24,8 +25,9 @@ company with what the poller needs to resume it. A line at a time, the decoding 
 server answer scrapes meanwhile. A file that is missing, unreadable, corrupt, of another
 version or of another shard is logged once and ignored, never fatal, and never half loaded:
 ``read`` checks every section's size and checksum before anything is used, and ``state``
-decodes the document whole. Times are Unix seconds; the poller turns them back into its
-monotonic clock.
+decodes the document whole. One that is not a regular file (a symlink is followed), or is
+larger than ``state.max_file_bytes``, is ignored the same way without a byte of it read.
+Times are Unix seconds; the poller turns them back into its monotonic clock.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -43,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporter import atomicfile
+from exporter.config import StateConfig
 from exporter.sharding import Shard
 from exporter.state import CompanyInfo, CompanyState, ConnectionState, DataTypeStatus, SyncDetail
 
@@ -102,30 +105,8 @@ def save(
     the disk refuses."""
     with _collection_paused():
         document = _encode(state)
-    write_atomically(path, pack(shard, state.saved_at, {RENDERED: rendered, STATE: document}))
-
-
-def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data``: a temporary file beside it, fsync, rename, fsync of
-    the directory, so that a crash leaves the old content or the new, never half of it;
-    OSError when the disk refuses."""
-    target = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp",
-                                         dir=target.parent)  # fmt: skip
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    data = pack(shard, state.saved_at, {RENDERED: rendered, STATE: document})
+    atomicfile.write(path, data)
 
 
 RENDERED = "rendered"
@@ -232,13 +213,24 @@ class StateFile:
         return state
 
 
-def read(path: str | os.PathLike[str], shard: Shard) -> StateFile | None:
-    """The file in ``path``, checked, or None (logged once) when there is none to use."""
+MAX_FILE_BYTES = StateConfig().max_file_bytes
+"""``state.max_file_bytes``' default, for callers without a configuration."""
+
+
+def read(
+    path: str | os.PathLike[str], shard: Shard, max_bytes: int = MAX_FILE_BYTES
+) -> StateFile | None:
+    """The file in ``path``, checked, or None (logged once) when there is none to use: a
+    file that is not a regular one (through symlinks) or is larger than ``max_bytes`` is
+    not read at all."""
     target = Path(path)
     try:
-        data = target.read_bytes()
+        data = atomicfile.read(target, max_bytes, "state.max_file_bytes")
     except FileNotFoundError:
         log.info("state file %s does not exist yet; starting without one", target)
+        return None
+    except atomicfile.Refused as exc:
+        log.warning("state file %s ignored: %s; starting without it", target, exc)
         return None
     except OSError as exc:
         log.warning("state file %s cannot be read (%s); starting without it", target,
@@ -252,9 +244,11 @@ def read(path: str | os.PathLike[str], shard: Shard) -> StateFile | None:
     return StateFile(target, saved_at, sections.get(RENDERED, b""), sections[STATE])
 
 
-def load(path: str | os.PathLike[str], shard: Shard) -> SavedState | None:
+def load(
+    path: str | os.PathLike[str], shard: Shard, max_bytes: int = MAX_FILE_BYTES
+) -> SavedState | None:
     """The state in ``path``, or None (logged once) when there is none that can be used."""
-    found = read(path, shard)
+    found = read(path, shard, max_bytes)
     return None if found is None else found.state()
 
 

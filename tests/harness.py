@@ -179,11 +179,12 @@ class Program:
     """
 
     def __init__(
-        self, *args: str, env: Mapping[str, str] | None = None, prefix: Sequence[str] = ()
+        self, *args: str, env: Mapping[str, str] | None = None, wrapper: Sequence[str] = ()
     ) -> None:
-        """``prefix``: a command that runs the program, e.g. in a namespace of its own."""
+        """``wrapper``: a command that runs the program, e.g. ``["prlimit", "--as=4294967296",
+        "--"]`` (it must exec it, so that ``process`` is the program)."""
         self.process = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "exporter", *args], env=env, text=True,
+            [*wrapper, sys.executable, "-m", "exporter", *args], env=env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         self._out: list[str] = []

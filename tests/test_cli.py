@@ -132,7 +132,7 @@ def test_should_say_that_it_listens_on_every_interface_without_auth() -> None:
     if prefix is None:
         pytest.skip("no unshare (or ip) to make a network namespace")
     # Act
-    with Program("--demo", "--web.listen-address", ":0", prefix=prefix) as program:
+    with Program("--demo", "--web.listen-address", ":0", wrapper=prefix) as program:
         url = program.url()
         program.process.send_signal(signal.SIGTERM)
         code = program.process.wait(timeout=15)

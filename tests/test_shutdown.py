@@ -15,7 +15,7 @@ from pathlib import Path
 from exporter.cli import start_scheduler
 from exporter.simulator import SimulatedCodat
 from exporter.simulator.server import DATA_STATUS
-from tests.harness import API_KEY, LISTEN_ANYWHERE, Harness
+from tests.harness import API_KEY, LISTEN_ANYWHERE, Harness, Program
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 10) -> bool:
@@ -59,6 +59,33 @@ def test_should_exit_0_within_the_timeout_on_sigterm_mid_cycle(
     assert codat.requests[DATA_STATUS] < len(fleet_ids), "queued companies were not polled"
     assert "received SIGTERM; shutting down" in stderr
     assert "Traceback" not in stderr
+
+
+def test_should_exit_on_a_sigterm_the_kernel_hands_to_another_thread(
+    tmp_path: Path, codat: SimulatedCodat, fleet_ids: list[str]
+) -> None:
+    # Prepare: listening, a cycle done (the main thread waits for a signal by then)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"codat: {{base_url: '{codat.url}', api_key: '{API_KEY}', timeout: 2s}}\n"
+        f"poll: {{interval: 1s}}\ncompanies: {{ids: [{', '.join(fleet_ids)}]}}\n"
+    )
+    with Program("--config.file", str(config), "--web.listen-address", LISTEN_ANYWHERE) as program:
+        program.url(timeout=60)
+        assert wait_for(lambda: "poll cycle:" in program.stderr, seconds=60)
+        pid = program.process.pid
+        others = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+        # Act: kill(2) of a thread's id is the process' signal, delivered to that thread
+        # (here the listener's, the first started), as the kernel may choose to
+        os.kill(others[0], signal.SIGTERM)
+        sent = time.monotonic()
+        code = program.process.wait(timeout=30)
+        took = time.monotonic() - sent
+    # Check: handled at once, not at the next signal to reach the main thread (never)
+    assert code == 0
+    assert took < 10, f"{took:.1f}s"
+    assert "received SIGTERM; shutting down" in program.stderr
+    assert "Traceback" not in program.stderr
 
 
 def test_should_leave_no_thread_behind_when_stopped_mid_cycle(

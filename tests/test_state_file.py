@@ -646,6 +646,41 @@ def test_should_render_again_when_the_configuration_changes_the_text(
     assert absent not in text
 
 
+def test_should_list_companies_again_only_when_the_restored_listing_is_due(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare: companies listed at the first poll, the file saved 30 minutes later, the
+    # exporter restarted 10 minutes after that
+    path = tmp_path / "state.json"
+    hourly = {"ids": [], "discover": True, "discovery_interval": "1h"}
+    before = make_harness(**with_state(path, companies=hourly))
+    before.poll()
+    before.clock.advance(30 * 60)
+    before.poll()
+    before.close()
+    before.clock.advance(10 * 60)
+    after = restarted(make_harness, path, companies=hourly)
+    clock = after.clock
+
+    def listings() -> list[float]:
+        return [at for at, route, _, _ in after.codat.log if route == COMPANIES]
+
+    first = listings()
+    listed_at = first[0]
+    # Act: polls until a second short of the hour since the listing, then past it
+    after.poll()
+    clock.advance(listed_at + 3600 - 1 - clock.time())
+    after.poll()
+    not_yet = listings()
+    clock.advance(2)
+    after.poll()
+    due = listings()
+    # Check
+    assert len(first) == 1
+    assert not_yet == first
+    assert len(due) == 2 and 3600 <= due[1] - listed_at <= 3600 + 2
+
+
 def test_should_replace_the_restored_values_at_the_first_poll_after_a_restart(
     make_harness: Callable[..., Harness], tmp_path: Path
 ) -> None:
@@ -669,7 +704,7 @@ def test_should_replace_the_restored_values_at_the_first_poll_after_a_restart(
     ("case", "make", "level", "said"),
     [
         ("missing", lambda path: None, logging.INFO, "does not exist yet"),
-        ("a directory", Path.mkdir, logging.WARNING, "cannot be read"),
+        ("a directory", Path.mkdir, logging.WARNING, "ignored: a directory, not a regular file"),
     ],
 )  # fmt: skip
 def test_should_start_without_a_state_file_it_cannot_read_saying_so_once(
