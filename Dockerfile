@@ -24,8 +24,9 @@ RUN python3 -m venv /opt/codat-freshness-exporter \
       --only-binary=:all: --requirement requirements.lock
 COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
-# Then the exporter alone; `pip check` fails the build if the lock lacks a dependency. pip
-# and setuptools (with pkg_resources) go last: nothing installs anything at run time.
+# Then the exporter alone (its wheel built by the setuptools of pyproject.toml's
+# [build-system], which is not installed); `pip check` fails the build if the lock lacks a
+# dependency. pip and setuptools (with pkg_resources) go last: nothing installs at run time.
 RUN /opt/codat-freshness-exporter/bin/pip install --no-deps . \
  && /opt/codat-freshness-exporter/bin/pip check \
  && /opt/codat-freshness-exporter/bin/python -m pip uninstall --yes pip setuptools

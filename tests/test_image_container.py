@@ -322,7 +322,8 @@ def test_should_exit_2_naming_the_key_file_when_uid_10001_cannot_read_it(
 def test_should_carry_neither_pip_nor_setuptools(image: str) -> None:
     # Act
     result = _podman(
-        "run", "--rm", "--no-healthcheck", "--entrypoint", "python", image, "-c",
+        "run", "--rm", "--network", "none", "--no-healthcheck", "--entrypoint", "python", image,
+        "-c",
         "import importlib.util, shutil;"
         "print([m for m in ('pip', 'setuptools', 'pkg_resources') if importlib.util.find_spec(m)],"
         " shutil.which('pip'), shutil.which('pip3'))",
