@@ -76,7 +76,8 @@ def _free_port() -> int:
 
 class Container:
     """README's ``docker run`` line ``command``, started by podman as the module docstring
-    says, removed (with its volume) on leaving the block::
+    says, removed with its volumes (the test's own, and the anonymous one the image's VOLUME
+    makes where none is mounted) on leaving the block::
 
         with Container(image, readme_run(demo=True), tmp_path) as container:
             url = container.url()
@@ -149,7 +150,7 @@ class Container:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _podman("rm", "--force", "--time", "0", self.name)
+        _podman("rm", "--force", "--volumes", "--time", "0", self.name)
         for volume in self.volumes:
             _podman("volume", "rm", "--force", volume)
 
