@@ -40,6 +40,9 @@ from exporter.webreload import ReloadingWebConfig
 
 PROG = "codat-freshness-exporter"
 WEB_CONFIG_FLAG = "--web.config.file"
+CONFIG_ENV = "CODAT_EXPORTER_CONFIG"
+"""--config.file's default. The image sets it, so that ``docker run IMAGE --log.level=debug``
+keeps the config path; ``--demo`` ignores it, where an explicit --config.file is an error."""
 log = logging.getLogger("exporter")
 
 
@@ -50,8 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--config.file", dest="config_file", metavar="PATH",
-        default=os.environ.get("CODAT_EXPORTER_CONFIG"),
-        help="YAML configuration file (env CODAT_EXPORTER_CONFIG)",
+        help=f"YAML configuration file (env {CONFIG_ENV})",
     )  # fmt: skip
     parser.add_argument(
         LISTEN_FLAG, dest="listen_address", metavar="ADDR",
@@ -153,6 +155,8 @@ def setup_logging(level: str, fmt: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.demo:
+        args.config_file = args.config_file or os.environ.get(CONFIG_ENV)
     setup_logging(args.log_level, args.log_format)
     stop = threading.Event()
     clock = SystemClock(stop)

@@ -164,6 +164,25 @@ def test_should_refuse_a_bad_listen_address_flag_as_a_bad_config(
     ]
 
 
+def test_should_run_the_demo_although_the_environment_names_a_config_file() -> None:
+    # Prepare: the image names its config in the environment; `docker run IMAGE --demo`
+    env = {**os.environ, "CODAT_EXPORTER_CONFIG": "/etc/codat-freshness-exporter/config.yaml"}
+    command = [sys.executable, "-m", "exporter", "--demo", "--check-config"]
+
+    # Act
+    demo = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    both = subprocess.run(
+        [*command, "--config.file", "config.yaml"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    # Check: the environment gives way to --demo; a --config.file beside it is still refused
+    assert demo.returncode == 0, demo.stderr
+    assert demo.stdout.startswith("demo: configuration OK: ")
+    assert both.returncode == 2
+    assert both.stderr.endswith(": --demo runs its own simulated Codat; drop --config.file\n")
+
+
 def test_should_keep_readme_generated_sections_in_sync() -> None:
     # Prepare
     readme = (ROOT / "README.md").read_text()

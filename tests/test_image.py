@@ -1,17 +1,19 @@
-"""The Dockerfile, checked without a Docker engine (none runs where this project is built):
-hadolint, what each instruction points at, and the ENTRYPOINT, CMD and HEALTHCHECK commands
-run outside a container, against a real exporter.
+"""The Dockerfile and its lock file, checked without building: hadolint, what each
+instruction points at, the lock against pyproject.toml, and the ENTRYPOINT (with the config
+path of its ENV) and HEALTHCHECK commands run outside a container, against a real exporter.
 
-What stays untested here: building the image (the base image's digest, pip installing the
-wheel inside it), the container running with a read-only root filesystem as UID 10001, and
-Docker itself running the HEALTHCHECK with the exporter as the container's first process
-(here the check is pointed at the exporter's process id with ``--pid``).
+tests/test_image_container.py runs the image that .ci/run builds: as UID 10001, with a
+read-only root filesystem, podman running the HEALTHCHECK with the exporter as the
+container's first process (here the check is pointed at the exporter's process id with
+``--pid``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -21,13 +23,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+from exporter.cli import CONFIG_ENV
 from exporter.healthcheck import TIMEOUT
 from exporter.listen import DEFAULT_PORT
 from tests.harness import Program
 from tests.promtools import ROOT, binary
 
 DOCKERFILE = ROOT / "Dockerfile"
+LOCK = ROOT / "requirements.lock"
 CONFIG_DIR = "/etc/codat-freshness-exporter"
 
 
@@ -149,35 +155,119 @@ def test_should_run_as_a_fixed_unprivileged_user_on_the_default_port() -> None:
     )  # fmt: skip
 
 
-def test_should_start_the_exporter_with_the_entrypoint_and_cmd(tmp_path: Path) -> None:
+def environment() -> dict[str, str]:
+    """The image's ENV, every instruction's ``KEY=value`` pairs."""
+    pairs = [shlex.split(args) for instruction, args in instructions() if instruction == "ENV"]
+    return dict(pair.split("=", 1) for words in pairs for pair in words)
+
+
+def test_should_start_the_exporter_with_the_entrypoint_and_the_config_its_environment_names(
+    tmp_path: Path,
+) -> None:
     # Prepare: the ENTRYPOINT is the console script of the virtualenv the Dockerfile makes;
-    # CMD's config path is mapped onto a directory of this test.
+    # the config path the image's environment names is mapped onto a directory of this test.
     (entrypoint,) = exec_form("ENTRYPOINT")
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     venv = Path(entrypoint).parent.parent
-    command = exec_form("CMD")
+    named = environment()[CONFIG_ENV]
     config = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "base" / "config.yaml").read_text())
     key_file = tmp_path / "api-key"
     key_file.write_text("a-key\n")
     config["codat"]["api_key_file"] = str(key_file)
     config["state"]["file"] = str(tmp_path / "state.json")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    mapped = [argument.replace(CONFIG_DIR, str(tmp_path)) for argument in command]
+    env = {**os.environ, CONFIG_ENV: named.replace(CONFIG_DIR, str(tmp_path))}
 
-    # Act: the same main() as the console script, as `python -m exporter`
+    # Act: the same main() as the console script, as `python -m exporter`, with flags given
+    # after the image's name (`docker run IMAGE --web.listen-address=:9999 --check-config`)
     result = subprocess.run(
-        [sys.executable, "-m", "exporter", *mapped, "--check-config"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "exporter", "--web.listen-address=:9999", "--check-config"],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
     )  # fmt: skip
 
-    # Check
+    # Check: no CMD that such flags would replace
     assert Path(entrypoint).name in scripts
     assert scripts[Path(entrypoint).name] == "exporter.cli:main"
-    assert any(i == "RUN" and f"python -m venv {venv}" in args for i, args in instructions())
-    assert command == [f"--config.file={CONFIG_DIR}/config.yaml"]
+    assert any(i == "RUN" and f"python3 -m venv {venv}" in args for i, args in instructions())
+    assert named == f"{CONFIG_DIR}/config.yaml"
+    assert "CMD" not in [instruction for instruction, _ in instructions()]
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{tmp_path / 'config.yaml'}: configuration OK: ")
     assert "discover" in result.stdout
+
+
+def locked() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock: each normalised name's pinned version and hashes."""
+    text = LOCK.read_text().replace("\\\n", " ")
+    entries = [line.split() for line in text.splitlines() if line and not line.startswith(" ")]
+    found: dict[str, tuple[str, list[str]]] = {}
+    for pin, *options in (words for words in entries if not words[0].startswith("#")):
+        name, version = pin.split("==")
+        hashes = [option.removeprefix("--hash=") for option in options]
+        assert all(h.startswith("sha256:") for h in hashes), pin
+        found[canonicalize_name(name)] = (version, hashes)
+    return found
+
+
+def test_should_install_the_locked_dependencies_by_hash_then_the_exporter_alone() -> None:
+    # Prepare
+    (entrypoint,) = exec_form("ENTRYPOINT")
+    pip = Path(entrypoint).parent / "pip"
+    stages = re.split(r"^FROM ", DOCKERFILE.read_text(), flags=re.MULTILINE)[1:]
+    runs = [args for instruction, args in instructions() if instruction == "RUN"]
+
+    # Act
+    (dependencies,) = [run for run in runs if "requirements.lock" in run]
+    (exporter,) = [run for run in runs if re.search(rf"{pip} install --no-deps \.(\s|$)", run)]
+    copied = [line for line in stages[-1].splitlines() if line.startswith("COPY --from=")]
+    venv = Path(entrypoint).parent.parent
+
+    # Check: no dependency left to resolve from pyproject.toml's ranges; `pip check` catches
+    # a dependency the lock lacks; pip and setuptools gone before the virtualenv is copied
+    assert f"{pip} install --require-hashes --no-deps" in dependencies
+    assert "--requirement requirements.lock" in dependencies
+    assert "--only-binary=:all:" in dependencies
+    assert exporter.index(f"{pip} check") < exporter.index("-m pip uninstall --yes pip setuptools")
+    assert copied == [f"COPY --from=venv {venv} {venv}"]
+
+
+def test_should_pin_every_dependency_within_its_range_with_its_hashes() -> None:
+    # Prepare
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    # Act
+    lock = locked()
+    requirements = [Requirement(line) for line in project["dependencies"]]
+
+    # Check: regenerate the lock (README: Development) after changing a dependency
+    for requirement in requirements:
+        name = canonicalize_name(requirement.name)
+        assert name in lock, f"{name} is not in requirements.lock"
+        version, hashes = lock[name]
+        assert requirement.specifier.contains(version), f"{name}=={version} {requirement}"
+        assert hashes, name
+    assert "pip" not in lock
+    assert "setuptools" not in lock
+
+
+def test_should_regenerate_the_lock_with_the_command_readme_gives_and_ci_runs() -> None:
+    # Prepare
+    readme = (ROOT / "README.md").read_text()
+    development = readme.split("\n## Development\n", 1)[1]
+    ci = (ROOT / ".ci" / "run").read_text().replace("\\\n  ", "")
+
+    # Act
+    (command,) = re.findall(r"^\.venv/bin/(uv pip compile .*)$", development, re.MULTILINE)
+    header = LOCK.read_text().splitlines()[:2]
+
+    # Check: the lock says how it was made, and CI runs the same (and fails on a diff)
+    assert header == [
+        "# This file was autogenerated by uv via the following command:",
+        f"#    {command}",
+    ]
+    assert f".venv/bin/{command} >/dev/null" in ci.splitlines()  # uv prints the lock too
+    assert "--generate-hashes" in command
+    assert "git diff --exit-code -- requirements.lock" in ci.splitlines()
 
 
 def test_should_report_healthy_an_exporter_listening_on_another_port(
