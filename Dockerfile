@@ -56,9 +56,9 @@ USER 10001:10001
 WORKDIR /var/lib/codat-freshness-exporter
 VOLUME ["/var/lib/codat-freshness-exporter"]
 EXPOSE 9781
-# python -m exporter.healthcheck reads the exporter's own command line (the container's
+# python -m exporter.web.healthcheck reads the exporter's own command line (the container's
 # first process) and connects to the address it listens on, so --web.listen-address=:9999
 # stays healthy. A TCP connect rather than GET /-/healthy: it holds with TLS and basic auth.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
-  CMD ["python", "-m", "exporter.healthcheck"]
+  CMD ["python", "-m", "exporter.web.healthcheck"]
 ENTRYPOINT ["/opt/codat-freshness-exporter/bin/codat-freshness-exporter"]

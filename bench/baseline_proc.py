@@ -9,7 +9,7 @@ does.
 The data is fetched as the exporter fetches it, with the same number of requests in flight:
 the company list (``GET /companies``, for ids and names), then per company
 ``GET /companies/{id}/dataStatus``, ``/syncSettings`` (the thresholds) and ``/connections``,
-through ``CodatClient`` and interpreted by ``exporter.codat``. Families and labels are the
+through ``CodatClient`` and interpreted by ``exporter.core.contract``. Families and labels are the
 exporter's data families: timestamp, status, max_age, companies by status, connection status,
 connections by platform, company up and last success, companies, poll duration, last poll,
 and the age. (The exporter's own request counters and process metrics are left out; the
@@ -40,19 +40,20 @@ from common import exporter_config, list_companies, send, serve_commands
 from prometheus_client import REGISTRY, Gauge, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from exporter.client import CONNECTIONS as CONNECTIONS_ROUTE
-from exporter.client import SYNC_SETTINGS, CodatClient
-from exporter.clock import SystemClock
-from exporter.codat import (
+from exporter.codat.client import CodatClient
+from exporter.config.sections import Config
+from exporter.core.clock import SystemClock
+from exporter.core.contract import (
     CONNECTION_STATUSES,
     KNOWN_STATUSES,
     NEVER_SYNCED,
+    SYNC_SETTINGS,
     parse_connections,
     parse_data_statuses,
     parse_sync_schedules,
 )
-from exporter.config import Config
-from exporter.metrics import (
+from exporter.core.contract import CONNECTIONS as CONNECTIONS_ROUTE
+from exporter.core.families import (
     COMPANIES,
     COMPANIES_BY_STATUS,
     COMPANY_LAST_SUCCESS,
@@ -65,10 +66,10 @@ from exporter.metrics import (
     MAX_AGE,
     POLL_DURATION,
     STATUS,
-    ExporterMetrics,
     MetricSpec,
 )
-from exporter.state import ConnectionState, DataTypeStatus
+from exporter.core.snapshot import ConnectionState, DataTypeStatus
+from exporter.exposition.instruments import ExporterMetrics
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]

@@ -25,8 +25,8 @@ from typing import Any, TextIO
 
 import requests
 
-from exporter.clock import SystemClock
-from exporter.config import Config, parse_config
+from exporter.config.sections import Config, parse_config
+from exporter.core.clock import SystemClock
 
 BENCH_DIR = Path(__file__).resolve().parent
 API_KEY = "bench-api-key-7c1e"

@@ -27,13 +27,15 @@ from typing import Any
 
 from common import FrozenClock, exporter_config, send, serve_commands
 
-from exporter.client import CodatClient
-from exporter.clock import SystemClock
-from exporter.collector import Exposition, SnapshotStore
-from exporter.metrics import FLEET_PRESET_DENYLIST, ExporterMetrics
-from exporter.poller import Poller
-from exporter.state import Snapshot
-from exporter.web import ExporterServer
+from exporter.codat.client import CodatClient
+from exporter.core.clock import SystemClock
+from exporter.core.families import FLEET_PRESET_DENYLIST
+from exporter.core.snapshot import Snapshot
+from exporter.exposition.instruments import ExporterMetrics
+from exporter.exposition.render import Exposition
+from exporter.exposition.store import SnapshotStore
+from exporter.poll.poller import Poller
+from exporter.web.server import ExporterServer
 
 
 def requests_by_endpoint(metrics: ExporterMetrics) -> dict[str, dict[str, float]]:

@@ -23,7 +23,7 @@ phases in turn:
    the file; then ``python -m exporter`` starts with it (production rate limit and
    concurrency) and the seconds from its start until /metrics holds every company's
    ``codat_exporter_company_up`` are measured; then the file's size and the time of
-   ``exporter.statefile.save`` (and ``load``) of the same state, in this process.
+   ``exporter.poll.statefile.save`` (and ``load``) of the same state, in this process.
 
 Progress goes to stderr, the summary (Markdown) to stdout; ``--output`` inserts it at the top
 of a results file, below its title, and keeps what was there. Every wait is bounded, and
@@ -64,11 +64,11 @@ from common import (
     verdict,
 )
 
-from exporter import statefile
-from exporter.collector import Exposition
-from exporter.config import parse_config
-from exporter.durations import parse_duration
-from exporter.metrics import COMPANY_UP, LAST_SYNC_AGE, MAX_AGE, STALE_COMPANIES
+from exporter.config.durations import parse_duration
+from exporter.config.sections import parse_config
+from exporter.core.families import COMPANY_UP, LAST_SYNC_AGE, MAX_AGE, STALE_COMPANIES
+from exporter.exposition.render import Exposition
+from exporter.poll import statefile
 
 SERIES_RATIO_TARGET = 0.02
 RSS_RATIO_TARGET = 0.25
@@ -545,7 +545,7 @@ def report(default: ModeRun, fleet: ModeRun, again: RestartRun, args: argparse.N
         'state file".',
         f"- Of the file, {again.rendering_bytes / 1e6:.1f} MB are /metrics' text as served "
         f"(`Exposition.saved`: median {median(again.encode_seconds):.2f} s). "
-        f"`exporter.statefile.save` of the state and that text: median "
+        f"`exporter.poll.statefile.save` of the state and that text: median "
         f"{median(again.save_seconds):.2f} s (of {len(again.save_seconds)}: "
         f"{', '.join(f'{s:.2f}' for s in again.save_seconds)}); `statefile.read` and "
         f"decoding the state: median {median(again.load_seconds):.2f} s, in this process.",

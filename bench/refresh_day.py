@@ -28,15 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import StepClock
 
-from exporter.client import QUEUE_DATA_TYPE, CodatClient
-from exporter.codat import ERROR_STATUSES
-from exporter.collector import Exposition, SnapshotStore
-from exporter.config import parse_config
-from exporter.metrics import ExporterMetrics
-from exporter.poller import Poller
+from exporter.codat.client import CodatClient
+from exporter.config.sections import parse_config
+from exporter.core.contract import ERROR_STATUSES, QUEUE_DATA_TYPE
+from exporter.core.snapshot import Snapshot
+from exporter.exposition.instruments import ExporterMetrics
+from exporter.exposition.render import Exposition
+from exporter.exposition.store import SnapshotStore
+from exporter.poll.poller import Poller
 from exporter.simulator import Fleet, SimulatedCodat
 from exporter.simulator.syncs import HOUR
-from exporter.state import Snapshot
 
 API_KEY = "bench-key"
 START = 1_795_435_200.0  # 2026-11-23T12:00:00Z

@@ -19,7 +19,7 @@ from typing import Any
 
 from common import API_KEY, DATA_TYPES, FrozenClock, send, serve_commands
 
-from exporter.clock import SystemClock
+from exporter.core.clock import SystemClock
 from exporter.simulator import Fleet, SimulatedCodat
 
 

@@ -47,15 +47,17 @@ import requests
 from common import StepClock
 from prometheus_client import Counter as Counter_
 
-from exporter.client import CodatClient
-from exporter.collector import Exposition, SnapshotStore
-from exporter.config import parse_config
-from exporter.metrics import LATEST_SYNC_REQUESTED, PAUSED_UNTIL, SYNC_DURATION, ExporterMetrics
-from exporter.poller import Poller
+from exporter.codat.client import CodatClient
+from exporter.config.sections import parse_config
+from exporter.core.families import LATEST_SYNC_REQUESTED, PAUSED_UNTIL, SYNC_DURATION
+from exporter.core.snapshot import Snapshot
+from exporter.exposition.instruments import ExporterMetrics
+from exporter.exposition.render import Exposition
+from exporter.exposition.store import SnapshotStore
+from exporter.poll.poller import Poller
 from exporter.simulator import Fault, Fleet, SimulatedCodat
 from exporter.simulator.server import COMPANIES, CONNECTIONS, DATA_STATUS, LISTING, SYNC_SETTINGS
-from exporter.state import Snapshot
-from exporter.web import ExporterServer
+from exporter.web.server import ExporterServer
 
 API_KEY = "soak-api-key-3f9a"
 START = 1_795_435_200.0  # 2026-11-23T12:00:00Z

@@ -33,22 +33,23 @@ from collections.abc import Callable
 
 import requests
 
-from exporter import statuspage
-from exporter.assess import FleetPairs
-from exporter.clock import SystemClock
-from exporter.codat import DATA_TYPES, ERROR_STATUSES, IN_PROGRESS_STATUSES
-from exporter.collector import Exposition, SnapshotStore
-from exporter.config import FreshnessConfig
-from exporter.metrics import ExporterMetrics
-from exporter.state import (
+from exporter.config.sections import FreshnessConfig
+from exporter.core.clock import SystemClock
+from exporter.core.contract import DATA_TYPES, ERROR_STATUSES, IN_PROGRESS_STATUSES
+from exporter.core.snapshot import (
     CompanyState,
     ConnectionState,
     DataTypeStatus,
     Snapshot,
     SyncDetail,
 )
-from exporter.status import answer, for_request
-from exporter.web import ExporterServer
+from exporter.exposition.assess import FleetPairs
+from exporter.exposition.instruments import ExporterMetrics
+from exporter.exposition.render import Exposition
+from exporter.exposition.store import SnapshotStore
+from exporter.web import statuspage
+from exporter.web.server import ExporterServer
+from exporter.web.status import answer, for_request
 
 TARGET = 1.0
 """Seconds the issue allows for the page at 10,000 x 25."""

@@ -18,25 +18,29 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import generate_latest
 
-from exporter import __version__, atomicfile, refreshjournal, statefile
-from exporter.client import CodatClient
-from exporter.clock import SystemClock
-from exporter.collector import Exposition, SnapshotStore
-from exporter.config import Config, ConfigError, load_config
-from exporter.listen import (
+from exporter import __version__
+from exporter.codat import refreshjournal
+from exporter.codat.client import CodatClient
+from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier
+from exporter.config.listen import (
     DEFAULT_LISTEN_ADDRESS,
     LISTEN_FLAG,
     overlap,
     parse_listen_address,
     shown,
 )
-from exporter.metrics import ExporterMetrics
-from exporter.poller import CycleResult, Poller
-from exporter.state import Snapshot
-from exporter.web import DEFAULT_MAX_REQUESTS, WEBHOOK_PATH, ExporterServer
-from exporter.webfront import raise_open_files_limit
-from exporter.webhooks import WebhookReceiver, WebhookVerifier
-from exporter.webreload import ReloadingWebConfig
+from exporter.config.sections import Config, ConfigError, load_config
+from exporter.core import atomicfile
+from exporter.core.clock import SystemClock
+from exporter.core.snapshot import Snapshot
+from exporter.exposition.instruments import ExporterMetrics
+from exporter.exposition.render import Exposition
+from exporter.exposition.store import SnapshotStore
+from exporter.poll import statefile
+from exporter.poll.poller import CycleResult, Poller
+from exporter.web.front import raise_open_files_limit
+from exporter.web.reload import ReloadingWebConfig
+from exporter.web.server import DEFAULT_MAX_REQUESTS, WEBHOOK_PATH, ExporterServer
 
 PROG = "codat-freshness-exporter"
 WEB_CONFIG_FLAG = "--web.config.file"

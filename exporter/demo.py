@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporter.clock import Clock
-from exporter.config import Config, parse_config
+from exporter.config.sections import Config, parse_config
+from exporter.core.clock import Clock
 from exporter.simulator import DEFAULT_API_KEY, Fleet, SimulatedCodat
 
 DEMO_API_KEY = DEFAULT_API_KEY

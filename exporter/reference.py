@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 from exporter.cli import build_parser
-from exporter.config import Config
-from exporter.metrics import (
+from exporter.config.sections import Config
+from exporter.config.settings import NO_DEFAULT, document
+from exporter.core.families import (
     ALL_METRICS,
     COMPANY_NOT_FOUND,
     PER_PAIR,
@@ -20,7 +21,6 @@ from exporter.metrics import (
     SCRAPE_METRICS,
     MetricSpec,
 )
-from exporter.settings import NO_DEFAULT, document
 
 DEFAULT_INTERVAL = "5m"
 

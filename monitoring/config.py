@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from exporter.assess import STUCK_AFTER
-from exporter.durations import format_duration, parse_duration
+from exporter.config.durations import format_duration, parse_duration
+from exporter.exposition.assess import STUCK_AFTER
 
 DEFAULT_CONFIG = Path(__file__).with_name("config.yml")
 
@@ -36,7 +36,7 @@ ALERT_NAMES = (
 )
 DEFAULT_THRESHOLDS = {"CodatDataTypeSyncStuck": format_duration(STUCK_AFTER)}
 """Thresholds that are the exporter's own unless config.yml sets one: the status page calls
-a pair stuck after ``exporter.assess.STUCK_AFTER`` (6h), and the alert fires for the same
+a pair stuck after ``exporter.exposition.assess.STUCK_AFTER`` (6h), and the alert fires for the same
 pairs. A threshold set in config.yml moves the alert only."""
 SEVERITIES = ("critical", "warning", "info")
 TOP_LEVEL_KEYS = {

@@ -1,5 +1,5 @@
 """The fleet preset's alert rules: the same alerts as far as they can go without the
-families the preset's ``metrics.denylist`` drops (``exporter.metrics.FLEET_PRESET_DENYLIST``:
+families the preset's ``metrics.denylist`` drops (``exporter.core.families.FLEET_PRESET_DENYLIST``:
 every per-pair family, and every per-company one but ``codat_exporter_company_up``), so a
 fleet of 10,000 companies pays for about 11,800 series instead of a million.
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.metrics import (
+from exporter.core.families import (
     COMPANIES_BY_STATUS,
     CONNECTIONS,
     FLEET_PRESET_DENYLIST,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.codat import (
+from exporter.core.contract import (
     CONNECTION_STATUSES,
     ERROR_STATUSES,
     KNOWN_STATUSES,

@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from exporter.durations import parse_duration
-from exporter.metrics import (
+from exporter.config.durations import parse_duration
+from exporter.core.families import (
     API_REQUESTS,
     COMPANY_CREATED,
     COMPANY_LAST_SUCCESS,

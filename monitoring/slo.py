@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.metrics import LAST_SYNC_AGE, MAX_AGE, STALE_COMPANIES, SYNC_AGE
+from exporter.core.families import LAST_SYNC_AGE, MAX_AGE, STALE_COMPANIES, SYNC_AGE
 from monitoring.dashboards.common import ON_PAIR
 
 FRESH_BY_DATA_TYPE = "job_data_type:codat_pairs_fresh:ratio"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from exporter.poller import CycleResult
+from exporter.poll.poller import CycleResult
 from tests.harness import Harness
 
 CYCLE_GUARD = 30.0

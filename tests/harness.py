@@ -16,14 +16,15 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.client import CodatClient
-from exporter.collector import Exposition, SnapshotStore
-from exporter.config import Config, parse_config
-from exporter.metrics import ExporterMetrics
-from exporter.poller import CycleResult, Poller
+from exporter.codat.client import CodatClient
+from exporter.config.sections import Config, parse_config
+from exporter.core.snapshot import Snapshot
+from exporter.exposition.instruments import ExporterMetrics
+from exporter.exposition.render import Exposition
+from exporter.exposition.store import SnapshotStore
+from exporter.poll.poller import CycleResult, Poller
 from exporter.simulator import Fleet, SimulatedCodat
-from exporter.state import Snapshot
-from exporter.web import ExporterServer
+from exporter.web.server import ExporterServer
 
 API_KEY = "test-key-5f2b9c"
 START = 1_795_435_200.0  # 2026-11-23T12:00:00Z

@@ -16,7 +16,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from exporter.config import Config, parse_config
+from exporter.config.sections import Config, parse_config
 from tests.promtools import ROOT, binary
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"

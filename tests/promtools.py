@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.metrics import ALL_METRICS, ExporterMetrics
+from exporter.core.families import ALL_METRICS
+from exporter.exposition.instruments import ExporterMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "rules" / "codat-freshness-exporter.rules.yml"

@@ -10,18 +10,19 @@ from typing import Any
 
 import requests
 
-from exporter.collector import Exposition, SnapshotStore
-from exporter.config import FreshnessConfig
-from exporter.metrics import ExporterMetrics
-from exporter.state import (
+from exporter.config.sections import FreshnessConfig
+from exporter.core.snapshot import (
     CompanyState,
     ConnectionState,
     DataTypeStatus,
     Snapshot,
     SyncDetail,
 )
-from exporter.web import ExporterServer
-from exporter.webconfig import WebConfig
+from exporter.exposition.instruments import ExporterMetrics
+from exporter.exposition.render import Exposition
+from exporter.exposition.store import SnapshotStore
+from exporter.web.server import ExporterServer
+from exporter.web.webconfig import WebConfig
 from tests.harness import START, FakeClock
 
 HOUR = 3600.0

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.metrics import FLEET_PRESET_DENYLIST
+from exporter.core.families import FLEET_PRESET_DENYLIST
 from monitoring.rules import seconds
 from tests.promtools import (
     PRESET_RULE_TESTS,

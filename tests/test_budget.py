@@ -6,9 +6,9 @@ import doctest
 
 import pytest
 
-from exporter import budget
-from exporter.budget import FRIENDLY_INTERVALS, estimate_daily_requests
-from exporter.state import CompanyState, DataTypeStatus
+from exporter.core.snapshot import CompanyState, DataTypeStatus
+from exporter.poll import budget
+from exporter.poll.budget import FRIENDLY_INTERVALS, estimate_daily_requests
 
 
 def test_should_count_one_poll_per_company_per_interval() -> None:

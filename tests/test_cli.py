@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from exporter import __version__
-from exporter.metrics import ALL_METRICS
+from exporter.core.families import ALL_METRICS
 from exporter.reference import render
 from exporter.simulator import Fault, SimulatedCodat
 from exporter.simulator.server import DATA_STATUS

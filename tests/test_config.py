@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from exporter.cli import main
-from exporter.codat import DATA_TYPES
-from exporter.config import Config, load_config, parse_config
-from exporter.settings import document
+from exporter.config.sections import Config, load_config, parse_config
+from exporter.config.settings import document
+from exporter.core.contract import DATA_TYPES
 from exporter.simulator import SimulatedCodat
 from tests.contract import load_schemas
 from tests.harness import API_KEY

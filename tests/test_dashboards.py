@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.assess import STUCK_AFTER
-from exporter.metrics import ALL_METRICS, FLEET_PRESET_DENYLIST
+from exporter.core.families import ALL_METRICS, FLEET_PRESET_DENYLIST
+from exporter.exposition.assess import STUCK_AFTER
 from monitoring.generate import PRESET_DASHBOARD_FILE, PRESET_RULES_FILE
 from monitoring.grafana_com import EXPORT_DIR
 from monitoring.kubernetes import (

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from exporter.client import PULL_OPERATION
-from exporter.codat import parse_datetime
+from exporter.core.contract import PULL_OPERATION, parse_datetime
+from exporter.core.snapshot import CompanyState
 from exporter.demo import start_demo
 from exporter.simulator import Fault, Fleet, SimulatedCodat
 from exporter.simulator.fleet import HOUR, PAUSED, QUEUED
 from exporter.simulator.server import DATA_STATUS
 from exporter.simulator.syncs import ERROR_MESSAGES
-from exporter.state import CompanyState
 from tests.harness import FakeClock, Harness
 
 PAUSED_UNTIL = "codat_data_type_sync_paused_until_timestamp_seconds"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.durations import format_duration, parse_duration
+from exporter.config.durations import format_duration, parse_duration
 from monitoring.config import DEFAULT_CONFIG, MonitoringConfigError, load
 
 

@@ -24,7 +24,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.metrics import (
+from exporter.core.families import (
     COMPANY_CREATED,
     COMPANY_UP,
     CONNECTION_STATUS,

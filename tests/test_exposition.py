@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from exporter.collector import Exposition
-from exporter.config import FreshnessConfig
-from exporter.state import CompanyState, DataTypeStatus, Snapshot
+from exporter.config.sections import FreshnessConfig
+from exporter.core.snapshot import CompanyState, DataTypeStatus, Snapshot
+from exporter.exposition.render import Exposition
 from tests.harness import Harness, parse_exposition
 
 GOLDEN = Path(__file__).parent / "golden" / "exposition.prom"

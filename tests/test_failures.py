@@ -255,7 +255,7 @@ def test_should_keep_serving_metrics_when_codat_is_unreachable(
 
 def test_should_name_every_failure_reason_in_the_metric_from_the_start(harness: Harness) -> None:
     # Prepare
-    from exporter import client
+    from exporter.codat import client
 
     reasons = {cls.reason for cls in vars(client).values()
                if isinstance(cls, type) and issubclass(cls, client.CodatError)}  # fmt: skip

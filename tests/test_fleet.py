@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.sharding import shard_of
+from exporter.config.sharding import shard_of
 from exporter.simulator import Fault, Fleet
 from exporter.simulator.server import COMPANIES, DATA_STATUS, LISTING, SYNC_SETTINGS
 from tests.harness import FakeClock, Harness, Scrape

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from exporter import __version__
-from exporter.listen import DEFAULT_PORT
+from exporter.config.listen import DEFAULT_PORT
 from tests.helm import CHART, NAMESPACE, RELEASE, lint_errors, main, sdk, template
 from tests.manifests import (
     KUBERNETES_VERSIONS,

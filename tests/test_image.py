@@ -27,8 +27,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from exporter.cli import CONFIG_ENV
-from exporter.healthcheck import TIMEOUT
-from exporter.listen import DEFAULT_PORT
+from exporter.config.listen import DEFAULT_PORT
+from exporter.web.healthcheck import TIMEOUT
 from tests.harness import Program
 from tests.promtools import ROOT, binary
 

@@ -20,9 +20,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from exporter.config import ConfigError
-from exporter.listen import DEFAULT_PORT
-from exporter.web import HEALTH_PATHS
+from exporter.config.listen import DEFAULT_PORT
+from exporter.config.sections import ConfigError
+from exporter.web.server import HEALTH_PATHS
 from monitoring.generate import DASHBOARD_DIR, RULES_FILE
 from monitoring.kubernetes import OPERATOR_LABELS, SIDECAR_LABELS
 from tests.manifests import (

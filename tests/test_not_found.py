@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.statefile import load
-from exporter.status import NOT_FOUND_TEXT
+from exporter.poll.statefile import load
+from exporter.web.status import NOT_FOUND_TEXT
 from tests.harness import Harness
 from tests.statusfleet import poll_rows
 from tests.test_series_bill import FLEET_PRESET

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from exporter.cli import start_scheduler
-from exporter.codat import ERROR_STATUSES
+from exporter.core.contract import ERROR_STATUSES
 from exporter.simulator import Fault
 from exporter.simulator.server import (
     COMPANIES,

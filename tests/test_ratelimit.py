@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.clock import SystemClock
-from exporter.ratelimit import RateLimiter
+from exporter.codat.ratelimit import RateLimiter
+from exporter.core.clock import SystemClock
 from tests.harness import FakeClock
 
 JOIN_TIMEOUT = 2.0

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from exporter.client import QUEUE_DATA_TYPE
-from exporter.refreshjournal import Entry
+from exporter.codat.refreshjournal import Entry
+from exporter.core.contract import QUEUE_DATA_TYPE
+from exporter.poll.statefile import load
 from exporter.simulator import Fault, Fleet
 from exporter.simulator.fleet import PAUSED
 from exporter.simulator.syncs import HOUR, format_datetime
-from exporter.statefile import load
 from tests.harness import START, Harness
 
 REFRESHES = "codat_exporter_refreshes_total"

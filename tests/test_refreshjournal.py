@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.refreshjournal import QUEUED, RESET, Entry, Journal, journal_path
+from exporter.codat.refreshjournal import QUEUED, RESET, Entry, Journal, journal_path
 from tests.harness import START
 
 COMPANY = "8a210b68-6988-11ed-a1eb-0242ac120002"

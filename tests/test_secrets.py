@@ -27,14 +27,14 @@ import bcrypt
 import pytest
 import requests
 
-from exporter.client import CodatClient
-from exporter.config import parse_config
-from exporter.metrics import ExporterMetrics
+from exporter.codat.client import CodatClient
+from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier, sign
+from exporter.config.sections import parse_config
+from exporter.exposition.instruments import ExporterMetrics
 from exporter.simulator import Fault, Fleet, SimulatedCodat
 from exporter.simulator.server import CONNECTIONS, DATA_STATUS
-from exporter.web import WEBHOOK_PATH, ExporterServer
-from exporter.webconfig import load_web_config
-from exporter.webhooks import WebhookReceiver, WebhookVerifier, sign
+from exporter.web.server import WEBHOOK_PATH, ExporterServer
+from exporter.web.webconfig import load_web_config
 from tests.harness import LISTEN_ANYWHERE, FakeClock, Harness, Program, make_config
 
 CANARY = "LEAKCANARY"

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from exporter.config import ConfigError, parse_config
-from exporter.metrics import (
+from exporter.config.sections import ConfigError, parse_config
+from exporter.core.families import (
     COMPANY_CREATED,
     COMPANY_LAST_SUCCESS,
     COMPANY_UP,

@@ -33,9 +33,9 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import parse_config
-from exporter.metrics import SCRAPE_METRICS
-from exporter.sharding import shard_of
+from exporter.config.sections import parse_config
+from exporter.config.sharding import shard_of
+from exporter.core.families import SCRAPE_METRICS
 from exporter.simulator import Fleet, SimulatedCodat
 from tests.harness import API_KEY, LISTEN_ANYWHERE, FakeClock, Program
 from tests.helm import CHART, template

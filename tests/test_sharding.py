@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from exporter import sharding
-from exporter.sharding import Shard, ShardingError, jump_hash, resolve_shard, shard_of
+from exporter.config import sharding
+from exporter.config.sharding import Shard, ShardingError, jump_hash, resolve_shard, shard_of
 
 FLEET_SIZE = 10_000
 

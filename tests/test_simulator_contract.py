@@ -20,7 +20,7 @@ import pytest
 import requests
 from jsonschema import Draft202012Validator
 
-from exporter.codat import ERROR_STATUSES, KNOWN_STATUSES, parse_datetime
+from exporter.core.contract import ERROR_STATUSES, KNOWN_STATUSES, parse_datetime
 from exporter.simulator import Fleet, SimulatedCodat
 from exporter.simulator.fleet import CONSISTENT, NEXT_ON_LAST_PAGE, TOTAL_TOO_HIGH
 from tests.contract import Contract, ManualClock, load_schemas

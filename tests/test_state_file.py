@@ -19,12 +19,10 @@ import pytest
 import requests
 
 from exporter.cli import publish_rendering, resume
-from exporter.collector import Exposition
-from exporter.sharding import Shard
-from exporter.simulator import Fault, SimulatedCodat
-from exporter.simulator.server import COMPANIES, CONNECTIONS, DATA_STATUS, LISTING, SYNC_SETTINGS
-from exporter.state import Snapshot
-from exporter.statefile import (
+from exporter.config.sharding import Shard
+from exporter.core.snapshot import Snapshot
+from exporter.exposition.render import Exposition
+from exporter.poll.statefile import (
     FORMAT,
     RENDERED,
     STATE,
@@ -37,6 +35,8 @@ from exporter.statefile import (
     save,
     unpack,
 )
+from exporter.simulator import Fault, SimulatedCodat
+from exporter.simulator.server import COMPANIES, CONNECTIONS, DATA_STATUS, LISTING, SYNC_SETTINGS
 from tests.harness import API_KEY, LISTEN_ANYWHERE, Harness, Program, parse_exposition
 from tests.test_cli import run_cli
 
@@ -725,7 +725,9 @@ def test_should_start_without_a_state_file_it_cannot_read_saying_so_once(
         found = read(path, harness.config.shard)
         result = harness.poll()
     # Check: one line of the file's, and the cycles go on
-    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "exporter.statefile"]
+    lines = [
+        (r.levelno, r.getMessage()) for r in caplog.records if r.name == "exporter.poll.statefile"
+    ]
     assert found is None
     assert len(lines) == 1 and lines[0][0] == level and said in lines[0][1], lines
     assert result.all_succeeded

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from exporter.atomicfile import remove_leftovers
 from exporter.cli import read_state_file
-from exporter.config import parse_config
-from exporter.sharding import Shard
+from exporter.config.sections import parse_config
+from exporter.config.sharding import Shard
+from exporter.core.atomicfile import remove_leftovers
+from exporter.poll.statefile import load, read
 from exporter.simulator import Fleet, SimulatedCodat
-from exporter.statefile import load, read
 from tests.harness import API_KEY, LISTEN_ANYWHERE, FakeClock, Harness, Program
 from tests.test_state_file import DECODED, with_state
 
@@ -172,9 +172,9 @@ def test_should_start_and_listen_without_reading_what_is_not_a_state_file(
         code = program.process.wait(timeout=60)
     log = program.stderr
     # Check: one line saying what and why; listening; never read (memory stayed small)
-    lines = [line for line in log.splitlines() if "exporter.statefile:" in line]
+    lines = [line for line in log.splitlines() if "exporter.poll.statefile:" in line]
     assert len(lines) == 1, log
-    assert f"WARNING exporter.statefile: state file {path} ignored: {said}" in lines[0]
+    assert f"WARNING exporter.poll.statefile: state file {path} ignored: {said}" in lines[0]
     assert healthy.status_code == 200
     assert peak < 256 << 20, f"peak RSS {peak:,} bytes"
     assert code == 0
@@ -196,7 +196,7 @@ def test_should_read_a_state_file_of_the_bound_and_refuse_one_byte_more(
     # Check
     assert at_the_bound is not None
     assert over is None
-    assert [r.getMessage() for r in caplog.records if r.name == "exporter.statefile"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "exporter.poll.statefile"] == [
         f"state file {path} ignored: {size:,} bytes, more than state.max_file_bytes "
         f"({size - 1:,}); starting without it"
     ]
@@ -252,7 +252,7 @@ def test_should_remove_only_the_leftovers_of_the_file_it_names(
     assert journal == (1, 0)
     expected = set(kept_files) - {"state.json.refreshes.k3x9_q2a.tmp"}
     assert names == sorted(expected | {"state.json.dir_name.tmp", "state.json.symlinks.tmp"})
-    messages = [r.getMessage() for r in caplog.records if r.name == "exporter.atomicfile"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "exporter.core.atomicfile"]
     assert messages[0] == (
         f"removed 2 temporary files (1,024 bytes) left beside {target} by writes cut short "
         "(a kill or a crash)"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from exporter.core.families import LAST_DISCOVERY, QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
 from exporter.demo import start_demo
-from exporter.metrics import LAST_DISCOVERY, QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
 from tests.harness import START, FakeClock, Harness, Scrape
 from tests.statusfleet import (
     HOUR,

@@ -13,19 +13,19 @@ from urllib.parse import quote, quote_plus
 import pytest
 import requests
 
-from exporter.assess import STUCK_AFTER
-from exporter.collector import Exposition
-from exporter.config import FreshnessConfig
-from exporter.metrics import (
+from exporter.config.sections import FreshnessConfig
+from exporter.core.families import (
     LAST_DISCOVERY,
     PAUSED_UNTIL,
     QUOTA_LIMIT,
     QUOTA_REMAINING,
     QUOTA_RESET,
 )
-from exporter.state import ConnectionState, SyncDetail
-from exporter.statuspage import ROW_LIMIT
-from exporter.webconfig import load_web_config
+from exporter.core.snapshot import ConnectionState, SyncDetail
+from exporter.exposition.assess import STUCK_AFTER
+from exporter.exposition.render import Exposition
+from exporter.web.statuspage import ROW_LIMIT
+from exporter.web.webconfig import load_web_config
 from tests.harness import START
 from tests.promtools import PRESET_RULES, RULES, alert_rules
 from tests.statusfleet import (

@@ -7,8 +7,8 @@ import socket
 import pytest
 import requests
 
-from exporter.web import WEBHOOK_PATH, ExporterServer
-from exporter.webhooks import WebhookReceiver, WebhookVerifier
+from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier
+from exporter.web.server import WEBHOOK_PATH, ExporterServer
 from tests.harness import FakeClock, Harness
 from tests.test_webhooks import new_secret
 

@@ -25,9 +25,9 @@ import pytest
 import requests
 
 from exporter.cli import main
-from exporter.web import WEBHOOK_PATH, ExporterServer
-from exporter.webfront import MAX_HEAD_BYTES
-from exporter.webhooks import WebhookReceiver, WebhookVerifier
+from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier
+from exporter.web.front import MAX_HEAD_BYTES
+from exporter.web.server import WEBHOOK_PATH, ExporterServer
 from tests.harness import FakeClock, Harness
 from tests.test_hostile_input import logging_restored
 from tests.test_webhooks import new_secret

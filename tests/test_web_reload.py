@@ -21,8 +21,8 @@ import pytest
 import requests
 import trustme
 
-from exporter.web import ExporterServer
-from exporter.webreload import CHECK_EVERY, ReloadingWebConfig
+from exporter.web.reload import CHECK_EVERY, ReloadingWebConfig
+from exporter.web.server import ExporterServer
 from tests.harness import FakeClock, Harness
 
 USER = "prometheus"

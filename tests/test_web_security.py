@@ -24,9 +24,9 @@ import pytest
 import requests
 import trustme
 
-from exporter.web import WEBHOOK_PATH, ExporterServer
-from exporter.webconfig import BASIC_CHALLENGE, WebConfig, load_web_config
-from exporter.webhooks import WebhookReceiver, WebhookVerifier, sign
+from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier, sign
+from exporter.web.server import WEBHOOK_PATH, ExporterServer
+from exporter.web.webconfig import BASIC_CHALLENGE, WebConfig, load_web_config
 from tests.harness import LISTEN_ANYWHERE, FakeClock, Harness, Program
 from tests.test_web_hardening import HOLDING, hang_up
 from tests.test_webhooks import new_secret

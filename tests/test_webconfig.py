@@ -20,8 +20,8 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from exporter.config import ConfigError
-from exporter.webconfig import BASIC_CHALLENGE, WebConfig, load_web_config
+from exporter.config.sections import ConfigError
+from exporter.web.webconfig import BASIC_CHALLENGE, WebConfig, load_web_config
 
 INVALID = sorted((Path(__file__).parent / "fixtures" / "webconfig").glob("*.yml"))
 PASSWORD = "correct horse battery staple"

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from exporter.config import ConfigError
-from exporter.webhooks import (
+from exporter.codat.webhooks import (
     EVENT_TYPE_LABELS,
     RESULTS,
     Action,
@@ -24,6 +23,7 @@ from exporter.webhooks import (
     parse_event,
     sign,
 )
+from exporter.config.sections import ConfigError
 from tests.harness import FakeClock
 
 COMPANY = "0498e921-9b53-4396-a412-4f2f5983b0a2"

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 import requests
 
+from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier, sign
 from exporter.simulator import Fleet, SimulatedCodat
 from exporter.simulator.server import CONNECTIONS, DATA_STATUS
-from exporter.web import WEBHOOK_PATH, ExporterServer
-from exporter.webhooks import WebhookReceiver, WebhookVerifier, sign
+from exporter.web.server import WEBHOOK_PATH, ExporterServer
 from tests.contract import Contract, load_schemas
 from tests.harness import (
     API_KEY,

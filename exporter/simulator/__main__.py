@@ -17,7 +17,7 @@ import argparse
 import signal
 import threading
 
-from exporter.clock import SystemClock
+from exporter.core.clock import SystemClock
 from exporter.simulator import DEFAULT_API_KEY, Fleet, SimulatedCodat
 from exporter.simulator.syncs import format_datetime
 

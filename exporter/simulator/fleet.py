@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.clock import Clock
-from exporter.codat import DATA_TYPES, IN_PROGRESS_STATUSES, KNOWN_STATUSES
+from exporter.core.clock import Clock
+from exporter.core.contract import DATA_TYPES, IN_PROGRESS_STATUSES, KNOWN_STATUSES
 from exporter.simulator.syncs import (
     HOUR,
     History,

@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from exporter.client import PULL_OPERATION, QUEUE_DATA_TYPE
+from exporter.core.contract import PULL_OPERATION, QUEUE_DATA_TYPE
 from exporter.simulator.fleet import (
     NEXT_ON_LAST_PAGE,
     PAGING_STYLES,
@@ -273,7 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see exporter.web
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see web.server
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

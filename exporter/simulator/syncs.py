@@ -31,7 +31,7 @@ from functools import cached_property
 from itertools import islice
 from typing import Any, overload
 
-from exporter.codat import ERROR_STATUSES, IN_PROGRESS_STATUSES
+from exporter.core.contract import ERROR_STATUSES, IN_PROGRESS_STATUSES
 
 MINUTE = 60.0
 HOUR = 3600.0

@@ -2,7 +2,7 @@
 the fleet preset's variant of the fleet overview.
 
 UIDs are stable: alerts link to them (``dashboard_url``) and so do the tables here.
-Queries name metrics through ``exporter.metrics`` so a rename cannot leave one behind.
+Queries name metrics through ``exporter.core.families`` so a rename cannot leave one behind.
 """
 
 from __future__ import annotations

@@ -7,15 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.codat import ERROR_STATUSES
-from exporter.metrics import (
-    BUILD_INFO,
-    COMPANIES,
-    COMPANY_UP,
-    LAST_SYNC_AGE,
-    MAX_AGE,
-    STATUS,
-)
+from exporter.core.contract import ERROR_STATUSES
+from exporter.core.families import BUILD_INFO, COMPANIES, COMPANY_UP, LAST_SYNC_AGE, MAX_AGE, STATUS
 from monitoring.panels import (
     Layout,
     by_name,

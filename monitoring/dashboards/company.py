@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.metrics import (
+from exporter.core.families import (
     COMPANY_CREATED,
     COMPANY_LAST_SUCCESS,
     COMPANY_UP,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.metrics import (
+from exporter.core.families import (
     API_DURATION,
     API_REQUESTS,
     BUILD_INFO,

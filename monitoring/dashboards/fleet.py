@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.codat import CONNECTION_STATUSES
-from exporter.metrics import (
+from exporter.core.contract import CONNECTION_STATUSES
+from exporter.core.families import (
     COMPANIES_BY_STATUS,
     COMPANY_UP,
     CONNECTION_STATUS,

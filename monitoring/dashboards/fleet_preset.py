@@ -1,5 +1,5 @@
 """The Fleet overview of the fleet preset: the default's, without any family the preset
-denies (``exporter.metrics.FLEET_PRESET_DENYLIST``: the per-pair ones, and the per-company
+denies (``exporter.core.families.FLEET_PRESET_DENYLIST``: the per-pair ones, and the per-company
 ones but ``codat_exporter_company_up``). Counts per data type come from
 ``codat_data_type_companies`` and ``codat_data_type_stale_companies``, connections per
 platform from ``codat_connections``, the SLO from the same recorded series as the
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.metrics import COMPANIES_BY_STATUS, COMPANY_UP, CONNECTIONS, STALE_COMPANIES
+from exporter.core.families import COMPANIES_BY_STATUS, COMPANY_UP, CONNECTIONS, STALE_COMPANIES
 from monitoring.dashboards.common import (
     ERRORS,
     FLEET_PRESET_UID,

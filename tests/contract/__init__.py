@@ -69,7 +69,7 @@ def _describe(error: ValidationError) -> str:
 
 
 class ManualClock:
-    """A clock (exporter.clock.Clock) that moves only when told to; sleeping advances it."""
+    """A clock (exporter.core.clock.Clock) that moves only when told to; sleeping advances it."""
 
     def __init__(self, start: float) -> None:
         self._now = start

@@ -1,0 +1,1 @@
+"""Talking to Codat: the client, what it reads besides dataStatus, refreshes, webhooks."""

@@ -1,0 +1,405 @@
+"""Heal what can heal itself (``refresh``, off by default): queue a new sync of a pair whose
+latest sync keeps failing with a transient error, as an operator would after reading the
+alert. Codat's docs: an AuthError needs the customer to relink, but "other error states may
+be resolved by queueing a new synchronization after waiting some time".
+
+For each pair of a company just polled:
+
+- Only the configured statuses (FetchError, MapError, ... by default; never AuthError,
+  NotSupported, PermissionsError, PrerequisiteNotMet), and, with ``refresh.stale``, a
+  Complete pair past its max age. Never a paused pair, never one whose latest sync is
+  queued or running: at most one refresh in flight per pair.
+- The first refresh once the pair has been failing ``refresh.after`` (from its pull
+  operation's completed or requested time, else from when the exporter first saw it
+  failing; a stale Complete pair from when it became stale, its last successful sync plus
+  its max age); each further one waits ``refresh.backoff`` times longer than the last.
+- At most ``max_per_company_per_day`` per company and ``max_per_day`` for this replica per
+  UTC day; the caps reset at 00:00 UTC, as Codat's quota does.
+- ``POST /companies/{companyId}/data/queue/{dataType}`` (with the failed sync's connection
+  when known). Codat answering with the pull operation already in flight, or 409, is
+  ``already_in_progress``, not an error. Another 4xx (429 aside, which pauses the client as
+  any request does) stops that pair's refreshes for the day, logged once.
+- A pair that recovers (Complete and fresh) forgets its attempts: its backoff starts over.
+
+Each refresh queued (or, ``dry_run``, only logged) is one log line with company, data type,
+status and attempt, and counts in ``codat_exporter_refreshes_total{data_type, result}``.
+Each is written to the refresh journal (``exporter.codat.refreshjournal``) before its POST is
+sent, so that no kill, stop or restart resets the caps or the backoff; a refresh the journal
+cannot take is not sent (``journal_error``). The state file keeps the rest (when each pair
+began failing), and neither can lower what the other says.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from exporter.codat.client import ApiKeyRejected, CodatClient, CodatError
+from exporter.codat.refreshjournal import QUEUED, RESET, STOPPED, Entry, Journal, utc_day
+from exporter.config.sections import RefreshConfig
+from exporter.core.clock import Clock
+from exporter.core.contract import IN_PROGRESS_STATUSES, QUEUE_DATA_TYPE
+from exporter.core.snapshot import DataTypeStatus, RefreshMark, SyncDetail
+from exporter.exposition.instruments import ExporterMetrics
+
+log = logging.getLogger(__name__)
+
+COMPLETE = "Complete"
+_RUNNING = frozenset(IN_PROGRESS_STATUSES)
+RESULTS = ("queued", "dry_run", "already_in_progress", "capped", "rejected", "error",
+           "journal_error")  # fmt: skip
+
+
+Key = tuple[str, str]
+"""(company id, data type)."""
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """What is known of one failing pair's refreshes."""
+
+    failing_since: float
+    attempts: int = 0
+    queued_at: float | None = None
+    stopped_on: str = ""
+    """The UTC day a 4xx stopped its refreshes, or ""."""
+    capped_on: str = ""
+    """The UTC day its refresh was last counted as capped, so a cap counts once a day."""
+
+
+def _later(known: _Pair, other: _Pair) -> _Pair:
+    """What two accounts of a pair say together: the later refresh and its attempts, the
+    earlier failure, the later stop and cap; neither can lower what the other says."""
+    refreshed = max(known, other, key=lambda p: -math.inf if p.queued_at is None else p.queued_at)
+    return _Pair(
+        min(known.failing_since, other.failing_since),
+        refreshed.attempts,
+        refreshed.queued_at,
+        max(known.stopped_on, other.stopped_on),
+        max(known.capped_on, other.capped_on),
+    )
+
+
+class Refresher:
+    def __init__(
+        self,
+        config: RefreshConfig,
+        client: CodatClient,
+        metrics: ExporterMetrics,
+        clock: Clock,
+        journal: Journal | None = None,
+    ) -> None:
+        self._config = config
+        self._client = client
+        self._metrics = metrics
+        self._clock = clock
+        self._journal = journal
+        """None only in a dry run: nothing is sent (the state file keeps its counts)."""
+        self._replayed = False
+        self._journal_failing = False
+        self._pairs: dict[Key, _Pair] = {}
+        self._day = utc_day(clock.time())
+        self._fleet_today = 0
+        self._company_today: dict[str, int] = {}
+        self._lock = threading.Lock()
+        with self._lock:
+            self._replay()
+
+    def consider(
+        self,
+        company_id: str,
+        data_types: Iterable[DataTypeStatus],
+        syncs: Mapping[str, SyncDetail],
+        max_ages: Mapping[str, float],
+        deadline: float,
+    ) -> dict[str, RefreshMark]:
+        """Refresh what is due among a company's pairs, just polled; the marks of its pairs
+        that have been refreshed (for the status page)."""
+        now = self._clock.time()
+        marks: dict[str, RefreshMark] = {}
+        for item in data_types:
+            key = (company_id, item.data_type)
+            sync = syncs.get(item.data_type)
+            if sync is not None and sync.sync_id != item.latest_sync_id:
+                sync = None
+            max_age = max_ages.get(item.data_type)
+            if not self._wanted(item, sync, max_age, now):
+                with self._lock:
+                    if item.status not in _RUNNING:
+                        self._forget(key, now)  # recovered (or never wanted): start over
+                    known = self._pairs.get(key)
+            else:
+                self._maybe_refresh(key, item, sync, max_age, now=now, deadline=deadline)
+                with self._lock:
+                    known = self._pairs.get(key)
+            if known is not None and known.queued_at is not None:
+                marks[item.data_type] = RefreshMark(known.queued_at, known.attempts)
+        return marks
+
+    def _wanted(
+        self, item: DataTypeStatus, sync: SyncDetail | None, max_age: float | None, now: float
+    ) -> bool:
+        if sync is not None and sync.paused_until is not None and sync.paused_until > now:
+            return False
+        if item.status in self._config.statuses:
+            return True
+        if not self._config.stale or item.status != COMPLETE:
+            return False
+        synced = item.last_successful_sync
+        return synced is not None and max_age is not None and now - synced > max_age
+
+    def _maybe_refresh(
+        self,
+        key: Key,
+        item: DataTypeStatus,
+        sync: SyncDetail | None,
+        max_age: float | None,
+        *,
+        now: float,
+        deadline: float,
+    ) -> None:
+        config = self._config
+        with self._lock:
+            self._roll_day(now)
+            replayed = self._replay()
+            known = self._pairs.get(key)
+            if known is None:
+                known = _Pair(failing_since=_failing_since(item, sync, max_age, now))
+                self._pairs[key] = known
+            if known.stopped_on == self._day:
+                return
+            waited_from = known.failing_since if known.queued_at is None else known.queued_at
+            wait = config.after * config.backoff**known.attempts
+            if now - waited_from < wait:
+                return
+            company_id = key[0]
+            if (
+                self._fleet_today >= config.max_per_day
+                or self._company_today.get(company_id, 0) >= config.max_per_company_per_day
+            ):
+                if known.capped_on != self._day:
+                    self._pairs[key] = replace(known, capped_on=self._day)
+                    self._count(item.data_type, "capped")
+                    log.info("refresh of company %s %s capped for today (%s)", company_id,
+                             item.data_type, item.status)  # fmt: skip
+                return
+            attempt = known.attempts + 1
+            if not (replayed and self._record(Entry(QUEUED, *key, now, attempt))):
+                self._count(item.data_type, "journal_error")
+                return
+            self._fleet_today += 1
+            self._company_today[company_id] = self._company_today.get(company_id, 0) + 1
+            self._pairs[key] = replace(known, attempts=attempt, queued_at=now)
+        if config.dry_run:
+            self._count(item.data_type, "dry_run")
+            log.info("refresh (dry run, not queued): company %s %s, %s, attempt %d",
+                     key[0], item.data_type, item.status, attempt)  # fmt: skip
+            return
+        self._queue(key, item, sync, attempt, deadline)
+
+    def _queue(
+        self,
+        key: Key,
+        item: DataTypeStatus,
+        sync: SyncDetail | None,
+        attempt: int,
+        deadline: float,
+    ) -> None:
+        company_id, data_type = key
+        params = {"connectionId": sync.connection_id} if sync and sync.connection_id else None
+        try:
+            body = self._client.post_json(
+                QUEUE_DATA_TYPE, deadline, params, companyId=company_id, dataType=data_type
+            )
+        except ApiKeyRejected:
+            raise
+        except CodatError as exc:
+            status = exc.status or 0
+            if status == 409:
+                self._count(data_type, "already_in_progress")
+                return
+            if 400 <= status < 500 and status != 429:
+                self._count(data_type, "rejected")
+                with self._lock:
+                    known = self._pairs.get(key)
+                    if known is not None:
+                        self._pairs[key] = replace(known, stopped_on=self._day)
+                    self._record(Entry(STOPPED, *key, self._clock.time()))
+                log.warning("company %s %s: Codat refused the refresh (%s); no more today",
+                            company_id, data_type, exc)  # fmt: skip
+                return
+            self._count(data_type, "error")
+            log.warning("company %s %s: refresh failed: %s", company_id, data_type, exc)
+            return
+        if isinstance(body, dict) and body.get("id") == item.latest_sync_id:
+            self._count(data_type, "already_in_progress")
+            return
+        self._count(data_type, "queued")
+        log.info("refresh queued: company %s %s, %s, attempt %d", company_id, data_type,
+                 item.status, attempt)  # fmt: skip
+
+    def _roll_day(self, now: float) -> None:
+        day = utc_day(now)
+        if day != self._day:
+            self._day, self._fleet_today, self._company_today = day, 0, {}
+            self._compact()
+
+    def _forget(self, key: Key, now: float) -> None:
+        """Start a pair over; the caller holds _lock."""
+        dropped = self._pairs.pop(key, None)
+        if dropped is not None and dropped.attempts:
+            self._record(Entry(RESET, *key, now))
+
+    # --- the journal: the caller holds _lock ----------------------------------------------
+
+    def _replay(self) -> bool:
+        """Take in what the journal says has been done (once), and compact it; False while
+        it cannot be read, when no refresh may be sent."""
+        journal = self._journal
+        if journal is None:
+            return self._config.dry_run  # sending needs a journal (config: state.file)
+        if self._replayed:
+            return True
+        try:
+            entries = journal.read()
+        except OSError as exc:
+            self._journal_failed(journal, exc)
+            return False
+        self._replayed = True
+        fleet, companies, pairs = _replayed(entries, self._day)
+        self._merge(self._day, fleet, companies, pairs)
+        if entries:
+            log.info("refresh journal %s: %d refreshes today, %d pairs with refreshes",
+                     journal.path, fleet, len(pairs))  # fmt: skip
+        self._compact()
+        return True
+
+    def _record(self, entry: Entry) -> bool:
+        """Append ``entry`` to the journal, durably; False (logged once) when it cannot be."""
+        if self._journal is None:
+            return True
+        try:
+            self._journal.append(entry)
+        except OSError as exc:
+            self._journal_failed(self._journal, exc)
+            return False
+        if self._journal_failing:
+            log.info("refresh journal %s written again", self._journal.path)
+            self._journal_failing = False
+        return True
+
+    def _compact(self) -> None:
+        """Rewrite the journal as today's entries and each pair's latest refresh before."""
+        if self._journal is None or not self._replayed:
+            return
+        carried = [
+            Entry(QUEUED, company, data_type, pair.queued_at, pair.attempts)
+            for (company, data_type), pair in self._pairs.items()
+            if pair.queued_at is not None and utc_day(pair.queued_at) < self._day
+        ]
+        try:
+            self._journal.compact(self._day, carried)
+        except OSError as exc:
+            self._journal_failed(self._journal, exc)
+
+    def _journal_failed(self, journal: Journal, exc: OSError) -> None:
+        level = logging.DEBUG if self._journal_failing else logging.WARNING
+        log.log(level, "refresh journal %s cannot be read or written (%s): no refresh is sent "
+                "until it can", journal.path, exc.strerror or exc)  # fmt: skip
+        self._journal_failing = True
+
+    def _merge(
+        self, day: str, fleet: int, companies: Mapping[str, int], pairs: Mapping[Key, _Pair]
+    ) -> None:
+        """Take in counts and pairs from the journal or the state file, keeping the higher
+        count and the later refresh: a file written before the journal's latest entries
+        cannot lower them."""
+        if day == self._day:
+            self._fleet_today = max(self._fleet_today, fleet)
+            for company_id, count in companies.items():
+                counted = self._company_today.get(company_id, 0)
+                self._company_today[company_id] = max(counted, count)
+        for key, pair in pairs.items():
+            known = self._pairs.get(key)
+            self._pairs[key] = pair if known is None else _later(known, pair)
+
+    def _count(self, data_type: str, result: str) -> None:
+        self._metrics.refreshes.labels(data_type, result).inc()
+
+    def forget_all_but(self, kept: set[str]) -> None:
+        with self._lock:
+            for key in [k for k in self._pairs if k[0] not in kept]:
+                del self._pairs[key]
+
+    def saved(self) -> dict[str, Any]:
+        """What the state file keeps of the refreshes: when each pair began failing, besides
+        what the journal holds (counts, attempts), which a restore cannot lower."""
+        with self._lock:
+            return {
+                "day": self._day,
+                "fleet_today": self._fleet_today,
+                "company_today": dict(self._company_today),
+                "pairs": [
+                    [c, d, p.failing_since, p.attempts, p.queued_at, p.stopped_on, p.capped_on]
+                    for (c, d), p in self._pairs.items()
+                ],
+            }
+
+    def restore(self, saved: Mapping[str, Any]) -> None:
+        """Resume from ``saved`` (from the state file); anything malformed is ignored whole."""
+        try:
+            pairs = {
+                (str(c), str(d)): _Pair(
+                    float(since),
+                    int(attempts),
+                    None if queued is None else float(queued),
+                    str(stopped),
+                    str(capped),
+                )
+                for c, d, since, attempts, queued, stopped, capped in saved.get("pairs", [])
+            }
+            day = str(saved.get("day", ""))
+            fleet = int(saved.get("fleet_today", 0))
+            companies = {str(k): int(v) for k, v in dict(saved.get("company_today", {})).items()}
+        except (TypeError, ValueError):
+            log.warning("state file: refresh section malformed; the refresh journal alone "
+                        "says what was refreshed")  # fmt: skip
+            return
+        with self._lock:
+            self._merge(day, fleet, companies, pairs)
+
+
+def _failing_since(
+    item: DataTypeStatus, sync: SyncDetail | None, max_age: float | None, now: float
+) -> float:
+    """When a pair newly seen wanting a refresh began to: when it became stale (a Complete
+    pair), else when its failed sync ended or was requested, else now."""
+    since: float | None = None
+    if item.status == COMPLETE:
+        synced = item.last_successful_sync
+        since = None if synced is None or max_age is None else synced + max_age
+    elif sync is not None:
+        since = sync.completed or sync.requested
+    return now if since is None else min(since, now)
+
+
+def _replayed(entries: Iterable[Entry], day: str) -> tuple[int, dict[str, int], dict[Key, _Pair]]:
+    """(refreshes on ``day``, per company, each pair's refreshes) the journal says."""
+    fleet, companies, pairs = 0, dict[str, int](), dict[Key, _Pair]()
+    for entry in entries:
+        key = (entry.company, entry.data_type)
+        if entry.kind == QUEUED:
+            if entry.day == day:
+                fleet += 1
+                companies[entry.company] = companies.get(entry.company, 0) + 1
+            known = pairs.get(key, _Pair(failing_since=entry.at))
+            pairs[key] = replace(known, attempts=entry.attempt, queued_at=entry.at)
+        elif entry.kind == STOPPED:
+            pairs[key] = replace(pairs.get(key, _Pair(entry.at)), stopped_on=entry.day)
+        else:
+            pairs.pop(key, None)
+    return fleet, companies, pairs

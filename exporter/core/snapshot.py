@@ -1,0 +1,153 @@
+"""The poll's result: an immutable snapshot, swapped in whole after every cycle.
+
+Nothing here is updated in place. /metrics reads whatever snapshot is current, so a
+company that vanished from the last poll simply is not in it: there are no long-lived
+label sets to purge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+NOT_FOUND = "not_found"
+"""The poll error of a request Codat answers 404 (``client.NotFound``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataTypeStatus:
+    data_type: str
+    status: str
+    last_successful_sync: float | None
+    """Unix seconds, or None when the data type never synced successfully."""
+    latest_sync_id: str = ""
+    """The pull operation of the latest sync (``latestSyncId``); empty when not given."""
+    latest_successful_sync_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDetail:
+    """What the pull operation of a pair's latest sync says, read only when that sync is
+    not Complete: why it failed, what paused it, when it was requested.
+
+    ``error_message`` and ``status_description`` are free text: shown on the status page,
+    never label values."""
+
+    sync_id: str
+    status: str
+    error_message: str | None = None
+    status_description: str | None = None
+    requested: float | None = None
+    """Unix seconds."""
+    completed: float | None = None
+    progress: int | None = None
+    paused_until: float | None = None
+    """From a ``statusDescription`` of "Paused until <DateTime>"."""
+    connection_id: str = ""
+    """The connection the sync ran on, when the pull operation says."""
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshMark:
+    """A refresh the exporter queued for a failing pair (``exporter.codat.refresh``)."""
+
+    queued_at: float
+    """Unix seconds of the latest one."""
+    attempts: int
+    """Refreshes of this failure so far (reset when the pair recovers)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionState:
+    connection_id: str
+    platform: str
+    source_type: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyInfo:
+    """What Codat says of the company itself, from the listing or GET /companies/{id}."""
+
+    name: str = ""
+    """Empty until read."""
+    created: float | None = None
+    """Unix seconds the company was created in Codat, when read."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyState:
+    company_id: str
+    name: str
+    up: bool
+    """Whether the latest poll succeeded; when it did not, ``data_types`` are the last good."""
+    last_poll_success: float | None
+    data_types: tuple[DataTypeStatus, ...]
+    connections: tuple[ConnectionState, ...] = ()
+    sync_schedules: Mapping[str, float] = field(default_factory=dict)
+    """Codat's ``syncSchedule`` (hours) per data type, when read (freshness.from_sync_settings)."""
+    created: float | None = None
+    """Unix seconds the company was created in Codat, when read."""
+    syncs: Mapping[str, SyncDetail] = field(default_factory=dict)
+    """Per data type, the latest sync's pull operation when it is not Complete."""
+    refreshes: Mapping[str, RefreshMark] = field(default_factory=dict)
+    """Per data type, the refresh queued for it while it fails (``refresh.enabled``)."""
+    poll_error: str = ""
+    """Why the latest poll failed, as ``codat_exporter_poll_errors_total`` counts it
+    (``timeout``, ``not_found`` ...); empty while ``up``."""
+    not_found: bool = False
+    """Codat answered the latest poll's dataStatus with 404: a company of ``companies.ids``
+    it does not know (one that discovery found leaves the snapshot instead). A 404 for
+    only its name, connections or sync settings is a failure like any other."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One company's poll, as the workers report it."""
+
+    company_id: str
+    data_types: tuple[DataTypeStatus, ...] | None = None
+    """The data types read, or None when the dataStatus request failed."""
+    error: str = ""
+    reason: str = ""
+    """Why some request of the company's poll failed; empty when all succeeded."""
+    gone: bool = False
+    """Codat answered 404 for a company discovery found: it leaves the snapshot. A company
+    of ``companies.ids`` is never gone, only failing with ``not_found``."""
+    at: float = 0.0
+    """Monotonic time the poll finished: of two results for a company, the later wins."""
+    syncs: Mapping[str, SyncDetail] = field(default_factory=dict)
+    """With ``data_types``: the latest-sync details read (``exporter.codat.diagnostics``)."""
+    refreshes: Mapping[str, RefreshMark] = field(default_factory=dict)
+
+    @property
+    def not_found(self) -> bool:
+        """Codat answered the dataStatus request with 404, and the company stays."""
+        return self.reason == NOT_FOUND and self.data_types is None and not self.gone
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    companies: Mapping[str, CompanyState] = field(default_factory=dict)
+    monitored: int = 0
+    poll_duration: float | None = None
+    last_poll: float | None = None
+    """Unix time the cycle that produced this snapshot ended; None before the first."""
+    unready_reason: str = ""
+    """Why this fleet is not the one configured, e.g. discovery has never succeeded, so
+    "0 companies, all fine" would be a lie; empty when it is."""
+    loading: bool = False
+    """Just after a restart: /metrics serves the rendering kept in the state file while
+    the companies themselves are decoded (a few seconds at 10,000), so ``companies`` is
+    still empty; the status page waits for them."""
+
+    @property
+    def complete(self) -> bool:
+        return self.last_poll is not None
+
+    @property
+    def ready(self) -> bool:
+        """What ``/-/ready`` answers: data is served (a cycle has ended, a state file was
+        loaded, or the first cycle has published some companies) for the configured fleet."""
+        served = self.complete or bool(self.companies) or self.loading
+        return served and not self.unready_reason

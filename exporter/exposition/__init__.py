@@ -1,0 +1,1 @@
+"""What is shown: the judgement of each pair, the rendered /metrics, the store."""

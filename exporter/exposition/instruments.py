@@ -1,0 +1,144 @@
+"""The exporter's own instrumentation: counters, histograms and gauges of what it does
+(requests to Codat, poll errors, webhooks, refreshes), in a private registry.
+
+Their label sets are small and fixed, so prometheus_client's classes suit them; the
+families rendered from the snapshot are ``exporter.exposition.render``'s. Names, types and
+HELP come from ``exporter.core.families``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.core.families import (
+    API_DURATION,
+    API_REQUESTS,
+    BUILD_INFO,
+    CYCLE_PROGRESS,
+    DISCOVERY_FAILURES,
+    ESTIMATED_DAILY,
+    HTTP_REJECTED,
+    LAST_DISCOVERY,
+    POLL_ERROR_REASONS,
+    POLL_ERRORS,
+    PULL_OPERATION_ERRORS,
+    QUOTA_LIMIT,
+    QUOTA_REMAINING,
+    QUOTA_RESET,
+    RATE_LIMITED,
+    REFRESHES,
+    REQUEST_BUCKETS,
+    SHARD_INFO,
+    STATE_FILE_ERRORS,
+    SYNC_BUCKETS,
+    SYNC_DURATION,
+    WEBHOOKS,
+    MetricSpec,
+)
+
+
+def _base(spec: MetricSpec) -> str:
+    return spec.name.removesuffix("_total")
+
+
+class LatestValues(Collector):
+    """Gauges with no sample until a value is known.
+
+    A plain prometheus_client Gauge exports 0 from the start, and ``codat_api_quota_remaining
+    0`` before Codat has answered once would fire the quota alert for nothing.
+    """
+
+    def __init__(self, specs: tuple[MetricSpec, ...]) -> None:
+        self._specs = specs
+        self._values: dict[str, float] = {}
+
+    def set(self, spec: MetricSpec, value: float) -> None:
+        self._values[spec.name] = value
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily(spec.name, spec.help) for spec in self._specs]
+
+    def collect(self) -> Iterable[Metric]:
+        values = dict(self._values)
+        return [
+            GaugeMetricFamily(spec.name, spec.help, value=values[spec.name])
+            for spec in self._specs
+            if spec.name in values
+        ]
+
+
+class ExporterMetrics:
+    """The exporter's own instrumentation, in a registry of its own (no global state)."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only double the counters' series count
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.api_requests = Counter(
+            _base(API_REQUESTS), API_REQUESTS.help, API_REQUESTS.labels, registry=self.registry
+        )
+        self.api_duration = Histogram(
+            API_DURATION.name,
+            API_DURATION.help,
+            API_DURATION.labels,
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+        self.poll_errors = Counter(
+            _base(POLL_ERRORS), POLL_ERRORS.help, POLL_ERRORS.labels, registry=self.registry
+        )
+        for reason in POLL_ERROR_REASONS:
+            self.poll_errors.labels(reason)
+        self.pull_operation_errors = Counter(
+            _base(PULL_OPERATION_ERRORS),
+            PULL_OPERATION_ERRORS.help,
+            PULL_OPERATION_ERRORS.labels,
+            registry=self.registry,
+        )
+        for reason in POLL_ERROR_REASONS:
+            self.pull_operation_errors.labels(reason)
+        self.sync_duration = Histogram(
+            SYNC_DURATION.name,
+            SYNC_DURATION.help,
+            SYNC_DURATION.labels,
+            buckets=SYNC_BUCKETS,
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(_base(RATE_LIMITED), RATE_LIMITED.help, registry=self.registry)
+        self.cycle_progress = Gauge(
+            CYCLE_PROGRESS.name, CYCLE_PROGRESS.help, registry=self.registry
+        )
+        self.refreshes = Counter(
+            _base(REFRESHES), REFRESHES.help, REFRESHES.labels, registry=self.registry
+        )
+        self.state_file_errors = Counter(
+            _base(STATE_FILE_ERRORS), STATE_FILE_ERRORS.help, registry=self.registry
+        )
+        self.discovery_failures = Counter(
+            _base(DISCOVERY_FAILURES), DISCOVERY_FAILURES.help, registry=self.registry
+        )
+        self.latest = LatestValues(
+            (QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET, ESTIMATED_DAILY, LAST_DISCOVERY)
+        )
+        self.registry.register(self.latest)
+        self.shard_info = self._gauge(SHARD_INFO)
+        self.webhooks = Counter(
+            _base(WEBHOOKS), WEBHOOKS.help, WEBHOOKS.labels, registry=self.registry
+        )
+        self.http_rejected = Counter(
+            _base(HTTP_REJECTED), HTTP_REJECTED.help, registry=self.registry
+        )
+        self._gauge(BUILD_INFO).labels(__version__).set(1)
+        ProcessCollector(registry=self.registry)
+
+    def _gauge(self, spec: MetricSpec) -> Gauge:
+        return Gauge(spec.name, spec.help, spec.labels, registry=self.registry)
+
+    def request_done(self, endpoint: str, code: str, seconds: float) -> None:
+        self.api_requests.labels(endpoint, code).inc()
+        self.api_duration.labels(endpoint).observe(seconds)

@@ -1,0 +1,1 @@
+"""The HTTP surface: listeners, /metrics, the status page and its API, health."""
