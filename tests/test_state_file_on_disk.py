@@ -1,6 +1,7 @@
 """The state file on disk: what a kill in the middle of a write leaves, and paths that are
-not a state file at all (a symlink to /dev/zero, a FIFO, a directory, a 1 GiB file). Real
-``python -m exporter`` processes and real signals, against the simulator on loopback."""
+not a state file at all (a symlink to /dev/zero, a FIFO, a 1 GiB file; a directory there is
+refused as configuration). Real ``python -m exporter`` processes and real signals, against
+the simulator on loopback."""
 
 from __future__ import annotations
 
@@ -152,7 +153,6 @@ def sparse(path: Path, size: int) -> None:
     [
         ("a symlink to /dev/zero", lambda p: p.symlink_to("/dev/zero"), "a character device"),
         ("a FIFO", os.mkfifo, "a FIFO (named pipe), not a regular file"),
-        ("a directory", Path.mkdir, "a directory, not a regular file"),
         ("a sparse file of 1 GiB and a byte", lambda p: sparse(p, GiB + 1),
          "1,073,741,825 bytes, more than state.max_file_bytes (1,073,741,824)"),
     ],

@@ -444,18 +444,22 @@ class StateConfig:
     )  # fmt: skip
 
     def check_directory(self) -> None:
-        """Refuse a state file that could never be written: its directory missing or not
-        writable, or the path a directory, a FIFO (reading it would hang the start) or a
-        device. Checked by ``--check-config`` and at start (``cli.check_start``), not by
-        ``parse_config``: a directory that goes away later is a runtime failure, logged
-        and retried every cycle."""
+        """Refuse a state file that could never be written, or whose writes would replace what
+        is not the exporter's: its directory missing or not writable, the path a directory,
+        or a device itself (``/dev/null``: its first save would replace the device). What
+        else is there that is not a state file (a FIFO, a symlink to ``/dev/zero``, a file of
+        2 GB) is the file's content, not the configuration: the start logs it once and
+        ignores it (``atomicfile.read``), and the first save replaces it. Checked by
+        ``--check-config`` and at start (``cli.check_start``), not by ``parse_config``: a
+        directory that goes away later is a runtime failure, logged and retried every
+        cycle."""
         if not self.file:
             return
         path = Path(self.file)
         directory = path.parent
         if path.is_dir():
             raise ConfigError(f"state.file: {shown(self.file)} is a directory; name a file in it")
-        if path.exists() and not path.is_file():
+        if not path.is_symlink() and (path.is_char_device() or path.is_block_device()):
             raise ConfigError(f"state.file: {shown(self.file)} is not a regular file")
         if not directory.is_dir():
             raise ConfigError(f"state.file: directory {shown(str(directory))} does not exist")
