@@ -19,6 +19,7 @@ import json
 import sys
 import time
 
+import requests
 from common import Child, log, machine, start_child
 from run import scrape
 
@@ -29,7 +30,7 @@ def variant(text: str) -> tuple[str, list[str]]:
 
 
 def measure(sim: Child, companies: int, label: str, settings: list[str], trace: int,
-            top: int) -> dict[str, object]:  # fmt: skip
+            top: int, status_page: bool = False) -> dict[str, object]:  # fmt: skip
     args = ["--base-url", sim.hello["url"], "--concurrency", "16"]
     for setting in settings:
         args += ["--set", setting]
@@ -45,6 +46,8 @@ def measure(sim: Child, companies: int, label: str, settings: list[str], trace: 
                 raise RuntimeError(f"{label}: polled {cycle['succeeded']} of {companies}")
         result["after_polls"] = child.memory()
         url = child.ask(30, "serve")["url"]
+        if status_page:
+            requests.get(url + "/", timeout=300).raise_for_status()
         plain = [scrape(url, compressed=False)[0] for _ in range(3)]
         gzipped = [scrape(url, compressed=True)[0] for _ in range(3)]
         result["scrape_s"] = {"plain": plain, "gzip": gzipped}
@@ -64,6 +67,8 @@ def main() -> int:
     parser.add_argument("--only", action="store_true", help="no default variant")
     parser.add_argument("--trace", type=int, default=0, metavar="FRAMES")
     parser.add_argument("--top", type=int, default=30, help="allocation sites to list")
+    parser.add_argument("--status-page", action="store_true",
+                        help="GET / once before the scrapes")  # fmt: skip
     args = parser.parse_args()
     variants = ([] if args.only else [("default", [])]) + args.variant
     started = time.monotonic()
@@ -73,7 +78,8 @@ def main() -> int:
     sim_args = ("--companies", str(args.companies), "--data-types", "25")
     with start_child("simulator", "sim_proc.py", *sim_args) as sim:
         for label, settings in variants:
-            results.append(measure(sim, args.companies, label, settings, args.trace, args.top))
+            results.append(measure(sim, args.companies, label, settings, args.trace, args.top,
+                                   args.status_page))  # fmt: skip
     with open("/proc/loadavg", encoding="ascii") as load:
         load_end = load.read().split()[:3]
     json.dump({"machine": machine(), "load": [load_start, load_end],
