@@ -11,6 +11,8 @@ mechanisms of issue 19, at 10,000 companies x 25 data types, in one run.
   ``state_codec.py`` and no rendering: it decodes the state with msgspec, builds today's
   dataclasses, renders /metrics, then listens. **msgspec-structs**: the same without
   building the dataclasses (the renderer reads the Struct mirrors' attributes).
+- **rendering+msgspec**: today's way (the rendering kept in the file, served while the
+  state decodes) with the prototype's state section.
 
 One simulated Codat (wall clock frozen) is polled once by ``python -m exporter --once``
 with ``state.file``: that file is today's; its state, re-encoded by ``state_codec.encode``,
@@ -67,8 +69,16 @@ PATHS = {
     "today": ["-m", "exporter"],
     "msgspec": [str(Path(__file__).with_name("restart_proto.py"))],
     "msgspec-structs": [str(Path(__file__).with_name("restart_proto.py")), "--structs"],
+    "rendering+msgspec": [str(Path(__file__).with_name("restart_proto.py")), "--keep-rendering"],
 }
 """How each restart path starts, after the interpreter."""
+STATE_FILES = {
+    "today": "today.state",
+    "msgspec": "msgspec.state",
+    "msgspec-structs": "msgspec.state",
+    "rendering+msgspec": "rendering+msgspec.state",
+}
+"""The file each path restarts with, in the work directory."""
 
 
 def load() -> str:
@@ -111,9 +121,9 @@ def fill(workdir: Path, companies: int) -> dict[str, Any]:
 def in_process(workdir: Path, config: Config, reps: int) -> dict[str, Any]:
     """Reading, decoding, rendering and saving, each path's, in this process."""
     figures: dict[str, Any] = {"load": {"start": load()}}
-    state = _today(workdir, config, reps, figures)
+    state, rendered = _today(workdir, config, reps, figures)
     figures["load"]["today"] = load()
-    decoded, structs = _msgspec(workdir, config, reps, figures, state)
+    decoded, structs = _msgspec(workdir, config, reps, figures, state, rendered)
     figures["load"]["msgspec"] = load()
 
     def rendering(companies: Mapping[str, Any]) -> Exposition:
@@ -133,7 +143,9 @@ def in_process(workdir: Path, config: Config, reps: int) -> dict[str, Any]:
     return figures
 
 
-def _today(workdir: Path, config: Config, reps: int, figures: dict[str, Any]) -> SavedState:
+def _today(
+    workdir: Path, config: Config, reps: int, figures: dict[str, Any]
+) -> tuple[SavedState, bytes]:
     """Today's file: read and checked, decoded, its rendering restored, saved again."""
     shard, today_file = config.shard, workdir / "today.state"
     figures["today read"], found = timed(reps, lambda: statefile.read(today_file, shard))
@@ -155,14 +167,22 @@ def _today(workdir: Path, config: Config, reps: int, figures: dict[str, Any]) ->
     out.unlink()
     figures["today file bytes"] = today_file.stat().st_size
     figures["today rendering bytes"] = len(rendered)
-    return state
+    return state, rendered
 
 
 def _msgspec(
-    workdir: Path, config: Config, reps: int, figures: dict[str, Any], state: SavedState
+    workdir: Path,
+    config: Config,
+    reps: int,
+    figures: dict[str, Any],
+    state: SavedState,
+    rendered: bytes,
 ) -> tuple[SavedState, SavedState]:
-    """The prototype's file: encoded, saved, read, decoded both ways."""
+    """The prototype's file: encoded, saved, read, decoded both ways; and the file of
+    today's way with the prototype's section, saved with the rendering."""
     shard, proto_file = config.shard, workdir / "msgspec.state"
+    with state_codec.installed(keep_rendering=True):
+        statefile.save(workdir / "rendering+msgspec.state", state, shard, rendered)
     with state_codec.installed():
         figures["msgspec encode"], section = timed(reps, lambda: state_codec.encode(state))
         figures["msgspec save"], _ = timed(reps, lambda: statefile.save(proto_file, state, shard))
@@ -289,7 +309,7 @@ def main() -> int:
             (workdir / "fill.yml").write_text(yaml.safe_dump(settings))
             for rep in range(args.reps):
                 for path in args.paths.split(","):
-                    state_file = workdir / ("today.state" if path == "today" else "msgspec.state")
+                    state_file = workdir / STATE_FILES[path]
                     log(f"restart {rep + 1}/{args.reps}: {path}")
                     runs.append(restart(path, workdir, state_file, args.companies))
     finally:

@@ -21,7 +21,8 @@ number is finite, which today's decoder does.
 
 ``install`` makes ``exporter.statefile`` write and read this section instead of its own,
 and write no rendering, so that ``python -m exporter`` restarts the simpler way: decode,
-render, listen (``restart_proto.py``).
+render, listen (``restart_proto.py``); with ``keep_rendering``, today's way with this
+section (serve the kept rendering, decode meanwhile).
 """
 
 from __future__ import annotations
@@ -205,9 +206,10 @@ def dataclass_of(c: CompanyS) -> CompanyState:
     )  # fmt: skip
 
 
-def install(structs: bool = False) -> None:
-    """Make ``exporter.statefile`` use this section and keep no rendering: ``save`` drops
-    the rendering it is given (so ``cli.run`` decodes and renders before it listens)."""
+def install(structs: bool = False, keep_rendering: bool = False) -> None:
+    """Make ``exporter.statefile`` use this section and, unless ``keep_rendering``, keep no
+    rendering: ``save`` drops the rendering it is given (so ``cli.run`` decodes and renders
+    before it listens)."""
     saving = statefile.save
 
     def save(path: Any, state: SavedState, shard: Any, rendered: bytes = b"") -> None:
@@ -215,14 +217,15 @@ def install(structs: bool = False) -> None:
 
     statefile._encode = encode
     statefile._decode = decode_structs if structs else decode
-    statefile.save = save
+    if not keep_rendering:
+        statefile.save = save
 
 
 @contextmanager
-def installed(structs: bool = False) -> Iterator[None]:
+def installed(structs: bool = False, keep_rendering: bool = False) -> Iterator[None]:
     """``install`` for the block only (the benchmark times both codecs in one process)."""
     kept = statefile._encode, statefile._decode, statefile.save
-    install(structs)
+    install(structs, keep_rendering)
     try:
         yield
     finally:
