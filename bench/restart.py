@@ -12,7 +12,9 @@ mechanisms of issue 19, at 10,000 companies x 25 data types, in one run.
   dataclasses, renders /metrics, then listens. **msgspec-structs**: the same without
   building the dataclasses (the renderer reads the Struct mirrors' attributes).
 - **rendering+msgspec**: today's way (the rendering kept in the file, served while the
-  state decodes) with the prototype's state section.
+  state decodes) with the prototype's state section. **today-deferred** and
+  **rendering+msgspec-deferred**: the same two, decoding only once a first /metrics has been
+  sent whole (a scrape served while the state decodes gets a share of the interpreter only).
 
 One simulated Codat (wall clock frozen) is polled once by ``python -m exporter --once``
 with ``state.file``: that file is today's; its state, re-encoded by ``state_codec.encode``,
@@ -70,6 +72,16 @@ PATHS = {
     "msgspec": [str(Path(__file__).with_name("restart_proto.py"))],
     "msgspec-structs": [str(Path(__file__).with_name("restart_proto.py")), "--structs"],
     "rendering+msgspec": [str(Path(__file__).with_name("restart_proto.py")), "--keep-rendering"],
+    "today-deferred": [
+        str(Path(__file__).with_name("restart_proto.py")),
+        "--today",
+        "--defer-decoding",
+    ],
+    "rendering+msgspec-deferred": [
+        str(Path(__file__).with_name("restart_proto.py")),
+        "--keep-rendering",
+        "--defer-decoding",
+    ],
 }
 """How each restart path starts, after the interpreter."""
 STATE_FILES = {
@@ -77,6 +89,8 @@ STATE_FILES = {
     "msgspec": "msgspec.state",
     "msgspec-structs": "msgspec.state",
     "rendering+msgspec": "rendering+msgspec.state",
+    "today-deferred": "today.state",
+    "rendering+msgspec-deferred": "rendering+msgspec.state",
 }
 """The file each path restarts with, in the work directory."""
 
