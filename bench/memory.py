@@ -41,7 +41,7 @@ def measure(sim: Child, companies: int, label: str, settings: list[str], trace: 
         for rep in range(2):
             if rep and trace:
                 child.ask(30, "arm")
-            cycle = child.ask(300 + companies * 0.1, "cycle")
+            cycle = child.ask(300 + companies * (0.5 if trace else 0.1), "cycle")  # traced: slow
             if cycle["succeeded"] != companies:
                 raise RuntimeError(f"{label}: polled {cycle['succeeded']} of {companies}")
         result["after_polls"] = child.memory()
@@ -53,7 +53,7 @@ def measure(sim: Child, companies: int, label: str, settings: list[str], trace: 
         result["scrape_s"] = {"plain": plain, "gzip": gzipped}
         result["after_scrapes"] = child.memory()
         if trace:
-            result["report"] = child.ask(900, "memory", top=top)
+            result["report"] = child.ask(3600, "memory", top=top)
     log(f"  {label}: after polls {result['after_polls']}, after scrapes {result['after_scrapes']}")
     return result
 
