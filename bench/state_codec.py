@@ -216,6 +216,7 @@ def install(structs: bool = False, keep_rendering: bool = False) -> None:
         saving(path, state, shard)
 
     statefile._encode = encode
+    statefile._encode_lines = lambda state: [encode(state)]
     statefile._decode = decode_structs if structs else decode
     if not keep_rendering:
         statefile.save = save
@@ -224,9 +225,9 @@ def install(structs: bool = False, keep_rendering: bool = False) -> None:
 @contextmanager
 def installed(structs: bool = False, keep_rendering: bool = False) -> Iterator[None]:
     """``install`` for the block only (the benchmark times both codecs in one process)."""
-    kept = statefile._encode, statefile._decode, statefile.save
+    kept = statefile._encode, statefile._encode_lines, statefile._decode, statefile.save
     install(structs, keep_rendering)
     try:
         yield
     finally:
-        statefile._encode, statefile._decode, statefile.save = kept
+        statefile._encode, statefile._encode_lines, statefile._decode, statefile.save = kept

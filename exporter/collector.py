@@ -186,7 +186,7 @@ class Exposition:
             **times,
             "snapshot": [snap.monitored, snap.poll_duration, snap.last_poll, snap.unready_reason],
         }
-        return json.dumps(index, separators=(",", ":")).encode() + b"\n" + b"".join(blobs)
+        return b"".join([json.dumps(index, separators=(",", ":")).encode(), b"\n", *blobs])
 
     @classmethod
     def restored(

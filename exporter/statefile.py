@@ -37,7 +37,7 @@ import math
 import os
 import tempfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,14 +101,16 @@ def save(
     """Write ``state`` and its ``rendered`` exposition to ``path`` atomically; OSError when
     the disk refuses."""
     with _collection_paused():
-        document = _encode(state)
-    data = pack(shard, state.saved_at, {RENDERED: rendered, STATE: document})
+        lines = _encode_lines(state)
+    sections = {RENDERED: [rendered], STATE: lines}
     target = Path(path)
     handle, temporary = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp",
                                          dir=target.parent)  # fmt: skip
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(data)
+            out.write(_header(shard, state.saved_at, sections))
+            for pieces in sections.values():  # written as they are: no joined copy of them
+                out.writelines(pieces)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, target)
@@ -128,15 +130,28 @@ STATE = "state"
 
 def pack(shard: Shard, saved_at: float, sections: Mapping[str, bytes]) -> bytes:
     """A whole file: the header line, then each section's bytes in order."""
+    header = _header(shard, saved_at, {name: [data] for name, data in sections.items()})
+    return b"".join([header, *sections.values()])
+
+
+def _header(shard: Shard, saved_at: float, sections: Mapping[str, Sequence[bytes]]) -> bytes:
+    """The header line, newline included, of sections given as their pieces."""
+
+    def crc32(pieces: Sequence[bytes]) -> int:
+        value = 0
+        for piece in pieces:
+            value = zlib.crc32(piece, value)
+        return value
+
     header = {
         "format": FORMAT,
         "version": VERSION,
         "shard": [shard.index, shard.count],
         "saved_at": saved_at,
-        "sections": [[name, len(data), zlib.crc32(data)] for name, data in sections.items()],
-    }
-    line = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    return b"".join([line, b"\n", *sections.values()])
+        "sections": [[name, sum(map(len, pieces)), crc32(pieces)]
+                     for name, pieces in sections.items()],
+    }  # fmt: skip
+    return json.dumps(header, separators=(",", ":"), allow_nan=False).encode() + b"\n"
 
 
 def unpack(data: bytes, shard: Shard) -> tuple[float, dict[str, bytes]]:
@@ -183,6 +198,12 @@ def _encode(state: SavedState) -> bytes:
     """The state section: a line of what is fleet-wide, then a line per company (its
     seen syncs with it), so that decoding never holds the interpreter for long in one
     ``json.loads``: the server thread answers scrapes meanwhile."""
+    return b"".join(_encode_lines(state))
+
+
+def _encode_lines(state: SavedState) -> list[bytes]:
+    """``_encode``'s section as its pieces, newlines included: ``save`` writes them as they
+    are, since joining them would hold a second copy (70 MB at 10,000 x 25)."""
     fleet = {
         "last_poll": state.last_poll,
         "poll_duration": state.poll_duration,
@@ -194,9 +215,10 @@ def _encode(state: SavedState) -> bytes:
         "extra": state.extra,
     }
     seen = state.seen_syncs
-    lines = [_json(fleet)]
-    lines += (_json(_encode_company(c, seen.get(c.company_id))) for c in state.companies.values())
-    return b"\n".join(lines)
+    pieces = [_json(fleet)]
+    for company in state.companies.values():
+        pieces += (b"\n", _json(_encode_company(company, seen.get(company.company_id))))
+    return pieces
 
 
 def _json(value: Any) -> bytes:
