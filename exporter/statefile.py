@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -379,15 +380,14 @@ def _decode_company(item: Any) -> tuple[CompanyState, dict[str, tuple[str, str, 
         created=_time(raw["created"]),
         up=_bool(raw["up"]),
         last_poll_success=_time(raw["polled"]),
-        data_types=tuple(
-            DataTypeStatus(_str(t[0]), _str(t[1]), _time(t[2]), _str(t[3]), _str(t[4]))
-            for t in map(_list, _list(raw["types"]))
-        ),
+        data_types=tuple(map(_data_type, map(_list, _list(raw["types"])))),
         connections=tuple(
             ConnectionState(_str(c[0]), _str(c[1]), _str(c[2]), _str(c[3]))
             for c in map(_list, _list(raw["connections"]))
         ),
-        sync_schedules={_str(k): _number(v) for k, v in _dict(raw["schedules"]).items()},
+        sync_schedules={
+            sys.intern(_str(k)): _number(v) for k, v in _dict(raw["schedules"]).items()
+        },
         syncs={
             _str(k): SyncDetail(
                 _str(v[0]),
@@ -402,6 +402,15 @@ def _decode_company(item: Any) -> tuple[CompanyState, dict[str, tuple[str, str, 
             for k, v in _dict(raw["syncs"]).items()
         },
     ), seen
+
+
+def _data_type(item: list[Any]) -> DataTypeStatus:
+    """As ``codat.parse_data_statuses`` builds it: names and statuses interned, one string
+    for a sync that is both the latest and the latest successful (the polls after a restart
+    keep a restored pair's objects as long as it does not change)."""
+    latest, successful = _str(item[3]), _str(item[4])
+    return DataTypeStatus(sys.intern(_str(item[0])), sys.intern(_str(item[1])), _time(item[2]),
+                          latest, latest if successful == latest else successful)  # fmt: skip
 
 
 def _dict(value: Any) -> dict[str, Any]:
