@@ -171,7 +171,8 @@ def _today(
     figures["today rendering restored"], served = timed(reps, lambda: Exposition.restored(
         found.rendered, config.freshness, config.poll.interval, config.metrics))  # fmt: skip
     if served is None:
-        raise RuntimeError("the file's rendering is not this configuration's")
+        raise RuntimeError(f"{today_file}: written by another build (its rendering's "
+                           f"fingerprint differs); remove {workdir} to fill it again")  # fmt: skip
     figures["today Exposition.saved"], rendered = timed(reps, served.saved)
     figures["today encode"], _ = timed(reps, lambda: statefile._encode(state))
     out = workdir / "scratch.state"
@@ -213,6 +214,16 @@ def _msgspec(
         figures["msgspec decode, Structs"], structs = timed(
             reps, lambda: state_codec.decode_structs(found.document, found.saved_at)
         )
+        figures["msgspec keyed encode"], keyed = timed(
+            reps, lambda: state_codec.encode_keyed(state)
+        )
+        figures["msgspec keyed state bytes"] = len(keyed)
+        figures["msgspec keyed decode, straight to dataclasses"], straight = timed(
+            reps, lambda: state_codec.decode_keyed(keyed, found.saved_at)
+        )
+        if straight.companies != state.companies:
+            raise RuntimeError("the keyed variant does not round-trip")
+        keyed = b""  # 98 MB: not kept for the renders below
         fleet = state_codec.fleet_of(decoded)
         figures["msgspec encode, from Structs"], _ = timed(reps, lambda: state_codec.encode_structs(
             fleet, structs.companies, structs.seen_syncs))  # fmt: skip
