@@ -333,7 +333,7 @@ def main() -> int:
             settings["codat"]["base_url"] = sim.hello["url"]
             (workdir / "fill.yml").write_text(yaml.safe_dump(settings))
             for rep in range(args.reps):
-                for path in args.paths.split(","):
+                for path in [p for p in args.paths.split(",") if p]:
                     state_file = workdir / STATE_FILES[path]
                     log(f"restart {rep + 1}/{args.reps}: {path}")
                     runs.append(restart(path, workdir, state_file, args.companies))

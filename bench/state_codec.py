@@ -122,6 +122,11 @@ def fleet_of(state: SavedState) -> Fleet:
 def encode(state: SavedState) -> bytes:
     """The state section, from today's dataclasses (each company copied into its Struct
     mirror first: the cost of keeping the dataclasses)."""
+    with statefile._collection_paused():
+        return _encode(state)
+
+
+def _encode(state: SavedState) -> bytes:
     seen = state.seen_syncs
     encode_one = _ENCODER.encode
     lines = [encode_one(fleet_of(state))]
@@ -141,22 +146,24 @@ def encode_structs(fleet: Fleet, companies: Mapping[str, Any], seen: Mapping[str
 
 def decode_structs(data: bytes, saved_at: float) -> SavedState:
     """The section decoded into the Struct mirrors; StateFileError when it is malformed."""
-    return _decode(data, saved_at, lambda company: company)
+    with statefile._collection_paused():  # as exporter.statefile decodes
+        return _decode(data, saved_at, lambda company: company)
 
 
 def decode(data: bytes, saved_at: float) -> SavedState:
     """The section decoded and built into today's frozen dataclasses."""
-    return _decode(data, saved_at, dataclass_of)
+    with statefile._collection_paused():
+        return _decode(data, saved_at, dataclass_of)
 
 
 def _decode(data: bytes, saved_at: float, build: Callable[[CompanyS], Any]) -> SavedState:
-    lines = data.split(b"\n")
+    lines = _lines(data)
     try:
-        fleet = _FLEET.decode(lines[0])
+        fleet = _FLEET.decode(next(lines))
         companies: dict[str, Any] = {}
         seen: dict[str, Seen] = {}
         decode_line = _LINE.decode
-        for line in lines[1:]:
+        for line in lines:
             company, company_seen = decode_line(line)
             companies[company.company_id] = build(company)
             if company_seen:
@@ -185,6 +192,11 @@ _KEYED_LINE = msgspec.json.Decoder(KeyedLine)
 
 def encode_keyed(state: SavedState) -> bytes:
     """The keyed variant: no mirror, each company's dataclasses encoded as they are."""
+    with statefile._collection_paused():
+        return _encode_keyed(state)
+
+
+def _encode_keyed(state: SavedState) -> bytes:
     seen = state.seen_syncs
     encode_one = _ENCODER.encode
     lines = [encode_one(fleet_of(state))]
@@ -195,13 +207,18 @@ def encode_keyed(state: SavedState) -> bytes:
 
 def decode_keyed(data: bytes, saved_at: float) -> SavedState:
     """The keyed variant decoded straight into today's dataclasses."""
-    lines = data.split(b"\n")
+    with statefile._collection_paused():
+        return _decode_keyed(data, saved_at)
+
+
+def _decode_keyed(data: bytes, saved_at: float) -> SavedState:
+    lines = _lines(data)
     try:
-        fleet = _FLEET.decode(lines[0])
+        fleet = _FLEET.decode(next(lines))
         companies: dict[str, CompanyState] = {}
         seen: dict[str, Seen] = {}
         decode_line = _KEYED_LINE.decode
-        for line in lines[1:]:
+        for line in lines:
             decoded = decode_line(line)
             companies[decoded.company.company_id] = decoded.company
             if decoded.seen:
@@ -215,6 +232,16 @@ def decode_keyed(data: bytes, saved_at: float) -> SavedState:
                       poll_duration=fleet.poll_duration, listed=listed,
                       listed_at=fleet.listed_at, fetched=fleet.fetched, seen_syncs=seen,
                       extra=fleet.extra)  # fmt: skip
+
+
+def _lines(data: bytes) -> Iterator[memoryview]:
+    """Each line of ``data``, without copying it (a split would copy the whole section)."""
+    view, start = memoryview(data), 0
+    while start <= len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        yield view[start:end]
+        start = end + 1
 
 
 def mirror(companies: Mapping[str, CompanyState]) -> dict[str, CompanyS]:
