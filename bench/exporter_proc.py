@@ -13,7 +13,12 @@ starts ``ExporterServer`` on a free loopback port and answers its URL.
 
 ``--fleet-preset`` denies what README's fleet preset denies (``metrics.denylist``: the
 per-pair families and every per-company one but ``codat_exporter_company_up``);
-``--frozen-time T`` stops the exporter's wall clock at T (``common.FrozenClock``).
+``--frozen-time T`` stops the exporter's wall clock at T (``common.FrozenClock``);
+``--set section.key=VALUE`` (YAML value, repeatable) changes one setting of the config, e.g.
+``--set diagnostics.pull_operations=false``. ``--trace N`` starts ``tracemalloc`` with N
+frames before anything is built, for the ``memory`` command (``memory.py``), which answers
+where the live memory is: by allocation site and by owner, and (after ``arm``) where it
+was at the last snapshot publish, the moment of a cycle's peak.
 
     python bench/exporter_proc.py --base-url http://127.0.0.1:PORT --concurrency 16
 """
@@ -23,11 +28,15 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import tracemalloc
 from typing import Any
 
-from common import FrozenClock, exporter_config, send, serve_commands
+import yaml
+from common import FrozenClock, exporter_settings, send, serve_commands
+from memory_owners import PublishWatch, memory_report
 
 from exporter.codat.client import CodatClient
+from exporter.config.sections import parse_config
 from exporter.core.clock import SystemClock
 from exporter.core.families import FLEET_PRESET_DENYLIST
 from exporter.core.snapshot import Snapshot
@@ -69,9 +78,20 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--fleet-preset", action="store_true", help="the fleet preset's denylist")
     parser.add_argument("--frozen-time", type=float, help="stop the wall clock at this Unix time")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="change one setting (a YAML value); repeatable")  # fmt: skip
+    parser.add_argument("--trace", type=int, default=0, metavar="FRAMES",
+                        help="tracemalloc with so many frames (the memory command)")  # fmt: skip
     args = parser.parse_args()
+    if args.trace:
+        tracemalloc.start(args.trace)
     denylist = list(FLEET_PRESET_DENYLIST) if args.fleet_preset else []
-    config = exporter_config(args.base_url, args.concurrency, denylist)
+    settings = exporter_settings(args.base_url, args.concurrency, denylist)
+    for assignment in args.set:
+        key, _, value = assignment.partition("=")
+        section, _, name = key.partition(".")
+        settings.setdefault(section, {})[name] = yaml.safe_load(value)
+    config = parse_config(settings)
     clock = SystemClock() if args.frozen_time is None else FrozenClock(args.frozen_time)
     metrics = ExporterMetrics()
     client = CodatClient(config.codat, metrics, clock)
@@ -103,9 +123,19 @@ def main() -> None:
         servers.append(server)
         return {"url": server.url}
 
+    watch = PublishWatch(store) if args.trace else None
+
+    def memory(command: dict[str, Any]) -> dict[str, Any]:
+        return memory_report(poller, store, int(command.get("top", 30)), watch)
+
+    def arm(_: dict[str, Any]) -> dict[str, Any]:
+        if watch is not None:
+            watch.armed = True
+        return {"armed": watch is not None}
+
     try:
         send({"pid": os.getpid()})
-        serve_commands({"cycle": cycle, "serve": serve})
+        serve_commands({"cycle": cycle, "serve": serve, "memory": memory, "arm": arm})
     finally:
         for server in servers:
             server.stop()

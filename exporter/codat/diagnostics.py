@@ -41,7 +41,7 @@ COMPLETE = "Complete"
 _RUNNING = frozenset(IN_PROGRESS_STATUSES)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per pair: 64 bytes each instead of 104
 class _Seen:
     """What was last read for a pair."""
 

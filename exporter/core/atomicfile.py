@@ -26,6 +26,7 @@ import os
 import re
 import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,18 @@ def _prefix(target: Path) -> str:
     return target.name + "."
 
 
-def write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically; OSError when the disk refuses."""
+def write(path: str | os.PathLike[str], data: bytes | Iterable[bytes]) -> None:
+    """Replace ``path`` with ``data`` atomically; OSError when the disk refuses. ``data``
+    may come in pieces, written as they come: a state file at fleet size is never joined
+    into one more copy of itself."""
     target = Path(path)
     handle, temporary = tempfile.mkstemp(prefix=_prefix(target), suffix=SUFFIX, dir=target.parent)
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(data)
+            if isinstance(data, bytes):
+                out.write(data)
+            else:
+                out.writelines(data)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, target)

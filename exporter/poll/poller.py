@@ -91,6 +91,19 @@ def _journal(config: Config) -> Journal | None:
     return Journal(journal_path(config.state.file))
 
 
+def _unchanged_kept(
+    read: tuple[DataTypeStatus, ...], known: tuple[DataTypeStatus, ...]
+) -> tuple[DataTypeStatus, ...]:
+    """``read`` with each pair that did not change since ``known`` the known object itself:
+    a cycle holds the fleet's previous states until it ends, and most pairs do not change
+    between two polls, so this keeps one copy of them instead of two."""
+    if read == known:
+        return known
+    before = {item.data_type: item for item in known}
+    return tuple(item if before.get(item.data_type) != item else before[item.data_type]
+                 for item in read)  # fmt: skip
+
+
 class Poller:
     def __init__(
         self,
@@ -498,6 +511,8 @@ class Poller:
                 # A company that listed data types does not lose them all at once; a company
                 # with nothing connected yet answers {} and is fine.
                 raise ShapeError(f"dataStatus is empty; it listed {len(known.data_types)} before")
+            if known is not None:
+                data_types = _unchanged_kept(data_types, known.data_types)
             syncs = (
                 self._diagnostics.update(company_id, data_types, deadline)
                 if self._diagnostics is not None

@@ -37,8 +37,9 @@ import json
 import logging
 import math
 import os
+import sys
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,9 +111,10 @@ def save(
     """Write ``state`` and its ``rendered`` exposition to ``path`` atomically; OSError when
     the disk refuses."""
     with _collection_paused():
-        document = _encode(state)
-    data = pack(shard, state.saved_at, {RENDERED: rendered, STATE: document})
-    atomicfile.write(path, data)
+        lines = _encode_lines(state)
+    sections = {RENDERED: [rendered], STATE: lines}
+    pieces = [piece for section in sections.values() for piece in section]
+    atomicfile.write(path, [_header(shard, state.saved_at, sections), *pieces])
 
 
 RENDERED = "rendered"
@@ -121,15 +123,28 @@ STATE = "state"
 
 def pack(shard: Shard, saved_at: float, sections: Mapping[str, bytes]) -> bytes:
     """A whole file: the header line, then each section's bytes in order."""
+    header = _header(shard, saved_at, {name: [data] for name, data in sections.items()})
+    return b"".join([header, *sections.values()])
+
+
+def _header(shard: Shard, saved_at: float, sections: Mapping[str, Sequence[bytes]]) -> bytes:
+    """The header line, newline included, of sections given as their pieces."""
+
+    def crc32(pieces: Sequence[bytes]) -> int:
+        value = 0
+        for piece in pieces:
+            value = zlib.crc32(piece, value)
+        return value
+
     header = {
         "format": FORMAT,
         "version": VERSION,
         "shard": [shard.index, shard.count],
         "saved_at": saved_at,
-        "sections": [[name, len(data), zlib.crc32(data)] for name, data in sections.items()],
-    }
-    line = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    return b"".join([line, b"\n", *sections.values()])
+        "sections": [[name, sum(map(len, pieces)), crc32(pieces)]
+                     for name, pieces in sections.items()],
+    }  # fmt: skip
+    return json.dumps(header, separators=(",", ":"), allow_nan=False).encode() + b"\n"
 
 
 def unpack(data: bytes, shard: Shard) -> tuple[float, dict[str, bytes]]:
@@ -176,6 +191,12 @@ def _encode(state: SavedState) -> bytes:
     """The state section: a line of what is fleet-wide, then a line per company (its
     seen syncs with it), so that decoding never holds the interpreter for long in one
     ``json.loads``: the server thread answers scrapes meanwhile."""
+    return b"".join(_encode_lines(state))
+
+
+def _encode_lines(state: SavedState) -> list[bytes]:
+    """``_encode``'s section as its pieces, newlines included: ``save`` writes them as they
+    are, since joining them would hold a second copy (70 MB at 10,000 x 25)."""
     fleet = {
         "last_poll": state.last_poll,
         "poll_duration": state.poll_duration,
@@ -187,9 +208,10 @@ def _encode(state: SavedState) -> bytes:
         "extra": state.extra,
     }
     seen = state.seen_syncs
-    lines = [_json(fleet)]
-    lines += (_json(_encode_company(c, seen.get(c.company_id))) for c in state.companies.values())
-    return b"\n".join(lines)
+    pieces = [_json(fleet)]
+    for company in state.companies.values():
+        pieces += (b"\n", _json(_encode_company(company, seen.get(company.company_id))))
+    return pieces
 
 
 def _json(value: Any) -> bytes:
@@ -367,15 +389,14 @@ def _decode_company(item: Any) -> tuple[CompanyState, dict[str, tuple[str, str, 
         poll_error=_str(raw.get("poll_error", "")),  # these two: absent from older files
         not_found=_bool(raw.get("not_found", False)),
         last_poll_success=_time(raw["polled"]),
-        data_types=tuple(
-            DataTypeStatus(_str(t[0]), _str(t[1]), _time(t[2]), _str(t[3]), _str(t[4]))
-            for t in map(_list, _list(raw["types"]))
-        ),
+        data_types=tuple(map(_data_type, map(_list, _list(raw["types"])))),
         connections=tuple(
             ConnectionState(_str(c[0]), _str(c[1]), _str(c[2]), _str(c[3]))
             for c in map(_list, _list(raw["connections"]))
         ),
-        sync_schedules={_str(k): _number(v) for k, v in _dict(raw["schedules"]).items()},
+        sync_schedules={
+            sys.intern(_str(k)): _number(v) for k, v in _dict(raw["schedules"]).items()
+        },
         syncs={
             _str(k): SyncDetail(
                 _str(v[0]),
@@ -390,6 +411,15 @@ def _decode_company(item: Any) -> tuple[CompanyState, dict[str, tuple[str, str, 
             for k, v in _dict(raw["syncs"]).items()
         },
     ), seen
+
+
+def _data_type(item: list[Any]) -> DataTypeStatus:
+    """As ``codat.parse_data_statuses`` builds it: names and statuses interned, one string
+    for a sync that is both the latest and the latest successful (the polls after a restart
+    keep a restored pair's objects as long as it does not change)."""
+    latest, successful = _str(item[3]), _str(item[4])
+    return DataTypeStatus(sys.intern(_str(item[0])), sys.intern(_str(item[1])), _time(item[2]),
+                          latest, latest if successful == latest else successful)  # fmt: skip
 
 
 def _dict(value: Any) -> dict[str, Any]:
