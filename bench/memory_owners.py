@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from common import memory_status
-from exporter.collector import Exposition, SnapshotStore
-from exporter.poller import Poller
+
+from exporter.exposition.render import Exposition
+from exporter.exposition.store import SnapshotStore
+from exporter.poll.poller import Poller
 
 MB = 1e6
 _ROOT = str(Path(__file__).resolve().parent.parent)

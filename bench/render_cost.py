@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from exporter.collector import GZIP_LEVEL, Exposition, escape, number
-from exporter.state import Snapshot
 
-from exporter import assess, statefile
-from exporter.config import parse_config
+from exporter.config.sections import parse_config
+from exporter.core.snapshot import Snapshot
+from exporter.exposition import assess
+from exporter.exposition.render import GZIP_LEVEL, Exposition, escape, number
+from exporter.poll import statefile
 
 
 def median_seconds(reps: int, action: Callable[[], Any]) -> float:

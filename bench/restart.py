@@ -58,13 +58,13 @@ from common import (
     memory_status,
     start_child,
 )
-from exporter.collector import Exposition
-from exporter.state import Snapshot
-from exporter.statefile import SavedState
 from prometheus_bill import COMPANY_UP_LINE, EXPORTER_LISTENING, started, wait_for_log
 
-from exporter import statefile
-from exporter.config import Config, parse_config
+from exporter.config.sections import Config, parse_config
+from exporter.core.snapshot import Snapshot
+from exporter.exposition.render import Exposition
+from exporter.poll import statefile
+from exporter.poll.statefile import SavedState
 
 T = TypeVar("T")
 PATHS = {

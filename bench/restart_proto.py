@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import state_codec
-from exporter.collector import Exposition, SnapshotStore
-from exporter.poller import Poller
-from exporter.statefile import StateFile
 
 from exporter import cli
-from exporter.config import Config
+from exporter.config.sections import Config
+from exporter.exposition.render import Exposition
+from exporter.exposition.store import SnapshotStore
+from exporter.poll.poller import Poller
+from exporter.poll.statefile import StateFile
 
 DEFER_AT_MOST = 10.0
 """Seconds the deferred decoding waits for a first scrape."""

@@ -1,10 +1,10 @@
 """A prototype of the state section encoded and decoded with msgspec (issue 19: one restart
-mechanism), for ``restart.py`` to measure against today's ``exporter.statefile``. Not used
+mechanism), for ``restart.py`` to measure against today's ``exporter.poll.statefile``. Not used
 by the exporter.
 
 The section is msgspec JSON: a line for what is fleet-wide, then one line per company,
 ``[company, seen]``, where a company is an array in the field order of
-``exporter.state.CompanyState`` (``array_like`` Structs, so the file stays as compact as
+``exporter.core.snapshot.CompanyState`` (``array_like`` Structs, so the file stays as compact as
 today's)::
 
     {"last_poll":1796630933.67,"poll_duration":105.2,"listed":{...},"listed_at":...,...}
@@ -13,13 +13,13 @@ today's)::
       {"invoices":1.0,...},1773148353.697,{...},{}],{"invoices":["b679...","Complete","b679..."]}]
 
 Two ways to decode it: ``decode_structs`` gives the Struct mirrors themselves (what the
-exporter would hold if ``exporter.state``'s dataclasses became msgspec Structs of the same
+exporter would hold if ``exporter.core.snapshot``'s dataclasses became msgspec Structs of the same
 field names: the collector and the poller's restore only read attributes), and ``decode``
 builds today's frozen dataclasses from them. msgspec checks every type as it decodes (a
 string where a string belongs, a number or null for a time); it does not check that a
 number is finite, which today's decoder does.
 
-``install`` makes ``exporter.statefile`` write and read this section instead of its own,
+``install`` makes ``exporter.poll.statefile`` write and read this section instead of its own,
 and write no rendering, so that ``python -m exporter`` restarts the simpler way: decode,
 render, listen (``restart_proto.py``); with ``keep_rendering``, today's way with this
 section (serve the kept rendering, decode meanwhile).
@@ -32,7 +32,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import msgspec
-from exporter.state import (
+
+from exporter.core.snapshot import (
     CompanyInfo,
     CompanyState,
     ConnectionState,
@@ -40,9 +41,8 @@ from exporter.state import (
     RefreshMark,
     SyncDetail,
 )
-from exporter.statefile import SavedState, StateFileError
-
-from exporter import statefile
+from exporter.poll import statefile
+from exporter.poll.statefile import SavedState, StateFileError
 
 
 class DataTypeS(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -146,7 +146,7 @@ def encode_structs(fleet: Fleet, companies: Mapping[str, Any], seen: Mapping[str
 
 def decode_structs(data: bytes, saved_at: float) -> SavedState:
     """The section decoded into the Struct mirrors; StateFileError when it is malformed."""
-    with statefile._collection_paused():  # as exporter.statefile decodes
+    with statefile._collection_paused():  # as exporter.poll.statefile decodes
         return _decode(data, saved_at, lambda company: company)
 
 
@@ -279,7 +279,7 @@ def dataclass_of(c: CompanyS) -> CompanyState:
 
 
 def install(structs: bool = False, keep_rendering: bool = False) -> None:
-    """Make ``exporter.statefile`` use this section and, unless ``keep_rendering``, keep no
+    """Make ``exporter.poll.statefile`` use this section and, unless ``keep_rendering``, keep no
     rendering: ``save`` drops the rendering it is given (so ``cli.run`` decodes and renders
     before it listens)."""
     saving = statefile.save
