@@ -25,7 +25,8 @@ from typing import Any, TextIO
 
 import requests
 
-from exporter.config.sections import Config, parse_config
+from exporter.config.load import parse_config
+from exporter.config.sections import Config
 from exporter.core.clock import SystemClock
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -65,7 +65,7 @@ from common import (
 )
 
 from exporter.config.durations import parse_duration
-from exporter.config.sections import parse_config
+from exporter.config.load import parse_config
 from exporter.core.families import COMPANY_UP, LAST_SYNC_AGE, MAX_AGE, STALE_COMPANIES
 from exporter.exposition.render import Exposition
 from exporter.poll import statefile

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import StepClock
 
 from exporter.codat.client import CodatClient
-from exporter.config.sections import parse_config
+from exporter.config.load import parse_config
 from exporter.core.contract import ERROR_STATUSES, QUEUE_DATA_TYPE
 from exporter.core.snapshot import Snapshot
 from exporter.exposition.instruments import ExporterMetrics

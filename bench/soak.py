@@ -48,7 +48,7 @@ from common import StepClock
 from prometheus_client import Counter as Counter_
 
 from exporter.codat.client import CodatClient
-from exporter.config.sections import parse_config
+from exporter.config.load import parse_config
 from exporter.core.families import LATEST_SYNC_REQUESTED, PAUSED_UNTIL, SYNC_DURATION
 from exporter.core.snapshot import Snapshot
 from exporter.exposition.instruments import ExporterMetrics

@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import requests
 
-from exporter.config.sections import FreshnessConfig
+from exporter.config.series import FreshnessConfig
 from exporter.core.clock import SystemClock
 from exporter.core.contract import DATA_TYPES, ERROR_STATUSES, IN_PROGRESS_STATUSES
 from exporter.core.snapshot import (

@@ -29,7 +29,9 @@ from exporter.config.listen import (
     parse_listen_address,
     shown,
 )
-from exporter.config.sections import Config, ConfigError, load_config
+from exporter.config.load import load_config
+from exporter.config.sections import Config
+from exporter.config.settings import ConfigError
 from exporter.core import atomicfile
 from exporter.core.clock import SystemClock
 from exporter.core.snapshot import Snapshot

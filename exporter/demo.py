@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporter.config.sections import Config, parse_config
+from exporter.config.load import parse_config
+from exporter.config.sections import Config
 from exporter.core.clock import Clock
 from exporter.simulator import DEFAULT_API_KEY, Fleet, SimulatedCodat
 

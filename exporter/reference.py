@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from exporter.cli import build_parser
+from exporter.config.document import NO_DEFAULT, document
 from exporter.config.sections import Config
-from exporter.config.settings import NO_DEFAULT, document
 from exporter.core.families import (
     ALL_METRICS,
     COMPANY_NOT_FOUND,

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from exporter.config.settings import ConfigError
 from monitoring import config as monitoring_config
 from monitoring.dashboards import build_dashboards, build_fleet_preset_dashboard
 from monitoring.fleet_preset import build_fleet_preset_rules
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         files = render(monitoring_config.load(args.config))
-    except (OSError, ValueError, yaml.YAMLError) as exc:
+    except (ConfigError, ValueError) as exc:
         print(f"monitoring.generate: {exc}", file=sys.stderr)
         return 2
     stale = []

@@ -17,7 +17,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.codat.client import CodatClient
-from exporter.config.sections import Config, parse_config
+from exporter.config.load import parse_config
+from exporter.config.sections import Config
 from exporter.core.snapshot import Snapshot
 from exporter.exposition.instruments import ExporterMetrics
 from exporter.exposition.render import Exposition

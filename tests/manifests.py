@@ -16,7 +16,8 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from exporter.config.sections import Config, parse_config
+from exporter.config.load import parse_config
+from exporter.config.sections import Config
 from tests.promtools import ROOT, binary
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"

@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from exporter.config.sections import FreshnessConfig
+from exporter.config.series import FreshnessConfig
 from exporter.core.snapshot import (
     CompanyState,
     ConnectionState,

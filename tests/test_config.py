@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from exporter.cli import main
-from exporter.config.sections import Config, load_config, parse_config
-from exporter.config.settings import document
+from exporter.config.document import document
+from exporter.config.load import load_config, parse_config
+from exporter.config.sections import Config
 from exporter.core.contract import DATA_TYPES
 from exporter.simulator import SimulatedCodat
 from tests.contract import load_schemas

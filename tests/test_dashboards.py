@@ -123,16 +123,51 @@ def test_should_put_a_changed_selector_into_every_rule_and_dashboard(tmp_path: P
         )
 
 
-def test_should_reject_a_config_with_an_unknown_key(tmp_path: Path) -> None:
+DOWN = "  CodatExporterDown:\n    severity: critical\n    for: 5m\n"
+
+
+@pytest.mark.parametrize(
+    ("shipped", "mistyped", "message"),
+    [
+        ("\nselector:", "\nselektor:", "selektor: unknown key; did you mean selector?"),
+        (DOWN, DOWN.replace("Down:", "Dwn:"),
+         "alerts.CodatExporterDwn: unknown key; did you mean CodatExporterDown?"),
+        (DOWN, DOWN.replace("for:", "fro:"),
+         "alerts.CodatExporterDown.fro: unknown key; did you mean for?"),
+        (DOWN, "", "alerts.CodatExporterDown: required"),
+    ],
+    ids=["top-level key", "alert name", "alert key", "alert left out"],
+)  # fmt: skip
+def test_should_name_a_misspelt_or_missing_key_and_the_nearest_known_one(
+    shipped: str, mistyped: str, message: str, tmp_path: Path
+) -> None:
     # Prepare
-    (tmp_path / "config.yml").write_text(MONITORING_CONFIG.read_text() + "selektor: x\n")
+    assert MONITORING_CONFIG.read_text().count(shipped) == 1
+    config = MONITORING_CONFIG.read_text().replace(shipped, mistyped)
+    (tmp_path / "config.yml").write_text(config)
 
     # Act
     result = generate("--config", tmp_path / "config.yml", "--out", tmp_path)
 
     # Check
     assert result.returncode == 2
-    assert "selektor: unknown key" in result.stderr
+    assert result.stderr == f"monitoring.generate: {message}\n"
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_should_name_the_file_and_line_of_a_config_that_is_not_yaml(tmp_path: Path) -> None:
+    # Prepare: a list left open at the end of the file
+    config = tmp_path / "config.yml"
+    config.write_text(MONITORING_CONFIG.read_text() + "extra_labels: [\n")
+
+    # Act
+    result = generate("--config", config, "--out", tmp_path)
+
+    # Check: one line, file and line first
+    assert result.returncode == 2
+    lines = MONITORING_CONFIG.read_text().count("\n") + 2
+    assert result.stderr.startswith(f"monitoring.generate: {config}:{lines}:1: not valid YAML: ")
+    assert len(result.stderr.splitlines()) == 1
     assert not list(tmp_path.rglob("*.json"))
 
 
@@ -182,7 +217,7 @@ def test_should_reject_a_keep_firing_for_that_is_not_a_duration(value: str, tmp_
         ("extra_labels: [team]", "extra_labels: expected a mapping of label name to value"),
         (
             "alerts: {CodatExporterDown: {enabled: 'no'}}",
-            "alerts.CodatExporterDown.enabled: expected true or false",
+            "alerts.CodatExporterDown.enabled: must be true or false, not 'no'",
         ),
         (
             "alerts: {CodatExporterDown: {extra_labels: {alertname: x}}}",

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from exporter.config.durations import format_duration, parse_duration
-from monitoring.config import DEFAULT_CONFIG, MonitoringConfigError, load
+from exporter.config.settings import ConfigError
+from monitoring.config import DEFAULT_CONFIG, load
 
 
 @pytest.mark.parametrize(
@@ -38,7 +39,7 @@ def test_should_refuse_in_monitoring_config_what_the_exporter_refuses(
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     # Act
-    with pytest.raises(MonitoringConfigError) as raised:
+    with pytest.raises(ConfigError) as raised:
         load(path)
     # Check
     assert str(raised.value) == f"alerts.{name}.for: expected a Prometheus duration such as 15m"

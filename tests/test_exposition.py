@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from exporter.config.sections import FreshnessConfig
+from exporter.config.series import FreshnessConfig
 from exporter.core.snapshot import CompanyState, DataTypeStatus, Snapshot
 from exporter.exposition.render import Exposition
 from tests.harness import Harness, parse_exposition

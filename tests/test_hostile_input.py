@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from exporter.cli import main
+from exporter.config.document import document
 from exporter.config.sections import Config
-from exporter.config.settings import document
 from exporter.simulator import Fault, Fleet, SimulatedCodat
 from exporter.simulator.server import DATA_STATUS
 from tests.harness import API_KEY, FakeClock, Harness, Sample, Scrape, parse_exposition

@@ -29,7 +29,7 @@ import requests
 
 from exporter.codat.client import CodatClient
 from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier, sign
-from exporter.config.sections import parse_config
+from exporter.config.load import parse_config
 from exporter.exposition.instruments import ExporterMetrics
 from exporter.simulator import Fault, Fleet, SimulatedCodat
 from exporter.simulator.server import CONNECTIONS, DATA_STATUS

@@ -10,7 +10,8 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from exporter.config.sections import ConfigError, parse_config
+from exporter.config.load import parse_config
+from exporter.config.settings import ConfigError
 from exporter.core.families import (
     COMPANY_CREATED,
     COMPANY_LAST_SUCCESS,

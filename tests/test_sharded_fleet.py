@@ -33,7 +33,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config.sections import parse_config
+from exporter.config.load import parse_config
 from exporter.config.sharding import shard_of
 from exporter.core.families import SCRAPE_METRICS
 from exporter.simulator import Fleet, SimulatedCodat

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from exporter.cli import read_state_file
-from exporter.config.sections import parse_config
+from exporter.config.load import parse_config
 from exporter.config.sharding import Shard
 from exporter.core.atomicfile import remove_leftovers
 from exporter.poll.statefile import load, read

@@ -13,7 +13,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 import requests
 
-from exporter.config.sections import FreshnessConfig
+from exporter.config.series import FreshnessConfig
 from exporter.core.families import (
     LAST_DISCOVERY,
     PAUSED_UNTIL,

@@ -20,7 +20,7 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from exporter.config.sections import ConfigError
+from exporter.config.settings import ConfigError
 from exporter.web.webconfig import BASIC_CHALLENGE, WebConfig, load_web_config
 
 INVALID = sorted((Path(__file__).parent / "fixtures" / "webconfig").glob("*.yml"))

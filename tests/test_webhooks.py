@@ -23,7 +23,7 @@ from exporter.codat.webhooks import (
     parse_event,
     sign,
 )
-from exporter.config.sections import ConfigError
+from exporter.config.settings import ConfigError
 from tests.harness import FakeClock
 
 COMPANY = "0498e921-9b53-4396-a412-4f2f5983b0a2"

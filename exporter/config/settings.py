@@ -1,9 +1,9 @@
-"""How the exporter's YAML files are declared and checked, so that each setting is written once.
+"""How the project's YAML files are declared and checked, so that each setting is written once.
 
 A section is a frozen dataclass, and each of its fields made with ``setting()`` is one key:
 its type (a ``Kind``: how to read the value, and how README names it), its default and a
 one-line description. ``read_section`` checks a mapping against those fields and builds the
-dataclass; ``document`` lists them for README's table (``python -m exporter.reference``).
+dataclass; ``exporter.config.document`` lists them for README's table.
 Adding a section is writing one dataclass, adding a key one field::
 
     @dataclass(frozen=True)
@@ -13,7 +13,8 @@ Adding a section is writing one dataclass, adding a key one field::
 A section's rules that tie keys together go in its ``check(self, at)`` method, which
 ``read_section`` calls once the values are read.
 
-Every problem is one ``ConfigError`` line, key path first, never the offending secret;
+The exporter's ``--config.file`` and the generator's ``monitoring/config.yml`` are declared
+so. Every problem is one ``ConfigError`` line, key path first, never the offending secret;
 ``--web.config.file`` shares the key check (``check_keys``)::
 
     poll.intervall: unknown key; did you mean interval?
@@ -123,8 +124,8 @@ def check_keys(
 class Reading:
     """One file being read: what its settings may consult, and the warnings gathered."""
 
-    environ: Mapping[str, str]
-    hostname: str
+    environ: Mapping[str, str] = field(default_factory=dict)
+    hostname: str = ""
     warnings: list[str] = field(default_factory=list)
 
 
@@ -148,21 +149,6 @@ class Where:
         self.reading.warnings.append(f"{self}: {message}")
 
 
-def _literal(value: Any) -> str:
-    """A default as YAML writes it, for README: ``true``, ``""``, ``[]``, ``2``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value or '""'
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple | frozenset | list) and not value:
-        return "[]"
-    if isinstance(value, Mapping) and not value:
-        return "{}"
-    return str(value)
-
-
 @dataclass(frozen=True)
 class Kind(Generic[T]):
     """A type of value: how to read it from YAML, and how README names it and its default.
@@ -173,7 +159,8 @@ class Kind(Generic[T]):
 
     name: str
     read: Callable[[Any, Where], T]
-    show: Callable[[Any], str] = _literal
+    show: Callable[[Any], str] | None = None
+    """How README writes a default of this kind, when not as YAML would (``5m``, not 300)."""
     section: type | None = None
     """The dataclass of a nested section: read even when absent, documented key by key."""
 
@@ -230,7 +217,8 @@ def section(cls: type[S], *, required: bool = False) -> S:
     return setting(kind, "", default=cls())
 
 
-def _settings(cls: type) -> Iterator[tuple[Field[Any], str, Setting]]:
+def settings_of(cls: type) -> Iterator[tuple[Field[Any], str, Setting]]:
+    """Each field of ``cls`` made with ``setting()``, with its YAML key."""
     for f in fields(cls):
         declared = f.metadata.get(_METADATA)
         if isinstance(declared, Setting):
@@ -243,7 +231,7 @@ def _has_default(f: Field[Any]) -> bool:
 
 def read_section(cls: type[S], raw: Any, at: Where) -> S:
     """``cls`` built from the mapping ``raw`` found at ``at``; raises ``ConfigError``."""
-    declared = list(_settings(cls))
+    declared = list(settings_of(cls))
     allowed = [key for _, key, _ in declared]
     allowed += [f"{key}_file" for _, key, s in declared if s.from_file]
     mapping = check_keys(raw, at.path, allowed)
@@ -291,39 +279,6 @@ def _read_text_file(value: Any, at: Where) -> str:
     if not text:
         raise ConfigError(f"{at}: {shown(name)} is empty")
     return text
-
-
-@dataclass(frozen=True)
-class Documented:
-    """One key as README's configuration table shows it."""
-
-    path: str
-    type: str
-    default: str
-    doc: str
-
-
-NO_DEFAULT = "—"
-
-
-def document(cls: type, prefix: str = "") -> Iterator[Documented]:
-    """Every key of ``cls`` and its nested sections, in declaration order."""
-    for f, key, declared in _settings(cls):
-        path = join(prefix, key)
-        kind = declared.kind
-        if kind.section is not None:
-            yield from document(kind.section, path)
-            continue
-        if f.default is not MISSING:
-            default = kind.show(f.default)
-        elif f.default_factory is not MISSING:
-            default = kind.show(f.default_factory())
-        else:
-            default = NO_DEFAULT
-        yield Documented(path, kind.name, default, declared.doc)
-        if declared.from_file:
-            doc = f"a file holding `{key}` instead (whitespace trimmed); set exactly one"
-            yield Documented(f"{path}_file", "file name", NO_DEFAULT, doc)
 
 
 # --- kinds of value every section may use ---------------------------------------------------

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from exporter.config.sections import FreshnessConfig
+from exporter.config.series import FreshnessConfig
 from exporter.core.contract import ERROR_STATUSES, IN_PROGRESS_STATUSES, NEVER_SYNCED
 from exporter.core.snapshot import CompanyState, DataTypeStatus, Snapshot, SyncDetail
 

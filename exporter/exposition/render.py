@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from exporter import __version__
-from exporter.config.sections import ALL_FAMILIES, FreshnessConfig, MetricsConfig, format_duration
+from exporter.config.durations import format_duration
+from exporter.config.series import ALL_FAMILIES, FreshnessConfig, MetricsConfig
 from exporter.core import contract as codat
 from exporter.core import families as metrics
 from exporter.core.contract import (

@@ -56,7 +56,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from exporter.codat.sidevalues import NAME_REFRESH_INTERVAL
-from exporter.config.sections import format_duration
+from exporter.config.durations import format_duration
 from exporter.core.snapshot import CompanyState
 
 DAY = 86400.0

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from exporter.config.sections import ConfigError
+from exporter.config.settings import ConfigError
 from exporter.web.webconfig import WebConfig, load_web_config_and_context, named_file
 
 log = logging.getLogger(__name__)
