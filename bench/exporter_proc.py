@@ -36,7 +36,7 @@ from common import FrozenClock, exporter_settings, send, serve_commands
 from memory_owners import PublishWatch, memory_report
 
 from exporter.codat.client import CodatClient
-from exporter.config.sections import parse_config
+from exporter.config.load import parse_config
 from exporter.core.clock import SystemClock
 from exporter.core.families import FLEET_PRESET_DENYLIST
 from exporter.core.snapshot import Snapshot

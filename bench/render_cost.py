@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from exporter.config.sections import parse_config
+from exporter.config.load import parse_config
 from exporter.core.snapshot import Snapshot
 from exporter.exposition import assess
 from exporter.exposition.render import GZIP_LEVEL, Exposition, escape, number

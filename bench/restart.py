@@ -60,7 +60,8 @@ from common import (
 )
 from prometheus_bill import COMPANY_UP_LINE, EXPORTER_LISTENING, started, wait_for_log
 
-from exporter.config.sections import Config, parse_config
+from exporter.config.load import parse_config
+from exporter.config.sections import Config
 from exporter.core.snapshot import Snapshot
 from exporter.exposition.render import Exposition
 from exporter.poll import statefile
