@@ -38,7 +38,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from exporter.codat.client import ApiKeyRejected, CodatClient, CodatError
+from exporter.codat.client import CodatClient
+from exporter.codat.errors import ApiKeyRejected, CodatError
 from exporter.codat.refreshjournal import QUEUED, RESET, STOPPED, Entry, Journal, utc_day
 from exporter.config.sections import RefreshConfig
 from exporter.core.clock import Clock
