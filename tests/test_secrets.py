@@ -28,7 +28,8 @@ import pytest
 import requests
 
 from exporter.codat.client import CodatClient
-from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier, sign
+from exporter.codat.webhooks.receiver import WebhookReceiver
+from exporter.codat.webhooks.signatures import WebhookVerifier, sign
 from exporter.config.sections import parse_config
 from exporter.exposition.instruments import ExporterMetrics
 from exporter.simulator import Fault, Fleet, SimulatedCodat

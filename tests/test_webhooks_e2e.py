@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier, sign
+from exporter.codat.webhooks.receiver import WebhookReceiver
+from exporter.codat.webhooks.signatures import WebhookVerifier, sign
 from exporter.simulator import Fleet, SimulatedCodat
 from exporter.simulator.server import CONNECTIONS, DATA_STATUS
 from exporter.web.server import WEBHOOK_PATH, ExporterServer
