@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.simulator import Fault
-from exporter.simulator.server import DATA_STATUS
+from exporter.core.contract import DATA_STATUS
+from exporter.simulator.faults import Fault
 from tests.guarded import guarded_poll
 from tests.harness import Harness, Scrape
 

@@ -26,8 +26,9 @@ import requests
 
 from exporter.codat.webhooks.receiver import WebhookReceiver
 from exporter.codat.webhooks.signatures import WebhookVerifier, sign
-from exporter.simulator import Fleet, SimulatedCodat
-from exporter.simulator.server import CONNECTIONS, DATA_STATUS
+from exporter.core.contract import CONNECTIONS, DATA_STATUS
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import SimulatedCodat
 from exporter.web.server import WEBHOOK_PATH, ExporterServer
 from tests.contract import Contract, load_schemas
 from tests.harness import (
