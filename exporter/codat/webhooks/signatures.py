@@ -160,7 +160,8 @@ _HEADER_FIELDS = ("id", "timestamp", "signature")
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The ``svix-signature`` value Codat sends, e.g. ``v1,g0hM9SsE...``; for the simulator."""
+    """The ``svix-signature`` value Codat sends, e.g. ``v1,g0hM9SsE...``: tests and benchmarks
+    sign the deliveries they make as Codat would."""
     mac = _mac(parse_secret(secret), msg_id, str(timestamp), body)
     return f"v1,{base64.b64encode(mac).decode()}"
 
