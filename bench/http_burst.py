@@ -55,7 +55,7 @@ from typing import Any
 
 from common import insert_below_title, log, machine
 
-from exporter.codat.webhooks import sign
+from exporter.codat.webhooks.signatures import sign
 
 SERVING = re.compile(r"serving metrics at http://127\.0\.0\.1:(\d+)/metrics")
 SIMULATOR = re.compile(r"at http://127\.0\.0\.1:(\d+)")

@@ -36,7 +36,8 @@ from exporter.exposition.instruments import ExporterMetrics
 from exporter.exposition.render import Exposition
 from exporter.exposition.store import SnapshotStore
 from exporter.poll.poller import Poller
-from exporter.simulator import Fleet, SimulatedCodat
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import SimulatedCodat
 from exporter.simulator.syncs import HOUR
 
 API_KEY = "bench-key"

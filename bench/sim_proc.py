@@ -20,7 +20,8 @@ from typing import Any
 from common import API_KEY, DATA_TYPES, FrozenClock, send, serve_commands
 
 from exporter.core.clock import SystemClock
-from exporter.simulator import Fleet, SimulatedCodat
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import SimulatedCodat
 
 
 def main() -> None:

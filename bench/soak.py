@@ -49,14 +49,16 @@ from prometheus_client import Counter as Counter_
 
 from exporter.codat.client import CodatClient
 from exporter.config.load import parse_config
+from exporter.core.contract import COMPANIES, CONNECTIONS, DATA_STATUS, SYNC_SETTINGS
 from exporter.core.families import LATEST_SYNC_REQUESTED, PAUSED_UNTIL, SYNC_DURATION
 from exporter.core.snapshot import Snapshot
 from exporter.exposition.instruments import ExporterMetrics
 from exporter.exposition.render import Exposition
 from exporter.exposition.store import SnapshotStore
 from exporter.poll.poller import Poller
-from exporter.simulator import Fault, Fleet, SimulatedCodat
-from exporter.simulator.server import COMPANIES, CONNECTIONS, DATA_STATUS, LISTING, SYNC_SETTINGS
+from exporter.simulator.faults import LISTING, Fault
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import SimulatedCodat
 from exporter.web.server import ExporterServer
 
 API_KEY = "soak-api-key-3f9a"

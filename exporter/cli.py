@@ -21,7 +21,8 @@ from prometheus_client import generate_latest
 from exporter import __version__
 from exporter.codat import refreshjournal
 from exporter.codat.client import CodatClient
-from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier
+from exporter.codat.webhooks.receiver import WebhookReceiver
+from exporter.codat.webhooks.signatures import WebhookVerifier
 from exporter.config.listen import (
     DEFAULT_LISTEN_ADDRESS,
     LISTEN_FLAG,

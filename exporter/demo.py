@@ -19,7 +19,8 @@ from pathlib import Path
 from exporter.config.load import parse_config
 from exporter.config.sections import Config
 from exporter.core.clock import Clock
-from exporter.simulator import DEFAULT_API_KEY, Fleet, SimulatedCodat
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import DEFAULT_API_KEY, SimulatedCodat
 
 DEMO_API_KEY = DEFAULT_API_KEY
 DEMO_COMPANIES = 20

@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator import Fleet, SimulatedCodat
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import SimulatedCodat
 from tests.harness import API_KEY, FakeClock, Harness, make_config
 
 

@@ -24,7 +24,8 @@ from exporter.exposition.instruments import ExporterMetrics
 from exporter.exposition.render import Exposition
 from exporter.exposition.store import SnapshotStore
 from exporter.poll.poller import CycleResult, Poller
-from exporter.simulator import Fleet, SimulatedCodat
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import SimulatedCodat
 from exporter.web.server import ExporterServer
 
 API_KEY = "test-key-5f2b9c"

@@ -16,10 +16,11 @@ import pytest
 import requests
 
 from exporter import __version__
+from exporter.core.contract import DATA_STATUS
 from exporter.core.families import ALL_METRICS
 from exporter.reference import render
-from exporter.simulator import Fault, SimulatedCodat
-from exporter.simulator.server import DATA_STATUS
+from exporter.simulator.faults import Fault
+from exporter.simulator.server import SimulatedCodat
 from tests.harness import API_KEY, LISTEN_ANYWHERE, Program, parse_exposition
 
 ROOT = Path(__file__).parent.parent

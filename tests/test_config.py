@@ -19,7 +19,7 @@ from exporter.config.document import document
 from exporter.config.load import load_config, parse_config
 from exporter.config.sections import Config
 from exporter.core.contract import DATA_TYPES
-from exporter.simulator import SimulatedCodat
+from exporter.simulator.server import SimulatedCodat
 from tests.contract import load_schemas
 from tests.harness import API_KEY
 from tests.test_hostile_input import logging_restored

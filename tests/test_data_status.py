@@ -7,10 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from exporter.core.contract import KNOWN_STATUSES, parse_company
+from exporter.core.contract import COMPANY, KNOWN_STATUSES, parse_company
 from exporter.core.snapshot import CompanyInfo
-from exporter.simulator import Fault
-from exporter.simulator.server import COMPANY
+from exporter.simulator.faults import Fault
 from tests.harness import Harness
 
 TS = "codat_data_type_last_successful_sync_timestamp_seconds"

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from exporter.core.contract import PULL_OPERATION, parse_datetime
+from exporter.core.contract import DATA_STATUS, PULL_OPERATION, parse_datetime
 from exporter.core.snapshot import CompanyState
 from exporter.demo import start_demo
-from exporter.simulator import Fault, Fleet, SimulatedCodat
-from exporter.simulator.fleet import HOUR, PAUSED, QUEUED
-from exporter.simulator.server import DATA_STATUS
-from exporter.simulator.syncs import ERROR_MESSAGES
+from exporter.simulator.faults import Fault
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.profiles import PAUSED, QUEUED
+from exporter.simulator.pulloperations import ERROR_MESSAGES
+from exporter.simulator.server import SimulatedCodat
+from exporter.simulator.syncs import HOUR
 from tests.harness import FakeClock, Harness
 
 PAUSED_UNTIL = "codat_data_type_sync_paused_until_timestamp_seconds"

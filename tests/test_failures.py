@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.simulator import Fault
-from exporter.simulator.server import DATA_STATUS
+from exporter.core.contract import DATA_STATUS
+from exporter.simulator.faults import Fault
 from tests.guarded import guarded_poll
 from tests.harness import Harness, Scrape
 
@@ -255,10 +255,10 @@ def test_should_keep_serving_metrics_when_codat_is_unreachable(
 
 def test_should_name_every_failure_reason_in_the_metric_from_the_start(harness: Harness) -> None:
     # Prepare
-    from exporter.codat import client
+    from exporter.codat import errors
 
-    reasons = {cls.reason for cls in vars(client).values()
-               if isinstance(cls, type) and issubclass(cls, client.CodatError)}  # fmt: skip
+    reasons = {cls.reason for cls in vars(errors).values()
+               if isinstance(cls, type) and issubclass(cls, errors.CodatError)}  # fmt: skip
     # Act
     scrape = harness.scrape()
     # Check

@@ -39,16 +39,11 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator import Fault, Fleet, SimulatedCodat
-from exporter.simulator.fleet import HOUR
-from exporter.simulator.server import (
-    COMPANIES,
-    COMPANY,
-    CONNECTIONS,
-    DATA_STATUS,
-    LISTING,
-    SYNC_SETTINGS,
-)
+from exporter.core.contract import COMPANIES, COMPANY, CONNECTIONS, DATA_STATUS, SYNC_SETTINGS
+from exporter.simulator.faults import LISTING, Fault
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import SimulatedCodat
+from exporter.simulator.syncs import HOUR
 from tests.guarded import guarded_poll
 from tests.harness import API_KEY, FakeClock, Harness, Scrape, make_config
 

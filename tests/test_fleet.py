@@ -9,8 +9,9 @@ from collections.abc import Callable
 import pytest
 
 from exporter.config.sharding import shard_of
-from exporter.simulator import Fault, Fleet
-from exporter.simulator.server import COMPANIES, DATA_STATUS, LISTING, SYNC_SETTINGS
+from exporter.core.contract import COMPANIES, DATA_STATUS, SYNC_SETTINGS
+from exporter.simulator.faults import LISTING, Fault
+from exporter.simulator.fleet import Fleet
 from tests.harness import FakeClock, Harness, Scrape
 
 UP = "codat_exporter_company_up"

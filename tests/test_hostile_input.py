@@ -33,8 +33,10 @@ from hypothesis import strategies as st
 from exporter.cli import main
 from exporter.config.document import document
 from exporter.config.sections import Config
-from exporter.simulator import Fault, Fleet, SimulatedCodat
-from exporter.simulator.server import DATA_STATUS
+from exporter.core.contract import DATA_STATUS
+from exporter.simulator.faults import Fault
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import SimulatedCodat
 from tests.harness import API_KEY, FakeClock, Harness, Sample, Scrape, parse_exposition
 from tests.promtools import binary
 

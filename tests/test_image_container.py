@@ -27,7 +27,7 @@ import pytest
 import requests
 import yaml
 
-from exporter.simulator import SimulatedCodat
+from exporter.simulator.server import SimulatedCodat
 from tests.harness import API_KEY, SERVING_METRICS, parse_exposition
 from tests.promtools import ROOT
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.simulator import SimulatedCodat
+from exporter.simulator.server import SimulatedCodat
 from tests.harness import API_KEY, parse_exposition
 
 COMPANY = "8a210b68-6988-11ed-a1eb-0242ac120002"

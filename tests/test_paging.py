@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.simulator.fleet import CONSISTENT, NEXT_ON_LAST_PAGE, TOTAL_TOO_HIGH
-from exporter.simulator.server import COMPANIES
+from exporter.core.contract import COMPANIES
+from exporter.simulator.conventions import CONSISTENT, NEXT_ON_LAST_PAGE, TOTAL_TOO_HIGH
 from tests.harness import Harness
 
 REQUESTS = "codat_exporter_api_requests_total"

@@ -14,16 +14,15 @@ import pytest
 import requests
 
 from exporter.cli import start_scheduler
-from exporter.core.contract import ERROR_STATUSES
-from exporter.simulator import Fault
-from exporter.simulator.server import (
+from exporter.core.contract import (
     COMPANIES,
     COMPANY,
     CONNECTIONS,
     DATA_STATUS,
-    LISTING,
+    ERROR_STATUSES,
     SYNC_SETTINGS,
 )
+from exporter.simulator.faults import LISTING, Fault
 from tests.harness import API_KEY, START, Harness
 
 LAST_SUCCESS = "codat_exporter_company_last_poll_success_timestamp_seconds"

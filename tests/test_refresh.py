@@ -15,9 +15,11 @@ import pytest
 from exporter.codat.refreshjournal import Entry
 from exporter.core.contract import QUEUE_DATA_TYPE
 from exporter.poll.statefile import load
-from exporter.simulator import Fault, Fleet
-from exporter.simulator.fleet import PAUSED
-from exporter.simulator.syncs import HOUR, format_datetime
+from exporter.simulator.dates import format_datetime
+from exporter.simulator.faults import Fault
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.profiles import PAUSED
+from exporter.simulator.syncs import HOUR
 from tests.harness import START, Harness
 
 REFRESHES = "codat_exporter_refreshes_total"

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.simulator import DEFAULT_API_KEY
+from exporter.simulator.server import DEFAULT_API_KEY
 from tests.harness import LISTEN_ANYWHERE, Program
 from tests.test_shutdown import wait_for
 

@@ -28,11 +28,14 @@ import pytest
 import requests
 
 from exporter.codat.client import CodatClient
-from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier, sign
+from exporter.codat.webhooks.receiver import WebhookReceiver
+from exporter.codat.webhooks.signatures import WebhookVerifier, sign
 from exporter.config.load import parse_config
+from exporter.core.contract import CONNECTIONS, DATA_STATUS
 from exporter.exposition.instruments import ExporterMetrics
-from exporter.simulator import Fault, Fleet, SimulatedCodat
-from exporter.simulator.server import CONNECTIONS, DATA_STATUS
+from exporter.simulator.faults import Fault
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import SimulatedCodat
 from exporter.web.server import WEBHOOK_PATH, ExporterServer
 from exporter.web.webconfig import load_web_config
 from tests.harness import LISTEN_ANYWHERE, FakeClock, Harness, Program, make_config

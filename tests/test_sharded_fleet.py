@@ -36,7 +36,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.config.load import parse_config
 from exporter.config.sharding import shard_of
 from exporter.core.families import SCRAPE_METRICS
-from exporter.simulator import Fleet, SimulatedCodat
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import SimulatedCodat
 from tests.harness import API_KEY, LISTEN_ANYWHERE, FakeClock, Program
 from tests.helm import CHART, template
 from tests.manifests import Rendered, render

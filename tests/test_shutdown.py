@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from exporter.cli import start_scheduler
-from exporter.simulator import SimulatedCodat
-from exporter.simulator.server import DATA_STATUS
+from exporter.core.contract import DATA_STATUS
+from exporter.simulator.server import SimulatedCodat
 from tests.harness import API_KEY, LISTEN_ANYWHERE, Harness, Program
 
 

@@ -21,8 +21,9 @@ import requests
 from jsonschema import Draft202012Validator
 
 from exporter.core.contract import ERROR_STATUSES, KNOWN_STATUSES, parse_datetime
-from exporter.simulator import Fleet, SimulatedCodat
-from exporter.simulator.fleet import CONSISTENT, NEXT_ON_LAST_PAGE, TOTAL_TOO_HIGH
+from exporter.simulator.conventions import CONSISTENT, NEXT_ON_LAST_PAGE, TOTAL_TOO_HIGH
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import SimulatedCodat
 from tests.contract import Contract, ManualClock, load_schemas
 
 API_KEY = "contract-test-key"

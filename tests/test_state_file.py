@@ -20,6 +20,7 @@ import requests
 
 from exporter.cli import publish_rendering, resume
 from exporter.config.sharding import Shard
+from exporter.core.contract import COMPANIES, CONNECTIONS, DATA_STATUS, SYNC_SETTINGS
 from exporter.core.snapshot import Snapshot
 from exporter.exposition.render import Exposition
 from exporter.poll.statefile import (
@@ -35,8 +36,8 @@ from exporter.poll.statefile import (
     save,
     unpack,
 )
-from exporter.simulator import Fault, SimulatedCodat
-from exporter.simulator.server import COMPANIES, CONNECTIONS, DATA_STATUS, LISTING, SYNC_SETTINGS
+from exporter.simulator.faults import LISTING, Fault
+from exporter.simulator.server import SimulatedCodat
 from tests.harness import API_KEY, LISTEN_ANYWHERE, Harness, Program, parse_exposition
 from tests.test_cli import run_cli
 

@@ -21,7 +21,8 @@ from exporter.config.load import parse_config
 from exporter.config.sharding import Shard
 from exporter.core.atomicfile import remove_leftovers
 from exporter.poll.statefile import load, read
-from exporter.simulator import Fleet, SimulatedCodat
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import SimulatedCodat
 from tests.harness import API_KEY, LISTEN_ANYWHERE, FakeClock, Harness, Program
 from tests.test_state_file import DECODED, with_state
 

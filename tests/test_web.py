@@ -7,7 +7,8 @@ import socket
 import pytest
 import requests
 
-from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier
+from exporter.codat.webhooks.receiver import WebhookReceiver
+from exporter.codat.webhooks.signatures import WebhookVerifier
 from exporter.web.server import WEBHOOK_PATH, ExporterServer
 from tests.harness import FakeClock, Harness
 from tests.test_webhooks import new_secret

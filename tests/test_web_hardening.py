@@ -25,7 +25,8 @@ import pytest
 import requests
 
 from exporter.cli import main
-from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier
+from exporter.codat.webhooks.receiver import WebhookReceiver
+from exporter.codat.webhooks.signatures import WebhookVerifier
 from exporter.web.front import MAX_HEAD_BYTES
 from exporter.web.server import WEBHOOK_PATH, ExporterServer
 from tests.harness import FakeClock, Harness

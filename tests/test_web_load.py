@@ -20,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from exporter.simulator import SimulatedCodat
+from exporter.simulator.server import SimulatedCodat
 from tests.harness import API_KEY, LISTEN_ANYWHERE, Program
 from tests.test_web_hardening import HOLDING, hang_up
 from tests.test_webhooks import new_secret

@@ -24,7 +24,8 @@ import pytest
 import requests
 import trustme
 
-from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier, sign
+from exporter.codat.webhooks.receiver import WebhookReceiver
+from exporter.codat.webhooks.signatures import WebhookVerifier, sign
 from exporter.web.server import WEBHOOK_PATH, ExporterServer
 from exporter.web.webconfig import BASIC_CHALLENGE, WebConfig, load_web_config
 from tests.harness import LISTEN_ANYWHERE, FakeClock, Harness, Program

@@ -1,4 +1,4 @@
-"""Webhook verification, interpretation and debouncing (exporter/webhooks.py)."""
+"""Webhook verification, interpretation and debouncing (exporter/codat/webhooks/)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,9 @@ from typing import Any
 
 import pytest
 
-from exporter.codat.webhooks import (
-    EVENT_TYPE_LABELS,
-    RESULTS,
-    Action,
-    DebounceQueue,
-    Result,
-    WebhookVerifier,
-    event_label,
-    parse_event,
-    sign,
-)
+from exporter.codat.webhooks.events import EVENT_TYPE_LABELS, Action, event_label, parse_event
+from exporter.codat.webhooks.receiver import DebounceQueue
+from exporter.codat.webhooks.signatures import RESULTS, Result, WebhookVerifier, sign
 from exporter.config.settings import ConfigError
 from tests.harness import FakeClock
 

@@ -24,9 +24,11 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier, sign
-from exporter.simulator import Fleet, SimulatedCodat
-from exporter.simulator.server import CONNECTIONS, DATA_STATUS
+from exporter.codat.webhooks.receiver import WebhookReceiver
+from exporter.codat.webhooks.signatures import WebhookVerifier, sign
+from exporter.core.contract import CONNECTIONS, DATA_STATUS
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import SimulatedCodat
 from exporter.web.server import WEBHOOK_PATH, ExporterServer
 from tests.contract import Contract, load_schemas
 from tests.harness import (

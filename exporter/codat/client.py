@@ -1,8 +1,8 @@
-"""HTTP to Codat: one session, Basic auth, bounded retries, typed errors.
+"""HTTP to Codat: one session, Basic auth, a whole-exchange deadline, bounded retries.
 
-Each request attempt has a deadline for the *whole* exchange (connect, headers and body):
-``requests``' own timeout is per socket read, so a server trickling a byte a second would
-otherwise hold a worker forever. Bodies are read incrementally and capped in size.
+Each request attempt has a deadline for the *whole* exchange (connect, headers and body),
+read against it by ``exporter.codat.responses``, which also turns the answer into JSON or
+the typed error of ``exporter.codat.errors``.
 
 Retries (connection errors, timeouts, 408, 429, 5xx) back off exponentially with jitter,
 honour ``Retry-After`` (seconds or an HTTP date), and stop before the caller's deadline,
@@ -17,8 +17,6 @@ every response become the quota gauges.
 from __future__ import annotations
 
 import base64
-import email.utils
-import json
 import os
 import random
 import time
@@ -31,116 +29,26 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from exporter import __version__
+from exporter.codat.errors import (
+    ApiKeyRejected,
+    CodatError,
+    ConnectionFailed,
+    MalformedResponse,
+    NotFound,
+    RateLimited,
+    RequestTimeout,
+    Retryable,
+    connection_gist,
+)
 from exporter.codat.ratelimit import RateLimiter
+from exporter.codat.responses import BodyTimeout, decode, page_results, parse_quota_reset, read_body
 from exporter.config.sections import CodatConfig
 from exporter.core.clock import Clock
-from exporter.core.contract import (
-    COMPANY,
-    DATA_STATUS,
-    parse_datetime,
-)
+from exporter.core.contract import COMPANY, DATA_STATUS
 from exporter.core.families import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
-from exporter.core.snapshot import NOT_FOUND
 from exporter.exposition.instruments import ExporterMetrics
 
 MAX_PAGES = 10_000
-
-_RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
-
-
-class CodatError(Exception):
-    """A request that failed for good. ``reason`` is the poll-error metric's label value."""
-
-    reason = "http_error"
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class ApiKeyRejected(CodatError):
-    reason = "api_key_rejected"
-
-
-class NotFound(CodatError):
-    reason = NOT_FOUND
-
-
-class MalformedResponse(CodatError):
-    reason = "malformed_response"
-
-
-class RequestTimeout(CodatError):
-    reason = "timeout"
-
-
-class ConnectionFailed(CodatError):
-    reason = "connection_error"
-
-
-class RateLimited(CodatError):
-    reason = "rate_limited"
-
-
-class _BodyTimeout(Exception):
-    pass
-
-
-def describe_error_body(body: bytes) -> str:
-    """The useful part of Codat's ErrorMessage, for a log line.
-
-    >>> describe_error_body(b'{"statusCode": 500, "error": "Boom", "correlationId": "c-1"}')
-    "statusCode=500 error='Boom' correlationId=c-1"
-    >>> describe_error_body(b"<html>Bad gateway</html>")
-    'non-JSON body (24 bytes)'
-    """
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return f"non-JSON body ({len(body)} bytes)"
-    if not isinstance(doc, dict):
-        return f"unexpected error body ({len(body)} bytes)"
-    parts = []
-    if "statusCode" in doc:
-        parts.append(f"statusCode={doc['statusCode']!s:.10}")
-    if "error" in doc:
-        parts.append(f"error={str(doc['error'])[:200]!r}")
-    if "correlationId" in doc:
-        parts.append(f"correlationId={doc['correlationId']!s:.64}")
-    return " ".join(parts) or f"error body without ErrorMessage fields ({len(body)} bytes)"
-
-
-def parse_quota_reset(value: str | None, now: float) -> float | None:
-    """X-Rate-Limit-Reset as Unix time. Codat does not document its form, so accept Unix
-    seconds, seconds from now, a Codat DateTime or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        number = float(value)
-        return number if number > 1e9 else now + number
-    try:
-        return parse_datetime(value)
-    except ValueError:
-        pass
-    after = parse_retry_after(value, now)
-    return None if after is None else now + after
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header, given as seconds or as an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 class CodatClient:
@@ -217,15 +125,9 @@ class CodatClient:
             body = self.get_json(
                 route, deadline, {**(params or {}), "page": page, "pageSize": page_size}, **path
             )
-            if not isinstance(body, dict) or not isinstance(body.get("results"), list):
-                raise MalformedResponse(f"GET {route}: page {page} has no results list")
-            items.extend(body["results"])
-            total = body.get("totalResults")
-            links = body.get("_links")
-            links = links if isinstance(links, dict) else {}
-            if not body["results"] or "next" not in links:
-                return items
-            if isinstance(total, int) and page * page_size >= total:
+            results, last = page_results(body, route, page, page_size)
+            items.extend(results)
+            if last:
                 return items
         raise MalformedResponse(f"GET {route}: more than {MAX_PAGES} pages")
 
@@ -280,7 +182,7 @@ class CodatClient:
                 return self._attempt(method, url, route, params, deadline)
             except (ApiKeyRejected, NotFound, MalformedResponse):
                 raise
-            except _Retryable as exc:
+            except Retryable as exc:
                 last, wait = exc.error, exc.retry_after
                 if method != "GET" and last.status not in (429, 503):
                     raise last from None
@@ -315,7 +217,7 @@ class CodatClient:
         what = f"{method} {route}"
         budget = min(self._timeout, deadline - self._clock.monotonic())
         if budget <= 0:
-            raise _Retryable(RequestTimeout(f"{what}: no time left before the poll deadline"))
+            raise Retryable(RequestTimeout(f"{what}: no time left before the poll deadline"))
         started = time.monotonic()
         io_deadline = started + budget
         code = "error"
@@ -326,19 +228,19 @@ class CodatClient:
         except MalformedResponse as exc:  # a body over the cap: Codat did answer
             code = str(exc.status) if exc.status is not None else code
             raise
-        except _BodyTimeout:
-            raise _Retryable(
+        except BodyTimeout:
+            raise Retryable(
                 RequestTimeout(f"{what}: no complete answer within {budget:.3g}s")
             ) from None
         except (requests.Timeout, urllib3.exceptions.TimeoutError):
             # urllib3's own errors come from reading the body ourselves (raw.read1), which
             # requests does not wrap: a stall mid-body, a connection cut short.
-            raise _Retryable(RequestTimeout(f"{what}: timed out after {budget:.3g}s")) from None
+            raise Retryable(RequestTimeout(f"{what}: timed out after {budget:.3g}s")) from None
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise _Retryable(ConnectionFailed(f"{what}: {_short(exc)}")) from None
+            raise Retryable(ConnectionFailed(f"{what}: {connection_gist(exc)}")) from None
         finally:
             self._metrics.request_done(route, code, time.monotonic() - started)
-        return self._interpret(what, status, headers, body)
+        return decode(what, status, headers, body, self._clock)
 
     def _exchange(
         self,
@@ -352,23 +254,9 @@ class CodatClient:
             method, url, params=params, timeout=(budget, budget), stream=True,
             allow_redirects=False,
         ) as response:  # fmt: skip
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                if time.monotonic() > io_deadline:
-                    raise _BodyTimeout
-                chunk = response.raw.read1(65536, decode_content=True)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > self._max_body_bytes:
-                    raise MalformedResponse(
-                        f"{method} {url.removeprefix(self._base_url)}: body larger than "
-                        f"{self._max_body_bytes} bytes; not read further",
-                        status=response.status_code,
-                    )
-                chunks.append(chunk)
-            return response.status_code, response.headers, b"".join(chunks)
+            what = f"{method} {url.removeprefix(self._base_url)}"
+            body = read_body(response, io_deadline, self._max_body_bytes, what)
+            return response.status_code, response.headers, body
 
     def _record_quota(self, headers: Mapping[str, str]) -> None:
         latest = self._metrics.latest
@@ -380,47 +268,3 @@ class CodatClient:
         reset = parse_quota_reset(headers.get("X-Rate-Limit-Reset"), self._clock.time())
         if reset is not None:
             latest.set(QUOTA_RESET, reset)
-
-    def _interpret(self, what: str, status: int, headers: Mapping[str, str], body: bytes) -> Any:
-        """``what`` is the method and route template, for messages: ``GET /companies``."""
-        if status == 200:
-            try:
-                return json.loads(body)
-            except ValueError:
-                raise MalformedResponse(
-                    f"{what}: HTTP 200 with a body that is not JSON ({len(body)} bytes)",
-                    status=status,
-                ) from None
-        detail = f"{what}: HTTP {status} ({describe_error_body(body)})"
-        if status in (401, 403):
-            raise ApiKeyRejected(detail, status=status)
-        if status == 404:
-            raise NotFound(detail, status=status)
-        if status in _RETRYABLE:
-            error_type = RateLimited if status == 429 else CodatError
-            retry_after = parse_retry_after(headers.get("Retry-After"), self._clock.time())
-            raise _Retryable(error_type(detail, status=status), retry_after)
-        raise CodatError(detail, status=status)
-
-
-class _Retryable(Exception):
-    def __init__(self, error: CodatError, retry_after: float | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
-
-
-def _short(exc: BaseException) -> str:
-    """A connection error's gist, without urllib3's nested reprs."""
-    text = str(exc)
-    for marker in (
-        "Connection refused",
-        "Connection reset",
-        "Name or service not known",
-        "timed out",
-        "Remote end closed connection",
-        "IncompleteRead",
-    ):
-        if marker in text:
-            return marker.lower()
-    return type(exc).__name__

@@ -25,7 +25,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from exporter.codat.client import ApiKeyRejected, CodatClient, CodatError
+from exporter.codat.client import CodatClient
+from exporter.codat.errors import ApiKeyRejected, CodatError
 from exporter.core.contract import (
     IN_PROGRESS_STATUSES,
     PULL_OPERATION,

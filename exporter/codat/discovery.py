@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from exporter.codat.client import ApiKeyRejected, CodatClient, CodatError
+from exporter.codat.client import CodatClient
+from exporter.codat.errors import ApiKeyRejected, CodatError
 from exporter.config.sections import CompaniesConfig
 from exporter.core.clock import Clock
 from exporter.core.contract import COMPANIES, company_id, company_info, text

@@ -3,26 +3,18 @@ latest sync keeps failing with a transient error, as an operator would after rea
 alert. Codat's docs: an AuthError needs the customer to relink, but "other error states may
 be resolved by queueing a new synchronization after waiting some time".
 
-For each pair of a company just polled:
-
-- Only the configured statuses (FetchError, MapError, ... by default; never AuthError,
-  NotSupported, PermissionsError, PrerequisiteNotMet), and, with ``refresh.stale``, a
-  Complete pair past its max age. Never a paused pair, never one whose latest sync is
-  queued or running: at most one refresh in flight per pair.
-- The first refresh once the pair has been failing ``refresh.after`` (from its pull
-  operation's completed or requested time, else from when the exporter first saw it
-  failing; a stale Complete pair from when it became stale, its last successful sync plus
-  its max age); each further one waits ``refresh.backoff`` times longer than the last.
-- At most ``max_per_company_per_day`` per company and ``max_per_day`` for this replica per
-  UTC day; the caps reset at 00:00 UTC, as Codat's quota does.
-- ``POST /companies/{companyId}/data/queue/{dataType}`` (with the failed sync's connection
-  when known). Codat answering with the pull operation already in flight, or 409, is
-  ``already_in_progress``, not an error. Another 4xx (429 aside, which pauses the client as
-  any request does) stops that pair's refreshes for the day, logged once.
-- A pair that recovers (Complete and fresh) forgets its attempts: its backoff starts over.
+Which pairs and when (backoff, caps) is ``exporter.codat.refreshpolicy``; this module acts on
+it. A due refresh is ``POST /companies/{companyId}/data/queue/{dataType}`` (with the failed
+sync's connection when known). Codat answering with the pull operation already in flight,
+or 409, is ``already_in_progress``, not an error. Another 4xx (429 aside, which pauses the
+client as any request does) stops that pair's refreshes for the day, logged once.
 
 Each refresh queued (or, ``dry_run``, only logged) is one log line with company, data type,
-status and attempt, and counts in ``codat_exporter_refreshes_total{data_type, result}``.
+status and attempt, and counts in ``codat_exporter_refreshes_total{data_type, result}``::
+
+    refresh queued: company 8a210b68-... invoices, FetchError, attempt 2
+    codat_exporter_refreshes_total{data_type="invoices",result="queued"} 2
+
 Each is written to the refresh journal (``exporter.codat.refreshjournal``) before its POST is
 sent, so that no kill, stop or restart resets the caps or the backoff; a refresh the journal
 cannot take is not sent (``journal_error``). The state file keeps the rest (when each pair
@@ -32,14 +24,23 @@ began failing), and neither can lower what the other says.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from exporter.codat.client import ApiKeyRejected, CodatClient, CodatError
+from exporter.codat.client import CodatClient
+from exporter.codat.errors import ApiKeyRejected, CodatError
 from exporter.codat.refreshjournal import QUEUED, RESET, STOPPED, Entry, Journal, utc_day
+from exporter.codat.refreshpolicy import (
+    Key,
+    Pair,
+    backing_off,
+    capped,
+    failing_since,
+    later,
+    wanted,
+)
 from exporter.config.sections import RefreshConfig
 from exporter.core.clock import Clock
 from exporter.core.contract import IN_PROGRESS_STATUSES, QUEUE_DATA_TYPE
@@ -48,40 +49,9 @@ from exporter.exposition.instruments import ExporterMetrics
 
 log = logging.getLogger(__name__)
 
-COMPLETE = "Complete"
 _RUNNING = frozenset(IN_PROGRESS_STATUSES)
 RESULTS = ("queued", "dry_run", "already_in_progress", "capped", "rejected", "error",
            "journal_error")  # fmt: skip
-
-
-Key = tuple[str, str]
-"""(company id, data type)."""
-
-
-@dataclass(frozen=True)
-class _Pair:
-    """What is known of one failing pair's refreshes."""
-
-    failing_since: float
-    attempts: int = 0
-    queued_at: float | None = None
-    stopped_on: str = ""
-    """The UTC day a 4xx stopped its refreshes, or ""."""
-    capped_on: str = ""
-    """The UTC day its refresh was last counted as capped, so a cap counts once a day."""
-
-
-def _later(known: _Pair, other: _Pair) -> _Pair:
-    """What two accounts of a pair say together: the later refresh and its attempts, the
-    earlier failure, the later stop and cap; neither can lower what the other says."""
-    refreshed = max(known, other, key=lambda p: -math.inf if p.queued_at is None else p.queued_at)
-    return _Pair(
-        min(known.failing_since, other.failing_since),
-        refreshed.attempts,
-        refreshed.queued_at,
-        max(known.stopped_on, other.stopped_on),
-        max(known.capped_on, other.capped_on),
-    )
 
 
 class Refresher:
@@ -101,7 +71,7 @@ class Refresher:
         """None only in a dry run: nothing is sent (the state file keeps its counts)."""
         self._replayed = False
         self._journal_failing = False
-        self._pairs: dict[Key, _Pair] = {}
+        self._pairs: dict[Key, Pair] = {}
         self._day = utc_day(clock.time())
         self._fleet_today = 0
         self._company_today: dict[str, int] = {}
@@ -127,7 +97,7 @@ class Refresher:
             if sync is not None and sync.sync_id != item.latest_sync_id:
                 sync = None
             max_age = max_ages.get(item.data_type)
-            if not self._wanted(item, sync, max_age, now):
+            if not wanted(self._config, item, sync, max_age, now):
                 with self._lock:
                     if item.status not in _RUNNING:
                         self._forget(key, now)  # recovered (or never wanted): start over
@@ -139,18 +109,6 @@ class Refresher:
             if known is not None and known.queued_at is not None:
                 marks[item.data_type] = RefreshMark(known.queued_at, known.attempts)
         return marks
-
-    def _wanted(
-        self, item: DataTypeStatus, sync: SyncDetail | None, max_age: float | None, now: float
-    ) -> bool:
-        if sync is not None and sync.paused_until is not None and sync.paused_until > now:
-            return False
-        if item.status in self._config.statuses:
-            return True
-        if not self._config.stale or item.status != COMPLETE:
-            return False
-        synced = item.last_successful_sync
-        return synced is not None and max_age is not None and now - synced > max_age
 
     def _maybe_refresh(
         self,
@@ -168,19 +126,12 @@ class Refresher:
             replayed = self._replay()
             known = self._pairs.get(key)
             if known is None:
-                known = _Pair(failing_since=_failing_since(item, sync, max_age, now))
+                known = Pair(failing_since=failing_since(item, sync, max_age, now))
                 self._pairs[key] = known
-            if known.stopped_on == self._day:
-                return
-            waited_from = known.failing_since if known.queued_at is None else known.queued_at
-            wait = config.after * config.backoff**known.attempts
-            if now - waited_from < wait:
+            if known.stopped_on == self._day or backing_off(config, known, now):
                 return
             company_id = key[0]
-            if (
-                self._fleet_today >= config.max_per_day
-                or self._company_today.get(company_id, 0) >= config.max_per_company_per_day
-            ):
+            if capped(config, self._fleet_today, self._company_today.get(company_id, 0)):
                 if known.capped_on != self._day:
                     self._pairs[key] = replace(known, capped_on=self._day)
                     self._count(item.data_type, "capped")
@@ -313,7 +264,7 @@ class Refresher:
         self._journal_failing = True
 
     def _merge(
-        self, day: str, fleet: int, companies: Mapping[str, int], pairs: Mapping[Key, _Pair]
+        self, day: str, fleet: int, companies: Mapping[str, int], pairs: Mapping[Key, Pair]
     ) -> None:
         """Take in counts and pairs from the journal or the state file, keeping the higher
         count and the later refresh: a file written before the journal's latest entries
@@ -325,7 +276,7 @@ class Refresher:
                 self._company_today[company_id] = max(counted, count)
         for key, pair in pairs.items():
             known = self._pairs.get(key)
-            self._pairs[key] = pair if known is None else _later(known, pair)
+            self._pairs[key] = pair if known is None else later(known, pair)
 
     def _count(self, data_type: str, result: str) -> None:
         self._metrics.refreshes.labels(data_type, result).inc()
@@ -353,7 +304,7 @@ class Refresher:
         """Resume from ``saved`` (from the state file); anything malformed is ignored whole."""
         try:
             pairs = {
-                (str(c), str(d)): _Pair(
+                (str(c), str(d)): Pair(
                     float(since),
                     int(attempts),
                     None if queued is None else float(queued),
@@ -373,33 +324,19 @@ class Refresher:
             self._merge(day, fleet, companies, pairs)
 
 
-def _failing_since(
-    item: DataTypeStatus, sync: SyncDetail | None, max_age: float | None, now: float
-) -> float:
-    """When a pair newly seen wanting a refresh began to: when it became stale (a Complete
-    pair), else when its failed sync ended or was requested, else now."""
-    since: float | None = None
-    if item.status == COMPLETE:
-        synced = item.last_successful_sync
-        since = None if synced is None or max_age is None else synced + max_age
-    elif sync is not None:
-        since = sync.completed or sync.requested
-    return now if since is None else min(since, now)
-
-
-def _replayed(entries: Iterable[Entry], day: str) -> tuple[int, dict[str, int], dict[Key, _Pair]]:
+def _replayed(entries: Iterable[Entry], day: str) -> tuple[int, dict[str, int], dict[Key, Pair]]:
     """(refreshes on ``day``, per company, each pair's refreshes) the journal says."""
-    fleet, companies, pairs = 0, dict[str, int](), dict[Key, _Pair]()
+    fleet, companies, pairs = 0, dict[str, int](), dict[Key, Pair]()
     for entry in entries:
         key = (entry.company, entry.data_type)
         if entry.kind == QUEUED:
             if entry.day == day:
                 fleet += 1
                 companies[entry.company] = companies.get(entry.company, 0) + 1
-            known = pairs.get(key, _Pair(failing_since=entry.at))
+            known = pairs.get(key, Pair(failing_since=entry.at))
             pairs[key] = replace(known, attempts=entry.attempt, queued_at=entry.at)
         elif entry.kind == STOPPED:
-            pairs[key] = replace(pairs.get(key, _Pair(entry.at)), stopped_on=entry.day)
+            pairs[key] = replace(pairs.get(key, Pair(entry.at)), stopped_on=entry.day)
         else:
             pairs.pop(key, None)
     return fleet, companies, pairs

@@ -1,11 +1,11 @@
 """The refresh journal: every refresh written down, durably, before its POST is sent.
 
-The refresh caps and backoff (``exporter.codat.refresh``) limit the only writes the exporter makes
-to Codat, so what they count must outlive the process at the moment it acts, not at the end
-of a cycle: a crash loop, or a rollout in the middle of a long cycle, would otherwise start
-every process with a clean slate and send the day's refreshes again, each time. The journal
-sits beside the state file (``<state.file>.refreshes``; each replica and shard has its own)
-and holds one JSON line per decision::
+The refresh caps and backoff (``exporter.codat.refreshpolicy``) limit the only writes the
+exporter makes to Codat, so what they count must outlive the process at the moment it acts,
+not at the end of a cycle: a crash loop, or a rollout in the middle of a long cycle, would
+otherwise start every process with a clean slate and send the day's refreshes again, each
+time. The journal sits beside the state file (``<state.file>.refreshes``; each replica and
+shard has its own) and holds one JSON line per decision::
 
     {"refresh":"queued","company":"8a21...","data_type":"invoices","at":1795435200.0,"attempt":1}
     {"refresh":"stopped","company":"8a21...","data_type":"bills","at":1795435260.5,"attempt":0}

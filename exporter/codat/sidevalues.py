@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from exporter.codat.client import ApiKeyRejected, CodatClient, CodatError, MalformedResponse
+from exporter.codat.client import CodatClient
+from exporter.codat.errors import ApiKeyRejected, CodatError, MalformedResponse
 from exporter.config.sections import Config
 from exporter.core.clock import Clock
 from exporter.core.contract import (

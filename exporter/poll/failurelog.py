@@ -25,7 +25,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from exporter.codat.client import ApiKeyRejected
+from exporter.codat.errors import ApiKeyRejected
 from exporter.core.phrases import plural
 from exporter.core.snapshot import Outcome
 from exporter.exposition.instruments import ExporterMetrics

@@ -32,9 +32,10 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from exporter.codat.client import CodatClient, CodatError, NotFound
+from exporter.codat.client import CodatClient
 from exporter.codat.diagnostics import SyncDiagnostics
 from exporter.codat.discovery import Discovery
+from exporter.codat.errors import CodatError, NotFound
 from exporter.codat.refresh import Refresher
 from exporter.codat.refreshjournal import Journal, journal_path
 from exporter.codat.sidevalues import SideValues

@@ -1,6 +1,2 @@
-"""A simulated Codat Platform API for the demo, the tests and the benchmarks."""
-
-from exporter.simulator.fleet import Fault, Fleet
-from exporter.simulator.server import DEFAULT_API_KEY, SimulatedCodat
-
-__all__ = ["DEFAULT_API_KEY", "Fault", "Fleet", "SimulatedCodat"]
+"""A simulated Codat Platform API for the demo, the tests and the benchmarks: a seeded fleet
+of companies (fleet), served over real HTTP (server), with faults a test can inject (faults)."""

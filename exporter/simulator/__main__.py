@@ -18,8 +18,9 @@ import signal
 import threading
 
 from exporter.core.clock import SystemClock
-from exporter.simulator import DEFAULT_API_KEY, Fleet, SimulatedCodat
-from exporter.simulator.syncs import format_datetime
+from exporter.simulator.dates import format_datetime
+from exporter.simulator.fleet import Fleet
+from exporter.simulator.server import DEFAULT_API_KEY, SimulatedCodat
 
 
 def main(argv: list[str] | None = None) -> int:

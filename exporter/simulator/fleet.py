@@ -3,21 +3,18 @@
 Each data type syncs every ``period`` seconds from a fixed phase. Whether sync *k* succeeds
 is a hash of (seed, company, data type, k), so the whole history exists without being
 stored: asking at any instant gives a consistent answer, and moving an injected clock
-forward makes syncs complete, fail and recover (exporter.simulator.syncs: each sync is also
-a pull operation, served by the history routes). Scenario profiles pin the cases a user must
-see (AuthError, stale, never synced, first sync failed, recovering, every status, a sync
-paused until a later time, an on-premise connector's sync queued for hours).
+forward makes syncs complete, fail and recover (``exporter.simulator.syncs``; each sync is
+also a pull operation, served by the history routes). Its first companies are the scenario
+profiles of ``exporter.simulator.profiles``.
 
 Tests can also replace any company's dataStatus body or connections verbatim (``override``,
-``override_connections``), inject
-faults (``inject``), which the server applies before answering, and make listings page
-inconsistently (``paging``).
+``override_connections``), inject faults (``inject``, ``exporter.simulator.faults``), which
+the server takes before answering, and make listings page inconsistently (``paging``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 import threading
 import uuid
@@ -26,90 +23,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.core.clock import Clock
-from exporter.core.contract import DATA_TYPES, IN_PROGRESS_STATUSES, KNOWN_STATUSES
-from exporter.simulator.syncs import (
-    HOUR,
-    History,
-    Hold,
-    SimDataType,
-    Sync,
-    Timeline,
-    format_datetime,
-    unit,
+from exporter.core.contract import IN_PROGRESS_STATUSES
+from exporter.simulator.conventions import CONSISTENT
+from exporter.simulator.dates import format_datetime
+from exporter.simulator.faults import Fault
+from exporter.simulator.profiles import (
+    DAY,
+    ON_PREMISE_PLATFORM,
+    PROFILES,
+    SimCompany,
+    make_company,
 )
-
-__all__ = [
-    "CONSISTENT", "DATE_STYLES", "DAY", "HOUR", "NEXT_ON_LAST_PAGE", "ON_PREMISE_PLATFORM",
-    "PAGING_STYLES", "PAUSED", "QUEUED", "TOTAL_TOO_HIGH", "Fault", "Fleet", "SimCompany",
-    "SimDataType", "format_datetime",
-]  # fmt: skip
-
-DAY = 24 * HOUR
-DATE_STYLES = ("z3", "z7", "offset", "unqualified", "z0", "z6")
-
-_FIRST = ("Acme", "Bramble", "Copper", "Delta", "Ember", "Fjord", "Granite", "Harbour",
-          "Indigo", "Juniper", "Kestrel", "Lumen", "Meridian", "Northwind", "Oakridge",
-          "Pioneer", "Quarry", "Riverside", "Summit", "Tidewater")  # fmt: skip
-_SECOND = ("Bakery", "Logistics", "Analytics", "Outfitters", "Dental", "Brewing", "Joinery",
-           "Studios", "Farms", "Freight", "Pharmacy", "Robotics")  # fmt: skip
-_SUFFIX = ("Ltd", "LLC", "Inc", "GmbH", "& Co", "Plc")
-
-CONSISTENT = "consistent"
-NEXT_ON_LAST_PAGE = "next_on_last_page"
-"""Every page links a next one, the last too (past it come empty pages); totalResults is right."""
-TOTAL_TOO_HIGH = "total_too_high"
-"""totalResults counts a page more than there is; the last page links no next one."""
-PAGING_STYLES = (CONSISTENT, NEXT_ON_LAST_PAGE, TOTAL_TOO_HIGH)
-
-
-PAUSED = "customers"
-"""The data type whose latest sync the ``paused`` company's Codat has paused."""
-QUEUED = "bills"
-"""The data type whose sync the ``on_premise`` company's offline connector leaves queued."""
-ON_PREMISE_PLATFORM = ("pqsw", "QuickBooks Desktop")
-"""A desktop accounting package: Codat reaches it through a connector on the customer's
-machine, which syncs only while that machine is online."""
-
-
-@dataclass
-class SimCompany:
-    id: str
-    name: str
-    created: float
-    profile: str
-    data_types: dict[str, SimDataType]
-    tags: dict[str, str] = field(default_factory=dict)
-    connection_status: str | None = None
-    """Overrides the profile's connection status (tests: a connection being deauthorized)."""
-
-
-@dataclass
-class Fault:
-    """What the server does instead of (or before) answering normally.
-
-    kind: ``status`` (HTTP ``status`` with an ErrorMessage), ``html`` (``status`` with an HTML
-    page), ``latency`` (wait ``seconds`` then answer), ``malformed`` (200, not JSON),
-    ``wrong_shape`` (200, a JSON list), ``truncated`` (200, JSON cut short), ``reset``
-    (close the connection), ``cut`` (200 and half the body its Content-Length announces,
-    then reset), ``empty`` (200, ``{}``), ``oversized`` (200, a JSON body of ``size`` bytes).
-
-    Three never finish on their own, so that a test of the client's timeouts does not
-    depend on how fast the machine is: ``hang`` (no answer at all), ``stall`` (200 and half
-    the body, then nothing) and ``trickle`` (200, then a byte every ``seconds`` of a body
-    that never ends). Each holds its connection until the fault is cleared (``released``
-    is set) or the server stops, then closes it.
-    """
-
-    kind: str
-    status: int = 500
-    seconds: float = 0.0
-    retry_after: str | None = None
-    size: int = 11 * 1024 * 1024
-    times: int | None = None
-    """How many requests it applies to; None: until cleared."""
-    endpoint: str | None = None
-    """Only requests to this route template, e.g. '/companies/{companyId}/dataStatus'."""
-    released: threading.Event = field(default_factory=threading.Event, repr=False)
+from exporter.simulator.pulloperations import History, pull_operation_body
+from exporter.simulator.syncs import HOUR, Sync, Timeline, unit
 
 
 @dataclass
@@ -122,7 +48,8 @@ class Fleet:
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     epoch: float = 0.0
     paging: str = CONSISTENT
-    """One of PAGING_STYLES: whether ``_links.next`` and ``totalResults`` agree on the last page."""
+    """One of ``conventions.PAGING_STYLES``: whether ``_links.next`` and ``totalResults``
+    agree on the last page."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -132,86 +59,11 @@ class Fleet:
         """A fleet whose first companies are the scenario profiles, the rest healthy."""
         fleet = cls(clock=clock, seed=seed, epoch=clock.time())
         rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
-        # The eighth stays healthy: tests of an eight-company fleet need one.
-        profiles = ["auth_error", "stale", "never_synced", "first_failed", "recovering",
-                    "degrading", "showcase", "healthy", "paused", "on_premise"]  # fmt: skip
         for index in range(companies):
-            profile = profiles[index] if index < len(profiles) else "healthy"
-            company = fleet._make_company(rng, index, profile, data_types_per_company)
+            profile = PROFILES[index] if index < len(PROFILES) else "healthy"
+            company = make_company(rng, index, profile, data_types_per_company, fleet.epoch)
             fleet.companies[company.id] = company
         return fleet
-
-    def _make_company(self, rng: random.Random, index: int, profile: str, count: int) -> SimCompany:
-        company_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        name = f"{rng.choice(_FIRST)} {rng.choice(_SECOND)} {rng.choice(_SUFFIX)}"
-        if index == 1:
-            name = "O'Brien & Daughters Ltd"
-        epoch = self.epoch
-        created = epoch - rng.uniform(30, 400) * DAY
-        style = DATE_STYLES[index % len(DATE_STYLES)]
-        if profile == "showcase":
-            chosen = list(DATA_TYPES[: len(KNOWN_STATUSES)])
-        else:
-            chosen = ["invoices", "bills", "customers", "payments", "suppliers"]
-            others = [d for d in DATA_TYPES if d not in chosen]
-            chosen += rng.sample(others, max(0, min(count, len(DATA_TYPES)) - len(chosen)))
-        if profile == "first_failed":
-            created = epoch - 3 * HOUR
-        data_types = {}
-        for position, data_type in enumerate(chosen):
-            period = HOUR if data_type == "invoices" else rng.choice([HOUR, 4 * HOUR, 12 * HOUR])
-            sim = SimDataType(
-                data_type=data_type,
-                period=period,
-                phase=rng.uniform(0, period),
-                first_sync=created + rng.uniform(0, HOUR),
-                date_style=style,
-            )
-            self._apply_profile(sim, profile, position)
-            data_types[data_type] = sim
-        if profile == "showcase":
-            data_types["company"].date_style = "date"
-        tags = {"profile": profile, "region": ("uk", "us", "de")[index % 3]}
-        return SimCompany(company_id, name, created, profile, data_types, tags)
-
-    def _apply_profile(self, sim: SimDataType, profile: str, position: int) -> None:
-        epoch = self.epoch
-        if profile == "auth_error":
-            sim.fail_since, sim.fail_status = epoch - 2 * DAY, "AuthError"
-        elif profile == "stale" and sim.data_type in ("invoices", "bills"):
-            sim.fail_since, sim.fail_status = epoch - 30 * HOUR, "FetchError"
-        elif profile == "never_synced" and position >= 3:
-            sim.never_synced = True
-        elif profile == "first_failed" and sim.data_type in ("invoices", "payments"):
-            sim.fail_since, sim.fail_status = 0.0, "PrerequisiteNotMet"
-        elif profile == "recovering" and sim.data_type == "payments":
-            sim.fail_since, sim.fail_until = epoch - 3 * HOUR, epoch + 3 * 60
-            sim.period, sim.phase, sim.fail_status = 60.0, 0.0, "FetchError"
-        elif profile == "degrading" and sim.data_type == "customers":
-            sim.fail_since, sim.fail_status = epoch + 2 * 60, "MapError"
-            sim.period, sim.phase = 60.0, 0.0
-        elif profile == "showcase":
-            # Hourly syncs, so that every pinned status has replaced the last good one by start.
-            sim.fail_since, sim.fail_status = epoch - 2 * HOUR, KNOWN_STATUSES[position]
-            sim.period, sim.fail_rate, sim.shows_progress = HOUR, 0.0, False
-        elif profile == "paused" and sim.data_type == PAUSED:
-            until = math.ceil((epoch + 2 * HOUR) / HOUR) * HOUR
-            k = self._hold_at(sim, epoch - 1.5 * HOUR)
-            description = f"Paused until {format_datetime(until, 'z3')}"
-            sim.hold, sim.fail_rate = Hold(k, until, "Initial", description), 0.0
-        elif profile == "on_premise" and sim.data_type == QUEUED:
-            k = self._hold_at(sim, epoch - 7 * HOUR)
-            sim.hold, sim.fail_rate = Hold(k, math.inf, "Queued"), 0.0
-        if profile in ("auth_error", "stale", "first_failed", "showcase"):
-            sim.fail_rate = 0.0
-
-    @staticmethod
-    def _hold_at(sim: SimDataType, requested: float) -> int:
-        """Make a sync of ``sim`` requested at ``requested`` (twice a day, so that its last
-        good data stays within the derived max age while it waits); that sync's k."""
-        sim.period = 12 * HOUR
-        sim.phase = requested % sim.period
-        return round((requested - sim.phase) / sim.period)
 
     # --- the state at an instant --------------------------------------------------------
 
@@ -252,7 +104,7 @@ class Fleet:
         for timeline in self._timelines(company_id):
             sync: Sync | None = timeline.resolve(parsed, now)
             if sync is not None:
-                return timeline.pull_operation(sync, now)
+                return pull_operation_body(timeline, sync, now)
         return None
 
     def queue(self, company_id: str, data_type: str) -> dict[str, Any] | None:
@@ -272,7 +124,7 @@ class Fleet:
                 company.data_types[data_type].refreshes.append(now)
                 latest = timeline.latest(now)
         assert latest is not None
-        return timeline.pull_operation(latest, now)
+        return pull_operation_body(timeline, latest, now)
 
     def pull_operations(self, company_id: str) -> History:
         """The company's pull operations at the clock's time, the newest first."""
@@ -414,7 +266,7 @@ class Fleet:
     def add(self, profile: str = "healthy", data_types: int = 12) -> str:
         """A new company (tests: discovery picking it up); returns its id."""
         rng = random.Random(f"{self.seed}:{len(self.companies)}:added")  # noqa: S311
-        company = self._make_company(rng, len(self.companies) + 100, profile, data_types)
+        company = make_company(rng, len(self.companies) + 100, profile, data_types, self.epoch)
         with self._lock:
             self.companies[company.id] = company
         return company.id

@@ -4,18 +4,13 @@ Routes: ``GET /companies``, ``GET /companies/{companyId}/connections`` and
 ``GET /companies/{companyId}/data/history`` (paged, the newest pull operation first),
 ``GET /companies/{companyId}``, ``GET /companies/{companyId}/dataStatus``,
 ``GET /companies/{companyId}/data/history/{datasetId}`` (404 for an id that names no pull
-operation of the company) and ``GET /companies/{companyId}/syncSettings``. Every request must carry
+operation of the company), ``GET /companies/{companyId}/syncSettings`` and
+``POST /companies/{companyId}/data/queue/{dataType}``. Every request must carry
 ``Authorization: Basic <base64(api key)>``; anything else gets Codat's 401 ErrorMessage.
 Responses carry the X-Rate-Limit-* headers Codat sends. Faults injected into the fleet
-are applied per company before answering. A company id in a path is found in any case: it
-is a UUID.
-
-Paged routes take ``page`` (from 1) and ``pageSize`` (1 to 5000), the contract's parameter
-bounds; anything else in them, or a ``tags`` filter that does not parse, is answered as
-Codat answers a malformed query: 400 with an ErrorMessage. The contract caps the
-``pageSize`` of a response at 2000, so a page holds at most 2000 results whatever was
-asked, and its ``pageSize`` and links say so. ``query`` and ``orderBy`` are accepted and
-not applied.
+are acted out per company before answering (``exporter.simulator.faults``). A company id in
+a path is found in any case: it is a UUID. Paging and the ``tags`` filter follow
+``exporter.simulator.conventions``; ``query`` and ``orderBy`` are accepted and not applied.
 """
 
 from __future__ import annotations
@@ -28,37 +23,38 @@ import socket
 import threading
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from exporter.core.contract import PULL_OPERATION, QUEUE_DATA_TYPE
-from exporter.simulator.fleet import (
-    NEXT_ON_LAST_PAGE,
-    PAGING_STYLES,
-    TOTAL_TOO_HIGH,
-    Fault,
-    Fleet,
+from exporter.core.contract import (
+    COMPANIES,
+    COMPANY,
+    CONNECTIONS,
+    DATA_STATUS,
+    PULL_OPERATION,
+    QUEUE_DATA_TYPE,
+    SYNC_SETTINGS,
 )
+from exporter.simulator.conventions import (
+    MalformedQuery,
+    error_body,
+    matches_tags,
+    page_of,
+    paging,
+    tag_filter,
+)
+from exporter.simulator.faults import LISTING, act_out
+from exporter.simulator.fleet import Fleet
 
 DEFAULT_API_KEY = "demo-api-key"
 """The key it accepts unless told another (the demo's, and README's)."""
-DATA_STATUS = "/companies/{companyId}/dataStatus"
-COMPANY = "/companies/{companyId}"
-COMPANIES = "/companies"
-CONNECTIONS = "/companies/{companyId}/connections"
-SYNC_SETTINGS = "/companies/{companyId}/syncSettings"
 PULL_OPERATIONS = "/companies/{companyId}/data/history"
+"""The history listing: the exporter reads one pull operation at a time, never this."""
 
 PAGED = (COMPANIES, CONNECTIONS, PULL_OPERATIONS)
-
-LISTING = "*"
-"""Fault key for requests that name no company (the company list)."""
-
-_GOOD_BODY = b'{"invoices": {"dataType": "invoices", "currentStatus": "Complete"}}'
-"""What a fault that breaks off a body (cut, stall) sends part of."""
 
 _ROUTES = (
     (re.compile(r"/companies/(?P<id>[^/]+)/data/history/(?P<dataset>[^/]+)"), PULL_OPERATION),
@@ -69,9 +65,9 @@ _ROUTES = (
     (re.compile(r"/companies/(?P<id>[^/]+)"), COMPANY),
     (re.compile(r"/companies"), COMPANIES),
 )
-
-
 _QUEUE = re.compile(r"/companies/(?P<id>[^/]+)/data/queue/(?P<type>[^/]+)")
+_RESET = b"\x01\x00\x00\x00\x00\x00\x00\x00"
+"""SO_LINGER on with a zero timeout: closing the socket sends a TCP reset."""
 
 
 def _is_uuid(text: str) -> bool:
@@ -79,108 +75,6 @@ def _is_uuid(text: str) -> bool:
         uuid.UUID(text)
     except ValueError:
         return False
-    return True
-
-
-def error_body(status: int, error: str) -> dict[str, Any]:
-    """Codat's ErrorMessage."""
-    return {
-        "statusCode": status,
-        "service": "PublicApi",
-        "error": error,
-        "correlationId": uuid.uuid4().hex,
-        "validation": None,
-        "canBeRetried": "Unknown",
-        "detailedErrorCode": 0,
-    }
-
-
-MAX_PAGE = 2**31 - 1
-"""``page`` is an int32 from 1."""
-MAX_PAGE_SIZE = 5000
-"""The most ``pageSize`` a request may ask for (the contract's parameter bounds)."""
-MAX_PAGE_RESULTS = 2000
-"""The most results a page holds (the contract's PagingInfo.pageSize maximum)."""
-DEFAULT_PAGE_SIZE = 100
-
-_WHOLE_NUMBER = re.compile(r"[0-9]{1,10}")
-_TAG_CLAUSE = re.compile(r"([^=!~]+?)\s*(!=|=|~)\s*(.*)")
-
-
-class MalformedQuery(ValueError):
-    """A query parameter Codat would refuse with 400; the message says which and why."""
-
-
-def paging(query: dict[str, str]) -> tuple[int, int]:
-    """(page, results per page) of a paged request; MalformedQuery outside the bounds.
-
-    >>> paging({}), paging({"page": "3", "pageSize": "4000"})
-    ((1, 100), (3, 2000))
-    """
-    page = _bounded(query, "page", 1, 1, MAX_PAGE)
-    size = _bounded(query, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    return page, min(size, MAX_PAGE_RESULTS)
-
-
-def _bounded(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    text = query.get(name)
-    if text is None:
-        return default
-    if not _WHOLE_NUMBER.fullmatch(text) or not low <= int(text) <= high:
-        raise MalformedQuery(
-            f"Error parsing query - {name} must be a whole number from {low} to {high}, "
-            f"not {text[:20]!r}"
-        )
-    return int(text)
-
-
-def page_of(items: Sequence[Any], page: int, size: int, path: str, style: str) -> dict[str, Any]:
-    """One page of a Codat listing (PagingInfo envelope).
-
-    ``style`` is the fleet's ``paging``: how far ``_links.next`` and ``totalResults`` agree.
-    """
-    if style not in PAGING_STYLES:
-        raise ValueError(f"unknown paging style {style!r}")
-    links: dict[str, Any] = {
-        "self": {"href": path},
-        "current": {"href": f"{path}?page={page}&pageSize={size}"},
-    }
-    more = page * size < len(items)
-    if more or (style == NEXT_ON_LAST_PAGE and (page - 1) * size < len(items)):
-        links["next"] = {"href": f"{path}?page={page + 1}&pageSize={size}"}
-    if page > 1:
-        links["previous"] = {"href": f"{path}?page={page - 1}&pageSize={size}"}
-    total = len(items) + (size if style == TOTAL_TOO_HIGH else 0)
-    return {
-        "results": items[(page - 1) * size : page * size],
-        "pageNumber": page,
-        "pageSize": size,
-        "totalResults": total,
-        "_links": links,
-    }
-
-
-def tag_filter(expression: str) -> list[tuple[str, str, str]]:
-    """Codat's tags filter, ``region=uk && team!=ops && name~acme`` (=, != and contains),
-    as (key, operator, value) clauses; MalformedQuery for a clause without an operator."""
-    clauses = []
-    for clause in filter(None, (c.strip() for c in expression.split("&&"))):
-        match = _TAG_CLAUSE.fullmatch(clause)
-        if match is None:
-            raise MalformedQuery(f"Error parsing query - tags clause {clause[:64]!r}")
-        clauses.append((match[1].strip(), match[2], match[3].strip()))
-    return clauses
-
-
-def matches_tags(tags: dict[str, str], clauses: list[tuple[str, str, str]]) -> bool:
-    for key, op, value in clauses:
-        actual = tags.get(key)
-        if op == "=" and actual != value:
-            return False
-        if op == "!=" and actual == value:
-            return False
-        if op == "~" and (actual is None or value not in actual):
-            return False
     return True
 
 
@@ -267,6 +161,9 @@ class SimulatedCodat(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    """One connection's requests, each routed to the fleet's answer unless a fault takes it
+    over: the handler is the ``Wire`` that ``faults.act_out`` plays a fault on."""
+
     server: SimulatedCodat
     protocol_version = "HTTP/1.1"
     server_version = "SimulatedCodat/1"
@@ -289,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         route, company_id, dataset_id = self._route(parts.path)
         if route is None:
-            self._json(404, error_body(404, "Resource not found"))
+            self.send_json(404, error_body(404, "Resource not found"))
             return
         self.server.count(route, parts.path)
         query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
@@ -299,47 +196,47 @@ class _Handler(BaseHTTPRequestHandler):
         if not hmac.compare_digest(
             self.headers.get("Authorization", ""), self.server.expected_auth
         ):
-            self._json(401, error_body(401, "Unauthorized"))
+            self.send_json(401, error_body(401, "Unauthorized"))
             return
         fleet = self.server.fleet
         company_id = None if company_id is None else fleet.stored_id(company_id)
         fault = fleet.take_fault(company_id or LISTING, route)
-        if fault is not None and self._apply(fault):
+        if fault is not None and act_out(fault, self):
             return
         try:
             page, size = paging(query) if route in PAGED else (1, 0)
             tags = tag_filter(query.get("tags", "")) if route == COMPANIES else []
         except MalformedQuery as exc:
-            self._json(400, error_body(400, str(exc)))
+            self.send_json(400, error_body(400, str(exc)))
             return
         if company_id is not None and company_id not in fleet.companies:
-            self._json(404, error_body(404, f"Company with ID {company_id} not found"))
+            self.send_json(404, error_body(404, f"Company with ID {company_id} not found"))
             return
         if company_id is None:
             listing = [fleet.company_body(i) for i in sorted(fleet.companies)]
             selected = [c for c in listing if matches_tags(c["tags"], tags)]
-            self._json(200, page_of(selected, page, size, COMPANIES, fleet.paging))
+            self.send_json(200, page_of(selected, page, size, COMPANIES, fleet.paging))
         elif route == DATA_STATUS:
-            self._json(200, fleet.data_status(company_id))
+            self.send_json(200, fleet.data_status(company_id))
         elif route == COMPANY:
-            self._json(200, fleet.company_body(company_id))
+            self.send_json(200, fleet.company_body(company_id))
         elif route == CONNECTIONS:
             path = f"/companies/{company_id}/connections"
             items = fleet.connections(company_id)
-            self._json(200, page_of(items, page, size, path, fleet.paging))
+            self.send_json(200, page_of(items, page, size, path, fleet.paging))
         elif route == PULL_OPERATIONS:
             path = f"/companies/{company_id}/data/history"
             history = fleet.pull_operations(company_id)
-            self._json(200, page_of(history, page, size, path, fleet.paging))
+            self.send_json(200, page_of(history, page, size, path, fleet.paging))
         elif route == PULL_OPERATION:
             dataset_id = dataset_id or ""
             found = fleet.pull_operation(company_id, dataset_id)
             if found is None:
-                self._json(404, error_body(404, f"Dataset with ID {dataset_id[:64]} not found"))
+                self.send_json(404, error_body(404, f"Dataset with ID {dataset_id[:64]} not found"))
             else:
-                self._json(200, found)
+                self.send_json(200, found)
         else:
-            self._json(200, fleet.sync_settings(company_id))
+            self.send_json(200, fleet.sync_settings(company_id))
 
     def do_POST(self) -> None:
         """``POST /companies/{companyId}/data/queue/{dataType}``: queue a sync (a refresh)."""
@@ -356,7 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length.isdigit() and int(length) <= 1 << 16:
             self.rfile.read(int(length))
         if match is None:
-            self._json(404, error_body(404, "Resource not found"))
+            self.send_json(404, error_body(404, "Resource not found"))
             return
         company_id, data_type = unquote(match["id"]), unquote(match["type"])
         self.server.count(QUEUE_DATA_TYPE, parts.path)
@@ -368,22 +265,24 @@ class _Handler(BaseHTTPRequestHandler):
         if not hmac.compare_digest(
             self.headers.get("Authorization", ""), self.server.expected_auth
         ):
-            self._json(401, error_body(401, "Unauthorized"))
+            self.send_json(401, error_body(401, "Unauthorized"))
             return
         fleet = self.server.fleet
         company_id = fleet.stored_id(company_id)
         fault = fleet.take_fault(company_id, QUEUE_DATA_TYPE)
-        if fault is not None and self._apply(fault):
+        if fault is not None and act_out(fault, self):
             return
         connection = query.get("connectionId")
         if connection is not None and not _is_uuid(connection):
-            self._json(400, error_body(400, "connectionId must be a UUID"))
+            self.send_json(400, error_body(400, "connectionId must be a UUID"))
             return
         queued = fleet.queue(company_id, data_type)
         if queued is None:
-            self._json(404, error_body(404, f"Company {company_id} has no data type {data_type}"))
+            self.send_json(
+                404, error_body(404, f"Company {company_id} has no data type {data_type}")
+            )
         else:
-            self._json(200, queued)
+            self.send_json(200, queued)
 
     def _route(self, path: str) -> tuple[str | None, str | None, str | None]:
         """(route template, company id, dataset id) of a path; Nones for no route."""
@@ -394,68 +293,17 @@ class _Handler(BaseHTTPRequestHandler):
                 return route, found.get("id"), found.get("dataset")
         return None, None, None
 
-    def _apply(self, fault: Fault) -> bool:
-        """Act out a fault; True when it answered the request itself."""
-        if fault.kind == "latency":
-            self.server.stopping.wait(fault.seconds)
-            return False
-        if fault.kind == "status":
-            extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-            self._json(fault.status, error_body(fault.status, "Simulated failure"), extra)
-        elif fault.kind == "html":
-            self._send(fault.status, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
-                       "text/html")  # fmt: skip
-        elif fault.kind == "malformed":
-            self._send(200, b"this is not JSON {", "application/json")
-        elif fault.kind == "wrong_shape":
-            self._json(200, ["not", "an", "object"])
-        elif fault.kind == "empty":
-            self._json(200, {})
-        elif fault.kind == "oversized":
-            filler = b" " * max(0, fault.size - 2)
-            self._send(200, b"{" + filler + b"}", "application/json")
-        elif fault.kind == "truncated":
-            self._send(200, b'{"invoices": {"dataType": "invoi', "application/json")
-        elif fault.kind == "hang":
-            self._hold(fault)
-        elif fault.kind == "stall":
-            self._start_body(len(_GOOD_BODY))
-            self._write(_GOOD_BODY[: len(_GOOD_BODY) // 2])
-            self._hold(fault)
-        elif fault.kind == "trickle":
-            self._start_body(10**12)
-            while not self._held(fault, fault.seconds) and self._write(b" "):
-                pass
-        elif fault.kind == "cut":
-            self._cut()
-        elif fault.kind == "reset":
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-            )
-            self.close_connection = True
-            self.connection.close()
-        else:
-            raise ValueError(f"unknown fault kind {fault.kind!r}")
-        return True
+    @property
+    def stopping(self) -> threading.Event:
+        return self.server.stopping
 
-    def _cut(self) -> None:
-        """Headers for a whole body, half of it, then the connection is reset."""
-        self._start_body(len(_GOOD_BODY))
-        self._write(_GOOD_BODY[: len(_GOOD_BODY) // 2])
-        self.connection.setsockopt(
-            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-        )
-        self.close_connection = True
-        self.connection.close()
-
-    def _start_body(self, length: int) -> None:
+    def start_body(self, length: int) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(length))
         self.end_headers()
 
-    def _write(self, data: bytes) -> bool:
-        """Send now; False once the client has gone."""
+    def write(self, data: bytes) -> bool:
         try:
             self.wfile.write(data)
             self.wfile.flush()
@@ -463,22 +311,19 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def _held(self, fault: Fault, seconds: float) -> bool:
-        """Wait up to ``seconds``; True (and the connection is to close) once let go."""
-        if fault.released.wait(seconds) or self.server.stopping.is_set():
-            self.close_connection = True
-            return True
-        return False
+    def close_after(self) -> None:
+        self.close_connection = True
 
-    def _hold(self, fault: Fault) -> None:
-        while not self._held(fault, 0.1):
-            pass
+    def reset(self) -> None:
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        self.close_connection = True
+        self.connection.close()
 
-    def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self._send(status, raw, "application/json; charset=utf-8", headers)
+        self.send_body(status, raw, "application/json; charset=utf-8", headers)
 
-    def _send(
+    def send_body(
         self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
     ) -> None:
         self.send_response(status)

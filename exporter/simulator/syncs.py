@@ -4,13 +4,13 @@ Sync *k* is requested at ``phase + k * period`` and runs for a seeded while (a m
 quarter of its period, at most three hours; a tenth of a period under ten minutes),
 through Codat's stages (Queued, Fetching, ...) to its outcome: Complete, or the error its
 profile pins or chance picks. Nothing is stored: dataStatus and the pull operations
-(``GET /companies/{companyId}/data/history[/{datasetId}]``) are computed from the clock, so
-they agree at any instant. A pull operation's id encodes k, so looking one up needs no table::
+(``exporter.simulator.pulloperations``) are computed from the clock, so they agree at any
+instant. A sync's id encodes k, so looking one up needs no table. A data type's entry in
+dataStatus at some instant::
 
-    {"id": "5b0e...", "dataType": "invoices", "status": "FetchError", "progress": 37,
-     "errorMessage": "The source platform returned 503 Service Unavailable",
-     "requested": "2026-11-23T11:00:12.4409121Z", "completed": "2026-11-23T11:04:40.1...Z",
-     "isCompleted": false, "isErrored": true, ...}
+    {"dataType": "invoices", "currentStatus": "Fetching",
+     "latestSyncId": "5b0e...", "lastSuccessfulSync": "2026-11-23T10:04:40.104Z",
+     "latestSuccessfulSyncId": "8c31..."}
 
 A pinned data type (``shows_progress`` off) shows its outcome as soon as a sync appears; its
 pull operation says it was requested that long before. A ``Hold`` keeps one sync waiting:
@@ -24,14 +24,13 @@ import hashlib
 import heapq
 import math
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
 from functools import cached_property
-from itertools import islice
-from typing import Any, overload
+from typing import Any
 
 from exporter.core.contract import ERROR_STATUSES, IN_PROGRESS_STATUSES
+from exporter.simulator.dates import format_datetime
 
 MINUTE = 60.0
 HOUR = 3600.0
@@ -41,25 +40,6 @@ IN_PROGRESS = ("Queued", "Fetching", "MapQueued", "Mapping", "ProcessingQueued",
 COMPLETE = "Complete"
 HISTORY_SCAN = 5000
 """Syncs looked back over for the last successful one."""
-
-ERROR_MESSAGES = {
-    "FetchError": "The source platform returned 503 Service Unavailable",
-    "AuthError": "The access token has expired or been revoked",
-    "MapError": "Could not map a record: it refers to an account that does not exist",
-    "ValidationError": "Validation failed: the totals do not match the source platform's",
-    "ProcessingError": "Processing failed after the data was fetched",
-    "InternalError": "An internal error occurred in Codat; the sync can be retried",
-    "RateLimitError": "The source platform answered 429 Too Many Requests",
-    "PermissionsError": "The connected user has no permission to read this data",
-    "PrerequisiteNotMet": "A data type this one depends on has not synced successfully yet",
-}
-"""A pull operation's ``errorMessage`` per error status (every error status has one)."""
-
-DESCRIPTIONS = {
-    "Cancelled": "Cancelled: a newer sync of this data type was queued",
-    "NotSupported": "The source platform does not support this data type",
-}
-"""A pull operation's ``statusDescription`` per status, besides a hold's."""
 
 
 @dataclass(frozen=True)
@@ -253,7 +233,7 @@ class Timeline:
             entry["latestSuccessfulSyncId"] = self.sync_id(success.k)
         return entry
 
-    # --- pull operations ----------------------------------------------------------------
+    # --- ids, and every sync shown so far -----------------------------------------------
 
     @cached_property
     def _id_prefix(self) -> tuple[bytes, int]:
@@ -274,42 +254,6 @@ class Timeline:
         if sync_id.bytes[:10] != prefix:
             return None
         return ((int.from_bytes(sync_id.bytes[10:], "big") - mask) * _UNSCRAMBLE) % _ID_SPACE
-
-    def pull_operation(self, sync: Sync, now: float) -> dict[str, Any]:
-        """The PullOperation of ``sync`` as Codat would return it at ``now``."""
-        status = self.status(sync, now)
-        body: dict[str, Any] = {
-            "id": self.sync_id(sync.k),
-            "companyId": self.company_id,
-            "connectionId": self.connection_id,
-            "dataType": self.sim.data_type,
-            "status": status,
-            "requested": format_datetime(sync.requested, "z7"),
-            "progress": self._progress(sync, status, now),
-            "isCompleted": status == COMPLETE,
-            "isErrored": status in ERROR_MESSAGES,
-        }
-        hold = self.sim.hold
-        description = hold.description if hold is not None and now < sync.started else None
-        description = description or DESCRIPTIONS.get(status)
-        if description is not None:
-            body["statusDescription"] = description
-        if status in ERROR_MESSAGES:
-            body["errorMessage"] = ERROR_MESSAGES[status]
-        if now >= sync.ended:
-            body["completed"] = format_datetime(sync.ended, "z7")
-        return body
-
-    def _progress(self, sync: Sync, status: str, now: float) -> int:
-        if status == COMPLETE:
-            return 100
-        if self.sim.shows_progress and sync.started <= now < sync.ended:
-            return max(1, min(99, int(100 * (now - sync.started) / (sync.ended - sync.started))))
-        if status in IN_PROGRESS:
-            return 100 * IN_PROGRESS.index(status) // len(IN_PROGRESS)
-        if status in IN_PROGRESS_STATUSES:
-            return 0  # Initial: not started
-        return 5 + int(90 * self.unit(sync.k, "progress"))  # where it stopped
 
     def resolve(self, sync_id: uuid.UUID, now: float) -> Sync | None:
         """The sync ``sync_id`` names, if it had been requested (and shown) by ``now``."""
@@ -345,62 +289,3 @@ class Timeline:
             last_skipped = math.ceil((self._hold_end - self.sim.phase) / self.sim.period) - 1
             skipped = max(0, min(latest.k, last_skipped) - max(self.sim.hold.sync, self.first - 1))
         return latest.k - self.first + 1 - skipped
-
-
-class History(Sequence[dict[str, Any]]):
-    """A company's pull operations at ``now``, the newest first, built only as sliced: a
-    company's history holds a sync per data type per period since it was created."""
-
-    def __init__(self, timelines: Sequence[Timeline], now: float) -> None:
-        self._timelines = {t.sim.data_type: t for t in timelines}
-        self._now = now
-
-    def __len__(self) -> int:
-        return sum(t.count(self._now) for t in self._timelines.values())
-
-    @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(index, int):
-            found = self[index : index + 1] if index >= 0 else []
-            if not found:
-                raise IndexError(index)
-            return found[0]
-        start, stop, step = index.indices(len(self))
-        merged = heapq.merge(
-            *(t.newest_first(self._now) for t in self._timelines.values()),
-            key=lambda entry: (-entry[0], entry[1]),
-        )
-        result = []
-        for _, data_type, k in islice(merged, start, stop, step):
-            timeline = self._timelines[data_type]
-            result.append(timeline.pull_operation(timeline.sync(k), self._now))
-        return result
-
-
-def format_datetime(moment: float, style: str) -> str:
-    """Render Unix time in one of the forms Codat uses (see the contract README)."""
-    when = datetime.fromtimestamp(moment, UTC)
-    micro = f"{when.microsecond:06d}"
-    base = when.strftime("%Y-%m-%dT%H:%M:%S")
-    match style:
-        case "z0":
-            return base + "Z"
-        case "z3":
-            return f"{base}.{micro[:3]}Z"
-        case "z6":
-            return f"{base}.{micro}Z"
-        case "z7":
-            return f"{base}.{micro}{int(moment * 1e7) % 10}Z"
-        case "unqualified":
-            return f"{base}.{micro[:3]}"
-        case "date":
-            return when.strftime("%Y-%m-%d")
-        case "offset":
-            local = when.astimezone(timezone(timedelta(hours=-5)))
-            return local.strftime("%Y-%m-%dT%H:%M:%S") + f".{micro[:2]}-05:00"
-    raise ValueError(f"unknown date style {style!r}")

@@ -36,7 +36,8 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from exporter import __version__
-from exporter.codat.webhooks import OTHER, WebhookReceiver
+from exporter.codat.webhooks.events import OTHER
+from exporter.codat.webhooks.receiver import WebhookReceiver
 from exporter.config.listen import describe, is_every_interface, parse_listen_address, shown
 from exporter.core.clock import Clock
 from exporter.core.phrases import plural
