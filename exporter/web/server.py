@@ -44,6 +44,7 @@ from exporter.exposition.instruments import ExporterMetrics
 from exporter.exposition.render import CONTENT_TYPE
 from exporter.exposition.store import SnapshotStore
 from exporter.web import statuspage
+from exporter.web.basicauth import BASIC_CHALLENGE
 from exporter.web.front import (
     HEAD_TIMEOUT,
     LISTEN_BACKLOG,
@@ -62,7 +63,7 @@ from exporter.web.status import (
     for_request,
 )
 from exporter.web.status import answer as status_answer
-from exporter.web.webconfig import BASIC_CHALLENGE, WebConfig
+from exporter.web.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
