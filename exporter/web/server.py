@@ -1,5 +1,5 @@
 """The HTTP surface: ``/metrics``, the status page at ``/`` and its JSON at
-``/api/v1/status`` (``exporter.web.status``), ``/-/healthy``, ``/-/ready`` and, when enabled,
+``/api/v1/status`` (``exporter.web.statusapi``), ``/-/healthy``, ``/-/ready`` and, when enabled,
 ``POST /webhooks/codat``.
 
 /metrics concatenates the current snapshot's pre-rendered text, the ages computed for
@@ -45,6 +45,7 @@ from exporter.exposition.render import CONTENT_TYPE
 from exporter.exposition.store import SnapshotStore
 from exporter.web import statuspage
 from exporter.web.basicauth import BASIC_CHALLENGE
+from exporter.web.filters import FilterError
 from exporter.web.front import (
     HEAD_TIMEOUT,
     LISTEN_BACKLOG,
@@ -54,15 +55,9 @@ from exporter.web.front import (
     open_files_limit,
 )
 from exporter.web.reload import ReloadingWebConfig
-from exporter.web.status import (
-    JSON_TYPE,
-    STATUS_API_PATH,
-    Answer,
-    FilterError,
-    FleetStatus,
-    for_request,
-)
-from exporter.web.status import answer as status_answer
+from exporter.web.status import Answer, FleetStatus, for_request
+from exporter.web.statusapi import JSON_TYPE, STATUS_API_PATH
+from exporter.web.statusapi import answer as status_answer
 from exporter.web.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
