@@ -33,7 +33,8 @@ from exporter.config.sections import parse_config
 from exporter.exposition.instruments import ExporterMetrics
 from exporter.simulator import Fault, Fleet, SimulatedCodat
 from exporter.simulator.server import CONNECTIONS, DATA_STATUS
-from exporter.web.server import WEBHOOK_PATH, ExporterServer
+from exporter.web.handler import WEBHOOK_PATH
+from exporter.web.server import ExporterServer
 from exporter.web.webconfig import load_web_config
 from tests.harness import LISTEN_ANYWHERE, FakeClock, Harness, Program, make_config
 

@@ -8,7 +8,8 @@ import pytest
 import requests
 
 from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier
-from exporter.web.server import WEBHOOK_PATH, ExporterServer
+from exporter.web.handler import WEBHOOK_PATH
+from exporter.web.server import ExporterServer
 from tests.harness import FakeClock, Harness
 from tests.test_webhooks import new_secret
 

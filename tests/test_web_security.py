@@ -26,7 +26,8 @@ import trustme
 
 from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier, sign
 from exporter.web.basicauth import BASIC_CHALLENGE
-from exporter.web.server import WEBHOOK_PATH, ExporterServer
+from exporter.web.handler import WEBHOOK_PATH
+from exporter.web.server import ExporterServer
 from exporter.web.webconfig import WebConfig, load_web_config
 from tests.harness import LISTEN_ANYWHERE, FakeClock, Harness, Program
 from tests.test_web_hardening import HOLDING, hang_up

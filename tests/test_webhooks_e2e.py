@@ -27,7 +27,8 @@ import requests
 from exporter.codat.webhooks import WebhookReceiver, WebhookVerifier, sign
 from exporter.simulator import Fleet, SimulatedCodat
 from exporter.simulator.server import CONNECTIONS, DATA_STATUS
-from exporter.web.server import WEBHOOK_PATH, ExporterServer
+from exporter.web.handler import WEBHOOK_PATH
+from exporter.web.server import ExporterServer
 from tests.contract import Contract, load_schemas
 from tests.harness import (
     API_KEY,
