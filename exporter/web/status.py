@@ -197,23 +197,6 @@ def build(
 _QUOTA = {QUOTA_LIMIT.name, QUOTA_REMAINING.name, QUOTA_RESET.name}
 
 
-def for_request(
-    exposition: Exposition,
-    metrics: ExporterMetrics,
-    now: float,
-    query: str,
-    not_ready_reason: str = "",
-) -> tuple[FleetStatus, FilterError | None]:
-    """The status a request's query string asks for; with a refused filter, the unfiltered
-    status and why it was refused."""
-    try:
-        index = _index(exposition)
-        filters, error = parse_filters(query, index.statuses, index.connection_statuses), None
-    except FilterError as refused:
-        filters, error = Filters(), refused
-    return build(exposition, metrics, now, filters, not_ready_reason), error
-
-
 NOT_FOUND_TEXT = "not found in Codat (404): check companies.ids"
 
 
@@ -231,3 +214,20 @@ def poll_error_text(company: CompanyState) -> str | None:
         return NOT_FOUND_TEXT
     reason = f" ({company.poll_error})" if company.poll_error else ""
     return f"poll failed{reason}; the exporter's log says more"
+
+
+def for_request(
+    exposition: Exposition,
+    metrics: ExporterMetrics,
+    now: float,
+    query: str,
+    not_ready_reason: str = "",
+) -> tuple[FleetStatus, FilterError | None]:
+    """The status a request's query string asks for; with a refused filter, the unfiltered
+    status and why it was refused."""
+    try:
+        index = _index(exposition)
+        filters, error = parse_filters(query, index.statuses, index.connection_statuses), None
+    except FilterError as refused:
+        filters, error = Filters(), refused
+    return build(exposition, metrics, now, filters, not_ready_reason), error
