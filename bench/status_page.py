@@ -49,7 +49,8 @@ from exporter.exposition.render import Exposition
 from exporter.exposition.store import SnapshotStore
 from exporter.web import statuspage
 from exporter.web.server import ExporterServer
-from exporter.web.status import answer, for_request
+from exporter.web.status import for_request
+from exporter.web.statusapi import answer
 
 TARGET = 1.0
 """Seconds the issue allows for the page at 10,000 x 25."""

@@ -41,9 +41,10 @@ from exporter.exposition.render import Exposition
 from exporter.exposition.store import SnapshotStore
 from exporter.poll import statefile
 from exporter.poll.poller import CycleResult, Poller
-from exporter.web.front import raise_open_files_limit
+from exporter.web.handler import WEBHOOK_PATH
+from exporter.web.openfiles import raise_open_files_limit
 from exporter.web.reload import ReloadingWebConfig
-from exporter.web.server import DEFAULT_MAX_REQUESTS, WEBHOOK_PATH, ExporterServer
+from exporter.web.server import DEFAULT_MAX_REQUESTS, ExporterServer
 
 PROG = "codat-freshness-exporter"
 WEB_CONFIG_FLAG = "--web.config.file"

@@ -22,7 +22,7 @@ import yaml
 
 from exporter.config.listen import DEFAULT_PORT
 from exporter.config.settings import ConfigError
-from exporter.web.server import HEALTH_PATHS
+from exporter.web.handler import HEALTH_PATHS
 from monitoring.generate import DASHBOARD_DIR, RULES_FILE
 from monitoring.kubernetes import OPERATOR_LABELS, SIDECAR_LABELS
 from tests.manifests import (

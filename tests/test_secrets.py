@@ -36,7 +36,8 @@ from exporter.exposition.instruments import ExporterMetrics
 from exporter.simulator.faults import Fault
 from exporter.simulator.fleet import Fleet
 from exporter.simulator.server import SimulatedCodat
-from exporter.web.server import WEBHOOK_PATH, ExporterServer
+from exporter.web.handler import WEBHOOK_PATH
+from exporter.web.server import ExporterServer
 from exporter.web.webconfig import load_web_config
 from tests.harness import LISTEN_ANYWHERE, FakeClock, Harness, Program, make_config
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from exporter.demo import start_demo
-from exporter.web.statuspage import span
+from exporter.web.statustables import span
 from tests.harness import FakeClock, Harness, Scrape
 
 if TYPE_CHECKING:

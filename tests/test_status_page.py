@@ -24,7 +24,7 @@ from exporter.core.families import (
 from exporter.core.snapshot import ConnectionState, SyncDetail
 from exporter.exposition.assess import STUCK_AFTER
 from exporter.exposition.render import Exposition
-from exporter.web.statuspage import ROW_LIMIT
+from exporter.web.statustables import ROW_LIMIT
 from exporter.web.webconfig import load_web_config
 from tests.harness import START
 from tests.promtools import PRESET_RULES, RULES, alert_rules

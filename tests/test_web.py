@@ -9,7 +9,8 @@ import requests
 
 from exporter.codat.webhooks.receiver import WebhookReceiver
 from exporter.codat.webhooks.signatures import WebhookVerifier
-from exporter.web.server import WEBHOOK_PATH, ExporterServer
+from exporter.web.handler import WEBHOOK_PATH
+from exporter.web.server import ExporterServer
 from tests.harness import FakeClock, Harness
 from tests.test_webhooks import new_secret
 

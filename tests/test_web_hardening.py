@@ -27,8 +27,9 @@ import requests
 from exporter.cli import main
 from exporter.codat.webhooks.receiver import WebhookReceiver
 from exporter.codat.webhooks.signatures import WebhookVerifier
-from exporter.web.front import MAX_HEAD_BYTES
-from exporter.web.server import WEBHOOK_PATH, ExporterServer
+from exporter.web.connections import MAX_HEAD_BYTES
+from exporter.web.handler import WEBHOOK_PATH
+from exporter.web.server import ExporterServer
 from tests.harness import FakeClock, Harness
 from tests.test_hostile_input import logging_restored
 from tests.test_webhooks import new_secret

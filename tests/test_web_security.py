@@ -26,8 +26,10 @@ import trustme
 
 from exporter.codat.webhooks.receiver import WebhookReceiver
 from exporter.codat.webhooks.signatures import WebhookVerifier, sign
-from exporter.web.server import WEBHOOK_PATH, ExporterServer
-from exporter.web.webconfig import BASIC_CHALLENGE, WebConfig, load_web_config
+from exporter.web.basicauth import BASIC_CHALLENGE
+from exporter.web.handler import WEBHOOK_PATH
+from exporter.web.server import ExporterServer
+from exporter.web.webconfig import WebConfig, load_web_config
 from tests.harness import LISTEN_ANYWHERE, FakeClock, Harness, Program
 from tests.test_web_hardening import HOLDING, hang_up
 from tests.test_webhooks import new_secret

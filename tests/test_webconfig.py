@@ -21,7 +21,8 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 
 from exporter.config.settings import ConfigError
-from exporter.web.webconfig import BASIC_CHALLENGE, WebConfig, load_web_config
+from exporter.web.basicauth import BASIC_CHALLENGE
+from exporter.web.webconfig import WebConfig, load_web_config
 
 INVALID = sorted((Path(__file__).parent / "fixtures" / "webconfig").glob("*.yml"))
 PASSWORD = "correct horse battery staple"

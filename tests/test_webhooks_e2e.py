@@ -29,7 +29,8 @@ from exporter.codat.webhooks.signatures import WebhookVerifier, sign
 from exporter.core.contract import CONNECTIONS, DATA_STATUS
 from exporter.simulator.fleet import Fleet
 from exporter.simulator.server import SimulatedCodat
-from exporter.web.server import WEBHOOK_PATH, ExporterServer
+from exporter.web.handler import WEBHOOK_PATH
+from exporter.web.server import ExporterServer
 from tests.contract import Contract, load_schemas
 from tests.harness import (
     API_KEY,

@@ -29,7 +29,8 @@ from pathlib import Path
 import yaml
 
 from exporter.config.settings import ConfigError
-from exporter.web.webconfig import WebConfig, load_web_config_and_context, named_file
+from exporter.web.tls import named_file
+from exporter.web.webconfig import WebConfig, load_web_config_and_context
 
 log = logging.getLogger(__name__)
 
