@@ -31,6 +31,7 @@ from exporter.core.contract import (
     parse_sync_schedules,
 )
 from exporter.core.snapshot import CompanyInfo, CompanyState, ConnectionState
+from exporter.exposition.nextstep import GONE
 
 NAME_REFRESH_INTERVAL = 3600.0
 """Seconds between two reads of a company's name and creation time, when discovery does not
@@ -175,9 +176,8 @@ class SideValues:
         """Resume from a state file: each value as the snapshot has it, fetched when it was.
 
         The state file keeps no ``linkUrl``: with ``status_page.show_link_urls``, the
-        connections of a company with a Deauthorized one are due at once, so that the
-        page shows where to relink after the first cycle, not a ``connections.interval``
-        later."""
+        connections of a company with one to (re)link are due at once, so that the page
+        shows where to relink after the first cycle, not a ``connections.interval`` later."""
         now = self._clock.monotonic()
         offset = now - self._clock.time()
         relinks = self._config.status_page.show_link_urls
@@ -248,6 +248,7 @@ class SideValues:
 
 
 def _deauthorized(connections: object) -> bool:
+    """Whether one of the connections is one to (re)link, whose link the page shows."""
     return isinstance(connections, tuple) and any(
-        isinstance(c, ConnectionState) and c.status == "Deauthorized" for c in connections
+        isinstance(c, ConnectionState) and c.status in GONE for c in connections
     )

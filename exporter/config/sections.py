@@ -254,9 +254,10 @@ class StatusPageConfig:
     """``status_page``: what the status page (``/``) and its JSON show besides the pairs."""
 
     show_link_urls: bool = setting(
-        BOOL, "show each Deauthorized connection's `linkUrl` (where its company relinks); "
-        "off: the exporter does not even keep it, as whoever holds the link can authorize a "
-        "data source for that company", default=False,
+        BOOL, "show the `linkUrl` of each connection to (re)link (Deauthorized, Unlinked, "
+        "PendingAuth), where its company authorizes it; off: the exporter does not even keep "
+        "it, as whoever holds the link can authorize a data source for that company",
+        default=False,
     )  # fmt: skip
     platform_incident_companies: int = setting(
         whole_number(1_000_000), "companies failing at once on one platform that make the "

@@ -26,8 +26,9 @@ from exporter.exposition.platforms import PLATFORM_ERRORS, pair_connection
 RELINK_STATUSES = frozenset((AUTH_ERROR, "PermissionsError"))
 """Latest-sync statuses the company fixes by authorizing the connection again (a
 PermissionsError: the user who linked may not read that data)."""
-GONE = frozenset(("Deauthorized", "Unlinked"))
-"""Connection statuses through which nothing syncs until the company relinks."""
+GONE = frozenset(("Deauthorized", "Unlinked", "PendingAuth"))
+"""Connection statuses through which nothing syncs until the company (re)links: revoked,
+unlinked, or never authorized yet."""
 SETTINGS_STATUSES = frozenset(("NotSupported", "PrerequisiteNotMet"))
 
 
@@ -46,7 +47,7 @@ class Step:
 RELINK = Step(
     "relink", "customer must relink", "the customer",
     "its latest sync ended in AuthError or PermissionsError, or its connection is "
-    "Deauthorized or Unlinked: the company authorizes the connection again (its link)",
+    "Deauthorized, Unlinked or PendingAuth: the company authorizes the connection (again)",
 )  # fmt: skip
 PAUSED = Step(
     "paused", "paused by Codat: wait", "nobody",
@@ -137,7 +138,7 @@ def cause(state: PairState, step: Step) -> str:
     platform = connection.platform if connection is not None and connection.platform else ""
     status = pair.item.status
     if step is RELINK and connection is not None and connection.status in GONE:
-        return f"{platform or 'connection'} {connection.status.lower()}"
+        return f"{platform or 'connection'} {_GONE_SAID[connection.status]}"
     if step is PAUSED:
         return "paused by Codat"
     if step in (CONNECTOR_OFFLINE, CONTACT_CODAT) and state.pair.stuck(state.now):
@@ -148,6 +149,11 @@ def cause(state: PairState, step: Step) -> str:
 
 
 _SAID = {"Complete": "past its max age", NEVER_SYNCED: "never synced"}
+_GONE_SAID = {
+    "Deauthorized": "deauthorized",
+    "Unlinked": "unlinked",
+    "PendingAuth": "not linked yet",
+}
 
 
 def connection_of(state: PairState) -> ConnectionState | None:

@@ -130,7 +130,7 @@ def company_json(company: CompanyState, links: bool = False) -> dict[str, Any]:
 
 def connection_json(connection: ConnectionState, links: bool = False) -> dict[str, Any]:
     """``link_url``: where the company relinks it, only with ``links`` and only for a
-    connection nothing syncs through (Deauthorized, Unlinked); else null."""
+    connection nothing syncs through (Deauthorized, Unlinked, PendingAuth); else null."""
     shown = links and connection.status in GONE and connection.link_url
     return {
         "connection_id": connection.connection_id,

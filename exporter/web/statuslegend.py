@@ -17,8 +17,8 @@ from exporter.web.statustables import e
 def legend() -> str:
     """Every next step: its words, then who acts and when it is a pair's."""
     items = "".join(
-        f'<dt><span class="step {e(step.code)}">{e(step.text)}</span></dt>'
-        f"<dd>{e(step.who)}: {e(step.when)} <small>({e(step.code)})</small></dd>"
+        f'<dt><span class="step step-{e(step.code)}">{e(step.text)}</span></dt>'
+        f"<dd>Who acts: {e(step.who)}. When: {e(step.when)}. <small>({e(step.code)})</small></dd>"
         for step in STEPS
     )
     return f'<h2 id="next-steps">Next steps: who acts</h2><dl class="legend">{items}</dl>'

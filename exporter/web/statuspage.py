@@ -66,8 +66,8 @@ tr.AuthError,tr.failing,tr.stale,tr.stuck,tr.NeverSynced,tr.paused,tr.healthy{ba
 .msg{color:#a50e0e}
 caption{text-align:left;padding:6px 0;caption-side:top}
 .incident{background:#fdebd3;border:1px solid #e37400;padding:6px 10px;margin:8px 0}
-td,code{overflow-wrap:anywhere}
-code.link{font-size:12px;background:#f1f3f4;padding:0 3px;user-select:all}
+code.link{font-size:12px;background:#f1f3f4;padding:0 3px;user-select:all;
+overflow-wrap:anywhere}
 .step{font-weight:600}
 tbody.group tr.member{display:none}
 tbody.group:has(.expand:checked) tr.member{display:table-row}
@@ -80,8 +80,9 @@ dl.legend dt{font-weight:600}
 dl.legend dd{margin:0}
 @media (max-width:640px){
 header,main,footer{padding:8px}
+td{overflow-wrap:anywhere}
 nav a{display:inline-block;margin:0 10px 4px 0}
-table#pairs,table#pairs tbody,table#pairs tr,table#pairs td{display:block}
+table#pairs,table#pairs caption,table#pairs tbody,table#pairs tr,table#pairs td{display:block}
 table#pairs thead,table#pairs td.synced,table#pairs td.connection,table#pairs td.poll{display:none}
 table#pairs tr{border-bottom:1px solid #d0d4da;padding:4px 0}
 table#pairs td{border:0;padding:1px 8px}

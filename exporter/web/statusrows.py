@@ -63,7 +63,7 @@ def _step(step: Step | None, state: PairState, status: FleetStatus) -> str:
     if step is None:
         return ""
     link = relink_link(connection_of(state), status) if step is RELINK else ""
-    return f'<span class="step {e(step.code)}">{e(step.text)}</span>{link}'
+    return f'<span class="step step-{e(step.code)}">{e(step.text)}</span>{link}'
 
 
 def _row(state: PairState, step: Step | None, status: FleetStatus, member: bool) -> str:
