@@ -7,19 +7,29 @@ is off; HTML-escaped on it. Real HTTP against the simulated Codat, injected cloc
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from exporter.config.sections import StatusPageConfig
 from exporter.core.contract import CONNECTIONS, DATA_STATUS
+from exporter.core.snapshot import ConnectionState
 from exporter.poll.statefile import STATE, load, unpack
 from exporter.simulator.fleet import Fleet
 from tests.harness import Harness
+from tests.statusfleet import HOUR, Servers, company, pair
 
 CANARY = "LINKCANARY-7c1e"
 SHOWN = {"status_page": {"show_link_urls": True}}
+
+
+@pytest.fixture
+def serve() -> Iterator[Servers]:
+    servers = Servers()
+    yield servers
+    servers.close()
 
 
 def deauthorized(fleet: Fleet) -> str:
@@ -174,3 +184,20 @@ def test_should_read_the_links_again_after_a_restart_for_companies_to_relink_onl
     assert again == to_link
     assert f'<code class="link">{link}</code>' in page
     assert codat.requests[DATA_STATUS] >= len(fleet.companies) and codat.requests[CONNECTIONS]
+
+
+def test_should_show_a_link_it_holds_only_with_the_option(serve: Servers) -> None:
+    # Prepare: a snapshot holding a Deauthorized connection's link (as one read with the
+    # option on), served with the option off and on
+    link = f"https://link.example/{CANARY}/start"
+    gone = ConnectionState("k1", "Xero", "Accounting", "Deauthorized", link_url=link)
+    acme = company("c1", pair("bills", "AuthError", age=HOUR), connections=(gone,))
+    off = serve(acme)
+    on = serve(acme, page=StatusPageConfig(show_link_urls=True))
+    # Act
+    hidden = off.get("/").text + off.get("/?connection=Deauthorized").text + off.get(
+        "/api/v1/status?company=c1").text  # fmt: skip
+    shown = on.get("/").text + on.get("/api/v1/status?company=c1").text
+    # Check
+    assert CANARY not in hidden
+    assert CANARY in shown
