@@ -61,6 +61,7 @@ from exporter.core.families import (
     LATEST_SYNC_REQUESTED,
     MAX_AGE,
     PAUSED_UNTIL,
+    PLATFORM_FAILING,
     POLL_DURATION,
     STALE_COMPANIES,
     STATUS,
@@ -68,7 +69,7 @@ from exporter.core.families import (
     MetricSpec,
 )
 from exporter.core.snapshot import CompanyState, Snapshot
-from exporter.exposition import assess
+from exporter.exposition import assess, platforms
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 GZIP_LEVEL = 1  # the text is large and regular; level 1 gets most of the ratio for little CPU
@@ -312,6 +313,13 @@ class Exposition:
         fleet = [(COMPANIES, snap.monitored), (POLL_DURATION, snap.poll_duration),
                  (LAST_POLL, snap.last_poll)]  # fmt: skip
         ordered = list(members.values())
+        if self._exports(PLATFORM_FAILING.name):
+            member = _Member(PLATFORM_FAILING, self._interval)
+            member.add("".join(
+                f'{PLATFORM_FAILING.name}{{platform="{escape(platform)}"}} {count}\n'
+                for platform, count in platforms.failing_companies(snap.companies.values()).items()
+            ))  # fmt: skip
+            ordered.append(member)
         for spec, value in fleet:
             if not self._exports(spec.name):
                 continue
@@ -456,7 +464,7 @@ def _source(module: Any) -> bytes:
 
 
 _RENDERING_CODE = hashlib.sha256(
-    b"".join(map(_source, (sys.modules[__name__], assess, codat, metrics)))
+    b"".join(map(_source, (sys.modules[__name__], assess, codat, metrics, platforms)))
 ).hexdigest()
 
 

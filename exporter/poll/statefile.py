@@ -357,8 +357,9 @@ def _encode_company(
             ]
             for d in company.data_types
         ],
-        "connections": [
-            [c.connection_id, c.platform, c.source_type, c.status] for c in company.connections
+        "connections": [  # no linkUrl: a capability, not to be left at rest on a volume
+            [c.connection_id, c.platform, c.source_type, c.status, c.on_premise]
+            for c in company.connections
         ],
         "schedules": dict(company.sync_schedules),
         "syncs": {
@@ -371,6 +372,7 @@ def _encode_company(
                 s.completed,
                 s.progress,
                 s.paused_until,
+                s.connection_id,
             ]
             for data_type, s in company.syncs.items()
         },
@@ -390,10 +392,7 @@ def _decode_company(item: Any) -> tuple[CompanyState, dict[str, tuple[str, str, 
         not_found=_bool(raw.get("not_found", False)),
         last_poll_success=_time(raw["polled"]),
         data_types=tuple(map(_data_type, map(_list, _list(raw["types"])))),
-        connections=tuple(
-            ConnectionState(_str(c[0]), _str(c[1]), _str(c[2]), _str(c[3]))
-            for c in map(_list, _list(raw["connections"]))
-        ),
+        connections=tuple(map(_connection, map(_list, _list(raw["connections"])))),
         sync_schedules={
             sys.intern(_str(k)): _number(v) for k, v in _dict(raw["schedules"]).items()
         },
@@ -407,10 +406,17 @@ def _decode_company(item: Any) -> tuple[CompanyState, dict[str, tuple[str, str, 
                 _time(v[5]),
                 None if v[6] is None else int(_number(v[6])),
                 _time(v[7]),
+                _str(v[8]) if len(v) > 8 else "",  # connection_id: absent from older files
             )
             for k, v in _dict(raw["syncs"]).items()
         },
     ), seen
+
+
+def _connection(item: list[Any]) -> ConnectionState:
+    """``on_premise`` is absent from older files."""
+    on_premise = len(item) > 4 and _bool(item[4])
+    return ConnectionState(_str(item[0]), _str(item[1]), _str(item[2]), _str(item[3]), on_premise)
 
 
 def _data_type(item: list[Any]) -> DataTypeStatus:

@@ -233,7 +233,12 @@ class Handler(BaseHTTPRequestHandler):
         query = self.path.partition("?")[2]
         server.make_way()  # a second of work at fleet scale
         status, error = for_request(
-            server.store.current, server.metrics, server.clock.time(), query, reason
+            server.store.current,
+            server.metrics,
+            server.clock.time(),
+            query,
+            reason,
+            page=server.status_page,
         )
         self._send(*answer(status, error))
 
