@@ -40,35 +40,48 @@ class Integrations:
         self._client = client
         self._clock = clock
         self._known: dict[str, _Known] = {}
-        self._reading: set[str] = set()
+        self._reading: dict[str, threading.Event] = {}
+        """Keys being read, each with the event set when its read ends."""
         self._lock = threading.Lock()
 
     def on_premise(self, key: str, deadline: float) -> bool:
         """Whether integration ``key`` runs on the customer's machine; read when due.
 
-        False while not known: never read, being read by another worker, or its read
-        failed. A rejected API key is raised: every other request would be rejected too."""
+        A worker that asks while another reads the same key waits for that read (until
+        ``deadline`` at most), so that the companies polled meanwhile are not all taken as
+        cloud ones until their connections are read again. False while not known: never read,
+        or its read failed. A rejected API key is raised: every other request would be
+        rejected too."""
         now = self._clock.monotonic()
         with self._lock:
             known = self._known.get(key)
-            if (known is not None and now < known.until) or key in self._reading:
-                return known.on_premise if known is not None else False
-            self._reading.add(key)
+            if known is not None and now < known.until:
+                return known.on_premise
+            reading = self._reading.get(key)
+            if reading is None:
+                self._reading[key] = threading.Event()
+        if reading is not None:
+            reading.wait(max(0.0, deadline - self._clock.monotonic()))
+            with self._lock:
+                known = self._known.get(key)
+            return known.on_premise if known is not None else False
         try:
-            on_premise, keep = self._read(key, deadline), EVERY
-        except ApiKeyRejected:
-            raise
-        except (CodatError, IntegrationShapeError) as exc:
-            first = known is None
-            on_premise, keep = (known.on_premise if known else False), RETRY
-            log.log(logging.WARNING if first else logging.DEBUG,
-                    "cannot read integration %s (taken as a cloud one for now): %s",
-                    key, exc)  # fmt: skip
+            try:
+                on_premise, keep = self._read(key, deadline), EVERY
+            except ApiKeyRejected:
+                raise
+            except (CodatError, IntegrationShapeError) as exc:
+                first = known is None
+                on_premise, keep = (known.on_premise if known else False), RETRY
+                log.log(logging.WARNING if first else logging.DEBUG,
+                        "cannot read integration %s (taken as a cloud one for now): %s",
+                        key, exc)  # fmt: skip
+            with self._lock:
+                self._known[key] = _Known(on_premise, now + keep)
         finally:
             with self._lock:
-                self._reading.discard(key)
-        with self._lock:
-            self._known[key] = _Known(on_premise, now + keep)
+                ended = self._reading.pop(key)
+            ended.set()
         return on_premise
 
     def _read(self, key: str, deadline: float) -> bool:
