@@ -11,7 +11,7 @@ Commands: ``cycle`` runs ``Poller.run_cycle`` once and answers its wall time and
 it made by route (from the exporter's own ``codat_exporter_api_requests_total``); ``serve``
 starts ``ExporterServer`` on a free loopback port and answers its URL.
 
-``--fleet-preset`` denies what README's fleet preset denies (``metrics.denylist``: the
+``--fleet-preset`` denies what the fleet preset (docs/metrics.md) denies (``metrics.denylist``: the
 per-pair families and every per-company one but ``codat_exporter_company_up``);
 ``--frozen-time T`` stops the exporter's wall clock at T (``common.FrozenClock``);
 ``--set section.key=VALUE`` (YAML value, repeatable) changes one setting of the config, e.g.

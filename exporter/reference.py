@@ -1,7 +1,12 @@
-"""Generates the parts of README.md that would otherwise drift: the metrics reference, the
-configuration keys and the ``--help`` text. ``python -m exporter.reference README.md``
-rewrites them in place; a test fails when the committed README differs from what this
-produces."""
+"""Generates the parts of docs/ that would otherwise drift: the metrics reference
+(docs/metrics.md), the configuration keys (docs/configuration.md) and the ``--help`` text
+(docs/command-line.md). ``python -m exporter.reference``, run at the repository's root,
+rewrites them in place; with ``--check`` it only names the pages that differ::
+
+    $ python -m exporter.reference --check
+    docs/metrics.md: generated sections are stale; run: python -m exporter.reference
+
+A test fails when a committed page differs from what this produces."""
 
 from __future__ import annotations
 
@@ -85,23 +90,58 @@ SECTIONS = {
     "cli-help": cli_help,
 }
 
+PAGES = {
+    "docs/metrics.md": ("metrics-reference",),
+    "docs/configuration.md": ("config-reference",),
+    "docs/command-line.md": ("cli-help",),
+}
+"""Where each generated section lives, relative to the repository's root: each in one page."""
 
-def render(text: str) -> str:
-    """``text`` with every generated section between its markers brought up to date."""
-    for name, make in SECTIONS.items():
+COMMAND = "python -m exporter.reference"
+
+
+def render(text: str, names: tuple[str, ...]) -> str:
+    """``text`` with its generated sections ``names``, between their markers, brought up to
+    date; a section whose markers are missing is an error, not silently skipped."""
+    for name in names:
+        make = SECTIONS[name]
         pattern = re.compile(
             rf"(<!-- generated:{name} -->\n)(?:.*?\n)?(<!-- /generated:{name} -->)", re.DOTALL
         )
         if not pattern.search(text):
-            raise ValueError(f"README has no <!-- generated:{name} --> section")
+            raise ValueError(f"no <!-- generated:{name} --> section")
         text = pattern.sub(lambda m, make=make: m[1] + make() + "\n" + m[2], text)  # type: ignore[misc]
     return text
 
 
 def main(argv: list[str]) -> int:
-    for path in map(Path, argv or ["README.md"]):
-        path.write_text(render(path.read_text(encoding="utf-8")), encoding="utf-8")
-    return 0
+    parser = argparse.ArgumentParser(
+        prog=COMMAND,
+        description="Rewrite the generated sections of "
+        + ", ".join(PAGES)
+        + " (run at the repository's root).",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a page is stale"
+    )
+    check = parser.parse_args(argv).check
+    stale = []
+    for page, names in PAGES.items():
+        path = Path(page)
+        try:
+            text = path.read_text(encoding="utf-8")
+            fresh = render(text, names)
+        except (OSError, ValueError) as error:
+            print(f"{COMMAND}: {page}: {error}; run it at the repository's root", file=sys.stderr)
+            return 2
+        if fresh == text:
+            continue
+        stale.append(page)
+        if check:
+            print(f"{page}: generated sections are stale; run: {COMMAND}")
+        else:
+            path.write_text(fresh, encoding="utf-8")
+    return 1 if check and stale else 0
 
 
 if __name__ == "__main__":

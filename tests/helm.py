@@ -2,8 +2,8 @@
 ``helm-python-sdk`` (pinned in the test extras) binds Helm 4's SDK, so ``template`` renders as
 ``helm template`` does and ``lint`` checks as ``helm lint`` does.
 
-Also a command line for .ci/run and for README's commands, taking the same arguments as helm
-for what it does::
+Also a command line for .ci/run and for the commands of README and docs/kubernetes.md,
+taking the same arguments as helm for what it does::
 
     python -m tests.helm lint --strict charts/codat-freshness-exporter --set apiKey=x
     python -m tests.helm template codat-freshness-exporter charts/codat-freshness-exporter \\

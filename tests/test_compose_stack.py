@@ -101,11 +101,12 @@ def test_should_scrape_the_exporter_service_under_the_job_the_alerts_select() ->
     assert scrape["static_configs"] == [{"targets": ["exporter:9781"]}]
 
 
-def test_should_show_readme_scrape_configs_under_the_job_the_alerts_select() -> None:
-    # Prepare: a user copies these snippets as they are
+def test_should_show_documented_scrape_configs_under_the_job_the_alerts_select() -> None:
+    # Prepare: a user copies these snippets of README and docs/ as they are
     selector = load_yaml(MONITORING_CONFIG)["selector"]
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.DOTALL)
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    text = "\n".join(page.read_text() for page in pages)
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
 
     # Act
     jobs = [

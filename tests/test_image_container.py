@@ -41,7 +41,8 @@ WAIT = 60.0
 
 def readme_docker_commands() -> list[list[str]]:
     """The commands of README's Docker section, continuation lines joined, as argv lists."""
-    section = (ROOT / "README.md").read_text().split("\n## Docker\n", 1)[1].split("\n## ", 1)[0]
+    readme = (ROOT / "README.md").read_text()
+    section = re.split(r"\n#{2,3} ", readme.split("\n### Docker\n", 1)[1], maxsplit=1)[0]
     block = section.split("```sh\n", 1)[1].split("```", 1)[0]
     return [shlex.split(line) for line in block.replace("\\\n", " ").splitlines() if line]
 

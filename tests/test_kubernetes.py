@@ -41,7 +41,7 @@ from tests.manifests import (
 from tests.promtools import MONITORING_CONFIG, ROOT, binary, load_yaml
 
 CODAT_LIMIT_PER_IP = 1000
-"""Codat's requests per minute per IP (README: Quota)."""
+"""Codat's requests per minute per IP (docs/configuration.md: Quota)."""
 APPLY_ANNOTATION_LIMIT = 262_144
 """Bytes of all annotations of an object: client-side ``kubectl apply`` stores the whole
 object in one, so a larger dashboard ConfigMap would be refused."""
@@ -74,7 +74,7 @@ def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def test_should_render_every_overlay_with_the_whole_deployment(
     rendered: dict[str, Rendered],
 ) -> None:
-    # Check: the three overlays the README documents, each with every part of the issue.
+    # Check: the three overlays the docs document, each with every part of the issue.
     assert set(rendered) == {"single", "sharded", "webhooks"}
     for overlay in rendered.values():
         kinds = {item["kind"] for item in overlay.objects}
@@ -457,11 +457,12 @@ def test_should_receive_webhooks_on_their_own_port_with_the_secret_from_the_secr
     assert overlay.statefulset["spec"]["replicas"] == 1
 
 
-# --- README ------------------------------------------------------------------------------------
+# --- docs/kubernetes.md ------------------------------------------------------------------------
 
 
 def _readme_block(marker: str) -> str:
-    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    """The YAML block of docs/kubernetes.md holding ``marker``."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "kubernetes.md").read_text(), re.S)
     (block,) = [b for b in blocks if marker in b]
     return str(block)
 
@@ -469,7 +470,7 @@ def _readme_block(marker: str) -> str:
 def test_should_render_readmes_overlay_for_a_prometheus_without_the_operator(
     rendered: dict[str, Rendered], tmp_path: Path
 ) -> None:
-    # Prepare: README's overlay, in a directory next to deploy/ as it says
+    # Prepare: docs/kubernetes.md's overlay, in a directory next to deploy/ as it says
     (tmp_path / "deploy").symlink_to(ROOT / "deploy")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "kustomization.yaml").write_text(_readme_block("$patch: delete"))

@@ -137,10 +137,10 @@ def test_should_leave_a_healthy_pair_without_a_next_step_unless_its_connection_i
     assert steps == {"h1": None, "h2": "relink"}
 
 
-def test_should_explain_every_next_step_in_the_legend_readme_and_runbook(serve: Servers) -> None:
+def test_should_explain_every_next_step_in_the_legend_docs_and_runbook(serve: Servers) -> None:
     # Prepare
     server = serve(*steps_fleet())
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    docs = (ROOT / "docs" / "status-page.md").read_text(encoding="utf-8")
     runbook = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
     # Act
     page = server.get("/").text
@@ -150,7 +150,7 @@ def test_should_explain_every_next_step_in_the_legend_readme_and_runbook(serve: 
     assert found == [(step.text, step.who) for step in STEPS]
     for step in STEPS:
         assert f"({step.code})" in legend
-        assert f"| `{step.code}` |" in readme, step.code
+        assert f"| `{step.code}` |" in docs, step.code
         assert re.search(rf"^### .+ \(`{step.code}`\)$", runbook, re.M), step.code
 
 

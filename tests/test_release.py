@@ -49,12 +49,16 @@ def test_should_tag_the_image_with_the_version_in_compose_and_every_overlay() ->
     }
 
     # Check: what compose builds is what the manifests run, labelled with the version, and
-    # what README tells to build, run and load
+    # what README and docs/ tell to build, run and load
     assert exporter["build"] == "." and exporter["image"] == expected
     assert images == {overlay: [expected] for overlay in OVERLAYS}
     assert f"\nARG VERSION={__version__}\n" in dockerfile
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     readme_tags = re.findall(rf"\b{IMAGE}:(\d[\w.+-]*)", (ROOT / "README.md").read_text())
-    assert readme_tags and set(readme_tags) == {__version__}
+    docs_tags = [
+        t for page in pages for t in re.findall(rf"\b{IMAGE}:(\d[\w.+-]*)", page.read_text())
+    ]
+    assert readme_tags and set(docs_tags) == {__version__}
 
 
 def test_should_keep_a_changelog() -> None:

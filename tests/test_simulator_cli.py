@@ -1,4 +1,5 @@
-"""``python -m exporter.simulator``: the simulated Codat as its own process, as README runs it."""
+"""``python -m exporter.simulator``: the simulated Codat as its own process, as
+docs/development.md runs it."""
 
 from __future__ import annotations
 
@@ -30,11 +31,12 @@ def test_should_name_the_api_key_it_accepts_in_its_help() -> None:
     assert f"(default: {DEMO_API_KEY})" in run.stdout
 
 
-def test_should_name_the_api_key_where_readme_runs_the_simulator() -> None:
+def test_should_name_the_api_key_wherever_the_docs_run_the_simulator() -> None:
     # Prepare
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    text = "\n\n".join(page.read_text(encoding="utf-8") for page in pages)
     # Act
-    paragraphs = [p for p in readme.split("\n\n") if "-m exporter.simulator" in p]
+    paragraphs = [p for p in text.split("\n\n") if "-m exporter.simulator" in p]
     # Check
     assert paragraphs
     assert all(f"`{DEMO_API_KEY}`" in p for p in paragraphs)

@@ -40,7 +40,7 @@ def by_pair(body: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(p["company_id"], p["data_type"]): p for p in body["pairs"]}
 
 
-def test_should_describe_each_pair_with_the_fields_readme_documents(serve: Servers) -> None:
+def test_should_describe_each_pair_with_the_fields_the_docs_document(serve: Servers) -> None:
     # Prepare
     server = fleet(serve)
     # Act
@@ -279,17 +279,18 @@ def test_should_show_every_pair_metrics_calls_stale_and_agree_with_metrics_on_ea
         assert scrape.value("codat_data_type_max_age_seconds", **labels) == entry["max_age_seconds"]
 
 
-def readme_sample() -> dict[str, Any]:
-    """The JSON sample of README's "Status page and JSON API" section."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Status page and JSON API", 1)[1]
+def docs_sample() -> dict[str, Any]:
+    """The JSON sample of docs/status-page.md's "The JSON API" section."""
+    root = Path(__file__).resolve().parent.parent
+    page = (root / "docs" / "status-page.md").read_text(encoding="utf-8")
+    section = page.split("\n## The JSON API\n", 1)[1]
     sample: dict[str, Any] = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
     return sample
 
 
-def test_should_answer_with_the_fields_of_readmes_sample(serve: Servers) -> None:
+def test_should_answer_with_the_fields_of_the_docs_sample(serve: Servers) -> None:
     # Prepare
-    sample = readme_sample()
+    sample = docs_sample()
     server = fleet(serve)
     # Act
     body = server.api("?status=failing&company=c2")

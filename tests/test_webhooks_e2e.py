@@ -380,7 +380,7 @@ def test_should_read_connections_and_data_status_again_on_a_connection_event(
     answer = app.deliver(connection_event(company, "connection.connected"))
     clock.advance(DEBOUNCE)
     app.receiver.tick()
-    # Check: README's webhook table says both
+    # Check: docs/operations.md's webhook table says both
     assert answer.status_code == 200
     assert [app.requests_for(company, route) for route in routes] == [n + 1 for n in before]
 

@@ -1,4 +1,5 @@
-"""The declared settings as README's configuration table lists them, one row per key.
+"""The declared settings as the configuration reference (docs/configuration.md) lists them,
+one row per key.
 
 Read from the same ``setting()`` fields that ``exporter.config.settings`` reads a file
 against, so the table cannot drift from what the exporter accepts; ``python -m
@@ -20,7 +21,7 @@ NO_DEFAULT = "—"
 
 @dataclass(frozen=True)
 class Documented:
-    """One key as README's configuration table shows it."""
+    """One key as the configuration reference shows it."""
 
     path: str
     type: str

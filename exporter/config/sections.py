@@ -1,9 +1,9 @@
 """The YAML configuration (``--config.file``), declared once as frozen dataclasses.
 
 Each section is a dataclass and each of its ``setting()`` fields a key, with its type,
-default and description; ``exporter.config.load`` reads a file against them, and README's
-table is generated from them (``exporter.config.document``). Every problem becomes one
-``ConfigError`` naming the key::
+default and description; ``exporter.config.load`` reads a file against them, and the
+configuration reference (docs/configuration.md) is generated from them
+(``exporter.config.document``). Every problem becomes one ``ConfigError`` naming the key::
 
     poll.intervall: unknown key; did you mean interval?
     codat.timeout: '30 seconds' is not a duration (use e.g. 90s, 5m, 1h30m, 2d)

@@ -134,7 +134,7 @@ class MetricsConfig:
     )
     denylist: tuple[str, ...] = setting(
         FAMILY_PATTERNS, "never export these families; config.example.yaml shows the fleet "
-        "preset's list (README)", default=(),
+        "preset's list (docs/metrics.md)", default=(),
     )  # fmt: skip
 
     def check(self, at: Where) -> None:

@@ -1,9 +1,9 @@
 """How the project's YAML files are declared and checked, so that each setting is written once.
 
 A section is a frozen dataclass, and each of its fields made with ``setting()`` is one key:
-its type (a ``Kind``: how to read the value, and how README names it), its default and a
+its type (a ``Kind``: how to read the value, and how the reference names it), its default and a
 one-line description. ``read_section`` checks a mapping against those fields and builds the
-dataclass; ``exporter.config.document`` lists them for README's table.
+dataclass; ``exporter.config.document`` lists them for docs/configuration.md.
 Adding a section is writing one dataclass, adding a key one field::
 
     @dataclass(frozen=True)
@@ -151,7 +151,7 @@ class Where:
 
 @dataclass(frozen=True)
 class Kind(Generic[T]):
-    """A type of value: how to read it from YAML, and how README names it and its default.
+    """A type of value: how to read it from YAML, and how the reference names it and its default.
 
     ``read(value, at)`` gets the value as YAML gave it (never null: an absent or null key
     takes the default) and raises ``ConfigError`` naming ``at``.
@@ -160,7 +160,7 @@ class Kind(Generic[T]):
     name: str
     read: Callable[[Any, Where], T]
     show: Callable[[Any], str] | None = None
-    """How README writes a default of this kind, when not as YAML would (``5m``, not 300)."""
+    """How the reference writes a default of this kind, when not as YAML would (``5m``, not 300)."""
     section: type | None = None
     """The dataclass of a nested section: read even when absent, documented key by key."""
 

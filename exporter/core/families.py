@@ -1,7 +1,7 @@
 """Every metric the exporter publishes: names, types, labels and HELP, in one place.
 
-The collector renders from these specs, ``python -m exporter.reference README.md`` writes
-the README's metrics reference from them, and the dashboard and alert tests check their
+The collector renders from these specs, ``python -m exporter.reference`` writes the metrics
+reference (docs/metrics.md) from them, and the dashboard and alert tests check their
 queries against them, so a rename cannot leave a stale copy behind.
 
 The exporter's own counters and histogram are kept by ``exporter.exposition.instruments``
@@ -248,8 +248,9 @@ shows it, a test holds the two equal): every per-pair family, and every per-comp
 ``codat_exporter_company_up``, which ``CodatExporterCompanyPollFailing`` needs to name the
 company, and ``codat_exporter_company_not_found`` (``CodatExporterCompanyNotFound``), whose
 only series are the listed companies Codat does not know. At 10,000 companies x 25 data
-types that leaves about 11,800 series of the default's million (README, "The series
-bill"); the preset's rules and Fleet dashboard read none of these families."""
+types that leaves about 11,800 series of the default's million (docs/metrics.md, "The
+series bill and the fleet preset"); the preset's rules and Fleet dashboard read none of these
+families."""
 
 REGISTRY_METRICS = (
     API_REQUESTS, API_DURATION, SYNC_DURATION, POLL_ERRORS, PULL_OPERATION_ERRORS,

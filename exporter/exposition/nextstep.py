@@ -35,7 +35,7 @@ SETTINGS_STATUSES = frozenset(("NotSupported", "PrerequisiteNotMet"))
 @dataclass(frozen=True)
 class Step:
     code: str
-    """Stable: the JSON's ``next_step``, the page's ``data-next-step``, README's tables."""
+    """Stable: the JSON's ``next_step``, the page's ``data-next-step``, docs' tables."""
     text: str
     """What the page's "Next step" column says."""
     who: str

@@ -52,7 +52,7 @@ from exporter.simulator.faults import INTEGRATIONS, LISTING, act_out
 from exporter.simulator.fleet import Fleet
 
 DEFAULT_API_KEY = "demo-api-key"
-"""The key it accepts unless told another (the demo's, and README's)."""
+"""The key it accepts unless told another (the demo's, and docs/development.md's)."""
 PULL_OPERATIONS = "/companies/{companyId}/data/history"
 """The history listing: the exporter reads one pull operation at a time, never this."""
 

@@ -1,6 +1,6 @@
 """``GET /api/v1/status``: a ``FleetStatus`` (``exporter.web.status``) as JSON, for scripts:
 every matching pair (no row limit) and every company the filters match. Times are RFC 3339
-in UTC, ``null`` when unknown. The body starts (README, "Status page and JSON API", has it
+in UTC, ``null`` when unknown. The body starts (docs/status-page.md, "The JSON API", has it
 whole)::
 
     {"generated_at":"2026-11-23T12:00:00Z","ready":true,"not_ready_reason":null,
@@ -71,8 +71,8 @@ def pair_json(state: PairState, incidents: Container[str] = ()) -> dict[str, Any
 
 
 def head_json(status: FleetStatus) -> dict[str, Any]:
-    """What the API's body says before its ``pairs`` and ``companies`` (README, "Status
-    page and JSON API", has a sample)."""
+    """What the API's body says before its ``pairs`` and ``companies`` (docs/status-page.md,
+    "The JSON API", has a sample)."""
     counts = status.counts
     discovery = status.discovery
     return {
