@@ -84,6 +84,7 @@ def _sites(snapshot: tracemalloc.Snapshot, top: int) -> list[list[Any]]:
 def _owners(poller: Poller, store: SnapshotStore) -> list[list[Any]]:
     """Deep size per owner, in this order (an object shared by two counts for the first)."""
     exposition = store.current
+    rendered = exposition.rendered
     side = poller._side
     diagnostics = poller._diagnostics
     roots: list[tuple[str, list[object]]] = [
@@ -91,9 +92,9 @@ def _owners(poller: Poller, store: SnapshotStore) -> list[list[Any]]:
          [poller._states]),
         ("snapshot.companies (its own dict)", [exposition.snapshot.companies]),
         ("poller._state_at", [poller._state_at]),
-        ("exposition: gzip members", [exposition._members]),
-        ("exposition: age %-templates and their timestamps", [exposition._age_pieces]),
-        ("exposition: aggregates' sorted times", [exposition._synced, exposition._stale_at]),
+        ("exposition: gzip members", [rendered.members]),
+        ("exposition: age %-templates and their timestamps", [rendered.ages]),
+        ("exposition: aggregates' sorted times", [rendered.synced, rendered.stale_at]),
         ("diagnostics._seen and _failed",
          [] if diagnostics is None else [diagnostics._seen, diagnostics._failed]),
         ("side values: names", [side._names]),

@@ -24,9 +24,10 @@ rate limit and concurrency, the simulator still up): from the process' start to 
 first GET /metrics (``Accept-Encoding: gzip``, as Prometheus asks) whose body holds every
 company's ``codat_exporter_company_up``, and to having read that body whole. In this
 process, ``--reps`` times each: reading and checking the file, decoding the state, the
-rendering (``Exposition.restored`` today, ``Exposition`` of the decoded state otherwise),
-the encoding and the whole ``save`` (with ``Exposition.saved`` today). The load average is
-read with every figure: times on a shared machine mean little when it is high.
+rendering (``exposition.saved.restored`` today, ``Exposition`` of the decoded state
+otherwise), the encoding and the whole ``save`` (with ``exposition.saved.saved`` today). The
+load average is read with every figure: times on a shared machine mean little when it is
+high.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from prometheus_bill import COMPANY_UP_LINE, EXPORTER_LISTENING, started, wait_f
 from exporter.config.load import parse_config
 from exporter.config.sections import Config
 from exporter.core.snapshot import Snapshot
+from exporter.exposition import saved
 from exporter.exposition.render import Exposition
 from exporter.poll import statefile
 from exporter.poll.statefile import SavedState
@@ -169,16 +171,16 @@ def _today(
     figures["today decode"], state = timed(reps, found.state)
     if state is None:
         raise RuntimeError(f"{today_file}: its state does not decode")
-    figures["today rendering restored"], served = timed(reps, lambda: Exposition.restored(
+    figures["today rendering restored"], served = timed(reps, lambda: saved.restored(
         found.rendered, config.freshness, config.poll.interval, config.metrics))  # fmt: skip
     if served is None:
         raise RuntimeError(f"{today_file}: written by another build (its rendering's "
                            f"fingerprint differs); remove {workdir} to fill it again")  # fmt: skip
-    figures["today Exposition.saved"], rendered = timed(reps, served.saved)
+    figures["today exposition.saved"], rendered = timed(reps, lambda: saved.saved(served))
     figures["today encode"], _ = timed(reps, lambda: statefile._encode(state))
     out = workdir / "scratch.state"
     figures["today save"], _ = timed(
-        reps, lambda: statefile.save(out, state, shard, served.saved())
+        reps, lambda: statefile.save(out, state, shard, saved.saved(served))
     )
     out.unlink()
     figures["today file bytes"] = today_file.stat().st_size

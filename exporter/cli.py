@@ -36,6 +36,7 @@ from exporter.config.settings import ConfigError
 from exporter.core import atomicfile
 from exporter.core.clock import SystemClock
 from exporter.core.snapshot import Snapshot
+from exporter.exposition import saved
 from exporter.exposition.instruments import ExporterMetrics
 from exporter.exposition.render import Exposition
 from exporter.exposition.store import SnapshotStore
@@ -344,7 +345,7 @@ def publish_rendering(
     if not found.rendered:
         return None
     try:
-        exposition = Exposition.restored(
+        exposition = saved.restored(
             found.rendered, config.freshness, config.poll.interval, config.metrics
         )
     except (ValueError, KeyError, TypeError, OverflowError, zlib.error) as exc:

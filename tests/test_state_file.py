@@ -22,6 +22,7 @@ from exporter.cli import publish_rendering, resume
 from exporter.config.sharding import Shard
 from exporter.core.contract import COMPANIES, CONNECTIONS, DATA_STATUS, SYNC_SETTINGS
 from exporter.core.snapshot import Snapshot
+from exporter.exposition import saved
 from exporter.exposition.render import Exposition
 from exporter.poll.statefile import (
     FORMAT,
@@ -483,8 +484,8 @@ def test_should_keep_the_rendering_beside_the_state(
     found = read(path, harness.config.shard)
     assert found is not None
     served = harness.store.current
-    restored = Exposition.restored(found.rendered, harness.config.freshness,
-                                   harness.config.poll.interval)  # fmt: skip
+    restored = saved.restored(found.rendered, harness.config.freshness,
+                              harness.config.poll.interval)  # fmt: skip
     assert restored is not None
     now = harness.clock.time()
     assert restored.render(now) == served.render(now)

@@ -56,6 +56,7 @@ from exporter.core.snapshot import (
 from exporter.exposition.assess import count_pairs
 from exporter.exposition.instruments import ExporterMetrics
 from exporter.exposition.render import Exposition
+from exporter.exposition.saved import saved
 from exporter.exposition.store import SnapshotStore
 from exporter.poll import budget, statefile
 from exporter.poll.failurelog import FailureLog
@@ -245,7 +246,7 @@ class Poller:
 
         Each company keeps what its last poll before the restart said, ``up`` included,
         and its original last-poll-success time, until it is polled again. ``rendered`` is
-        the file's own rendering of that snapshot (``Exposition.restored``): published with
+        the file's own rendering of that snapshot (``exposition.saved``): published with
         the decoded companies, it saves rendering them again."""
         with self._cycle_lock, self._states_lock:
             if self._discovery is not None and state.listed is not None:
@@ -269,7 +270,7 @@ class Poller:
         with self._states_lock:  # the states and what was rendered from them, together
             state, served = self._saved_state(), self._store.current
         try:
-            statefile.save(path, state, self._config.shard, served.saved())
+            statefile.save(path, state, self._config.shard, saved(served))
         except OSError as exc:
             self._metrics.state_file_errors.inc()
             level = logging.DEBUG if self._state_failing else logging.WARNING

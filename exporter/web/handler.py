@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from exporter import __version__
 from exporter.codat.webhooks.events import OTHER
 from exporter.core.phrases import plural
-from exporter.exposition.render import CONTENT_TYPE
+from exporter.exposition.text import CONTENT_TYPE
 from exporter.web import statusapi, statuspage
 from exporter.web.basicauth import BASIC_CHALLENGE
 from exporter.web.connection import Connection
