@@ -94,9 +94,9 @@ def main() -> None:
     config = parse_config(settings)
     clock = SystemClock() if args.frozen_time is None else FrozenClock(args.frozen_time)
     metrics = ExporterMetrics()
-    client = CodatClient(config.codat, metrics, clock)
-    server_class = ExporterServer
     store = SnapshotStore(Exposition(Snapshot(), config.freshness, config.poll.interval))
+    client = CodatClient(config.codat, metrics, clock, note_facts=store.note)
+    server_class = ExporterServer
     poller = Poller(config, client, store, metrics, clock, spread=False)
     servers: list[ExporterServer] = []
 

@@ -235,8 +235,8 @@ def run(
     web_config: ReloadingWebConfig,
 ) -> int:
     metrics = ExporterMetrics()
-    client = CodatClient(config.codat, metrics, clock)
     store = SnapshotStore(nothing_yet(config))
+    client = CodatClient(config.codat, metrics, clock, note_facts=store.note)
     # The demo polls a simulator every 15 s: a quota warning would only confuse.
     poller = Poller(
         config, client, store, metrics, clock, spread=not args.once, quota_warning=not args.demo
@@ -372,7 +372,7 @@ def resume(
     saved = None if found is None else found.state()
     if saved is not None:
         poller.restore(saved, rendered)
-    elif rendered is not None and store.current is rendered:
+    elif rendered is not None and store.current.snapshot.loading:
         store.publish(nothing_yet(config))
 
 

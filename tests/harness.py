@@ -109,11 +109,12 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.metrics = ExporterMetrics()
-        self.client = CodatClient(
-            self.config.codat, self.metrics, self.clock, rng=random.Random(4), backoff_base=2.0
-        )
         empty = Exposition(Snapshot(), self.config.freshness, self.config.poll.interval)
         self.store = SnapshotStore(empty)
+        self.client = CodatClient(
+            self.config.codat, self.metrics, self.clock, rng=random.Random(4), backoff_base=2.0,
+            note_facts=self.store.note,
+        )  # fmt: skip
         self.poller = Poller(
             self.config, self.client, self.store, self.metrics, self.clock, spread=self.spread
         )

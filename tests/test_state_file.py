@@ -488,7 +488,7 @@ def test_should_keep_the_rendering_beside_the_state(
                               harness.config.poll.interval)  # fmt: skip
     assert restored is not None
     now = harness.clock.time()
-    assert restored.render(now) == served.render(now)
+    assert restored.with_facts(served.snapshot.facts).render(now) == served.render(now)
 
 
 def test_should_not_be_ready_when_discovery_turned_on_since_the_save_has_not_succeeded(

@@ -7,8 +7,9 @@ be a lie. Ids are canonical (``exporter.core.contract.company_id``), as the conf
 that a listed id and a discovered one are one company whatever their case.
 
 A failure counts in ``codat_exporter_poll_errors_total{reason}`` like any poll request, and
-in ``codat_exporter_discovery_failures_total``. It is logged once per outage, except a
-rejected API key, which is an ERROR every time, as it is for the companies' polls.
+in the snapshot's facts (``codat_exporter_discovery_failures_total``, the status page), as
+a success's time does. It is logged once per outage, except a rejected API key, which is an
+ERROR every time, as it is for the companies' polls.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from exporter.codat.errors import ApiKeyRejected, CodatError
 from exporter.config.sections import CompaniesConfig
 from exporter.core.clock import Clock
 from exporter.core.contract import COMPANIES, company_id, company_info, text
-from exporter.core.families import LAST_DISCOVERY
 from exporter.core.phrases import plural
-from exporter.core.snapshot import CompanyInfo
+from exporter.core.snapshot import CompanyInfo, Facts, NoteFacts, ignore_facts
 from exporter.exposition.instruments import ExporterMetrics
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,18 @@ log = logging.getLogger(__name__)
 
 class Discovery:
     def __init__(
-        self, config: CompaniesConfig, client: CodatClient, metrics: ExporterMetrics, clock: Clock
+        self,
+        config: CompaniesConfig,
+        client: CodatClient,
+        metrics: ExporterMetrics,
+        clock: Clock,
+        note_facts: NoteFacts = ignore_facts,
     ) -> None:
         self._config = config
         self._client = client
         self._metrics = metrics
         self._clock = clock
+        self._note_facts = note_facts
         self._companies: dict[str, CompanyInfo] = {}
         self._listed_at: float | None = None
         self.error = ""
@@ -80,7 +86,8 @@ class Discovery:
         self._companies = found
         self._listed_at = self._clock.monotonic()
         self.error = ""
-        self._metrics.latest.set(LAST_DISCOVERY, self._clock.time())
+        now = self._clock.time()
+        self._note_facts(lambda facts: facts.discovered(now))
         return True
 
     def saved(self) -> tuple[Mapping[str, CompanyInfo], float] | None:
@@ -96,7 +103,7 @@ class Discovery:
         self.error = ""
 
     def _failed(self, exc: CodatError) -> None:
-        self._metrics.discovery_failures.inc()
+        self._note_facts(Facts.discovery_failed)
         self._metrics.poll_errors.labels(exc.reason).inc()
         kept = plural(len(self._companies), "company")
         if isinstance(exc, ApiKeyRejected):

@@ -16,7 +16,9 @@ C-level ``template % ages`` per piece::
 A scrape is a sequence of pieces (``pieces``), written to the socket as they come: for
 gzip, the stored members followed by a fresh member for the ages and the exporter's own
 metrics (a gzip stream may hold several members, RFC 1952, and Prometheus reads them all);
-for plain text, the members inflated a piece at a time. Measured in bench/RESULTS.md.
+for plain text, the members inflated a piece at a time. The facts (``Facts`` on the
+snapshot: the quota, the discovery, the estimate) are rendered at every scrape too
+(``exporter.exposition.facts``). Measured in bench/RESULTS.md.
 
 The state file keeps what was rendered (``exporter.exposition.saved``), so that a restart
 serves it before it decodes the state.
@@ -25,12 +27,13 @@ serves it before it decodes the state.
 from __future__ import annotations
 
 import bisect
+import copy
 import math
 import zlib
 from array import array
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exporter.config.durations import format_duration
 from exporter.config.series import ALL_FAMILIES, FreshnessConfig, MetricsConfig
@@ -61,8 +64,9 @@ from exporter.core.families import (
     STATUS,
     SYNC_AGE,
 )
-from exporter.core.snapshot import CompanyState, Snapshot
+from exporter.core.snapshot import CompanyState, Facts, Snapshot
 from exporter.exposition import assess
+from exporter.exposition.facts import facts_text
 from exporter.exposition.text import GZIP_LEVEL, Discard, Member, escape, header, number
 
 AGE_PIECE = 4000
@@ -79,7 +83,8 @@ _RUNNING = frozenset(IN_PROGRESS_STATUSES)
 
 @dataclass(frozen=True, eq=False)
 class Rendered:
-    """What a snapshot's text is made of once rendered, kept in the state file (``saved``)."""
+    """What a snapshot's text is made of once rendered, shared by every exposition of that
+    snapshot (``Exposition.with_facts``) and kept in the state file (``saved``)."""
 
     members: list[bytes]
     """Each family's gzip member, in order; a family without samples has none."""
@@ -92,8 +97,8 @@ class Rendered:
 
 
 class Exposition:
-    """The text of one snapshot: everything but the ages rendered once, at construction,
-    unless ``rendered`` is given (a restart's, from the state file)."""
+    """The text of one snapshot: everything but the ages (and the facts) rendered once, at
+    construction, unless ``rendered`` is given (a restart's, from the state file)."""
 
     def __init__(
         self,
@@ -118,6 +123,13 @@ class Exposition:
         """This rendering, holding ``snapshot`` instead: for a snapshot rebuilt from the same
         state this one was rendered from (a restart), without rendering it again."""
         return Exposition(snapshot, self.freshness, self.interval, self.families, self.rendered)
+
+    def with_facts(self, facts: Facts) -> Exposition:
+        """This exposition with other facts: a copy of a few references, no rendering
+        (``SnapshotStore.note`` makes one whenever a fact changes)."""
+        twin = copy.copy(self)
+        twin.snapshot = replace(self.snapshot, facts=facts)
+        return twin
 
     def _render(self, freshness: FreshnessConfig) -> Rendered:
         members = {
@@ -290,6 +302,7 @@ class Exposition:
     def pieces(self, now: float, extra: bytes = b"", compress: bool = False) -> Iterator[bytes]:
         """The body of a scrape at ``now``, piece by piece; ``extra`` is rendered text."""
         members = self.rendered.members
+        facts = facts_text(self.snapshot.facts)
         if not compress:
             for member in members:
                 inflate = zlib.decompressobj(31)
@@ -297,13 +310,13 @@ class Exposition:
                     yield inflate.decompress(member[start : start + INFLATE_PIECE])
                 yield inflate.flush()
             yield from self._ages(now)
-            yield extra
+            yield facts + extra
             return
         yield from members
         deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
         for piece in self._ages(now):
             yield deflate.compress(piece)
-        yield deflate.compress(extra) + deflate.flush()
+        yield deflate.compress(facts + extra) + deflate.flush()
 
     def render(self, now: float, extra: bytes = b"", compress: bool = False) -> bytes:
         """The whole body at once, for ``--once`` and tests; /metrics streams ``pieces``."""

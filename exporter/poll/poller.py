@@ -42,7 +42,6 @@ from exporter.codat.sidevalues import SideValues
 from exporter.config.sections import Config
 from exporter.core.clock import Clock
 from exporter.core.contract import ShapeError, company_id, parse_data_statuses
-from exporter.core.families import ESTIMATED_DAILY
 from exporter.core.phrases import plural
 from exporter.core.snapshot import (
     CompanyInfo,
@@ -131,7 +130,7 @@ class Poller:
         self._stopping = threading.Event()
         self._cycle_lock = threading.Lock()
         self._discovery = (
-            Discovery(config.companies, client, metrics, clock)
+            Discovery(config.companies, client, metrics, clock, store.note)
             if config.companies.discover
             else None
         )
@@ -580,7 +579,7 @@ class Poller:
     # --- fleet ------------------------------------------------------------------------------
 
     def _estimate_budget(self) -> None:
-        """Export the fleet's daily request estimate; warn when it exceeds Codat's quota or
+        """Note the fleet's daily request estimate; warn when it exceeds Codat's quota or
         the per-minute rate limit. Runs at start and whenever the fleet's size changes."""
         config = self._config
         ids = {*self._listed(), *config.companies.ids} - config.companies.exclude
@@ -622,7 +621,7 @@ class Poller:
                 else 0
             ),
         )
-        self._metrics.latest.set(ESTIMATED_DAILY, estimate.total)
+        self._store.note(lambda facts: replace(facts, estimated_daily_requests=estimate.total))
         warning = estimate.warning()
         if warning and self._quota_warning and resized:  # said again only for a new fleet size
             log.warning("%s", warning)
