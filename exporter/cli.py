@@ -42,6 +42,7 @@ from exporter.exposition.render import Exposition
 from exporter.exposition.store import SnapshotStore
 from exporter.poll import statefile
 from exporter.poll.poller import CycleResult, Poller
+from exporter.poll.statecodec import StateFileError
 from exporter.web.handler import WEBHOOK_PATH
 from exporter.web.openfiles import raise_open_files_limit
 from exporter.web.reload import ReloadingWebConfig
@@ -370,9 +371,13 @@ def resume(
     """Decode the state file and resume from it. A state that cannot be used withdraws
     the rendering served meanwhile: nothing is ever half loaded."""
     saved = None if found is None else found.state()
-    if saved is not None:
-        poller.restore(saved, rendered)
-    elif rendered is not None and store.current.snapshot.loading:
+    if found is not None and saved is not None:
+        try:
+            poller.restore(saved, rendered)
+            return
+        except StateFileError as exc:
+            log.warning("state file %s ignored: %s", found.path, exc)
+    if rendered is not None and store.current.snapshot.loading:
         store.publish(nothing_yet(config))
 
 

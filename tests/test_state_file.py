@@ -19,17 +19,20 @@ import pytest
 import requests
 
 from exporter.cli import publish_rendering, resume
+from exporter.codat.diagnostics import SyncDiagnostics
+from exporter.codat.discovery import Discovery
+from exporter.codat.sidevalues import SideValues
 from exporter.config.sharding import Shard
 from exporter.core.contract import COMPANIES, CONNECTIONS, DATA_STATUS, SYNC_SETTINGS
 from exporter.core.snapshot import Snapshot
 from exporter.exposition import saved
 from exporter.exposition.render import Exposition
+from exporter.poll.statecodec import SavedState
 from exporter.poll.statefile import (
     FORMAT,
     RENDERED,
     STATE,
     VERSION,
-    SavedState,
     decode,
     load,
     pack,
@@ -189,8 +192,8 @@ def damaged(data: bytes) -> bytes:
     [
         ("not JSON", lambda good: b'{"format": "codat-freshness-exporter/state", "vers'),
         ("another program's file", lambda good: b'{"hello": "world"}'),
-        ("the previous version", lambda good: json.dumps({"format": FORMAT, "version": VERSION - 1,
-                                                          "companies": []}).encode()),
+        ("a version before 3", lambda good: json.dumps({"format": FORMAT, "version": 2,
+                                                        "companies": []}).encode()),
         ("a later version", lambda good: json.dumps({"format": FORMAT,
                                                      "version": VERSION + 1}).encode()),
         ("another shard", lambda good: json.dumps({"format": FORMAT, "version": VERSION,
@@ -478,9 +481,10 @@ def test_should_keep_the_rendering_beside_the_state(
     harness = make_harness(**with_state(path))
     # Act
     harness.poll()
-    # Check: both sections, and the rendering is what /metrics served
+    # Check: the rendering, the state and the components' sections, and the rendering is
+    # what /metrics served
     _, sections = unpack(path.read_bytes(), harness.config.shard)
-    assert set(sections) == {RENDERED, STATE}
+    assert set(sections) == {RENDERED, STATE, Discovery.key, SideValues.key, SyncDiagnostics.key}
     found = read(path, harness.config.shard)
     assert found is not None
     served = harness.store.current

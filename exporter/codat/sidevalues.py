@@ -7,6 +7,12 @@ A failed fetch keeps the last value and is returned to the poll, which then show
 company down while its data status still updates. Worker threads fill these caches while
 the scheduler thread and webhooks read, expire and prune them, so every access holds one
 lock.
+
+Its section of the state file (``exporter.poll.components``) is when each value was read,
+by kind and company (the values themselves are in the companies' states), so that a restart
+reads none again before it is due::
+
+    {"names": {}, "connections": {"8a210b68-...": 1795435200.0}, "sync_settings": {...}}
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from exporter.core.contract import (
     parse_connections,
     parse_sync_schedules,
 )
+from exporter.core.decoding import as_dict, as_number, as_str
 from exporter.core.snapshot import CompanyInfo, CompanyState, ConnectionState
 
 NAME_REFRESH_INTERVAL = 3600.0
@@ -49,7 +56,13 @@ class _Fetched:
     """Monotonic time of the fetch."""
 
 
+Fetched = dict[str, dict[str, float]]
+"""When each value was read (Unix seconds), by kind and company."""
+
+
 class SideValues:
+    key = "side_values"
+
     def __init__(
         self,
         config: Config,
@@ -145,9 +158,7 @@ class SideValues:
                 for company_id in cache.keys() - kept:
                     del cache[company_id]
 
-    def saved(self) -> dict[str, dict[str, float]]:
-        """When each value was fetched (Unix seconds), by kind and company, for the state
-        file; the values themselves are in the snapshot."""
+    def saved(self) -> Fetched:
         offset = self._clock.time() - self._clock.monotonic()
         with self._lock:
             return {
@@ -155,20 +166,25 @@ class SideValues:
                 for kind, cache in zip(_KINDS, self._caches(), strict=True)
             }
 
-    def restore(
-        self, companies: Iterable[CompanyState], fetched: Mapping[str, Mapping[str, float]]
-    ) -> None:
-        """Resume from a state file: each value as the snapshot has it, fetched when it was."""
+    def checked(self, saved: Any) -> Fetched:
+        return {
+            as_str(kind): {as_str(c): as_number(at) for c, at in as_dict(by_company).items()}
+            for kind, by_company in as_dict(saved or {}).items()
+        }
+
+    def restore(self, checked: Fetched, companies: Mapping[str, CompanyState]) -> None:
+        """Resume from a state file: each value as the companies' states have it, read when
+        the section says."""
         offset = self._clock.monotonic() - self._clock.time()
         with self._lock:
-            for company in companies:
+            for company in companies.values():
                 values = (
                     CompanyInfo(company.name, company.created),
                     company.connections,
                     company.sync_schedules,
                 )
                 for kind, cache, value in zip(_KINDS, self._caches(), values, strict=True):
-                    at = fetched.get(kind, {}).get(company.company_id)
+                    at = checked.get(kind, {}).get(company.company_id)
                     if at is not None:
                         cache[company.company_id] = _Fetched(value, at + offset)
 
