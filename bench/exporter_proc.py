@@ -1,4 +1,4 @@
-"""The exporter in a process of its own, wired as ``exporter.cli.run`` wires it (config from
+"""The exporter in a process of its own, wired as ``exporter.app.run`` wires it (config from
 ``parse_config``, ``CodatClient``, ``SnapshotStore``, ``Poller``, ``ExporterServer``), driven
 by the benchmark instead of the scheduler so that each poll cycle can be timed on its own.
 

@@ -5,16 +5,17 @@ mechanisms of issue 19, at 10,000 companies x 25 data types, in one run.
     .venv/bin/python bench/restart.py --companies 20 --reps 1             # a smoke run
 
 - **today**: ``python -m exporter`` with today's state file (version 4: /metrics' rendering
-  beside the state). It publishes the rendering, listens, then decodes the state while it
-  serves.
+  beside the state). It publishes the rendering, listens, and decodes the state once a
+  first /metrics has been sent whole (``exporter.poll.restart``).
+- **today-at-once**: the same, decoding as soon as it listens (``restart_proto.py
+  --decode-at-once``): a scrape served while the state decodes gets a share of the
+  interpreter only.
 - **msgspec**: ``restart_proto.py``, the same exporter with the prototype state section of
   ``state_codec.py`` and no rendering: it decodes the state with msgspec, builds today's
   dataclasses, renders /metrics, then listens. **msgspec-structs**: the same without
   building the dataclasses (the renderer reads the Struct mirrors' attributes).
-- **rendering+msgspec**: today's way (the rendering kept in the file, served while the
-  state decodes) with the prototype's state section. **today-deferred** and
-  **rendering+msgspec-deferred**: the same two, decoding only once a first /metrics has been
-  sent whole (a scrape served while the state decodes gets a share of the interpreter only).
+- **rendering+msgspec**: today's way (the rendering kept in the file, served before the
+  state decodes) with the prototype's state section.
 
 One simulated Codat (wall clock frozen) is polled once by ``python -m exporter --once``
 with ``state.file``: that file is today's; its state, re-encoded by ``state_codec.encode``,
@@ -70,30 +71,21 @@ from exporter.poll import statecodec, statefile
 from exporter.poll.statecodec import SavedState
 
 T = TypeVar("T")
+PROTO = str(Path(__file__).with_name("restart_proto.py"))
 PATHS = {
     "today": ["-m", "exporter"],
-    "msgspec": [str(Path(__file__).with_name("restart_proto.py"))],
-    "msgspec-structs": [str(Path(__file__).with_name("restart_proto.py")), "--structs"],
-    "rendering+msgspec": [str(Path(__file__).with_name("restart_proto.py")), "--keep-rendering"],
-    "today-deferred": [
-        str(Path(__file__).with_name("restart_proto.py")),
-        "--today",
-        "--defer-decoding",
-    ],
-    "rendering+msgspec-deferred": [
-        str(Path(__file__).with_name("restart_proto.py")),
-        "--keep-rendering",
-        "--defer-decoding",
-    ],
+    "today-at-once": [PROTO, "--today", "--decode-at-once"],
+    "msgspec": [PROTO],
+    "msgspec-structs": [PROTO, "--structs"],
+    "rendering+msgspec": [PROTO, "--keep-rendering"],
 }
 """How each restart path starts, after the interpreter."""
 STATE_FILES = {
     "today": "today.state",
+    "today-at-once": "today.state",
     "msgspec": "msgspec.state",
     "msgspec-structs": "msgspec.state",
     "rendering+msgspec": "rendering+msgspec.state",
-    "today-deferred": "today.state",
-    "rendering+msgspec-deferred": "rendering+msgspec.state",
 }
 """The file each path restarts with, in the work directory."""
 

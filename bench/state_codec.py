@@ -242,7 +242,7 @@ def dataclass_of(c: CompanyS) -> CompanyState:
 def install(structs: bool = False, keep_rendering: bool = False) -> None:
     """Make ``exporter.poll.statecodec`` use this state section (the components' sections
     stay today's) and, unless ``keep_rendering``, keep no rendering: ``statefile.save``
-    drops the rendering it is given (so ``cli.run`` decodes and renders before it
+    drops the rendering it is given (so ``app.run`` decodes and renders before it
     listens)."""
     encoding, decoding, saving = statecodec.encode, statecodec.decode, statefile.save
 

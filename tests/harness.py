@@ -95,7 +95,7 @@ def parse_exposition(text: str) -> list[Sample]:
 
 @dataclass
 class Harness:
-    """The exporter's parts as cli.run wires them, with a fake clock and a real server."""
+    """The exporter's parts as app.run wires them, with a fake clock and a real server."""
 
     config: Config
     clock: FakeClock

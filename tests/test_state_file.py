@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.cli import publish_rendering, resume
 from exporter.codat.diagnostics import SyncDiagnostics
 from exporter.codat.discovery import Discovery
 from exporter.codat.sidevalues import SideValues
@@ -27,6 +26,7 @@ from exporter.core.contract import COMPANIES, CONNECTIONS, DATA_STATUS, SYNC_SET
 from exporter.core.snapshot import Snapshot
 from exporter.exposition import saved
 from exporter.exposition.render import Exposition
+from exporter.poll.restart import Restart
 from exporter.poll.statecodec import SavedState
 from exporter.poll.statefile import (
     FORMAT,
@@ -68,7 +68,7 @@ def saved_after_a_poll(make_harness: Callable[..., Harness], path: Path) -> Harn
 
 
 def restarted(make_harness: Callable[..., Harness], path: Path, **sections: object) -> Harness:
-    """A second exporter process, as cli.run starts one: load the file, then serve."""
+    """A second exporter process, as app.run starts one: load the file, then serve."""
     harness = make_harness(**with_state(path, **sections))
     saved = load(path, harness.config.shard)
     if saved is not None:
@@ -79,13 +79,13 @@ def restarted(make_harness: Callable[..., Harness], path: Path, **sections: obje
 def restarted_serving_first(
     make_harness: Callable[..., Harness], path: Path, **sections: object
 ) -> tuple[Harness, Callable[[], None]]:
-    """As cli.run starts: the file's rendering published before it listens; the returned
-    function decodes the state and resumes, as cli.run does once the server listens."""
+    """As app.run starts: the file's rendering published before it listens; the returned
+    function decodes the state and resumes, as app.run does once the server listens."""
     harness = make_harness(**with_state(path, **sections))
-    found = read(path, harness.config.shard)
-    assert found is not None
-    rendered = publish_rendering(harness.store, found, harness.config)
-    return harness, lambda: resume(harness.poller, harness.store, found, rendered, harness.config)
+    assert read(path, harness.config.shard) is not None
+    restart = Restart(harness.config, harness.store, harness.poller, harness.clock)
+    restart.serve()
+    return harness, restart.resume
 
 
 SNAPSHOT_FAMILIES = ("codat_data_type", "codat_company", "codat_connection", "codat_companies",
@@ -371,7 +371,7 @@ def test_should_not_collect_garbage_while_a_large_state_is_decoded_or_encoded(
     watching, started = [False], []
     states: list[SavedState] = []
     (tmp_path / "large.json").write_bytes(data)
-    found = read(tmp_path / "large.json", shard)  # as cli.run reads it at start
+    found = read(tmp_path / "large.json", shard)  # as app.run reads it at start
     assert found is not None
     loaded: list[SavedState | None] = []
 
@@ -726,7 +726,7 @@ def test_should_start_without_a_state_file_it_cannot_read_saying_so_once(
     path = tmp_path / "state.json"
     make(path)
     harness = make_harness(**with_state(path))
-    # Act: read as cli.run reads it at start, then a cycle
+    # Act: read as app.run reads it at start, then a cycle
     with caplog.at_level(logging.INFO, logger="exporter"):
         found = read(path, harness.config.shard)
         result = harness.poll()
