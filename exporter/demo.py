@@ -6,7 +6,8 @@ settings unless set per data type. It always contains the cases worth seeing: an
 company, stale data types, never-synced and first-failed
 data types, one data type recovering and one starting to fail a few minutes in, one whose
 sync Codat paused until a couple of hours after start, and one on-premise (QuickBooks
-Desktop) connector's sync queued for hours. Refreshes are on (``refresh``), against the
+Desktop) connector's sync queued for hours. The status page shows each connection's
+link to relink (``status_page.show_link_urls``). Refreshes are on (``refresh``), against the
 simulator only, so a transient failure is seen healing; its state file (and the refresh
 journal beside it, which refreshes need) is kept in ``state_dir``, a directory of the run's
 own.
@@ -53,6 +54,8 @@ def start_demo(
             # minute and heals; the pinned ones (an outage, AuthError) stay, as they would.
             "refresh": {"enabled": True, "after": "1m", "backoff": 2},
             "state": {"file": str(Path(state_dir) / "state.json")},
+            # The simulator's link URLs lead nowhere: the demo shows where they appear.
+            "status_page": {"show_link_urls": True},
         }
     )
     return simulator, config

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from exporter.config.durations import format_duration, parse_duration
+from exporter.config.sections import PLATFORM_INCIDENT_COMPANIES
 from exporter.config.settings import (
     BOOL,
     STRING,
@@ -33,6 +34,7 @@ from exporter.config.settings import (
     read_section,
     read_yaml,
     setting,
+    whole_number,
 )
 from exporter.exposition.assess import STUCK_AFTER
 
@@ -45,6 +47,7 @@ ALERT_NAMES = (
     "CodatDataTypeNeverSynced",
     "CodatDataTypeSyncFailing",
     "CodatDataTypeSyncStuck",
+    "CodatPlatformSyncFailures",
     "CodatDataTypeStaleCompanies",
     "CodatAuthErrorCompanies",
     "CodatConnectionsDeauthorized",
@@ -61,6 +64,10 @@ DEFAULT_THRESHOLDS = {"CodatDataTypeSyncStuck": format_duration(STUCK_AFTER)}
 """Thresholds that are the exporter's own unless config.yml sets one: the status page calls
 a pair stuck after ``exporter.exposition.assess.STUCK_AFTER`` (6h), and the alert fires for the same
 pairs. A threshold set in config.yml moves the alert only."""
+DEFAULT_COMPANIES = {"CodatPlatformSyncFailures": PLATFORM_INCIDENT_COMPANIES}
+"""Counts of companies that are the exporter's own unless config.yml sets one: the status
+page calls a platform an incident from ``status_page.platform_incident_companies`` failing
+companies on it (default ``exporter.config.sections.PLATFORM_INCIDENT_COMPANIES``)."""
 SEVERITIES = ("critical", "warning", "info")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 RESERVED_LABELS = {
@@ -109,6 +116,9 @@ def _share(value: Any, at: Where) -> float:
 
 
 PROM_DURATION = Kind("Prometheus duration", _duration)
+OPTIONAL_COUNT: Kind[int | None] = Kind(
+    "whole number", lambda value, at: whole_number(1_000_000).read(value, at)
+)
 OPTIONAL_PROM_DURATION: Kind[str | None] = Kind("Prometheus duration", _duration)
 LABELS = Kind("mapping of label name to value", _labels)
 URL = Kind("URL", lambda value, at: STRING.read(value, at).rstrip("/"))
@@ -125,6 +135,9 @@ class AlertConfig:
         OPTIONAL_PROM_DURATION, "the range its expression looks back over", default=None
     )
     threshold: str | None = setting(OPTIONAL_PROM_DURATION, "how long is too long", default=None)
+    companies: int | None = setting(
+        OPTIONAL_COUNT, "how many companies at once are too many", default=None
+    )
     enabled: bool = setting(
         BOOL, "false leaves the alert out of the rule files (and the PrometheusRule)",
         default=True,
@@ -145,6 +158,8 @@ def _alerts(value: Any, at: Where) -> dict[str, AlertConfig]:
         alert = read_section(AlertConfig, entries[name], at.key(name))
         if alert.threshold is None and name in DEFAULT_THRESHOLDS:
             alert = replace(alert, threshold=DEFAULT_THRESHOLDS[name])
+        if alert.companies is None and name in DEFAULT_COMPANIES:
+            alert = replace(alert, companies=DEFAULT_COMPANIES[name])
         alerts[name] = alert
     return alerts
 

@@ -17,7 +17,8 @@ What stays is ``codat_exporter_company_up`` per company, per platform
   ``status=stale&data_type=<data type>``, ``status=AuthError``), which names the companies.
 - Failing, never-synced and stuck pairs have no alert: counting them fleet-wide would fire
   for ever in a large fleet and name nobody. The Fleet dashboard counts them and the status
-  page lists them.
+  page lists them. A platform on which many companies fail at once raises
+  ``CodatPlatformSyncFailures``, as in the default rules.
 
 Alerts about a company link to the preset's Fleet dashboard filtered to it: the Company
 dashboard reads only per-pair families.
@@ -36,6 +37,7 @@ from exporter.core.families import (
 )
 from monitoring.config import MonitoringConfig
 from monitoring.dashboards.common import FLEET_PRESET_UID
+from monitoring.platforms import platform_alert
 from monitoring.rules import RuleBuilder
 from monitoring.slo import aggregate_recording_rules
 
@@ -116,6 +118,7 @@ def build_fleet_preset_rules(config: MonitoringConfig) -> dict[str, Any]:
             status_page=auth_error_page,
             keep_firing=True,
         ),
+        platform_alert(rules),
     ]
     return rules.rule_file(
         {

@@ -363,6 +363,8 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
             f'  {STATUS.name}{{{sel}, status="Complete"}}\n'
         )
 
+    from monitoring.platforms import platform_alert, with_platform  # it builds on RuleBuilder
+
     never = config.alert("CodatDataTypeNeverSynced")
     stuck = config.alert("CodatDataTypeSyncStuck")
     if never.threshold is None or stuck.threshold is None:
@@ -387,8 +389,11 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
         ),
         rules.alert(
             "CodatDataTypeStale",
-            f"{LAST_SYNC_AGE.name}{{{sel}}}\n  > {ON_PAIR}\n{MAX_AGE.name}{{{sel}}}\n"
-            f"unless on ({PAIR})\n  {paused}\n",
+            with_platform(
+                f"{LAST_SYNC_AGE.name}{{{sel}}}\n  > {ON_PAIR}\n{MAX_AGE.name}{{{sel}}}\n"
+                f"unless on ({PAIR})\n  {paused}\n",
+                sel,
+            ),
             "{{ $labels.company_name }}: {{ $labels.data_type }} is stale "
             "({{ $value | humanizeDuration }} old)",
             f"{PAIR_NAME} last synced successfully {{{{ $value | humanizeDuration }}}} ago, "
@@ -418,7 +423,7 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
         ),
         rules.alert(
             "CodatDataTypeSyncFailing",
-            since_last_status(f'status=~"{ERRORS}"'),
+            with_platform(since_last_status(f'status=~"{ERRORS}"'), sel),
             "{{ $labels.company_name }}: {{ $labels.data_type }} syncs are failing",
             f"Syncs of {PAIR_NAME} have ended in an error status for {{for}} (latest: "
             f"{LATEST_STATUS}). Last successful sync: {LAST_SYNC}.",
@@ -438,6 +443,7 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
             status_page=company_page,
             keep_firing=True,
         ),
+        platform_alert(rules),
     ]
     slo_rules = [*recording_rules(sel), *rules.slo_alerts()]
     return rules.rule_file(

@@ -118,7 +118,10 @@ class Harness:
         self.poller = Poller(
             self.config, self.client, self.store, self.metrics, self.clock, spread=self.spread
         )
-        self.server = ExporterServer("127.0.0.1:0", self.store, self.metrics, self.clock)
+        self.server = ExporterServer(
+            "127.0.0.1:0", self.store, self.metrics, self.clock,
+            status_page=self.config.status_page,
+        )  # fmt: skip
         self.server.start()
 
     @property

@@ -10,6 +10,7 @@ from typing import Any
 
 import requests
 
+from exporter.config.sections import StatusPageConfig
 from exporter.config.series import FreshnessConfig
 from exporter.core.snapshot import (
     CompanyState,
@@ -22,6 +23,7 @@ from exporter.exposition.instruments import ExporterMetrics
 from exporter.exposition.render import Exposition
 from exporter.exposition.store import SnapshotStore
 from exporter.web.server import ExporterServer
+from exporter.web.status import DEFAULT_PAGE
 from exporter.web.webconfig import WebConfig
 from tests.harness import START, FakeClock
 
@@ -75,12 +77,18 @@ class StatusServer:
     freshness: FreshnessConfig = FRESHNESS
     web_config: WebConfig | None = None
     metrics: ExporterMetrics = field(default_factory=ExporterMetrics)
+    page: StatusPageConfig = DEFAULT_PAGE
 
     def __post_init__(self) -> None:
         self.store = SnapshotStore(Exposition(self.snapshot, self.freshness, 300.0))
         self.store.publish(self.store.current)
         self.server = ExporterServer(
-            "127.0.0.1:0", self.store, self.metrics, self.clock, web_config=self.web_config
+            "127.0.0.1:0",
+            self.store,
+            self.metrics,
+            self.clock,
+            web_config=self.web_config,
+            status_page=self.page,
         )
         self.server.start()
 
@@ -103,7 +111,7 @@ class StatusServer:
 
 
 PAIR_CELLS = ("company", "data_type", "status", "last_sync", "ages", "latest_sync",
-              "connection", "poll")  # fmt: skip
+              "connection", "poll", "next_step")  # fmt: skip
 RELINK_CELLS = ("company", "connections")
 POLL_CELLS = ("company", "last_poll", "why")
 
@@ -245,6 +253,10 @@ NEEDS_ATTENTION = [
     ("c2", "items"),  # stuck
     ("c2", "payments"),  # never synced: last
 ]
+"""In the JSON's order, by age / max age."""
+ON_THE_PAGE = [("c1", "invoices"), ("c1", "bills"), *NEEDS_ATTENTION[1:2], *NEEDS_ATTENTION[3:]]
+"""In the page's: c1's two pairs share a cause (its Xero connection is Deauthorized), so
+they are one row where the first of them is."""
 
 
 def relink_fleet(serve: Servers, **kwargs: Any) -> StatusServer:

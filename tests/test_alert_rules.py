@@ -39,6 +39,7 @@ pytestmark = pytest.mark.prometheus
 ANNOTATIONS = {"summary", "description", "runbook_url", "dashboard_url"}
 COMPANY_PAGE = "http://localhost:9781/?company={{ $labels.company_id | urlquery }}"
 AUTH_ERROR_PAGE = "http://localhost:9781/?status=AuthError"
+PLATFORM_PAGE = "http://localhost:9781/?status=failing&platform={{ $labels.platform | urlquery }}"
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ DEFAULT = Variant(
             "CodatExporterCompanyNotFound",
         ),
         COMPANY_PAGE,
-    ),
+    )
+    | {"CodatPlatformSyncFailures": PLATFORM_PAGE},
 )
 PRESET = Variant(
     "fleet-preset",
@@ -86,6 +88,7 @@ PRESET = Variant(
             "http://localhost:9781/?status=stale&data_type={{ $labels.data_type | urlquery }}"
         ),
         "CodatAuthErrorCompanies": AUTH_ERROR_PAGE,
+        "CodatPlatformSyncFailures": PLATFORM_PAGE,
     },
 )
 VARIANTS = (DEFAULT, PRESET)
@@ -407,8 +410,52 @@ MUTANTS = [
             (PRESET, "CodatExporterCompanyPollFailing"),
             (DEFAULT, "CodatExporterCompanyNotFound"),
             (PRESET, "CodatExporterCompanyNotFound"),
+            (DEFAULT, "CodatPlatformSyncFailures"),
+            (PRESET, "CodatPlatformSyncFailures"),
         )
     ],
+    *[
+        mutant
+        for variant in VARIANTS
+        for mutant in (
+            Mutant(
+                variant,
+                "CodatPlatformSyncFailures",
+                "an incident above the threshold only",
+                _replace(") >= 10", ") > 10"),
+            ),
+            Mutant(
+                variant,
+                "CodatPlatformSyncFailures",
+                "one shard's count, not the job's",
+                _replace("sum without (instance)", "sum without ()"),
+            ),
+            Mutant(
+                variant,
+                "CodatPlatformSyncFailures",
+                "one alert for every platform",
+                _replace("sum without (instance)", "sum without (instance, platform)"),
+            ),
+        )
+    ],
+    *[
+        Mutant(
+            DEFAULT, alert, "no platform label", _replace("group_left (platform)", "group_left ()")
+        )
+        for alert in ("CodatDataTypeSyncFailing", "CodatDataTypeStale")
+    ],
+    Mutant(
+        DEFAULT,
+        "CodatDataTypeSyncFailing",
+        "the platform of an Unlinked connection too",
+        _replace('source_type="Accounting", status="Linked"', 'source_type="Accounting"'),
+    ),
+    Mutant(
+        DEFAULT,
+        "CodatDataTypeSyncFailing",
+        "a bank feed's pairs given the accounting platform",
+        _replace(' data_type!~"banking-.+|commerce-.+"', ""),
+    ),
     *[
         Mutant(
             variant,

@@ -278,6 +278,52 @@ def test_should_hold_back_the_preset_s_stale_counts_of_a_stalled_exporter_only(
     }
 
 
+def test_should_page_once_for_fifty_companies_failing_on_one_platform_and_as_before_for_one(
+    alertmanager: Alertmanager,
+) -> None:
+    # Prepare: fifty companies' bills failing on Xero (their alerts carry its platform, as
+    # the rules add it), the platform's alert (summed over shards: no instance); one
+    # company failing on QuickBooks Online, and a Xero company's bank feed (no platform).
+    xero = [f"xero-{n:02d}" for n in range(50)]
+    alertmanager.post(
+        *(_alert("CodatDataTypeSyncFailing", "warning", c, data_type="bills", platform="Xero")
+          for c in xero),
+        *(_alert("CodatDataTypeStale", "warning", c, data_type="bills", platform="Xero")
+          for c in xero[:10]),
+        _alert("CodatDataTypeSyncFailing", "warning", "qbo-1", data_type="bills",
+               platform="QuickBooks Online"),
+        _alert("CodatDataTypeSyncFailing", "warning", "xero-00",
+               data_type="banking-transactions"),
+    )  # fmt: skip
+    platform = {"alertname": "CodatPlatformSyncFailures", "severity": "warning",
+                "job": JOB, "platform": "Xero"}  # fmt: skip
+    response = requests.post(
+        f"{alertmanager.url}/api/v2/alerts", json=[{"labels": platform}], timeout=5
+    )
+    assert response.status_code == 200, response.text
+
+    # Act
+    held = alertmanager.settled("xero-49", {"CodatDataTypeSyncFailing": "suppressed"})
+    alerts = requests.get(f"{alertmanager.url}/api/v2/alerts", timeout=5).json()
+
+    # Check: of the Xero companies' alerts, only the bank feed's is active; the platform
+    # pages once; the QuickBooks Online company's alert is active as before
+    mine = [a for a in alerts if a["labels"].get("company_id", "").startswith(("xero-", "qbo-"))
+            or a["labels"]["alertname"] == "CodatPlatformSyncFailures"]  # fmt: skip
+    active = sorted(
+        (a["labels"]["alertname"], a["labels"].get("company_id", ""),
+         a["labels"].get("data_type", ""))
+        for a in mine if a["status"]["state"] == "active"
+    )  # fmt: skip
+    assert held == {"CodatDataTypeSyncFailing": "suppressed"}
+    assert active == [
+        ("CodatDataTypeSyncFailing", "qbo-1", "bills"),
+        ("CodatDataTypeSyncFailing", "xero-00", "banking-transactions"),
+        ("CodatPlatformSyncFailures", "", ""),
+    ]
+    assert sum(a["status"]["state"] == "suppressed" for a in mine) == 60
+
+
 def test_should_group_a_company_s_alerts_into_one_notification_per_receiver(
     alertmanager: Alertmanager,
 ) -> None:

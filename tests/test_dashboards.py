@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.config.sections import PLATFORM_INCIDENT_COMPANIES
 from exporter.core.families import ALL_METRICS, FLEET_PRESET_DENYLIST
 from exporter.exposition.assess import STUCK_AFTER
 from monitoring.generate import PRESET_DASHBOARD_FILE, PRESET_RULES_FILE
@@ -223,6 +224,14 @@ def test_should_reject_a_keep_firing_for_that_is_not_a_duration(value: str, tmp_
             "alerts: {CodatExporterDown: {extra_labels: {alertname: x}}}",
             "alerts.CodatExporterDown.extra_labels.alertname: reserved; Prometheus sets it",
         ),
+        (
+            "alerts: {CodatPlatformSyncFailures: {companies: 0}}",
+            "alerts.CodatPlatformSyncFailures.companies: must be a whole number from 1 to",
+        ),
+        (
+            "alerts: {CodatPlatformSyncFailures: {companies: 'ten'}}",
+            "alerts.CodatPlatformSyncFailures.companies: must be a whole number from 1 to",
+        ),
     ],
 )
 def test_should_reject_an_alert_tailoring_prometheus_would_not_take(
@@ -270,6 +279,25 @@ def test_should_wait_the_status_pages_stuck_threshold_unless_config_yml_sets_one
     moved = next(r for r in mine if r["alert"] == "CodatDataTypeSyncStuck")
     assert "> 28800\n" in moved["expr"] and f"> {STUCK_AFTER:.0f}\n" not in moved["expr"]
     assert "requested more than 8h ago" in moved["annotations"]["description"]
+
+
+def test_should_page_for_a_platform_from_as_many_companies_as_the_status_page_calls_an_incident(
+    tmp_path: Path,
+) -> None:
+    # Prepare: the repository's config (companies: 10), and a copy without the key
+    shipped = "    companies: 10\n"
+    assert MONITORING_CONFIG.read_text().count(shipped) == 1
+    (tmp_path / "config.yml").write_text(MONITORING_CONFIG.read_text().replace(shipped, ""))
+
+    # Act
+    result = generate("--config", tmp_path / "config.yml", "--out", tmp_path)
+
+    # Check: the shipped count is the exporter's default, and a config without one takes it
+    assert result.returncode == 0, result.stderr
+    assert PLATFORM_INCIDENT_COMPANIES == 10
+    for rules in (RULES, tmp_path / RULES.relative_to(ROOT)):
+        (platform,) = [r for r in alert_rules(rules) if r["alert"] == "CodatPlatformSyncFailures"]
+        assert platform["expr"].endswith(f") >= {PLATFORM_INCIDENT_COMPANIES}\n")
 
 
 def test_should_give_each_dashboard_its_stable_uid_and_the_shared_tag() -> None:

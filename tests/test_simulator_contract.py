@@ -20,7 +20,12 @@ import pytest
 import requests
 from jsonschema import Draft202012Validator
 
-from exporter.core.contract import ERROR_STATUSES, KNOWN_STATUSES, parse_datetime
+from exporter.core.contract import (
+    ERROR_STATUSES,
+    IN_PROGRESS_STATUSES,
+    KNOWN_STATUSES,
+    parse_datetime,
+)
 from exporter.simulator.conventions import CONSISTENT, NEXT_ON_LAST_PAGE, TOTAL_TOO_HIGH
 from exporter.simulator.fleet import Fleet
 from exporter.simulator.server import SimulatedCodat
@@ -725,3 +730,80 @@ def test_should_answer_an_id_that_names_no_pull_operation_of_the_company_with_a_
     assert contract.errors("ErrorMessage", body) == []
     assert body["statusCode"] == 404
     assert known["id"] == latest_id == timeline.sync_id(latest.k)
+
+
+# --- integrations, link URLs and a platform's outage (issue 18) -----------------------------
+
+INTEGRATION = "/integrations/{key}"
+
+
+def test_should_serve_each_connection_s_integration_saying_whether_it_runs_on_premises(
+    simulated: Simulated, contract: Contract
+) -> None:
+    # Prepare: every integration key a connection of the fleet names
+    connections = [
+        c for cid in sorted(simulated.fleet.companies)
+        for c in simulated.json(CONNECTIONS.format(id=cid))["results"]
+    ]  # fmt: skip
+    keys = sorted({c["integrationKey"] for c in connections})
+
+    # Act
+    bodies = {key: simulated.json(INTEGRATION.format(key=key)) for key in keys}
+    unknown = simulated.json(INTEGRATION.format(key="zzzz"), status=404)
+
+    # Check: as the contract's Integration; only the desktop package is an offline connector
+    assert [p for key, body in bodies.items() for p in contract.errors("Integration", body)] == []
+    assert {key: body["isOfflineConnector"] for key, body in bodies.items()} == {
+        "gbol": False, "pqsw": True, "ugxp": False,
+    }  # fmt: skip
+    names = {c["integrationKey"]: c["platformName"] for c in connections}
+    assert {key: body["name"] for key, body in bodies.items()} == names
+    assert contract.errors("ErrorMessage", unknown) == []
+
+
+def test_should_give_each_connection_its_own_link_url(simulated: Simulated) -> None:
+    # Prepare
+    ids = sorted(simulated.fleet.companies)
+
+    # Act
+    connections = [
+        (cid, c) for cid in ids for c in simulated.json(CONNECTIONS.format(id=cid))["results"]
+    ]
+
+    # Check: the contract requires linkUrl, a URI naming the company and the connection
+    assert all(
+        c["linkUrl"] == f"https://link-api.codat.io/companies/{cid}/connections/{c['id']}/start"
+        for cid, c in connections
+    )
+    assert len({c["linkUrl"] for _, c in connections}) == len(connections)
+
+
+def test_should_fail_every_sync_of_one_platform_during_its_outage_and_recover_after(
+    simulated: Simulated,
+) -> None:
+    # Prepare: half the fleet moved to QuickBooks Online, its outage from 13 hours ago
+    # until 30 minutes from now (every data type syncs at least every 12 hours)
+    fleet = simulated.fleet
+    moved = [c for c in fleet.companies.values() if c.profile == "healthy"][::2]
+    for company in moved:
+        company.platform = ("qhyg", "QuickBooks Online")
+    now = simulated.clock.time()
+    hit = fleet.outage("QuickBooks Online", since=now - 13 * HOUR, until=now + HOUR / 2)
+
+    def statuses(company_id: str) -> set[str]:
+        body = simulated.json(DATA_STATUS.format(id=company_id))
+        return {entry.get("currentStatus", "") for entry in body.values()}
+
+    # Act
+    during = {cid: statuses(cid) for cid in sorted(fleet.companies)}
+    simulated.clock.advance(13 * HOUR)
+    after = {cid: statuses(cid) for cid in hit}
+
+    # Check: its companies only; only FetchError or a sync still running; then none
+    assert sorted(hit) == sorted(c.id for c in moved) and len(hit) >= 4
+    running = set(IN_PROGRESS_STATUSES)
+    assert all(during[cid] <= {"FetchError", *running} and "FetchError" in during[cid]
+               for cid in hit)  # fmt: skip
+    others = [cid for cid in during if cid not in hit and fleet.companies[cid].profile == "healthy"]
+    assert others and all("Complete" in during[cid] for cid in others)
+    assert all("FetchError" not in statuses for statuses in after.values())

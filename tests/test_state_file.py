@@ -843,3 +843,41 @@ def test_should_listen_while_decoding_only_with_the_saved_rendering_to_serve(
     assert companies == set(codat.fleet.companies)
     assert (log.index("serving metrics at") < log.index(DECODED)) == listening_first
     assert "Traceback" not in log
+
+
+def test_should_keep_on_premise_marks_and_each_sync_s_connection_but_read_older_files_too(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare: a company on QuickBooks Desktop; an exporter polls (reading pull operations
+    # of the syncs that are not Complete) and saves; a copy of its file as an older
+    # version wrote it, without either
+    path, older = tmp_path / "state.json", tmp_path / "older.json"
+    before = make_harness(**with_state(path))
+    fleet = before.fleet
+    desktop = sorted(fleet.companies)[1]
+    fleet.companies[desktop].platform = ("pqsw", "QuickBooks Desktop")
+    before.poll()
+    before.close()
+    snapshot = before.store.current.snapshot
+    syncs = {(c, d): s.connection_id for c, k in snapshot.companies.items()
+             for d, s in k.syncs.items()}  # fmt: skip
+    older.write_bytes(path.read_bytes())
+
+    def without_them(lines: list[Any]) -> None:
+        for line in lines[1:]:
+            line["connections"] = [c[:4] for c in line["connections"]]
+            line["syncs"] = {d: s[:8] for d, s in line["syncs"].items()}
+
+    rewritten(older, before.config.shard, without_them)
+    # Act
+    saved = load(path, before.config.shard)
+    old = load(older, before.config.shard)
+    # Check
+    assert saved is not None and old is not None
+    marked = {c for c, k in saved.companies.items() if any(x.on_premise for x in k.connections)}
+    assert marked == {desktop}
+    assert syncs and all(syncs.values())
+    assert {(c, d): s.connection_id for c, k in saved.companies.items()
+            for d, s in k.syncs.items()} == syncs  # fmt: skip
+    assert not any(x.on_premise for k in old.companies.values() for x in k.connections)
+    assert {s.connection_id for k in old.companies.values() for s in k.syncs.values()} == {""}

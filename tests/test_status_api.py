@@ -53,7 +53,7 @@ def test_should_describe_each_pair_with_the_fields_readme_documents(serve: Serve
         "max_age_seconds": 7200.0, "stale": True, "paused_until": None,
         "latest_sync_requested": None, "error_message": None, "status_description": None,
         "refresh_queued_at": None, "refresh_attempts": 0, "connection_status": "Deauthorized",
-        "connection_platform": "Xero", "company_up": True,
+        "connection_platform": "Xero", "company_up": True, "next_step": "relink",
     }  # fmt: skip
     assert pairs["c1", "bills"]["error_message"] == "Token expired"
     assert pairs["c1", "bills"]["stale"] is False
@@ -89,11 +89,12 @@ def test_should_sum_up_the_fleet_and_list_its_companies(serve: Servers) -> None:
         "last_cycle_duration_seconds": 12.5, "quota_remaining": 20939.0,
         "quota_limit": 21000.0, "quota_reset": "2026-11-24T00:00:00Z",
         "discovery": {"used": True, "last_success": "2026-11-23T11:50:00Z", "failures": 0},
+        "platform_incidents": {},
     }  # fmt: skip
     assert body["filters"] == {"status": ["AuthError"], "company": [], "data_type": [],
                                "connection": [], "platform": [], "all": False}  # fmt: skip
     xero = [{"connection_id": "k1", "platform": "Xero", "source_type": "Accounting",
-             "status": "Deauthorized"}]  # fmt: skip
+             "status": "Deauthorized", "on_premise": False, "link_url": None}]  # fmt: skip
     assert body["companies"] == [
         {"company_id": c, "company_name": n, "up": True, "poll_error": None,
          "poll_error_message": None, "last_poll_success": "2026-11-23T11:59:30Z",
@@ -116,9 +117,23 @@ def test_should_list_the_same_pairs_in_the_same_order_as_the_page(
     server = fleet(serve)
     # Act
     page, api = server.rows(f"/?{query}"), server.api(f"?{query}")
-    # Check
-    assert pairs_of(page) == [(p["company_id"], p["data_type"]) for p in api["pairs"]]
-    assert [row["states"] for row in page] == [" ".join(p["states"]) for p in api["pairs"]]
+    # Check: the page collapses a company's pairs that share a next step (and cause) into
+    # one row, where the first of them is; otherwise the same order
+    assert pairs_of(page) == grouped(api["pairs"])
+    states = {(p["company_id"], p["data_type"]): " ".join(p["states"]) for p in api["pairs"]}
+    assert [row["states"] for row in page] == [states[pair] for pair in pairs_of(page)]
+    steps = {(p["company_id"], p["data_type"]): p["next_step"] or "" for p in api["pairs"]}
+    assert [row["next-step"] for row in page] == [steps[pair] for pair in pairs_of(page)]
+
+
+def grouped(pairs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The API's pairs, those of one company with one next step where the first is (in
+    ``fleet`` a next step has one cause per company)."""
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for p in pairs:
+        key = (p["company_id"], p["next_step"] or "")
+        groups.setdefault(key, []).append((p["company_id"], p["data_type"]))
+    return [pair for members in groups.values() for pair in members]
 
 
 @pytest.mark.parametrize(
@@ -184,7 +199,8 @@ def test_should_list_the_companies_with_a_connection_of_the_asked_status_on_the_
         "company_id": "c6", "company_name": "Dormant Ltd", "up": True, "poll_error": None,
         "poll_error_message": None, "last_poll_success": "2026-11-23T11:59:30Z",
         "connections": [{"connection_id": "k6", "platform": "Xero",
-                         "source_type": "Accounting", "status": "Deauthorized"}],
+                         "source_type": "Accounting", "status": "Deauthorized",
+                         "on_premise": False, "link_url": None}],
     }  # fmt: skip
     assert (body["filters"]["connection"], body["filters"]["platform"]) == (
         ["Deauthorized"], ["XERO"],

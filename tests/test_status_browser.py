@@ -23,7 +23,7 @@ from exporter.web.statustables import span
 from tests.harness import FakeClock, Harness, Scrape
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Page, ViewportSize
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -83,6 +83,8 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
+PAIR_ROWS = "#pairs tr[data-company-id]"
+"""A row per pair, whether shown or folded into its company's row of one cause."""
 ROW_FIELDS = """rows => rows.map(row => ({
     company_id: row.dataset.companyId, data_type: row.dataset.dataType,
     status: row.dataset.status, states: row.dataset.states.split(' '),
@@ -91,7 +93,7 @@ ROW_FIELDS = """rows => rows.map(row => ({
 
 
 def rows_of(page: Page) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = page.locator("#pairs tbody tr").evaluate_all(ROW_FIELDS)
+    rows: list[dict[str, Any]] = page.locator(PAIR_ROWS).evaluate_all(ROW_FIELDS)
     return rows
 
 
@@ -200,9 +202,99 @@ def test_should_filter_with_javascript_disabled(browser: Browser, demo: Harness)
 
 def rows_of_without_script(page: Page) -> list[tuple[str, str]]:
     """The rows' company and data type, read through the DOM without page scripts."""
-    rows = page.locator("#pairs tbody tr")
+    rows = page.locator(PAIR_ROWS)
     return [
         (str(rows.nth(i).get_attribute("data-company-id")),
          str(rows.nth(i).get_attribute("data-data-type")))
         for i in range(rows.count())
     ]  # fmt: skip
+
+
+PHONE: ViewportSize = {"width": 400, "height": 800}
+READ_ON_A_PHONE = ("company", "type", "age", "reason", "step")
+"""The cells of a pair a person on a phone must read: company, data type, age / max age,
+why (the latest sync's error, pause or wait) and the next step."""
+CELL_BOXES = """(row, names) => names.map(name => {
+    const cell = row.querySelector('td.' + name);
+    const box = cell.getBoundingClientRect();
+    return {name, text: cell.innerText.trim(), left: box.left, right: box.right,
+            width: box.width, height: box.height,
+            shown: getComputedStyle(cell).display !== 'none'};
+})"""
+NO_SIDEWAYS_SCROLL = (
+    "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+)
+
+
+def test_should_fit_a_phone_showing_each_pair_s_company_type_age_reason_and_next_step(
+    browser: Browser, demo: Harness, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Prepare: a phone's width, and the script off, as the page needs none
+    context = browser.new_context(viewport=PHONE, java_script_enabled=False)
+    page = context.new_page()
+    page.goto(demo.server.url + "/")
+    # Act: unfold every company's row of one cause, as a person taps it
+    groups = page.locator("#pairs tbody.group tr.summary label")
+    folded = groups.count()
+    for n in range(folded):
+        groups.nth(n).click()
+    widths = page.evaluate(NO_SIDEWAYS_SCROLL)
+    rows = page.locator(PAIR_ROWS)
+    cells = [rows.nth(n).evaluate(CELL_BOXES, list(READ_ON_A_PHONE)) for n in range(rows.count())]
+    shot = tmp_path_factory.mktemp("status-page-phone") / "status-page-400px.png"
+    page.screenshot(path=str(shot), full_page=True)
+    context.close()
+    # Check: nothing wider than the screen; every pair's five cells shown within it
+    assert widths[0] <= widths[1] == PHONE["width"]
+    assert folded >= 1 and len(cells) >= 20
+    for row in cells:
+        for cell in row:
+            assert cell["shown"] and cell["height"] > 0, cell
+            assert cell["left"] >= 0 and cell["right"] <= PHONE["width"], cell
+    steps = [cell["text"] for row in cells for cell in row if cell["name"] == "step"]
+    assert "customer must relink" in {step.split(" link:")[0] for step in steps}
+    assert shot.stat().st_size > 10_000
+    print(f"status page screenshot at 400 px: {shot}")
+
+
+def test_should_fold_a_company_s_pairs_of_one_cause_into_one_row_that_unfolds_without_script(
+    browser: Browser, demo: Harness
+) -> None:
+    # Prepare: the demo's deauthorized company, whose every pair is in AuthError for it
+    context = browser.new_context(viewport={"width": 1400, "height": 900},
+                                  java_script_enabled=False)  # fmt: skip
+    page = context.new_page()
+    companies = demo.store.current.snapshot.companies.values()
+    (deauthorized,) = [c for c in companies
+                       if any(k.status == "Deauthorized" for k in c.connections)]  # fmt: skip
+    page.goto(demo.server.url + "/")
+    group = page.locator(f'#pairs tbody.group[data-group="{deauthorized.company_id}"]')
+    members = group.locator("tr[data-company-id]")
+    # Act
+    count = members.count()
+    folded = [members.nth(n).is_visible() for n in range(count)]
+    summary = group.locator("tr.summary").inner_text()
+    group.locator("tr.summary label").click()
+    unfolded = [members.nth(n).is_visible() for n in range(count)]
+    context.close()
+    # Check: one row says it all; a tap shows every pair of it
+    assert count == len(deauthorized.data_types) >= 10
+    assert not any(folded) and all(unfolded)
+    assert f"{deauthorized.name}: Xero deauthorized, {count} data types" in summary
+    assert "customer must relink" in summary
+
+
+def test_should_show_the_table_as_a_table_at_desktop_width(demo: Harness, page: Page) -> None:
+    # Prepare
+    page.goto(demo.server.url + "/")
+    # Act
+    widths = page.evaluate(NO_SIDEWAYS_SCROLL)
+    heads = page.locator("#pairs thead th").all_inner_texts()
+    single = page.locator("#pairs tbody:not(.group) tr[data-company-id]").first
+    tops = single.evaluate("row => [...row.cells].map(cell => cell.getBoundingClientRect().top)")
+    display = single.evaluate("row => getComputedStyle(row).display")
+    # Check: every column, each row one line of cells, nothing to scroll sideways
+    assert heads == ["Company", "Data type", "Status", "Last successful sync", "Age / max age",
+                     "Latest sync", "Connection", "Poll", "Next step"]  # fmt: skip
+    assert display == "table-row" and len(set(tops)) == 1 and len(tops) == len(heads)
+    assert widths[0] <= widths[1]

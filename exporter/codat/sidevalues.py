@@ -20,11 +20,12 @@ from __future__ import annotations
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from exporter.codat.client import CodatClient
 from exporter.codat.errors import ApiKeyRejected, CodatError, MalformedResponse
+from exporter.codat.integrations import Integrations
 from exporter.config.sections import Config
 from exporter.core.clock import Clock
 from exporter.core.contract import (
@@ -37,6 +38,7 @@ from exporter.core.contract import (
 )
 from exporter.core.decoding import as_dict, as_number, as_str
 from exporter.core.snapshot import CompanyInfo, CompanyState, ConnectionState
+from exporter.exposition.nextstep import GONE
 
 NAME_REFRESH_INTERVAL = 3600.0
 """Seconds between two reads of a company's name and creation time, when discovery does not
@@ -78,6 +80,7 @@ class SideValues:
         self._names: dict[str, _Fetched] = {}
         self._connections: dict[str, _Fetched] = {}
         self._schedules: dict[str, _Fetched] = {}
+        self._integrations = Integrations(client, clock)
         self._lock = threading.Lock()
 
     def refresh(
@@ -117,13 +120,25 @@ class SideValues:
                 ), defer=defer,
             ))  # fmt: skip
         if details and config.connections.enabled:
+            keep_links = config.status_page.show_link_urls
             failures.append(self._refresh(
                 self._connections, company_id, config.connections.interval, "connections",
-                lambda: parse_connections(client.get_pages(
+                lambda: self._on_premise(parse_connections(client.get_pages(
                     CONNECTIONS, deadline, CONNECTIONS_PAGE_SIZE, companyId=company_id
-                )), defer=defer,
+                ), keep_links), deadline), defer=defer,
             ))  # fmt: skip
         return next((failure for failure in failures if failure is not None), None)
+
+    def _on_premise(
+        self, connections: tuple[ConnectionState, ...], deadline: float
+    ) -> tuple[ConnectionState, ...]:
+        """The connections, each marked when its integration runs on the customer's machine."""
+        return tuple(
+            replace(c, on_premise=True)
+            if c.integration_key and self._integrations.on_premise(c.integration_key, deadline)
+            else c
+            for c in connections
+        )
 
     def info(self, company_id: str) -> CompanyInfo:
         listed = self._listed().get(company_id)
@@ -174,8 +189,14 @@ class SideValues:
 
     def restore(self, checked: Fetched, companies: Mapping[str, CompanyState]) -> None:
         """Resume from a state file: each value as the companies' states have it, read when
-        the section says."""
-        offset = self._clock.monotonic() - self._clock.time()
+        the section says.
+
+        The state file keeps no ``linkUrl``: with ``status_page.show_link_urls``, the
+        connections of a company with one to (re)link are due at once, so that the page
+        shows where to relink after the first cycle, not a ``connections.interval`` later."""
+        now = self._clock.monotonic()
+        offset = now - self._clock.time()
+        relinks = self._config.status_page.show_link_urls
         with self._lock:
             for company in companies.values():
                 values = (
@@ -185,8 +206,11 @@ class SideValues:
                 )
                 for kind, cache, value in zip(_KINDS, self._caches(), values, strict=True):
                     at = checked.get(kind, {}).get(company.company_id)
-                    if at is not None:
-                        cache[company.company_id] = _Fetched(value, at + offset)
+                    if at is None:
+                        continue
+                    if cache is self._connections and relinks and _deauthorized(value):
+                        at = now - offset - self._config.connections.interval
+                    cache[company.company_id] = _Fetched(value, at + offset)
 
     def companies(self) -> set[str]:
         """Every company something is known of."""
@@ -237,3 +261,10 @@ class SideValues:
         with self._lock:
             cache[company_id] = _Fetched(value, now)
         return None
+
+
+def _deauthorized(connections: object) -> bool:
+    """Whether one of the connections is one to (re)link, whose link the page shows."""
+    return isinstance(connections, tuple) and any(
+        isinstance(c, ConnectionState) and c.status in GONE for c in connections
+    )

@@ -244,6 +244,29 @@ class StateConfig:
             )
 
 
+PLATFORM_INCIDENT_COMPANIES = 10
+"""Companies failing at once on one platform that make it an incident: the status page's
+default, and that of the alert CodatPlatformSyncFailures (``monitoring.config`` reads it)."""
+
+
+@dataclass(frozen=True)
+class StatusPageConfig:
+    """``status_page``: what the status page (``/``) and its JSON show besides the pairs."""
+
+    show_link_urls: bool = setting(
+        BOOL, "show the `linkUrl` of each connection to (re)link (Deauthorized, Unlinked, "
+        "PendingAuth), where its company authorizes it; off: the exporter does not even keep "
+        "it, as whoever holds the link can authorize a data source for that company",
+        default=False,
+    )  # fmt: skip
+    platform_incident_companies: int = setting(
+        whole_number(1_000_000), "companies failing at once on one platform that make the "
+        "page call it an incident (a banner, and \"wait\" as their next step); keep it equal "
+        "to CodatPlatformSyncFailures' `companies` in monitoring/config.yml",
+        default=PLATFORM_INCIDENT_COMPANIES,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ShardingKeys:
     """The ``sharding`` section as written; ``Config.shard`` is what it resolves to."""
@@ -285,6 +308,7 @@ class Config:
     state: StateConfig = section(StateConfig)
     metrics: MetricsConfig = section(MetricsConfig)
     refresh: RefreshConfig = section(RefreshConfig)
+    status_page: StatusPageConfig = section(StatusPageConfig)
     warnings: tuple[str, ...] = ()
     """Accepted but doubtful values, one line each, key first."""
 

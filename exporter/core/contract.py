@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
+from exporter.core.integrations import integration_key, link_url
 from exporter.core.snapshot import CompanyInfo, ConnectionState, DataTypeStatus, SyncDetail
 
 KNOWN_STATUSES: tuple[str, ...] = (
@@ -329,8 +330,9 @@ def company_info(item: dict[str, object]) -> CompanyInfo:
     return CompanyInfo(name, created_at)
 
 
-def parse_connections(items: list[object]) -> tuple[ConnectionState, ...]:
-    """Connection objects (from the paged listing) -> what the connection metrics need."""
+def parse_connections(items: list[object], keep_links: bool = False) -> tuple[ConnectionState, ...]:
+    """Connection objects (from the paged listing) -> what the connection metrics and the
+    status page need; each ``linkUrl`` only with ``keep_links`` (``link_url``)."""
     result = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
@@ -343,6 +345,8 @@ def parse_connections(items: list[object]) -> tuple[ConnectionState, ...]:
                 status=normalise_status(item.get("status"))
                 if item.get("status") is not None
                 else UNKNOWN_STATUS,
+                link_url=link_url(item.get("linkUrl")) if keep_links else "",
+                integration_key=integration_key(item.get("integrationKey")),
             )
         )
     return tuple(sorted(result, key=lambda c: c.connection_id))

@@ -165,6 +165,14 @@ CONNECTIONS = MetricSpec(
     "Connections of monitored companies in each status, zeros included for the four "
     "statuses of every platform seen. Refreshed every connections.interval.",
 )  # fmt: skip
+PLATFORM_FAILING = MetricSpec(
+    "codat_platform_failing_companies", "gauge", ("platform",),
+    "Companies with a data type whose latest sync, run through a connection on the platform "
+    "(its pull operation's connectionId), ended in an error a new sync may fix (FetchError, "
+    "MapError, ValidationError, ProcessingError, InternalError, RateLimitError): many at "
+    "once is the platform's outage or maintenance. 0 for every other platform of a "
+    "connection. " + FROM_POLL,
+)  # fmt: skip
 QUOTA_LIMIT = MetricSpec(
     "codat_api_quota_limit", "gauge", (),
     "Codat's daily request quota for this client (X-Rate-Limit-Limit of the latest response).",
@@ -216,8 +224,9 @@ BUILD_INFO = MetricSpec(
 
 SNAPSHOT_METRICS = (
     LAST_SYNC_TIMESTAMP, STATUS, MAX_AGE, PAUSED_UNTIL, LATEST_SYNC_REQUESTED,
-    COMPANIES_BY_STATUS, CONNECTION_STATUS, CONNECTIONS, COMPANY_UP, COMPANY_NOT_FOUND,
-    COMPANY_LAST_SUCCESS, COMPANY_CREATED, COMPANIES, POLL_DURATION, LAST_POLL,
+    COMPANIES_BY_STATUS, CONNECTION_STATUS, CONNECTIONS, PLATFORM_FAILING, COMPANY_UP,
+    COMPANY_NOT_FOUND, COMPANY_LAST_SUCCESS, COMPANY_CREATED, COMPANIES, POLL_DURATION,
+    LAST_POLL,
 )  # fmt: skip
 """Rendered once per poll from the snapshot."""
 

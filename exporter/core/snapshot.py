@@ -65,6 +65,15 @@ class ConnectionState:
     platform: str
     source_type: str
     status: str
+    on_premise: bool = False
+    """Its integration runs on the customer's own machine (``Integration.isOfflineConnector``
+    of its ``integrationKey``): a sync waits Queued until that machine is online."""
+    link_url: str = field(default="", repr=False, compare=False)
+    """The connection's ``linkUrl``, kept only with ``status_page.show_link_urls``: a
+    capability (whoever holds it can link a data source to the company), so it is never in
+    metrics, logs or the state file, and only the status page and its JSON show it."""
+    integration_key: str = ""
+    """Codat's four-character key of the connection's integration (``gbol``: Xero)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,13 +59,14 @@ from exporter.core.families import (
     LATEST_SYNC_REQUESTED,
     MAX_AGE,
     PAUSED_UNTIL,
+    PLATFORM_FAILING,
     POLL_DURATION,
     STALE_COMPANIES,
     STATUS,
     SYNC_AGE,
 )
 from exporter.core.snapshot import CompanyState, Facts, Snapshot
-from exporter.exposition import assess
+from exporter.exposition import assess, platforms
 from exporter.exposition.facts import facts_text
 from exporter.exposition.text import GZIP_LEVEL, Discard, Member, escape, header, number
 
@@ -188,6 +189,13 @@ class Exposition:
         fleet = [(COMPANIES, snap.monitored), (POLL_DURATION, snap.poll_duration),
                  (LAST_POLL, snap.last_poll)]  # fmt: skip
         ordered = list(members.values())
+        if self._exports(PLATFORM_FAILING.name):
+            member = Member(PLATFORM_FAILING, self._interval)
+            member.add("".join(
+                f'{PLATFORM_FAILING.name}{{platform="{escape(platform)}"}} {count}\n'
+                for platform, count in platforms.failing_companies(snap.companies.values()).items()
+            ))  # fmt: skip
+            ordered.append(member)
         for spec, value in fleet:
             if not self._exports(spec.name):
                 continue

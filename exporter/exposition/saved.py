@@ -35,7 +35,7 @@ from exporter.config.durations import format_duration
 from exporter.config.series import ALL_FAMILIES, FreshnessConfig, MetricsConfig
 from exporter.core import contract, families
 from exporter.core.snapshot import Snapshot
-from exporter.exposition import assess, render, text
+from exporter.exposition import assess, platforms, render, text
 from exporter.exposition.render import Exposition, Rendered
 
 
@@ -139,7 +139,9 @@ def _source(module: ModuleType) -> bytes:
 
 
 _RENDERING_CODE = hashlib.sha256(
-    b"".join(map(_source, (render, text, sys.modules[__name__], assess, contract, families)))
+    b"".join(
+        map(_source, (render, text, sys.modules[__name__], assess, platforms, contract, families))
+    )
 ).hexdigest()
 
 

@@ -8,7 +8,8 @@ one ``json.loads`` (a scrape served meanwhile gets its share)::
     {"last_poll":1795435200.0,"poll_duration":0.4}
     {"id":"8a210b68-...","name":"Acme Ltd","created":1764633600.0,"up":true,"poll_error":"",
      "not_found":false,"polled":1795435200.0,"types":[["invoices","Complete",1795431317.9,
-     "3e7f58e3-...","3e7f58e3-..."]],"connections":[],"schedules":{},"syncs":{}}
+     "3e7f58e3-...","3e7f58e3-..."]],"connections":[["75b1...","Xero","Accounting","Linked",
+     false]],"schedules":{},"syncs":{}}
 
 Each component's section is one JSON document, a section of the file of its own. Version 3
 (read, never written) kept them in the state section: the fleet line's ``listed`` and
@@ -184,8 +185,9 @@ def _encode_company(company: CompanyState) -> dict[str, Any]:
             ]
             for d in company.data_types
         ],
-        "connections": [
-            [c.connection_id, c.platform, c.source_type, c.status] for c in company.connections
+        "connections": [  # no linkUrl: a capability, not to be left at rest on a volume
+            [c.connection_id, c.platform, c.source_type, c.status, c.on_premise]
+            for c in company.connections
         ],
         "schedules": dict(company.sync_schedules),
         "syncs": {
@@ -198,6 +200,7 @@ def _encode_company(company: CompanyState) -> dict[str, Any]:
                 s.completed,
                 s.progress,
                 s.paused_until,
+                s.connection_id,
             ]
             for data_type, s in company.syncs.items()
         },
@@ -214,10 +217,7 @@ def _decode_company(raw: dict[str, Any]) -> CompanyState:
         not_found=as_bool(raw.get("not_found", False)),
         last_poll_success=as_time(raw["polled"]),
         data_types=tuple(map(_data_type, map(as_list, as_list(raw["types"])))),
-        connections=tuple(
-            ConnectionState(as_str(c[0]), as_str(c[1]), as_str(c[2]), as_str(c[3]))
-            for c in map(as_list, as_list(raw["connections"]))
-        ),
+        connections=tuple(map(_connection, map(as_list, as_list(raw["connections"])))),
         sync_schedules={
             sys.intern(as_str(k)): as_number(v) for k, v in as_dict(raw["schedules"]).items()
         },
@@ -231,10 +231,18 @@ def _decode_company(raw: dict[str, Any]) -> CompanyState:
                 as_time(v[5]),
                 None if v[6] is None else int(as_number(v[6])),
                 as_time(v[7]),
+                as_str(v[8]) if len(v) > 8 else "",  # connection_id: absent from older files
             )
             for k, v in as_dict(raw["syncs"]).items()
         },
     )
+
+
+def _connection(item: list[Any]) -> ConnectionState:
+    """``on_premise`` is absent from older files."""
+    on_premise = len(item) > 4 and as_bool(item[4])
+    return ConnectionState(as_str(item[0]), as_str(item[1]), as_str(item[2]), as_str(item[3]),
+                           on_premise)  # fmt: skip
 
 
 def _data_type(item: list[Any]) -> DataTypeStatus:

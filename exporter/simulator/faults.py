@@ -20,6 +20,8 @@ from exporter.simulator.conventions import error_body
 
 LISTING = "*"
 """Fault key for requests that name no company (the company list)."""
+INTEGRATIONS = "integrations"
+"""Fault key for requests of an integration (``GET /integrations/{platformKey}``)."""
 
 _GOOD_BODY = b'{"invoices": {"dataType": "invoices", "currentStatus": "Complete"}}'
 """What a fault that breaks off a body (cut, stall) sends part of."""

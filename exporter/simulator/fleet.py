@@ -15,6 +15,7 @@ the server takes before answering, and make listings page inconsistently (``pagi
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import threading
 import uuid
@@ -27,13 +28,7 @@ from exporter.core.contract import IN_PROGRESS_STATUSES
 from exporter.simulator.conventions import CONSISTENT
 from exporter.simulator.dates import format_datetime
 from exporter.simulator.faults import Fault
-from exporter.simulator.profiles import (
-    DAY,
-    ON_PREMISE_PLATFORM,
-    PROFILES,
-    SimCompany,
-    make_company,
-)
+from exporter.simulator.profiles import DAY, INTEGRATIONS, PROFILES, SimCompany, make_company
 from exporter.simulator.pulloperations import History, pull_operation_body
 from exporter.simulator.syncs import HOUR, Sync, Timeline, unit
 
@@ -73,7 +68,7 @@ class Fleet:
     def timeline(self, company_id: str, data_type: str) -> Timeline:
         """Every sync of the pair (KeyError for a company or data type it does not have)."""
         company = self.companies[company_id]
-        key = ON_PREMISE_PLATFORM[0] if company.profile == "on_premise" else "gbol"
+        key = company.accounting[0]
         connection_id = _uuid(f"{self.seed}:{company_id}:connection:{key}")
         return Timeline(self.seed, company_id, company.data_types[data_type], connection_id)
 
@@ -157,7 +152,7 @@ class Fleet:
             status = {"auth_error": "Deauthorized", "first_failed": "PendingAuth"}.get(
                 company.profile, "Linked"
             )
-        key, platform = ON_PREMISE_PLATFORM if company.profile == "on_premise" else ("gbol", "Xero")
+        key, platform = company.accounting
         platforms = [(key, platform, "Accounting", status)]
         if self._unit(company.id, "", 0, "bank") < 0.4:
             platforms.append(("ugxp", "Plaid", "Banking", "Linked"))
@@ -177,6 +172,24 @@ class Fleet:
                 "created": format_datetime(company.created, "z0"),
             })  # fmt: skip
         return result
+
+    def integration(self, key: str) -> dict[str, Any] | None:
+        """The Integration ``key`` names (``GET /integrations/{platformKey}``), or None."""
+        if key not in INTEGRATIONS:
+            return None
+        name, source_type, offline = INTEGRATIONS[key]
+        return {
+            "key": key,
+            "logoUrl": f"https://static.codat.io/public/officialLogos/Square/{key}.png",
+            "name": name,
+            "enabled": True,
+            "sourceId": _uuid(f"source:{key}"),
+            "sourceType": source_type,
+            "integrationId": _uuid(f"integration:{key}"),
+            "isOfflineConnector": offline,
+            "isBeta": False,
+            "dataProvidedBy": "Codat",
+        }
 
     def sync_settings(self, company_id: str) -> dict[str, Any]:
         """CompanySyncSettings: each data type's schedule is its sync period, in whole hours."""
@@ -270,6 +283,19 @@ class Fleet:
         with self._lock:
             self.companies[company.id] = company
         return company.id
+
+    def outage(
+        self, platform: str, since: float, until: float = math.inf, status: str = "FetchError"
+    ) -> list[str]:
+        """Every sync that the accounting connections on ``platform`` (a name: "Xero")
+        request from ``since`` to ``until`` fails with ``status``, as in the platform's
+        outage or maintenance, unless a profile already fails it; the companies hit."""
+        hit = [c for c in self.companies.values() if c.accounting[1] == platform]
+        with self._lock:
+            for company in hit:
+                for sim in company.data_types.values():
+                    sim.outages.append((since, until, status))
+        return [company.id for company in hit]
 
     def ids_by_profile(self, profile: str) -> Iterator[str]:
         return (c.id for c in self.companies.values() if c.profile == profile)

@@ -45,6 +45,16 @@ QUEUED = "bills"
 ON_PREMISE_PLATFORM = ("pqsw", "QuickBooks Desktop")
 """A desktop accounting package: Codat reaches it through a connector on the customer's
 machine, which syncs only while that machine is online."""
+CLOUD_PLATFORM = ("gbol", "Xero")
+"""Every other company's accounting platform, unless a test moves it (``SimCompany.platform``)."""
+INTEGRATIONS = {
+    "gbol": ("Xero", "Accounting", False),
+    "qhyg": ("QuickBooks Online", "Accounting", False),
+    "pqsw": ("QuickBooks Desktop", "Accounting", True),
+    "ugxp": ("Plaid", "Banking", False),
+}
+"""The integrations it knows (``GET /integrations/{platformKey}``): key -> name, source
+type, and whether it runs on the customer's machine (``isOfflineConnector``)."""
 
 
 @dataclass
@@ -57,6 +67,16 @@ class SimCompany:
     tags: dict[str, str] = field(default_factory=dict)
     connection_status: str | None = None
     """Overrides the profile's connection status (tests: a connection being deauthorized)."""
+    platform: tuple[str, str] | None = None
+    """Overrides the profile's accounting platform, (key, name) of ``INTEGRATIONS`` (tests:
+    many companies on one platform, a few on another)."""
+
+    @property
+    def accounting(self) -> tuple[str, str]:
+        """(integration key, platform name) of its accounting connection."""
+        if self.platform is not None:
+            return self.platform
+        return ON_PREMISE_PLATFORM if self.profile == "on_premise" else CLOUD_PLATFORM
 
 
 def make_company(

@@ -5,7 +5,8 @@ Routes: ``GET /companies``, ``GET /companies/{companyId}/connections`` and
 ``GET /companies/{companyId}``, ``GET /companies/{companyId}/dataStatus``,
 ``GET /companies/{companyId}/data/history/{datasetId}`` (404 for an id that names no pull
 operation of the company), ``GET /companies/{companyId}/syncSettings`` and
-``POST /companies/{companyId}/data/queue/{dataType}``. Every request must carry
+``POST /companies/{companyId}/data/queue/{dataType}``, and ``GET /integrations/{platformKey}``
+(``isOfflineConnector`` of the integrations it knows). Every request must carry
 ``Authorization: Basic <base64(api key)>``; anything else gets Codat's 401 ErrorMessage.
 Responses carry the X-Rate-Limit-* headers Codat sends. Faults injected into the fleet
 are acted out per company before answering (``exporter.simulator.faults``). A company id in
@@ -38,6 +39,7 @@ from exporter.core.contract import (
     QUEUE_DATA_TYPE,
     SYNC_SETTINGS,
 )
+from exporter.core.integrations import INTEGRATION
 from exporter.simulator.conventions import (
     MalformedQuery,
     error_body,
@@ -46,7 +48,7 @@ from exporter.simulator.conventions import (
     paging,
     tag_filter,
 )
-from exporter.simulator.faults import LISTING, act_out
+from exporter.simulator.faults import INTEGRATIONS, LISTING, act_out
 from exporter.simulator.fleet import Fleet
 
 DEFAULT_API_KEY = "demo-api-key"
@@ -66,6 +68,7 @@ _ROUTES = (
     (re.compile(r"/companies"), COMPANIES),
 )
 _QUEUE = re.compile(r"/companies/(?P<id>[^/]+)/data/queue/(?P<type>[^/]+)")
+_INTEGRATION = re.compile(r"/integrations/(?P<key>[^/]+)")
 _RESET = b"\x01\x00\x00\x00\x00\x00\x00\x00"
 """SO_LINGER on with a zero timeout: closing the socket sends a TCP reset."""
 
@@ -184,6 +187,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _get(self) -> None:
         parts = urlsplit(self.path)
+        integration = _INTEGRATION.fullmatch(parts.path)
+        if integration is not None:
+            self._integration(unquote(integration["key"]), parts.path)
+            return
         route, company_id, dataset_id = self._route(parts.path)
         if route is None:
             self.send_json(404, error_body(404, "Resource not found"))
@@ -237,6 +244,24 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_json(200, found)
         else:
             self.send_json(200, fleet.sync_settings(company_id))
+
+    def _integration(self, key: str, path: str) -> None:
+        """``GET /integrations/{platformKey}``: one integration, whatever the company."""
+        self.server.count(INTEGRATION, path)
+        self.server.log.append((self.server.fleet.clock.time(), INTEGRATION, None, {}))
+        if not hmac.compare_digest(
+            self.headers.get("Authorization", ""), self.server.expected_auth
+        ):
+            self.send_json(401, error_body(401, "Unauthorized"))
+            return
+        fault = self.server.fleet.take_fault(INTEGRATIONS, INTEGRATION)
+        if fault is not None and act_out(fault, self):
+            return
+        found = self.server.fleet.integration(key)
+        if found is None:
+            self.send_json(404, error_body(404, f"Integration {key[:16]} not found"))
+        else:
+            self.send_json(200, found)
 
     def do_POST(self) -> None:
         """``POST /companies/{companyId}/data/queue/{dataType}``: queue a sync (a refresh)."""

@@ -69,6 +69,15 @@ class SimDataType:
     hold: Hold | None = None
     refreshes: list[float] = field(default_factory=list)
     """When syncs were queued on demand (``POST .../data/queue/{dataType}``), oldest first."""
+    outages: list[tuple[float, float, str]] = field(default_factory=list)
+    """(since, until, status): its platform's outages, which fail every sync requested
+    meanwhile with that status, unless a pinned failure already does
+    (``Fleet.outage``)."""
+
+    def outage_at(self, moment: float) -> str | None:
+        """The status an outage fails a sync requested at ``moment`` with, if any."""
+        return next((status for since, until, status in self.outages
+                     if since <= moment < until), None)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -126,11 +135,15 @@ class Timeline:
             requested = sim.refreshes[k - ON_DEMAND]
             if sim.fail_since is not None and sim.fail_since <= requested < sim.fail_until:
                 return sim.fail_status
+            if (outage := sim.outage_at(requested)) is not None:
+                return outage
             if self.unit(k) < REFRESH_FAILS:
                 return ERROR_STATUSES[int(self.unit(k, "status") * len(ERROR_STATUSES))]
             return COMPLETE
         if sim.fail_since is not None and sim.fail_since <= self.base(k) < sim.fail_until:
             return sim.fail_status
+        if (outage := sim.outage_at(self.base(k))) is not None:
+            return outage
         if self.unit(k) < sim.fail_rate:
             return ERROR_STATUSES[int(self.unit(k, "status") * len(ERROR_STATUSES))]
         return COMPLETE

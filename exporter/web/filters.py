@@ -30,6 +30,7 @@ from exporter.core.contract import CONNECTION_STATUSES, KNOWN_STATUSES, NEVER_SY
 from exporter.core.snapshot import CompanyState, ConnectionState, DataTypeStatus
 from exporter.exposition import assess
 from exporter.exposition.assess import Pair
+from exporter.exposition.platforms import serving
 
 STATES: tuple[str, ...] = (
     assess.AUTH_ERROR, assess.FAILING, assess.STALE, assess.STUCK, NEVER_SYNCED, assess.PAUSED,
@@ -195,8 +196,5 @@ def connections_for(company: CompanyState, data_type: str) -> tuple[ConnectionSt
     """The company's connections that serve the data type, as Codat names data types:
     ``banking-*`` from Banking sources, ``commerce-*`` from Commerce ones, the rest from
     Accounting; all of them when none is of that source type. Worst status first."""
-    prefix, _, rest = data_type.partition("-")
-    source = prefix.capitalize() if rest and prefix in ("banking", "commerce") else "Accounting"
-    serving = [c for c in company.connections if c.source_type == source]
-    chosen = serving or list(company.connections)
+    chosen = serving(company, data_type)
     return tuple(sorted(chosen, key=lambda c: _CONNECTION_RANK.get(c.status, 3)))

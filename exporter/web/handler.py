@@ -232,7 +232,9 @@ class Handler(BaseHTTPRequestHandler):
         reason = "" if server.store.ready.is_set() else self._not_ready()
         query = self.path.partition("?")[2]
         server.make_way()  # a second of work at fleet scale
-        status, error = for_request(server.store.current, server.clock.time(), query, reason)
+        status, error = for_request(
+            server.store.current, server.clock.time(), query, reason, page=server.status_page
+        )
         self._send(*answer(status, error))
 
     def _send(

@@ -32,6 +32,7 @@ from prometheus_client import generate_latest
 
 from exporter.codat.webhooks.receiver import WebhookReceiver
 from exporter.config.listen import describe, is_every_interface, parse_listen_address, shown
+from exporter.config.sections import StatusPageConfig
 from exporter.core.clock import Clock
 from exporter.exposition.instruments import ExporterMetrics
 from exporter.exposition.store import SnapshotStore
@@ -49,6 +50,7 @@ from exporter.web.handler import (
 )
 from exporter.web.openfiles import max_open_for, open_files_limit
 from exporter.web.reload import ReloadingWebConfig
+from exporter.web.status import DEFAULT_PAGE
 from exporter.web.statusapi import STATUS_API_PATH
 from exporter.web.webconfig import WebConfig
 
@@ -81,6 +83,7 @@ class ExporterServer(HTTPServer):
         max_requests: int = DEFAULT_MAX_REQUESTS,
         body_timeout: float = REQUEST_TIMEOUT,
         head_timeout: float = HEAD_TIMEOUT,
+        status_page: StatusPageConfig = DEFAULT_PAGE,
     ) -> None:
         host, port = parse_listen_address(address)
         if ":" in host:
@@ -97,6 +100,8 @@ class ExporterServer(HTTPServer):
         self.health_without_auth = health_without_auth
         self.body_timeout = body_timeout
         self.head_timeout = head_timeout
+        self.status_page = status_page
+        """What the status page and its JSON show besides the pairs (links, incidents)."""
         self._serving = threading.BoundedSemaphore(max_requests) if max_requests else None
         # socketserver's handler class goes unused: ``take`` makes each request's handler.
         super().__init__((host, port), BaseHTTPRequestHandler)

@@ -19,11 +19,16 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, overload
 from weakref import WeakKeyDictionary
 
+from exporter.config.sections import StatusPageConfig
 from exporter.core.families import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
 from exporter.core.snapshot import CompanyState, DiscoveryFacts
+from exporter.exposition import platforms
 from exporter.exposition.assess import FleetPairs, PairCounts, PairState
 from exporter.exposition.render import Exposition, Rendered
 from exporter.web.filters import FilterError, Filters, parse_filters
+
+DEFAULT_PAGE = StatusPageConfig()
+"""The status page's settings when none are given (tests, the exporter's defaults)."""
 
 
 class Answer(NamedTuple):
@@ -81,6 +86,10 @@ class FleetStatus:
     """The companies the page lists with their connections (``Filters.relinks``), by name."""
     platforms: tuple[str, ...] = ()
     """Every connection platform of the fleet, sorted."""
+    page: StatusPageConfig = DEFAULT_PAGE
+    incidents: Mapping[str, int] = field(default_factory=dict)
+    """The platforms in an incident (``platform_incident_companies`` or more companies
+    failing on each, ``exposition.platforms``), with how many, by name."""
 
     @property
     def ready(self) -> bool:
@@ -119,6 +128,8 @@ class _Index:
     platforms: tuple[str, ...]
     deauthorized: tuple[CompanyState, ...]
     """The companies with a Deauthorized connection, by name."""
+    failing: Mapping[str, int]
+    """Per platform, the companies failing on it (``platforms.failing_companies``)."""
 
 
 _INDEXES: WeakKeyDictionary[Rendered, _Index] = WeakKeyDictionary()
@@ -146,6 +157,7 @@ def _index(exposition: Exposition) -> _Index:
                 frozenset(c.status for c in connections),
                 tuple(sorted({c.platform for c in connections if c.platform}, key=str.lower)),
                 tuple(c for c in pairs.companies if unfiltered.relinks(c)),
+                platforms.failing_companies(pairs.companies),
             )
         return found
 
@@ -155,6 +167,8 @@ def build(
     now: float,
     filters: Filters,
     not_ready_reason: str = "",
+    *,
+    page: StatusPageConfig = DEFAULT_PAGE,
 ) -> FleetStatus:
     """Judge the exposition's snapshot at ``now`` and keep the pairs that match."""
     snapshot = exposition.snapshot
@@ -185,6 +199,8 @@ def build(
         discovery=facts.discovery,
         relink=relink,
         platforms=index.platforms,
+        page=page,
+        incidents=platforms.incidents(index.failing, page.platform_incident_companies),
     )
 
 
@@ -212,6 +228,8 @@ def for_request(
     now: float,
     query: str,
     not_ready_reason: str = "",
+    *,
+    page: StatusPageConfig = DEFAULT_PAGE,
 ) -> tuple[FleetStatus, FilterError | None]:
     """The status a request's query string asks for; with a refused filter, the unfiltered
     status and why it was refused."""
@@ -220,4 +238,4 @@ def for_request(
         filters, error = parse_filters(query, index.statuses, index.connection_statuses), None
     except FilterError as refused:
         filters, error = Filters(), refused
-    return build(exposition, now, filters, not_ready_reason), error
+    return build(exposition, now, filters, not_ready_reason, page=page), error

@@ -13,12 +13,14 @@ whole)::
 from __future__ import annotations
 
 import json
+from collections.abc import Container
 from datetime import UTC, datetime
 from typing import Any
 
 from exporter.core.families import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
 from exporter.core.snapshot import CompanyState, ConnectionState
 from exporter.exposition.assess import PairState
+from exporter.exposition.nextstep import GONE, next_step
 from exporter.web.filters import FilterError, connections_for
 from exporter.web.status import Answer, FleetStatus, poll_error_text
 
@@ -39,8 +41,10 @@ def rfc3339(moment: float | None) -> str | None:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
-def pair_json(state: PairState) -> dict[str, Any]:
+def pair_json(state: PairState, incidents: Container[str] = ()) -> dict[str, Any]:
+    """``incidents``: the platforms in an incident (``FleetStatus.incidents``)."""
     item, sync = state.item, state.sync
+    step = next_step(state, incidents)
     connections = connections_for(state.company, item.data_type)
     refresh = state.company.refreshes.get(item.data_type)
     return {
@@ -62,6 +66,7 @@ def pair_json(state: PairState) -> dict[str, Any]:
         "connection_status": connections[0].status if connections else None,
         "connection_platform": connections[0].platform if connections else None,
         "company_up": state.company.up,
+        "next_step": step.code if step is not None else None,
     }
 
 
@@ -97,6 +102,7 @@ def head_json(status: FleetStatus) -> dict[str, Any]:
                 "last_success": rfc3339(discovery.last_success),
                 "failures": discovery.failures,
             },
+            "platform_incidents": dict(status.incidents),
         },
         "filters": {
             "status": list(status.filters.statuses),
@@ -109,7 +115,8 @@ def head_json(status: FleetStatus) -> dict[str, Any]:
     }
 
 
-def company_json(company: CompanyState) -> dict[str, Any]:
+def company_json(company: CompanyState, links: bool = False) -> dict[str, Any]:
+    """``links``: ``status_page.show_link_urls``."""
     return {
         "company_id": company.company_id,
         "company_name": company.name,
@@ -117,16 +124,21 @@ def company_json(company: CompanyState) -> dict[str, Any]:
         "poll_error": company.poll_error or None,
         "poll_error_message": poll_error_text(company),
         "last_poll_success": rfc3339(company.last_poll_success),
-        "connections": [connection_json(c) for c in company.connections],
+        "connections": [connection_json(c, links) for c in company.connections],
     }
 
 
-def connection_json(connection: ConnectionState) -> dict[str, str]:
+def connection_json(connection: ConnectionState, links: bool = False) -> dict[str, Any]:
+    """``link_url``: where the company relinks it, only with ``links`` and only for a
+    connection nothing syncs through (Deauthorized, Unlinked, PendingAuth); else null."""
+    shown = links and connection.status in GONE and connection.link_url
     return {
         "connection_id": connection.connection_id,
         "platform": connection.platform,
         "source_type": connection.source_type,
         "status": connection.status,
+        "on_premise": connection.on_premise,
+        "link_url": connection.link_url if shown else None,
     }
 
 
@@ -136,12 +148,13 @@ def json_body(status: FleetStatus) -> bytes:
     would cost GC passes and memory)."""
     dumps = json.JSONEncoder(separators=(",", ":")).encode
     rows, companies = status.rows, status.companies
+    incidents, links = status.incidents, status.page.show_link_urls
     pairs = ",".join(
-        dumps([pair_json(state) for state in rows[start : start + JSON_BATCH]])[1:-1]
+        dumps([pair_json(state, incidents) for state in rows[start : start + JSON_BATCH]])[1:-1]
         for start in range(0, len(rows), JSON_BATCH)
     )
     listed = ",".join(
-        dumps([company_json(company) for company in companies[start : start + JSON_BATCH]])[1:-1]
+        dumps([company_json(c, links) for c in companies[start : start + JSON_BATCH]])[1:-1]
         for start in range(0, len(companies), JSON_BATCH)
     )
     head = dumps(head_json(status))

@@ -20,15 +20,9 @@ from exporter.exposition import assess
 from exporter.web.filters import STATES, FilterError
 from exporter.web.status import Answer, FleetStatus
 from exporter.web.statusapi import STATUS_API_PATH
-from exporter.web.statustables import (
-    LABELS,
-    e,
-    failed_polls_table,
-    pairs_table,
-    relink_section,
-    span,
-    when,
-)
+from exporter.web.statuslegend import incidents_banner, legend
+from exporter.web.statusrows import pairs_table
+from exporter.web.statustables import LABELS, e, failed_polls_table, relink_section, span, when
 
 HTML_TYPE = "text/html; charset=utf-8"
 
@@ -71,6 +65,36 @@ border-left:4px solid;border-left-color:inherit}
 tr.AuthError,tr.failing,tr.stale,tr.stuck,tr.NeverSynced,tr.paused,tr.healthy{background:#fff}
 .msg{color:#a50e0e}
 caption{text-align:left;padding:6px 0;caption-side:top}
+.incident{background:#fdebd3;border:1px solid #e37400;padding:6px 10px;margin:8px 0}
+code.link{font-size:12px;background:#f1f3f4;padding:0 3px;user-select:all;
+overflow-wrap:anywhere}
+.step{font-weight:600}
+tbody.group tr.member{display:none}
+tbody.group:has(.expand:checked) tr.member{display:table-row}
+tbody.group:has(.expand:checked) .more{visibility:hidden}
+tr.summary td{background:#fbfbfc;border-left:4px solid #9aa0a6}
+tr.summary label{display:block;font-size:14px;color:inherit;cursor:pointer}
+.more{font-size:12px;color:#1a73e8;margin-right:4px}
+dl.legend{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:4px 0}
+dl.legend dt{font-weight:600}
+dl.legend dd{margin:0}
+@media (max-width:640px){
+header,main,footer{padding:8px}
+td{overflow-wrap:anywhere}
+nav a{display:inline-block;margin:0 10px 4px 0}
+table#pairs,table#pairs caption,table#pairs tbody,table#pairs tr,table#pairs td{display:block}
+table#pairs thead,table#pairs td.synced,table#pairs td.connection,table#pairs td.poll{display:none}
+table#pairs tr{border-bottom:1px solid #d0d4da;padding:4px 0}
+table#pairs td{border:0;padding:1px 8px}
+table#pairs td.company,table#pairs td.type{display:inline-block}
+tbody.group:has(.expand:checked) tr.member{display:block}
+td.age::before{content:"Age / max age: ";color:#5f6873}
+td.reason:not(:empty)::before{content:"Why: ";color:#5f6873}
+td.step:not(:empty)::before{content:"Next step: ";color:#5f6873}
+td.num{text-align:left}
+dl.legend{grid-template-columns:1fr}
+dl.legend dd{margin:0 0 6px}
+}
 """
 
 CONTENT_SECURITY_POLICY = (
@@ -205,7 +229,9 @@ def render(status: FleetStatus, error: str = "") -> str:
     if error:
         content = f'<p class="error">Filter not applied: {e(error)}.</p>'
     else:
-        content = relink_section(status) + pairs_table(status) + failed_polls_table(status)
+        content = (
+            relink_section(status) + pairs_table(status) + legend() + failed_polls_table(status)
+        )
     api = f"{STATUS_API_PATH}{status.filters.query()}"
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -215,7 +241,7 @@ def render(status: FleetStatus, error: str = "") -> str:
         f'<nav><a href="/metrics">/metrics</a><a href="/-/healthy">/-/healthy</a>'
         f'<a href="/-/ready">/-/ready</a><a href="{e(api)}">{e(STATUS_API_PATH)}</a>'
         f'<span class="muted">version {e(__version__)}</span></nav>'
-        f"{notice}{_counts(status)}{_facts(status)}</header>"
+        f"{notice}{incidents_banner(status)}{_counts(status)}{_facts(status)}</header>"
         f"<main>{_form(status)}{content}</main>"
         "<footer><small>Times in UTC. /metrics: data freshness and exporter health; "
         "/-/healthy: 200 while the process runs; /-/ready: 200 once data is served (a "

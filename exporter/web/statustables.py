@@ -1,18 +1,13 @@
-"""The status page's tables (``exporter.web.statuspage`` puts them on the page), and how the
-page writes a value: escaped (``e``), a duration (``span``), a time (``when``).
+"""The status page's tables besides the pairs (``exporter.web.statusrows``), and how the
+page writes a value: escaped (``e``), a duration (``span``), a time (``when``), a link to
+relink (``relink_link``).
 
-Three tables: the matching pairs, at most ``ROW_LIMIT`` of them (the JSON API returns all);
-above them, when the filters choose companies (``company``, ``connection``, ``platform``),
-"Connections to relink" lists those with a connection of the asked status (Deauthorized
-when none is asked), each with all its connections, whatever its pairs' states
-(unfiltered, one line counts the companies with a Deauthorized connection and links to that
-list); below them, the companies whose latest poll failed. Every value from Codat or the
-configuration goes through ``e``, so a company named ``<script>`` stays text.
-
-A row of the pairs reads::
-
-    Acme Ltd  8a21..  invoices  AuthError stale  2026-11-23 10:00 UTC (3 h ago)
-    3 h 0 min / 2 h 0 min (1.5x)  "Token expired"  Xero: Deauthorized  poll ok
+Above the pairs, when the filters choose companies (``company``, ``connection``,
+``platform``), "Connections to relink" lists those with a connection of the asked status
+(Deauthorized when none is asked), each with all its connections, whatever its pairs'
+states (unfiltered, one line counts the companies with a Deauthorized connection and links
+to that list); below them, the companies whose latest poll failed. Every value from Codat
+or the configuration goes through ``e``, so a company named ``<script>`` stays text.
 """
 
 from __future__ import annotations
@@ -21,10 +16,10 @@ from datetime import UTC, datetime
 from html import escape
 
 from exporter.core.contract import NEVER_SYNCED
-from exporter.core.snapshot import CompanyState
+from exporter.core.snapshot import CompanyState, ConnectionState
 from exporter.exposition import assess
-from exporter.exposition.assess import PairState
-from exporter.web.filters import DEAUTHORIZED, Filters, connections_for
+from exporter.exposition.nextstep import GONE
+from exporter.web.filters import DEAUTHORIZED, Filters
 from exporter.web.status import FleetStatus, poll_error_text
 from exporter.web.statusapi import STATUS_API_PATH
 
@@ -85,108 +80,26 @@ def when(moment: float, now: float) -> str:
     return f"{absolute} ({relative})"
 
 
-def _latest_sync(state: PairState, now: float) -> str:
-    sync = state.sync
-    refresh = state.company.refreshes.get(state.item.data_type)
-    parts = []
-    if refresh is not None:
-        parts.append(
-            e(f"refresh queued {when(refresh.queued_at, now)}, attempt {refresh.attempts}")
-        )
-    if sync is None:
-        return "<br>".join(parts)
-    if sync.error_message:
-        parts.append(f'<span class="msg">{e(sync.error_message)}</span>')
-    if state.status_description:
-        parts.append(e(state.status_description))
-    if state.paused_until is not None:
-        parts.append(e(f"paused until {when(state.paused_until, now)}"))
-    if state.pair.in_progress and sync.requested is not None:
-        progress = f", {sync.progress} %" if sync.progress is not None else ""
-        parts.append(e(f"requested {when(sync.requested, now)}{progress}"))
-    return "<br>".join(parts)
-
-
-_NONE_READ = '<span class="muted">none read</span>'
-
-
-def _row(state: PairState, now: float) -> str:
-    company, item = state.company, state.item
-    worst = state.states[0]
-    badges = "".join(
-        f'<span class="badge {e(name)}">{e(LABELS[name])}</span>' for name in state.states
-    )
-    synced = (
-        e(when(item.last_successful_sync, now))
-        if item.last_successful_sync is not None
-        else '<span class="muted">never</span>'
-    )
-    if state.age is None:
-        ages = f"- / {e(span(state.max_age))}"
-    else:
-        ratio = f" ({state.age / state.max_age:.1f}\u00d7)" if state.max_age > 0 else ""
-        ages = e(f"{span(state.age)} / {span(state.max_age)}{ratio}")
-    connections = "<br>".join(
-        e(f"{c.platform}: {c.status}") for c in connections_for(company, item.data_type)
-    )
-    if company.up:
-        poll = "ok"
-    else:
-        last = company.last_poll_success
-        poll = "not found in Codat (404)" if company.not_found else "failing"
-        poll += f"; last ok {when(last, now)}" if last is not None else ""
-    return (
-        f'<tr class="{e(worst)}" data-company-id="{e(company.company_id)}" '
-        f'data-data-type="{e(item.data_type)}" data-status="{e(item.status)}" '
-        f'data-states="{e(" ".join(state.states))}">'
-        f"<td>{e(company.name)}<br><small>{e(company.company_id)}"
-        f"</small></td><td>{e(item.data_type)}</td>"
-        f"<td>{e(item.status)}<br>{badges}</td><td>{synced}</td>"
-        f'<td class="num">{ages}</td><td>{_latest_sync(state, now)}</td>'
-        f"<td>{connections or _NONE_READ}</td>"
-        f"<td>{e(poll)}</td></tr>"
-    )
-
-
-def pairs_table(status: FleetStatus) -> str:
-    rows, filters = status.rows, status.filters
-    what = (
-        "matching pairs"
-        if filters.statuses
-        else ("pairs" if filters.all else "pairs that need attention")
-    )
-    shown = min(len(rows), ROW_LIMIT)
-    caption = f"Showing {shown:,} of {len(rows):,} {what}"
-    if len(rows) > ROW_LIMIT:
-        caption += (
-            f"; narrow with the filters, or read all {len(rows):,} from "
-            f"{STATUS_API_PATH}{filters.query()}"
-        )
-    caption += ". "
-    if not filters.all and not filters.statuses and status.counts.healthy:
-        caption += f'{status.counts.healthy:,} healthy pairs not listed: tick "healthy pairs too". '
-    caption += "Highest age / max age first; never-synced pairs last."
-    head = "".join(
-        f"<th>{name}</th>"
-        for name in ("Company", "Data type", "Status", "Last successful sync",
-                     "Age / max age", "Latest sync", "Connection", "Poll")
-    )  # fmt: skip
-    body = "".join(_row(state, status.generated_at) for state in rows[:ROW_LIMIT])
-    return (
-        f'<table id="pairs"><caption>{e(caption)}</caption><thead><tr>{head}</tr></thead>'
-        f"<tbody>{body}</tbody></table>"
-    )
-
-
 def _connection(status: str) -> str:
     return f'<span class="badge {e(_CONNECTION_BADGES.get(status, ""))}">{e(status)}</span>'
 
 
-def _relink_row(company: CompanyState) -> str:
+def relink_link(connection: ConnectionState | None, status: FleetStatus) -> str:
+    """Where the company relinks the connection (its ``linkUrl``), as text to copy into an
+    email, not a link to follow: only with ``status_page.show_link_urls``, for a connection
+    nothing syncs through."""
+    if connection is None or connection.status not in GONE or not connection.link_url:
+        return ""
+    if not status.page.show_link_urls:
+        return ""
+    return f' <small>link:</small> <code class="link">{e(connection.link_url)}</code>'
+
+
+def _relink_row(company: CompanyState, status: FleetStatus) -> str:
     link = "/" + Filters(companies=(company.company_id,)).query()
     connections = "<br>".join(
         f"{_connection(c.status)} {e(c.platform or '?')} ({e(c.source_type or '?')}) "
-        f"<small>{e(c.connection_id)}</small>"
+        f"<small>{e(c.connection_id)}</small>{relink_link(c, status)}"
         for c in company.connections
     )
     return (
@@ -224,7 +137,7 @@ def relink_section(status: FleetStatus) -> str:
     caption += "."
     relinking = set(filters.connections) <= {DEAUTHORIZED, "Unlinked"}
     heading = "Connections to relink" if relinking else f"Connections {statuses}"
-    rows = "".join(_relink_row(company) for company in listed[:ROW_LIMIT])
+    rows = "".join(_relink_row(company, status) for company in listed[:ROW_LIMIT])
     return (
         f"<h2>{e(heading)} ({len(listed):,})</h2>"
         f'<table id="connections"><caption>{e(caption)}</caption><thead><tr>'

@@ -1,0 +1,161 @@
+"""Who must act on a pair, and what they do: its *next step*, derived here only, from its
+Codat status, its connection and its latest sync's pull operation, and shown by the status
+page (a column and its legend) and the JSON (``next_step``, a stable code).
+
+Codat's docs ("Data status") say what each case needs: AuthError, the customer authorizes
+the connection again; an error during the platform's maintenance, wait and queue again; a
+sync Queued for hours on an on-premise package, the customer's connector is offline. The
+first step of ``STEPS`` whose test holds is the pair's; a healthy pair has none, unless a
+Deauthorized connection serves it (nothing will sync until the company relinks)::
+
+    >>> [step.code for step in STEPS]  # doctest: +NORMALIZE_WHITESPACE
+    ['relink', 'paused', 'connector_offline', 'platform_incident', 'retrying',
+     'contact_codat', 'syncing', 'check_settings', 'queue_sync']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from dataclasses import dataclass
+
+from exporter.core.contract import NEVER_SYNCED
+from exporter.core.snapshot import ConnectionState
+from exporter.exposition.assess import AUTH_ERROR, PairState
+from exporter.exposition.platforms import PLATFORM_ERRORS, pair_connection
+
+RELINK_STATUSES = frozenset((AUTH_ERROR, "PermissionsError"))
+"""Latest-sync statuses the company fixes by authorizing the connection again (a
+PermissionsError: the user who linked may not read that data)."""
+GONE = frozenset(("Deauthorized", "Unlinked", "PendingAuth"))
+"""Connection statuses through which nothing syncs until the company (re)links: revoked,
+unlinked, or never authorized yet."""
+SETTINGS_STATUSES = frozenset(("NotSupported", "PrerequisiteNotMet"))
+
+
+@dataclass(frozen=True)
+class Step:
+    code: str
+    """Stable: the JSON's ``next_step``, the page's ``data-next-step``, README's tables."""
+    text: str
+    """What the page's "Next step" column says."""
+    who: str
+    """Who acts, for the legend."""
+    when: str
+    """When it is the pair's next step, for the legend."""
+
+
+RELINK = Step(
+    "relink", "customer must relink", "the customer",
+    "its latest sync ended in AuthError or PermissionsError, or its connection is "
+    "Deauthorized, Unlinked or PendingAuth: the company authorizes the connection (again)",
+)  # fmt: skip
+PAUSED = Step(
+    "paused", "paused by Codat: wait", "nobody",
+    "Codat paused its syncs until a time still ahead; they resume by themselves",
+)  # fmt: skip
+CONNECTOR_OFFLINE = Step(
+    "connector_offline", "on-premise connector offline", "the customer",
+    "its sync has waited for hours on an on-premise integration (QuickBooks Desktop, "
+    "Sage 50 ...): the machine running the connector is off or offline",
+)  # fmt: skip
+PLATFORM_INCIDENT = Step(
+    "platform_incident", "platform failing for many companies: wait", "nobody",
+    "it fails on a platform on which many companies fail at once (an outage or "
+    "maintenance): queue again once the platform is back",
+)  # fmt: skip
+RETRYING = Step(
+    "retrying", "retrying (refresh queued)", "the exporter",
+    "it fails and the exporter has queued a new sync of it (refresh.enabled)",
+)  # fmt: skip
+CONTACT_CODAT = Step(
+    "contact_codat", "contact Codat", "Codat support",
+    "its latest sync ended in InternalError, or has been queued or running for hours on "
+    "a cloud platform: an error inside Codat",
+)  # fmt: skip
+SYNCING = Step(
+    "syncing", "sync running: wait", "nobody",
+    "a sync of it is queued or running, not for long yet",
+)  # fmt: skip
+CHECK_SETTINGS = Step(
+    "check_settings", "check its sync settings", "you",
+    "it never synced, or its platform does not support it (NotSupported) or lacks a "
+    "prerequisite (PrerequisiteNotMet): enable it, or stop expecting it",
+)  # fmt: skip
+QUEUE_SYNC = Step(
+    "queue_sync", "queue a sync", "you",
+    "its latest sync failed (FetchError, MapError ...) or its data is past its max age: "
+    "queue a sync; if it fails again, read its error",
+)  # fmt: skip
+
+STEPS = (RELINK, PAUSED, CONNECTOR_OFFLINE, PLATFORM_INCIDENT, RETRYING, CONTACT_CODAT,
+         SYNCING, CHECK_SETTINGS, QUEUE_SYNC)  # fmt: skip
+"""Every next step, in the order they are tried: the legend's rows."""
+BY_CODE = {step.code: step for step in STEPS}
+
+
+def next_step(state: PairState, incidents: Container[str] = ()) -> Step | None:
+    """The pair's next step at its instant; ``incidents``: the platforms in an incident
+    (``platforms.incidents``)."""
+    pair = state.pair
+    connection = pair_connection(pair.company, pair.item, pair.sync)
+    status = pair.item.status
+    if status in RELINK_STATUSES or (connection is not None and connection.status in GONE):
+        return RELINK
+    if state.healthy:
+        return None
+    if state.paused_until is not None:
+        return PAUSED
+    stuck = pair.stuck(state.now)
+    if stuck and connection is not None and connection.on_premise:
+        return CONNECTOR_OFFLINE
+    if status in PLATFORM_ERRORS and connection is not None and connection.platform in incidents:
+        return PLATFORM_INCIDENT
+    if pair.failing and pair.item.data_type in pair.company.refreshes:
+        return RETRYING
+    if status == "InternalError" or stuck:
+        return CONTACT_CODAT
+    if pair.in_progress:
+        return SYNCING
+    if pair.never_synced or status in SETTINGS_STATUSES:
+        return CHECK_SETTINGS
+    return QUEUE_SYNC
+
+
+def cause(state: PairState, step: Step) -> str:
+    """What the step answers, in a few words, the same for every pair of a company that
+    shares it: the status page collapses such pairs into one row ("Xero deauthorized").
+
+    >>> from exporter.exposition.assess import Pair
+    >>> from exporter.core.snapshot import CompanyState, DataTypeStatus
+    >>> xero = ConnectionState("k1", "Xero", "Accounting", "Deauthorized")
+    >>> company = CompanyState("c1", "Acme", True, 0.0, (), connections=(xero,))
+    >>> item = DataTypeStatus("bills", "AuthError", 0.0)
+    >>> cause(PairState(Pair(company, item, 3600.0, None), 60.0), RELINK)
+    'Xero deauthorized'
+    """
+    pair = state.pair
+    connection = pair_connection(pair.company, pair.item, pair.sync)
+    platform = connection.platform if connection is not None and connection.platform else ""
+    status = pair.item.status
+    if step is RELINK and connection is not None and connection.status in GONE:
+        return f"{platform or 'connection'} {_GONE_SAID[connection.status]}"
+    if step is PAUSED:
+        return "paused by Codat"
+    if step in (CONNECTOR_OFFLINE, CONTACT_CODAT) and state.pair.stuck(state.now):
+        return f"{platform or 'sync'} queued for hours"
+    message = pair.sync.error_message if pair.sync is not None else None
+    said = f"{status}: {message}" if message else _SAID.get(status, status)
+    return f"{platform} {said}" if platform and step is PLATFORM_INCIDENT else said
+
+
+_SAID = {"Complete": "past its max age", NEVER_SYNCED: "never synced"}
+_GONE_SAID = {
+    "Deauthorized": "deauthorized",
+    "Unlinked": "unlinked",
+    "PendingAuth": "not linked yet",
+}
+
+
+def connection_of(state: PairState) -> ConnectionState | None:
+    """The connection the pair's latest sync ran on (``platforms.pair_connection``)."""
+    return pair_connection(state.company, state.item, state.sync)
