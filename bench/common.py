@@ -1,5 +1,5 @@
 """What the benchmark's processes share: the child-process protocol, company discovery, the
-exporter's parts wired as ``cli.run`` wires them, and small measuring helpers.
+exporter's parts wired as ``app.run`` wires them, and small measuring helpers.
 
 Every process of the benchmark (simulated Codat, exporter, naive baseline) is a child of
 ``run.py`` that speaks JSON lines: one command per line on its stdin, one answer per line on
@@ -117,7 +117,7 @@ def exporter_settings(
 
 
 def exporter_config(base_url: str, concurrency: int, denylist: Sequence[str] = ()) -> Config:
-    """``exporter_settings`` parsed, as ``cli.run`` gets it."""
+    """``exporter_settings`` parsed, as ``app.run`` gets it."""
     return parse_config(exporter_settings(base_url, concurrency, denylist))
 
 

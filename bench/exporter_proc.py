@@ -1,4 +1,4 @@
-"""The exporter in a process of its own, wired as ``exporter.cli.run`` wires it (config from
+"""The exporter in a process of its own, wired as ``exporter.app.run`` wires it (config from
 ``parse_config``, ``CodatClient``, ``SnapshotStore``, ``Poller``, ``ExporterServer``), driven
 by the benchmark instead of the scheduler so that each poll cycle can be timed on its own.
 
@@ -94,9 +94,9 @@ def main() -> None:
     config = parse_config(settings)
     clock = SystemClock() if args.frozen_time is None else FrozenClock(args.frozen_time)
     metrics = ExporterMetrics()
-    client = CodatClient(config.codat, metrics, clock)
-    server_class = ExporterServer
     store = SnapshotStore(Exposition(Snapshot(), config.freshness, config.poll.interval))
+    client = CodatClient(config.codat, metrics, clock, note_facts=store.note)
+    server_class = ExporterServer
     poller = Poller(config, client, store, metrics, clock, spread=False)
     servers: list[ExporterServer] = []
 

@@ -5,7 +5,7 @@ every object counted once, for the first owner that reaches it).
 
     {"rss": {"VmHWM": 528.1, "VmRSS": 521.0}, "traced_mb": 402.3, "traced_peak_mb": 431.0,
      "sites": [["exporter/statefile.py:230", 41.2, 250000], ...],
-     "owners": [["poller._states (CompanyState, DataTypeStatus, ...)", 150.2], ...]}
+     "owners": [["fleet._states (CompanyState, DataTypeStatus, ...)", 150.2], ...]}
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 from common import memory_status
 
+from exporter.codat.diagnostics import SyncDiagnostics
 from exporter.exposition.render import Exposition
 from exporter.exposition.store import SnapshotStore
 from exporter.poll.poller import Poller
@@ -84,16 +85,18 @@ def _sites(snapshot: tracemalloc.Snapshot, top: int) -> list[list[Any]]:
 def _owners(poller: Poller, store: SnapshotStore) -> list[list[Any]]:
     """Deep size per owner, in this order (an object shared by two counts for the first)."""
     exposition = store.current
+    rendered = exposition.rendered
     side = poller._side
-    diagnostics = poller._diagnostics
+    fleet = poller._fleet
+    diagnostics = next((c for c in poller._components if isinstance(c, SyncDiagnostics)), None)
     roots: list[tuple[str, list[object]]] = [
-        ("poller._states: CompanyState, DataTypeStatus, connections, schedules, syncs",
-         [poller._states]),
+        ("fleet._states: CompanyState, DataTypeStatus, connections, schedules, syncs",
+         [fleet._states]),
         ("snapshot.companies (its own dict)", [exposition.snapshot.companies]),
-        ("poller._state_at", [poller._state_at]),
-        ("exposition: gzip members", [exposition._members]),
-        ("exposition: age %-templates and their timestamps", [exposition._age_pieces]),
-        ("exposition: aggregates' sorted times", [exposition._synced, exposition._stale_at]),
+        ("fleet._state_at", [fleet._state_at]),
+        ("exposition: gzip members", [rendered.members]),
+        ("exposition: age %-templates and their timestamps", [rendered.ages]),
+        ("exposition: aggregates' sorted times", [rendered.synced, rendered.stale_at]),
         ("diagnostics._seen and _failed",
          [] if diagnostics is None else [diagnostics._seen, diagnostics._failed]),
         ("side values: names", [side._names]),

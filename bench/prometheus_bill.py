@@ -67,7 +67,7 @@ from common import (
 from exporter.config.durations import parse_duration
 from exporter.config.load import parse_config
 from exporter.core.families import COMPANY_UP, LAST_SYNC_AGE, MAX_AGE, STALE_COMPANIES
-from exporter.exposition.render import Exposition
+from exporter.exposition import saved
 from exporter.poll import statefile
 
 SERIES_RATIO_TARGET = 0.02
@@ -309,9 +309,9 @@ class RestartRun:
     """Seconds from the start until the status page answered 200: the state decoded, the
     poller resumed from it."""
     rendering_bytes: int = 0
-    """Of the file, the section holding /metrics' text (``Exposition.saved``)."""
+    """Of the file, the section holding /metrics' text (``exposition.saved``)."""
     encode_seconds: list[float] = field(default_factory=list)
-    """``Exposition.saved`` of the served text, which ``save`` writes beside the state."""
+    """``exposition.saved`` of the served text, which ``save`` writes beside the state."""
 
 
 def restart(sim: Child, args: argparse.Namespace, workdir: Path) -> RestartRun:
@@ -379,11 +379,11 @@ def restart(sim: Child, args: argparse.Namespace, workdir: Path) -> RestartRun:
         loads.append(time.monotonic() - began)
         if found is None or state is None:
             raise RuntimeError("restart: the state file does not load")
-        served = Exposition.restored(found.rendered, config.freshness, config.poll.interval)
+        served = saved.restored(found.rendered, config.freshness, config.poll.interval)
         if served is None:
             raise RuntimeError("restart: the file's rendering is not this configuration's")
         began = time.monotonic()
-        rendering = served.saved()
+        rendering = saved.saved(served)
         encodes.append(time.monotonic() - began)
         rendering_bytes = len(rendering)
         began = time.monotonic()
@@ -544,7 +544,7 @@ def report(default: ModeRun, fleet: ModeRun, again: RestartRun, args: argparse.N
         f'{again.resumed:.2f} s after the start; until then it answered 503 "Loading the '
         'state file".',
         f"- Of the file, {again.rendering_bytes / 1e6:.1f} MB are /metrics' text as served "
-        f"(`Exposition.saved`: median {median(again.encode_seconds):.2f} s). "
+        f"(`exposition.saved`: median {median(again.encode_seconds):.2f} s). "
         f"`exporter.poll.statefile.save` of the state and that text: median "
         f"{median(again.save_seconds):.2f} s (of {len(again.save_seconds)}: "
         f"{', '.join(f'{s:.2f}' for s in again.save_seconds)}); `statefile.read` and "

@@ -28,7 +28,8 @@ import yaml
 from exporter.config.load import parse_config
 from exporter.core.snapshot import Snapshot
 from exporter.exposition import assess
-from exporter.exposition.render import GZIP_LEVEL, Exposition, escape, number
+from exporter.exposition.render import Exposition
+from exporter.exposition.text import GZIP_LEVEL, escape, number
 from exporter.poll import statefile
 
 
@@ -77,7 +78,7 @@ def main() -> int:
 
     figures["render as today"] = median_seconds(reps, render)
     rendered = render()
-    text = b"".join(zlib.decompress(member, 31) for member in rendered._members)
+    text = b"".join(zlib.decompress(member, 31) for member in rendered.rendered.members)
     deflate = zlib.compressobj  # the collector's module is this one
     zlib.compressobj = lambda *_: _NoDeflate()  # type: ignore[assignment]
     try:
@@ -94,7 +95,7 @@ def main() -> int:
     figures[f"deflate the {len(text) / 1e6:.0f} MB of members' text alone"] = median_seconds(
         reps, deflate_alone
     )
-    ages = sum(len(template) for template, _ in rendered._age_pieces)
+    ages = sum(len(template) for template, _ in rendered.rendered.ages)
     figures[f"(age templates: {ages / 1e6:.0f} MB, not deflated)"] = 0.0
     figures["assess.max_age, once per pair"] = median_seconds(
         reps, lambda: [assess.max_age(c, d, freshness) for c, d in pairs]

@@ -4,17 +4,18 @@ mechanisms of issue 19, at 10,000 companies x 25 data types, in one run.
     .venv/bin/python bench/restart.py --workdir /tmp/restart-10k          # about 6 minutes
     .venv/bin/python bench/restart.py --companies 20 --reps 1             # a smoke run
 
-- **today**: ``python -m exporter`` with today's state file (version 3: /metrics' rendering
-  beside the state). It publishes the rendering, listens, then decodes the state while it
-  serves.
+- **today**: ``python -m exporter`` with today's state file (version 4: /metrics' rendering
+  beside the state). It publishes the rendering, listens, and decodes the state once a
+  first /metrics has been sent whole (``exporter.poll.restart``).
+- **today-at-once**: the same, decoding as soon as it listens (``restart_proto.py
+  --decode-at-once``): a scrape served while the state decodes gets a share of the
+  interpreter only.
 - **msgspec**: ``restart_proto.py``, the same exporter with the prototype state section of
   ``state_codec.py`` and no rendering: it decodes the state with msgspec, builds today's
   dataclasses, renders /metrics, then listens. **msgspec-structs**: the same without
   building the dataclasses (the renderer reads the Struct mirrors' attributes).
-- **rendering+msgspec**: today's way (the rendering kept in the file, served while the
-  state decodes) with the prototype's state section. **today-deferred** and
-  **rendering+msgspec-deferred**: the same two, decoding only once a first /metrics has been
-  sent whole (a scrape served while the state decodes gets a share of the interpreter only).
+- **rendering+msgspec**: today's way (the rendering kept in the file, served before the
+  state decodes) with the prototype's state section.
 
 One simulated Codat (wall clock frozen) is polled once by ``python -m exporter --once``
 with ``state.file``: that file is today's; its state, re-encoded by ``state_codec.encode``,
@@ -24,9 +25,10 @@ rate limit and concurrency, the simulator still up): from the process' start to 
 first GET /metrics (``Accept-Encoding: gzip``, as Prometheus asks) whose body holds every
 company's ``codat_exporter_company_up``, and to having read that body whole. In this
 process, ``--reps`` times each: reading and checking the file, decoding the state, the
-rendering (``Exposition.restored`` today, ``Exposition`` of the decoded state otherwise),
-the encoding and the whole ``save`` (with ``Exposition.saved`` today). The load average is
-read with every figure: times on a shared machine mean little when it is high.
+rendering (``exposition.saved.restored`` today, ``Exposition`` of the decoded state
+otherwise), the encoding and the whole ``save`` (with ``exposition.saved.saved`` today); the
+prototype's only when one of its paths runs. The load average is read with every figure:
+times on a shared machine mean little when it is high.
 """
 
 from __future__ import annotations
@@ -63,35 +65,27 @@ from prometheus_bill import COMPANY_UP_LINE, EXPORTER_LISTENING, started, wait_f
 from exporter.config.load import parse_config
 from exporter.config.sections import Config
 from exporter.core.snapshot import Snapshot
+from exporter.exposition import saved
 from exporter.exposition.render import Exposition
-from exporter.poll import statefile
-from exporter.poll.statefile import SavedState
+from exporter.poll import statecodec, statefile
+from exporter.poll.statecodec import SavedState
 
 T = TypeVar("T")
+PROTO = str(Path(__file__).with_name("restart_proto.py"))
 PATHS = {
     "today": ["-m", "exporter"],
-    "msgspec": [str(Path(__file__).with_name("restart_proto.py"))],
-    "msgspec-structs": [str(Path(__file__).with_name("restart_proto.py")), "--structs"],
-    "rendering+msgspec": [str(Path(__file__).with_name("restart_proto.py")), "--keep-rendering"],
-    "today-deferred": [
-        str(Path(__file__).with_name("restart_proto.py")),
-        "--today",
-        "--defer-decoding",
-    ],
-    "rendering+msgspec-deferred": [
-        str(Path(__file__).with_name("restart_proto.py")),
-        "--keep-rendering",
-        "--defer-decoding",
-    ],
+    "today-at-once": [PROTO, "--today", "--decode-at-once"],
+    "msgspec": [PROTO],
+    "msgspec-structs": [PROTO, "--structs"],
+    "rendering+msgspec": [PROTO, "--keep-rendering"],
 }
 """How each restart path starts, after the interpreter."""
 STATE_FILES = {
     "today": "today.state",
+    "today-at-once": "today.state",
     "msgspec": "msgspec.state",
     "msgspec-structs": "msgspec.state",
     "rendering+msgspec": "rendering+msgspec.state",
-    "today-deferred": "today.state",
-    "rendering+msgspec-deferred": "rendering+msgspec.state",
 }
 """The file each path restarts with, in the work directory."""
 
@@ -133,11 +127,14 @@ def fill(workdir: Path, companies: int) -> dict[str, Any]:
         return {"seconds": time.monotonic() - began, "simulator_time": sim.hello["time"]}
 
 
-def in_process(workdir: Path, config: Config, reps: int) -> dict[str, Any]:
-    """Reading, decoding, rendering and saving, each path's, in this process."""
+def in_process(workdir: Path, config: Config, reps: int, prototype: bool) -> dict[str, Any]:
+    """Reading, decoding, rendering and saving, today's and (``prototype``) the prototype's,
+    in this process."""
     figures: dict[str, Any] = {"load": {"start": load()}}
     state, rendered = _today(workdir, config, reps, figures)
     figures["load"]["today"] = load()
+    if not prototype:
+        return figures
     decoded, structs = _msgspec(workdir, config, reps, figures, state, rendered)
     figures["load"]["msgspec"] = load()
 
@@ -169,16 +166,16 @@ def _today(
     figures["today decode"], state = timed(reps, found.state)
     if state is None:
         raise RuntimeError(f"{today_file}: its state does not decode")
-    figures["today rendering restored"], served = timed(reps, lambda: Exposition.restored(
+    figures["today rendering restored"], served = timed(reps, lambda: saved.restored(
         found.rendered, config.freshness, config.poll.interval, config.metrics))  # fmt: skip
     if served is None:
         raise RuntimeError(f"{today_file}: written by another build (its rendering's "
                            f"fingerprint differs); remove {workdir} to fill it again")  # fmt: skip
-    figures["today Exposition.saved"], rendered = timed(reps, served.saved)
-    figures["today encode"], _ = timed(reps, lambda: statefile._encode(state))
+    figures["today exposition.saved"], rendered = timed(reps, lambda: saved.saved(served))
+    figures["today encode"], _ = timed(reps, lambda: statecodec.encode(state))
     out = workdir / "scratch.state"
     figures["today save"], _ = timed(
-        reps, lambda: statefile.save(out, state, shard, served.saved())
+        reps, lambda: statefile.save(out, state, shard, saved.saved(served))
     )
     out.unlink()
     figures["today file bytes"] = today_file.stat().st_size
@@ -226,8 +223,9 @@ def _msgspec(
             raise RuntimeError("the keyed variant does not round-trip")
         keyed = b""  # 98 MB: not kept for the renders below
         fleet = state_codec.fleet_of(decoded)
-        figures["msgspec encode, from Structs"], _ = timed(reps, lambda: state_codec.encode_structs(
-            fleet, structs.companies, structs.seen_syncs))  # fmt: skip
+        figures["msgspec encode, from Structs"], _ = timed(
+            reps, lambda: state_codec.encode_structs(fleet, structs.companies)
+        )
     return decoded, structs
 
 
@@ -326,7 +324,9 @@ def main() -> int:
             filled = fill(workdir, args.companies)
         config = parse_config(yaml.safe_load((workdir / "fill.yml").read_text()))
         log("in this process: read, decode, render, encode, save")
-        figures = in_process(workdir, config, args.reps)
+        paths = [p for p in args.paths.split(",") if p]
+        prototype = any(STATE_FILES[p] != "today.state" for p in paths)
+        figures = in_process(workdir, config, args.reps, prototype)
         runs = []
         sim_args = ("--companies", str(args.companies), "--data-types", str(DATA_TYPES), "--frozen")
         with start_child("simulator", "sim_proc.py", *sim_args) as sim:
@@ -334,7 +334,7 @@ def main() -> int:
             settings["codat"]["base_url"] = sim.hello["url"]
             (workdir / "fill.yml").write_text(yaml.safe_dump(settings))
             for rep in range(args.reps):
-                for path in [p for p in args.paths.split(",") if p]:
+                for path in paths:
                     state_file = workdir / STATE_FILES[path]
                     log(f"restart {rep + 1}/{args.reps}: {path}")
                     runs.append(restart(path, workdir, state_file, args.companies))

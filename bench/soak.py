@@ -6,7 +6,7 @@ back.
     .venv/bin/python bench/soak.py --companies 60 --cycles 12 --json    # tests/test_soak.py
 
 Everything runs in this process, over loopback HTTP: the simulated Codat, and the exporter
-wired as ``exporter.cli.run`` wires it (discovery, connections, thresholds from sync settings),
+wired as ``exporter.app.run`` wires it (discovery, connections, thresholds from sync settings),
 except that the poller's clock is a fake one that this script moves on by one poll interval
 between cycles (and that retries, back-offs and 429 pauses move on as they sleep), so an hour
 of polling takes seconds. Randomness is seeded: the same arguments inject the same faults.
@@ -410,8 +410,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         codat.stop()
         log.removeHandler(errors)
     final_keys = company_keys(final_text) if final_text else {}
-    return report(args, figures, scraper, injector, metrics, errors, crashes, companies,
-                  baseline, final_keys, time.monotonic() - started)  # fmt: skip
+    failures = store.current.snapshot.facts.discovery.failures
+    return report(args, figures, scraper, injector, metrics, failures, errors, crashes,
+                  companies, baseline, final_keys, time.monotonic() - started)  # fmt: skip
 
 
 def totals(counter: Counter_, label: str = "") -> dict[str, float]:
@@ -430,6 +431,7 @@ def report(
     scraper: Scraper,
     injector: Injector,
     metrics: ExporterMetrics,
+    discovery_failures: int,
     errors: ErrorLog,
     crashes: list[str],
     companies: list[str],
@@ -484,7 +486,7 @@ def report(
         "faults_injected": dict(sorted(injector.injected.items())),
         "requests_answered_with_a_fault": dict(sorted(injector.answered.items())),
         "poll_errors": reasons,
-        "discovery_failures": totals(metrics.discovery_failures).get("", 0.0),
+        "discovery_failures": float(discovery_failures),
         "rate_limited": totals(metrics.rate_limited).get("", 0.0),
         "threads": {"first": first.threads, "peak": max(f.threads for f in figures),
                     "final": last.threads},

@@ -1,16 +1,15 @@
 """A prototype of the state section encoded and decoded with msgspec (issue 19: one restart
-mechanism), for ``restart.py`` to measure against today's ``exporter.poll.statefile``. Not used
-by the exporter.
+mechanism), for ``restart.py`` to measure against today's ``exporter.poll.statecodec``. Not
+used by the exporter.
 
-The section is msgspec JSON: a line for what is fleet-wide, then one line per company,
-``[company, seen]``, where a company is an array in the field order of
-``exporter.core.snapshot.CompanyState`` (``array_like`` Structs, so the file stays as compact as
-today's)::
+The section is msgspec JSON: a line for what is fleet-wide, then one line per company, an
+array in the field order of ``exporter.core.snapshot.CompanyState`` (``array_like`` Structs,
+so the file stays as compact as today's); the components' sections are today's::
 
-    {"last_poll":1796630933.67,"poll_duration":105.2,"listed":{...},"listed_at":...,...}
-    [["000d9c75-...","Juniper Farms Ltd",true,1796630933.6,[["banking-accounts","Complete",
-      1796628596.67,"6b66...","6b66..."],...],[["75b1...","Plaid","Banking","Linked"]],
-      {"invoices":1.0,...},1773148353.697,{...},{}],{"invoices":["b679...","Complete","b679..."]}]
+    {"last_poll":1796630933.67,"poll_duration":105.2}
+    ["000d9c75-...","Juniper Farms Ltd",true,1796630933.6,[["banking-accounts","Complete",
+     1796628596.67,"6b66...","6b66..."],...],[["75b1...","Plaid","Banking","Linked"]],
+     {"invoices":1.0,...},1773148353.697,{...},{},"",false]
 
 Two ways to decode it: ``decode_structs`` gives the Struct mirrors themselves (what the
 exporter would hold if ``exporter.core.snapshot``'s dataclasses became msgspec Structs of the same
@@ -19,7 +18,7 @@ builds today's frozen dataclasses from them. msgspec checks every type as it dec
 string where a string belongs, a number or null for a time); it does not check that a
 number is finite, which today's decoder does.
 
-``install`` makes ``exporter.poll.statefile`` write and read this section instead of its own,
+``install`` makes ``exporter.poll.statecodec`` write and read this section instead of its own,
 and write no rendering, so that ``python -m exporter`` restarts the simpler way: decode,
 render, listen (``restart_proto.py``); with ``keep_rendering``, today's way with this
 section (serve the kept rendering, decode meanwhile).
@@ -29,20 +28,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import msgspec
 
 from exporter.core.snapshot import (
-    CompanyInfo,
     CompanyState,
     ConnectionState,
     DataTypeStatus,
     RefreshMark,
     SyncDetail,
 )
-from exporter.poll import statefile
-from exporter.poll.statefile import SavedState, StateFileError
+from exporter.poll import statecodec, statefile
+from exporter.poll.statecodec import SavedState, StateFileError, collection_paused
 
 
 class DataTypeS(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -88,71 +87,56 @@ class CompanyS(msgspec.Struct, array_like=True, frozen=True, gc=False):
     created: float | None = None
     syncs: dict[str, SyncS] = {}
     refreshes: dict[str, RefreshS] = {}
-
-
-Seen = dict[str, tuple[str, str, str]]
+    poll_error: str = ""
+    not_found: bool = False
 
 
 class Fleet(msgspec.Struct):
     last_poll: float | None
     poll_duration: float | None
-    listed: dict[str, tuple[str, float | None]] | None
-    listed_at: float | None
-    fetched: dict[str, dict[str, float]]
-    extra: dict[str, Any]
 
 
 _ENCODER = msgspec.json.Encoder()
 _FLEET = msgspec.json.Decoder(Fleet)
-_LINE = msgspec.json.Decoder(tuple[CompanyS, Seen])
+_LINE = msgspec.json.Decoder(CompanyS)
 
 
 def fleet_of(state: SavedState) -> Fleet:
-    listed = state.listed
-    return Fleet(
-        state.last_poll,
-        state.poll_duration,
-        None if listed is None else {k: (v.name, v.created) for k, v in listed.items()},
-        state.listed_at,
-        {kind: dict(by_company) for kind, by_company in state.fetched.items()},
-        dict(state.extra),
-    )
+    return Fleet(state.last_poll, state.poll_duration)
 
 
 def encode(state: SavedState) -> bytes:
     """The state section, from today's dataclasses (each company copied into its Struct
     mirror first: the cost of keeping the dataclasses)."""
-    with statefile._collection_paused():
+    with collection_paused():
         return _encode(state)
 
 
 def _encode(state: SavedState) -> bytes:
-    seen = state.seen_syncs
     encode_one = _ENCODER.encode
     lines = [encode_one(fleet_of(state))]
-    lines += (encode_one((_mirror(c), seen.get(c.company_id, {})))
-              for c in state.companies.values())  # fmt: skip
+    lines += (encode_one(_mirror(c)) for c in state.companies.values())
     return b"\n".join(lines)
 
 
-def encode_structs(fleet: Fleet, companies: Mapping[str, Any], seen: Mapping[str, Any]) -> bytes:
+def encode_structs(fleet: Fleet, companies: Mapping[str, Any]) -> bytes:
     """The state section from Structs (``decode_structs``' companies): what saving costs when
     the state is held as Structs."""
     encode_one = _ENCODER.encode
     lines = [encode_one(fleet)]
-    lines += (encode_one((c, seen.get(k, {}))) for k, c in companies.items())
+    lines += (encode_one(c) for c in companies.values())
     return b"\n".join(lines)
 
 
 def decode_structs(data: bytes, saved_at: float) -> SavedState:
     """The section decoded into the Struct mirrors; StateFileError when it is malformed."""
-    with statefile._collection_paused():  # as exporter.poll.statefile decodes
+    with collection_paused():  # as exporter.poll.statefile decodes
         return _decode(data, saved_at, lambda company: company)
 
 
 def decode(data: bytes, saved_at: float) -> SavedState:
     """The section decoded and built into today's frozen dataclasses."""
-    with statefile._collection_paused():
+    with collection_paused():
         return _decode(data, saved_at, dataclass_of)
 
 
@@ -161,53 +145,36 @@ def _decode(data: bytes, saved_at: float, build: Callable[[CompanyS], Any]) -> S
     try:
         fleet = _FLEET.decode(next(lines))
         companies: dict[str, Any] = {}
-        seen: dict[str, Seen] = {}
         decode_line = _LINE.decode
         for line in lines:
-            company, company_seen = decode_line(line)
+            company = decode_line(line)
             companies[company.company_id] = build(company)
-            if company_seen:
-                seen[company.company_id] = company_seen
     except msgspec.DecodeError as exc:
         raise StateFileError(f"malformed content ({exc})") from None
-    listed = None if fleet.listed is None else {
-        k: CompanyInfo(name, created) for k, (name, created) in fleet.listed.items()
-    }  # fmt: skip
     return SavedState(saved_at=saved_at, companies=companies, last_poll=fleet.last_poll,
-                      poll_duration=fleet.poll_duration, listed=listed,
-                      listed_at=fleet.listed_at, fetched=fleet.fetched, seen_syncs=seen,
-                      extra=fleet.extra)  # fmt: skip
+                      poll_duration=fleet.poll_duration)  # fmt: skip
 
 
-class KeyedLine(msgspec.Struct, array_like=True):
-    """A company line of the keyed variant: today's dataclass itself, which msgspec encodes
-    as an object keyed by field name and decodes (building the frozen dataclasses in C)."""
-
-    company: CompanyState
-    seen: Seen
-
-
-_KEYED_LINE = msgspec.json.Decoder(KeyedLine)
+_KEYED_LINE = msgspec.json.Decoder(CompanyState)
 
 
 def encode_keyed(state: SavedState) -> bytes:
-    """The keyed variant: no mirror, each company's dataclasses encoded as they are."""
-    with statefile._collection_paused():
+    """The keyed variant: no mirror, each company's dataclasses encoded as they are, objects
+    keyed by field name, decoded straight into the frozen dataclasses (in C)."""
+    with collection_paused():
         return _encode_keyed(state)
 
 
 def _encode_keyed(state: SavedState) -> bytes:
-    seen = state.seen_syncs
     encode_one = _ENCODER.encode
     lines = [encode_one(fleet_of(state))]
-    lines += (encode_one(KeyedLine(c, dict(seen.get(c.company_id, {}))))
-              for c in state.companies.values())  # fmt: skip
+    lines += (encode_one(c) for c in state.companies.values())
     return b"\n".join(lines)
 
 
 def decode_keyed(data: bytes, saved_at: float) -> SavedState:
     """The keyed variant decoded straight into today's dataclasses."""
-    with statefile._collection_paused():
+    with collection_paused():
         return _decode_keyed(data, saved_at)
 
 
@@ -216,22 +183,14 @@ def _decode_keyed(data: bytes, saved_at: float) -> SavedState:
     try:
         fleet = _FLEET.decode(next(lines))
         companies: dict[str, CompanyState] = {}
-        seen: dict[str, Seen] = {}
         decode_line = _KEYED_LINE.decode
         for line in lines:
-            decoded = decode_line(line)
-            companies[decoded.company.company_id] = decoded.company
-            if decoded.seen:
-                seen[decoded.company.company_id] = decoded.seen
+            company = decode_line(line)
+            companies[company.company_id] = company
     except msgspec.DecodeError as exc:
         raise StateFileError(f"malformed content ({exc})") from None
-    listed = None if fleet.listed is None else {
-        k: CompanyInfo(name, created) for k, (name, created) in fleet.listed.items()
-    }  # fmt: skip
     return SavedState(saved_at=saved_at, companies=companies, last_poll=fleet.last_poll,
-                      poll_duration=fleet.poll_duration, listed=listed,
-                      listed_at=fleet.listed_at, fetched=fleet.fetched, seen_syncs=seen,
-                      extra=fleet.extra)  # fmt: skip
+                      poll_duration=fleet.poll_duration)  # fmt: skip
 
 
 def _lines(data: bytes) -> Iterator[memoryview]:
@@ -260,6 +219,7 @@ def _mirror(c: CompanyState) -> CompanyS:
                   s.completed, s.progress, s.paused_until, s.connection_id)
          for k, s in c.syncs.items()},
         {k: RefreshS(r.queued_at, r.attempts) for k, r in c.refreshes.items()},
+        c.poll_error, c.not_found,
     )  # fmt: skip
 
 
@@ -275,21 +235,33 @@ def dataclass_of(c: CompanyS) -> CompanyState:
                        s.requested, s.completed, s.progress, s.paused_until, s.connection_id)
          for k, s in c.syncs.items()},
         {k: RefreshMark(r.queued_at, r.attempts) for k, r in c.refreshes.items()},
+        c.poll_error, c.not_found,
     )  # fmt: skip
 
 
 def install(structs: bool = False, keep_rendering: bool = False) -> None:
-    """Make ``exporter.poll.statefile`` use this section and, unless ``keep_rendering``, keep no
-    rendering: ``save`` drops the rendering it is given (so ``cli.run`` decodes and renders
-    before it listens)."""
-    saving = statefile.save
+    """Make ``exporter.poll.statecodec`` use this state section (the components' sections
+    stay today's) and, unless ``keep_rendering``, keep no rendering: ``statefile.save``
+    drops the rendering it is given (so ``app.run`` decodes and renders before it
+    listens)."""
+    encoding, decoding, saving = statecodec.encode, statecodec.decode, statefile.save
+
+    def encode_section(state: SavedState) -> tuple[list[bytes], dict[str, bytes]]:
+        return [_encode(state)], encoding(replace(state, companies={}))[1]
+
+    def decode_section(
+        document: bytes, sections: Mapping[str, bytes], saved_at: float, version: int
+    ) -> SavedState:
+        proto = (_decode(document, saved_at, lambda c: c) if structs
+                 else _decode(document, saved_at, dataclass_of))  # fmt: skip
+        rest = decoding(_ENCODER.encode(fleet_of(proto)), sections, saved_at, version)
+        return replace(proto, sections=rest.sections)
 
     def save(path: Any, state: SavedState, shard: Any, rendered: bytes = b"") -> None:
         saving(path, state, shard)
 
-    statefile._encode = encode
-    statefile._encode_lines = lambda state: [encode(state)]
-    statefile._decode = decode_structs if structs else decode
+    statecodec.encode = encode_section
+    statecodec.decode = decode_section
     if not keep_rendering:
         statefile.save = save
 
@@ -297,9 +269,9 @@ def install(structs: bool = False, keep_rendering: bool = False) -> None:
 @contextmanager
 def installed(structs: bool = False, keep_rendering: bool = False) -> Iterator[None]:
     """``install`` for the block only (the benchmark times both codecs in one process)."""
-    kept = statefile._encode, statefile._encode_lines, statefile._decode, statefile.save
+    kept = statecodec.encode, statecodec.decode, statefile.save
     install(structs, keep_rendering)
     try:
         yield
     finally:
-        statefile._encode, statefile._encode_lines, statefile._decode, statefile.save = kept
+        statecodec.encode, statecodec.decode, statefile.save = kept

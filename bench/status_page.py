@@ -129,10 +129,10 @@ def main() -> None:
     one = next(iter(snapshot.companies))
 
     def page(query: str) -> Callable[[], bytes]:
-        return lambda: statuspage.answer(*for_request(exposition, metrics, now, query)).body
+        return lambda: statuspage.answer(*for_request(exposition, now, query)).body
 
     def api(query: str) -> Callable[[], bytes]:
-        return lambda: answer(*for_request(exposition, metrics, now, query)).body
+        return lambda: answer(*for_request(exposition, now, query)).body
 
     cases = [
         (

@@ -95,7 +95,7 @@ def parse_exposition(text: str) -> list[Sample]:
 
 @dataclass
 class Harness:
-    """The exporter's parts as cli.run wires them, with a fake clock and a real server."""
+    """The exporter's parts as app.run wires them, with a fake clock and a real server."""
 
     config: Config
     clock: FakeClock
@@ -109,11 +109,12 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.metrics = ExporterMetrics()
-        self.client = CodatClient(
-            self.config.codat, self.metrics, self.clock, rng=random.Random(4), backoff_base=2.0
-        )
         empty = Exposition(Snapshot(), self.config.freshness, self.config.poll.interval)
         self.store = SnapshotStore(empty)
+        self.client = CodatClient(
+            self.config.codat, self.metrics, self.clock, rng=random.Random(4), backoff_base=2.0,
+            note_facts=self.store.note,
+        )  # fmt: skip
         self.poller = Poller(
             self.config, self.client, self.store, self.metrics, self.clock, spread=self.spread
         )

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from exporter.cli import start_scheduler
+from exporter.app import start_scheduler
 from exporter.core.contract import (
     COMPANIES,
     COMPANY,

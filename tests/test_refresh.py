@@ -242,7 +242,7 @@ def test_should_show_the_refresh_on_the_status_api(
 
 
 def restarted(make_harness: Callable[..., Harness], sections: dict[str, Any]) -> Harness:
-    """A new exporter, resumed from the state file when there is one, as cli.run starts."""
+    """A new exporter, resumed from the state file when there is one, as app.run starts."""
     harness = make_harness(**sections)
     saved = load(sections["state"]["file"], harness.config.shard)
     if saved is not None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from exporter.cli import start_scheduler
+from exporter.app import start_scheduler
 from exporter.core.contract import DATA_STATUS
 from exporter.simulator.server import SimulatedCodat
 from tests.harness import API_KEY, LISTEN_ANYWHERE, Harness, Program
@@ -97,7 +97,7 @@ def test_should_leave_no_thread_behind_when_stopped_mid_cycle(
     harness.codat.latency = 0.3
     scheduler = start_scheduler(harness.poller, interval=3600)
     assert wait_for(lambda: harness.codat.requests.get(DATA_STATUS, 0) >= 1)
-    # Act: what cli.run does on SIGTERM
+    # Act: what app.run does on SIGTERM
     scheduler.shutdown(wait=False)
     harness.close()
     scheduler.shutdown(wait=True) if scheduler.running else None

@@ -18,17 +18,21 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.cli import publish_rendering, resume
+from exporter.codat.diagnostics import SyncDiagnostics
+from exporter.codat.discovery import Discovery
+from exporter.codat.sidevalues import SideValues
 from exporter.config.sharding import Shard
 from exporter.core.contract import COMPANIES, CONNECTIONS, DATA_STATUS, SYNC_SETTINGS
 from exporter.core.snapshot import Snapshot
+from exporter.exposition import saved
 from exporter.exposition.render import Exposition
+from exporter.poll.restart import Restart
+from exporter.poll.statecodec import SavedState
 from exporter.poll.statefile import (
     FORMAT,
     RENDERED,
     STATE,
     VERSION,
-    SavedState,
     decode,
     load,
     pack,
@@ -64,7 +68,7 @@ def saved_after_a_poll(make_harness: Callable[..., Harness], path: Path) -> Harn
 
 
 def restarted(make_harness: Callable[..., Harness], path: Path, **sections: object) -> Harness:
-    """A second exporter process, as cli.run starts one: load the file, then serve."""
+    """A second exporter process, as app.run starts one: load the file, then serve."""
     harness = make_harness(**with_state(path, **sections))
     saved = load(path, harness.config.shard)
     if saved is not None:
@@ -75,13 +79,13 @@ def restarted(make_harness: Callable[..., Harness], path: Path, **sections: obje
 def restarted_serving_first(
     make_harness: Callable[..., Harness], path: Path, **sections: object
 ) -> tuple[Harness, Callable[[], None]]:
-    """As cli.run starts: the file's rendering published before it listens; the returned
-    function decodes the state and resumes, as cli.run does once the server listens."""
+    """As app.run starts: the file's rendering published before it listens; the returned
+    function decodes the state and resumes, as app.run does once the server listens."""
     harness = make_harness(**with_state(path, **sections))
-    found = read(path, harness.config.shard)
-    assert found is not None
-    rendered = publish_rendering(harness.store, found, harness.config)
-    return harness, lambda: resume(harness.poller, harness.store, found, rendered, harness.config)
+    assert read(path, harness.config.shard) is not None
+    restart = Restart(harness.config, harness.store, harness.poller, harness.clock)
+    restart.serve()
+    return harness, restart.resume
 
 
 SNAPSHOT_FAMILIES = ("codat_data_type", "codat_company", "codat_connection", "codat_companies",
@@ -188,8 +192,8 @@ def damaged(data: bytes) -> bytes:
     [
         ("not JSON", lambda good: b'{"format": "codat-freshness-exporter/state", "vers'),
         ("another program's file", lambda good: b'{"hello": "world"}'),
-        ("the previous version", lambda good: json.dumps({"format": FORMAT, "version": VERSION - 1,
-                                                          "companies": []}).encode()),
+        ("a version before 3", lambda good: json.dumps({"format": FORMAT, "version": 2,
+                                                        "companies": []}).encode()),
         ("a later version", lambda good: json.dumps({"format": FORMAT,
                                                      "version": VERSION + 1}).encode()),
         ("another shard", lambda good: json.dumps({"format": FORMAT, "version": VERSION,
@@ -367,7 +371,7 @@ def test_should_not_collect_garbage_while_a_large_state_is_decoded_or_encoded(
     watching, started = [False], []
     states: list[SavedState] = []
     (tmp_path / "large.json").write_bytes(data)
-    found = read(tmp_path / "large.json", shard)  # as cli.run reads it at start
+    found = read(tmp_path / "large.json", shard)  # as app.run reads it at start
     assert found is not None
     loaded: list[SavedState | None] = []
 
@@ -477,17 +481,18 @@ def test_should_keep_the_rendering_beside_the_state(
     harness = make_harness(**with_state(path))
     # Act
     harness.poll()
-    # Check: both sections, and the rendering is what /metrics served
+    # Check: the rendering, the state and the components' sections, and the rendering is
+    # what /metrics served
     _, sections = unpack(path.read_bytes(), harness.config.shard)
-    assert set(sections) == {RENDERED, STATE}
+    assert set(sections) == {RENDERED, STATE, Discovery.key, SideValues.key, SyncDiagnostics.key}
     found = read(path, harness.config.shard)
     assert found is not None
     served = harness.store.current
-    restored = Exposition.restored(found.rendered, harness.config.freshness,
-                                   harness.config.poll.interval)  # fmt: skip
+    restored = saved.restored(found.rendered, harness.config.freshness,
+                              harness.config.poll.interval)  # fmt: skip
     assert restored is not None
     now = harness.clock.time()
-    assert restored.render(now) == served.render(now)
+    assert restored.with_facts(served.snapshot.facts).render(now) == served.render(now)
 
 
 def test_should_not_be_ready_when_discovery_turned_on_since_the_save_has_not_succeeded(
@@ -721,7 +726,7 @@ def test_should_start_without_a_state_file_it_cannot_read_saying_so_once(
     path = tmp_path / "state.json"
     make(path)
     harness = make_harness(**with_state(path))
-    # Act: read as cli.run reads it at start, then a cycle
+    # Act: read as app.run reads it at start, then a cycle
     with caplog.at_level(logging.INFO, logger="exporter"):
         found = read(path, harness.config.shard)
         result = harness.poll()

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from exporter.cli import read_state_file
 from exporter.config.load import parse_config
 from exporter.config.sharding import Shard
 from exporter.core.atomicfile import remove_leftovers
+from exporter.poll.restart import read_state_file
 from exporter.poll.statefile import load, read
 from exporter.simulator.fleet import Fleet
 from exporter.simulator.server import SimulatedCodat

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from exporter.core.families import LAST_DISCOVERY, QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
+from exporter.core.snapshot import DiscoveryFacts, Facts
 from exporter.demo import start_demo
 from tests.harness import START, FakeClock, Harness, Scrape
 from tests.statusfleet import (
@@ -71,13 +71,10 @@ def test_should_describe_each_pair_with_the_fields_the_docs_document(serve: Serv
 def test_should_sum_up_the_fleet_and_list_its_companies(serve: Servers) -> None:
     # Prepare
     server = fleet(serve)
-    for spec, value in (
-        (QUOTA_REMAINING, 20939),
-        (QUOTA_LIMIT, 21000),
-        (QUOTA_RESET, START + 12 * HOUR),
-        (LAST_DISCOVERY, START - 600),
-    ):
-        server.metrics.latest.set(spec, value)  # fmt: skip
+    server.store.note(lambda facts: Facts(
+        quota_remaining=20939, quota_limit=21000, quota_reset=START + 12 * HOUR,
+        discovery=DiscoveryFacts(last_success=START - 600),
+    ))  # fmt: skip
     server.clock.advance(30)
     # Act
     body = server.api("?status=AuthError")

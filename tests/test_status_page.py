@@ -14,14 +14,8 @@ import pytest
 import requests
 
 from exporter.config.series import FreshnessConfig
-from exporter.core.families import (
-    LAST_DISCOVERY,
-    PAUSED_UNTIL,
-    QUOTA_LIMIT,
-    QUOTA_REMAINING,
-    QUOTA_RESET,
-)
-from exporter.core.snapshot import ConnectionState, SyncDetail
+from exporter.core.families import PAUSED_UNTIL
+from exporter.core.snapshot import ConnectionState, DiscoveryFacts, Facts, SyncDetail
 from exporter.exposition.assess import STUCK_AFTER
 from exporter.exposition.render import Exposition
 from exporter.web.statustables import ROW_LIMIT
@@ -570,14 +564,10 @@ def test_should_head_the_page_with_the_last_cycle_the_quota_and_discovery(
     # Prepare
     server = fleet(serve)
     configured = fleet(serve)
-    for spec, value in (
-        (QUOTA_REMAINING, 20939),
-        (QUOTA_LIMIT, 21000),
-        (QUOTA_RESET, START + 12 * HOUR),
-        (LAST_DISCOVERY, START - 600),
-    ):
-        server.metrics.latest.set(spec, value)  # fmt: skip
-    server.metrics.discovery_failures.inc(2)
+    server.store.note(lambda facts: Facts(
+        quota_remaining=20939, quota_limit=21000, quota_reset=START + 12 * HOUR,
+        discovery=DiscoveryFacts(last_success=START - 600, failures=2),
+    ))  # fmt: skip
     # Act
     page, listed = server.get("/").text, configured.get("/").text
     # Check

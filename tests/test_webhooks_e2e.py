@@ -186,7 +186,7 @@ class Webhooks:
 
 
 def listen(harness: Harness, receiver: WebhookReceiver, **kwargs: Any) -> ExporterServer:
-    """A started listener over the harness's parts that takes webhooks, as cli.run wires it."""
+    """A started listener over the harness's parts that takes webhooks, as app.run wires it."""
     server = ExporterServer(
         "127.0.0.1:0", harness.store, harness.metrics, harness.clock,
         webhooks=receiver, webhook_max_bytes=MAX_BODY_BYTES, **kwargs,

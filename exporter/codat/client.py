@@ -11,7 +11,8 @@ so a cycle's retries never outlast the poll interval. 401/403 and 404 are not re
 Every request first takes a turn from one ``RateLimiter`` shared by all workers
 (``codat.max_requests_per_minute``), and a 429 pauses that limiter, so the whole client
 waits out Retry-After rather than each thread on its own. The X-Rate-Limit-* headers of
-every response become the quota gauges.
+every response are noted as the snapshot's quota facts (``note_facts``), which the quota
+gauges and the status page read.
 """
 
 from __future__ import annotations
@@ -41,11 +42,18 @@ from exporter.codat.errors import (
     connection_gist,
 )
 from exporter.codat.ratelimit import RateLimiter
-from exporter.codat.responses import BodyTimeout, decode, page_results, parse_quota_reset, read_body
+from exporter.codat.responses import (
+    BodyTimeout,
+    decode,
+    page_results,
+    parse_quota_count,
+    parse_quota_reset,
+    read_body,
+)
 from exporter.config.sections import CodatConfig
 from exporter.core.clock import Clock
 from exporter.core.contract import COMPANY, DATA_STATUS
-from exporter.core.families import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
+from exporter.core.snapshot import NoteFacts, ignore_facts
 from exporter.exposition.instruments import ExporterMetrics
 
 MAX_PAGES = 10_000
@@ -63,6 +71,7 @@ class CodatClient:
         backoff_cap: float = 60.0,
         max_body_bytes: int | None = None,
         rng: random.Random | None = None,
+        note_facts: NoteFacts = ignore_facts,
     ) -> None:
         self._base_url = config.base_url
         self._timeout = config.timeout
@@ -73,6 +82,7 @@ class CodatClient:
         self._backoff_cap = backoff_cap
         self._max_body_bytes = max_body_bytes or config.max_response_bytes
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._note_facts = note_facts
         self.limiter = RateLimiter(config.max_requests_per_minute, clock)
         token = base64.b64encode(config.api_key.encode()).decode()
         self._session = requests.Session()
@@ -259,12 +269,8 @@ class CodatClient:
             return response.status_code, response.headers, body
 
     def _record_quota(self, headers: Mapping[str, str]) -> None:
-        latest = self._metrics.latest
-        for header, spec in (("X-Rate-Limit-Limit", QUOTA_LIMIT),
-                             ("X-Rate-Limit-Remaining", QUOTA_REMAINING)):  # fmt: skip
-            value = headers.get(header, "").strip()
-            if value.isdigit():
-                latest.set(spec, float(value))
+        limit = parse_quota_count(headers.get("X-Rate-Limit-Limit"))
+        remaining = parse_quota_count(headers.get("X-Rate-Limit-Remaining"))
         reset = parse_quota_reset(headers.get("X-Rate-Limit-Reset"), self._clock.time())
-        if reset is not None:
-            latest.set(QUOTA_RESET, reset)
+        if (limit, remaining, reset) != (None, None, None):
+            self._note_facts(lambda facts: facts.with_quota(limit, remaining, reset))

@@ -7,36 +7,55 @@ be a lie. Ids are canonical (``exporter.core.contract.company_id``), as the conf
 that a listed id and a discovered one are one company whatever their case.
 
 A failure counts in ``codat_exporter_poll_errors_total{reason}`` like any poll request, and
-in ``codat_exporter_discovery_failures_total``. It is logged once per outage, except a
-rejected API key, which is an ERROR every time, as it is for the companies' polls.
+in the snapshot's facts (``codat_exporter_discovery_failures_total``, the status page), as
+a success's time does. It is logged once per outage, except a rejected API key, which is an
+ERROR every time, as it is for the companies' polls.
+
+Its section of the state file (``exporter.poll.components``) is the listing and when it
+was read, so that a restart lists the companies again only when that is due::
+
+    {"listed": {"8a210b68-...": ["Acme Ltd", 1764633600.0]}, "listed_at": 1795435200.0}
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from exporter.codat.client import CodatClient
 from exporter.codat.errors import ApiKeyRejected, CodatError
 from exporter.config.sections import CompaniesConfig
 from exporter.core.clock import Clock
 from exporter.core.contract import COMPANIES, company_id, company_info, text
-from exporter.core.families import LAST_DISCOVERY
+from exporter.core.decoding import as_dict, as_list, as_number, as_str, as_time
 from exporter.core.phrases import plural
-from exporter.core.snapshot import CompanyInfo
+from exporter.core.snapshot import CompanyInfo, CompanyState, Facts, NoteFacts, ignore_facts
 from exporter.exposition.instruments import ExporterMetrics
 
 log = logging.getLogger(__name__)
 
 
+Listing = tuple[dict[str, CompanyInfo], float]
+"""A listing and the Unix time it was read."""
+
+
 class Discovery:
+    key = "discovery"
+
     def __init__(
-        self, config: CompaniesConfig, client: CodatClient, metrics: ExporterMetrics, clock: Clock
+        self,
+        config: CompaniesConfig,
+        client: CodatClient,
+        metrics: ExporterMetrics,
+        clock: Clock,
+        note_facts: NoteFacts = ignore_facts,
     ) -> None:
         self._config = config
         self._client = client
         self._metrics = metrics
         self._clock = clock
+        self._note_facts = note_facts
         self._companies: dict[str, CompanyInfo] = {}
         self._listed_at: float | None = None
         self.error = ""
@@ -80,23 +99,40 @@ class Discovery:
         self._companies = found
         self._listed_at = self._clock.monotonic()
         self.error = ""
-        self._metrics.latest.set(LAST_DISCOVERY, self._clock.time())
+        now = self._clock.time()
+        self._note_facts(lambda facts: facts.discovered(now))
         return True
 
-    def saved(self) -> tuple[Mapping[str, CompanyInfo], float] | None:
-        """The listing and the Unix time it was read, for the state file; None before one."""
+    def saved(self) -> dict[str, Any] | None:
+        """The listing and the Unix time it was read; None before one."""
         if self._listed_at is None:
             return None
-        return self._companies, self._clock.time() - (self._clock.monotonic() - self._listed_at)
+        return {
+            "listed": {k: [v.name, v.created] for k, v in self._companies.items()},
+            "listed_at": self._clock.time() - (self._clock.monotonic() - self._listed_at),
+        }
 
-    def restore(self, companies: Mapping[str, CompanyInfo], listed_at: float) -> None:
-        """Resume from a state file's listing, read at Unix time ``listed_at``."""
-        self._companies = dict(companies)
+    def checked(self, saved: Any) -> Listing | None:
+        if saved is None:
+            return None
+        section = as_dict(saved)
+        listed = {as_str(k): as_list(v) for k, v in as_dict(section["listed"]).items()}
+        companies = {k: CompanyInfo(as_str(v[0]), as_time(v[1])) for k, v in listed.items()}
+        return companies, as_number(section["listed_at"])
+
+    def restore(self, checked: Listing | None, companies: Mapping[str, CompanyState]) -> None:
+        """Resume from a state file's listing, as read at its Unix time."""
+        if checked is None:
+            return
+        self._companies, listed_at = checked
         self._listed_at = self._clock.monotonic() - (self._clock.time() - listed_at)
         self.error = ""
 
+    def forget_all_but(self, kept: set[str]) -> None:
+        """Nothing: the listing is the fleet as Codat lists it, replaced whole by the next."""
+
     def _failed(self, exc: CodatError) -> None:
-        self._metrics.discovery_failures.inc()
+        self._note_facts(Facts.discovery_failed)
         self._metrics.poll_errors.labels(exc.reason).inc()
         kept = plural(len(self._companies), "company")
         if isinstance(exc, ApiKeyRejected):

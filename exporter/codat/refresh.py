@@ -44,7 +44,7 @@ from exporter.codat.refreshpolicy import (
 from exporter.config.sections import RefreshConfig
 from exporter.core.clock import Clock
 from exporter.core.contract import IN_PROGRESS_STATUSES, QUEUE_DATA_TYPE
-from exporter.core.snapshot import DataTypeStatus, RefreshMark, SyncDetail
+from exporter.core.snapshot import CompanyState, DataTypeStatus, RefreshMark, SyncDetail
 from exporter.exposition.instruments import ExporterMetrics
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,13 @@ RESULTS = ("queued", "dry_run", "already_in_progress", "capped", "rejected", "er
            "journal_error")  # fmt: skip
 
 
+Counts = tuple[str, int, dict[str, int], dict[Key, Pair]]
+"""A day, its refreshes for the fleet and per company, and each pair's state."""
+
+
 class Refresher:
+    key = "refresh"
+
     def __init__(
         self,
         config: RefreshConfig,
@@ -287,8 +293,8 @@ class Refresher:
                 del self._pairs[key]
 
     def saved(self) -> dict[str, Any]:
-        """What the state file keeps of the refreshes: when each pair began failing, besides
-        what the journal holds (counts, attempts), which a restore cannot lower."""
+        """Its section of the state file (``exporter.poll.components``): when each pair began
+        failing, besides what the journal holds (counts, attempts), which it cannot lower."""
         with self._lock:
             return {
                 "day": self._day,
@@ -300,8 +306,11 @@ class Refresher:
                 ],
             }
 
-    def restore(self, saved: Mapping[str, Any]) -> None:
-        """Resume from ``saved`` (from the state file); anything malformed is ignored whole."""
+    def checked(self, saved: Any) -> Counts | None:
+        """Anything malformed is ignored whole (the journal still says what was refreshed),
+        not a reason to ignore the rest of the state file."""
+        if not isinstance(saved, dict):
+            return None
         try:
             pairs = {
                 (str(c), str(d)): Pair(
@@ -313,15 +322,18 @@ class Refresher:
                 )
                 for c, d, since, attempts, queued, stopped, capped in saved.get("pairs", [])
             }
-            day = str(saved.get("day", ""))
-            fleet = int(saved.get("fleet_today", 0))
             companies = {str(k): int(v) for k, v in dict(saved.get("company_today", {})).items()}
+            return str(saved.get("day", "")), int(saved.get("fleet_today", 0)), companies, pairs
         except (TypeError, ValueError):
             log.warning("state file: refresh section malformed; the refresh journal alone "
                         "says what was refreshed")  # fmt: skip
-            return
-        with self._lock:
-            self._merge(day, fleet, companies, pairs)
+            return None
+
+    def restore(self, checked: Counts | None, companies: Mapping[str, CompanyState]) -> None:
+        """Take in the state file's counts and pairs; neither lowers what the journal says."""
+        if checked is not None:
+            with self._lock:
+                self._merge(*checked)
 
 
 def _replayed(entries: Iterable[Entry], day: str) -> tuple[int, dict[str, int], dict[Key, Pair]]:

@@ -103,6 +103,12 @@ def page_results(body: Any, route: str, page: int, page_size: int) -> tuple[list
     return results, isinstance(total, int) and page * page_size >= total
 
 
+def parse_quota_count(value: str | None) -> float | None:
+    """X-Rate-Limit-Limit or X-Rate-Limit-Remaining: a whole number of requests, or None."""
+    value = (value or "").strip()
+    return float(value) if value.isdigit() else None
+
+
 def parse_quota_reset(value: str | None, now: float) -> float | None:
     """X-Rate-Limit-Reset as Unix time. Codat does not document its form, so accept Unix
     seconds, seconds from now, a Codat DateTime or an HTTP date."""

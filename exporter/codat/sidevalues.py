@@ -7,6 +7,12 @@ A failed fetch keeps the last value and is returned to the poll, which then show
 company down while its data status still updates. Worker threads fill these caches while
 the scheduler thread and webhooks read, expire and prune them, so every access holds one
 lock.
+
+Its section of the state file (``exporter.poll.components``) is when each value was read,
+by kind and company (the values themselves are in the companies' states), so that a restart
+reads none again before it is due::
+
+    {"names": {}, "connections": {"8a210b68-...": 1795435200.0}, "sync_settings": {...}}
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from exporter.core.contract import (
     parse_connections,
     parse_sync_schedules,
 )
+from exporter.core.decoding import as_dict, as_number, as_str
 from exporter.core.snapshot import CompanyInfo, CompanyState, ConnectionState
 from exporter.exposition.nextstep import GONE
 
@@ -51,7 +58,13 @@ class _Fetched:
     """Monotonic time of the fetch."""
 
 
+Fetched = dict[str, dict[str, float]]
+"""When each value was read (Unix seconds), by kind and company."""
+
+
 class SideValues:
+    key = "side_values"
+
     def __init__(
         self,
         config: Config,
@@ -160,9 +173,7 @@ class SideValues:
                 for company_id in cache.keys() - kept:
                     del cache[company_id]
 
-    def saved(self) -> dict[str, dict[str, float]]:
-        """When each value was fetched (Unix seconds), by kind and company, for the state
-        file; the values themselves are in the snapshot."""
+    def saved(self) -> Fetched:
         offset = self._clock.time() - self._clock.monotonic()
         with self._lock:
             return {
@@ -170,10 +181,15 @@ class SideValues:
                 for kind, cache in zip(_KINDS, self._caches(), strict=True)
             }
 
-    def restore(
-        self, companies: Iterable[CompanyState], fetched: Mapping[str, Mapping[str, float]]
-    ) -> None:
-        """Resume from a state file: each value as the snapshot has it, fetched when it was.
+    def checked(self, saved: Any) -> Fetched:
+        return {
+            as_str(kind): {as_str(c): as_number(at) for c, at in as_dict(by_company).items()}
+            for kind, by_company in as_dict(saved or {}).items()
+        }
+
+    def restore(self, checked: Fetched, companies: Mapping[str, CompanyState]) -> None:
+        """Resume from a state file: each value as the companies' states have it, read when
+        the section says.
 
         The state file keeps no ``linkUrl``: with ``status_page.show_link_urls``, the
         connections of a company with one to (re)link are due at once, so that the page
@@ -182,14 +198,14 @@ class SideValues:
         offset = now - self._clock.time()
         relinks = self._config.status_page.show_link_urls
         with self._lock:
-            for company in companies:
+            for company in companies.values():
                 values = (
                     CompanyInfo(company.name, company.created),
                     company.connections,
                     company.sync_schedules,
                 )
                 for kind, cache, value in zip(_KINDS, self._caches(), values, strict=True):
-                    at = fetched.get(kind, {}).get(company.company_id)
+                    at = checked.get(kind, {}).get(company.company_id)
                     if at is None:
                         continue
                     if cache is self._connections and relinks and _deauthorized(value):

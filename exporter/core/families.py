@@ -5,7 +5,8 @@ reference (docs/metrics.md) from them, and the dashboard and alert tests check t
 queries against them, so a rename cannot leave a stale copy behind.
 
 The exporter's own counters and histogram are kept by ``exporter.exposition.instruments``
-from the specs declared here.
+from the specs declared here; the families of the snapshot's facts are
+``exporter.exposition.facts``'.
 """
 
 from __future__ import annotations
@@ -258,7 +259,9 @@ REGISTRY_METRICS = (
     DISCOVERY_FAILURES, LAST_DISCOVERY, SHARD_INFO, WEBHOOKS, HTTP_REJECTED, CYCLE_PROGRESS,
     STATE_FILE_ERRORS, REFRESHES, BUILD_INFO,
 )  # fmt: skip
-"""Kept by prometheus_client in the exporter's private registry."""
+"""The exporter's own, updated as things happen: kept by prometheus_client in its private
+registry, but for the quota, discovery and estimate families, rendered from the snapshot's
+facts (``exporter.exposition.facts``)."""
 
 ALL_METRICS = (*SNAPSHOT_METRICS, *SCRAPE_METRICS, *REGISTRY_METRICS)
 

@@ -2,13 +2,15 @@
 
 Nothing here is updated in place. /metrics reads whatever snapshot is current, so a
 company that vanished from the last poll simply is not in it: there are no long-lived
-label sets to purge.
+label sets to purge. What the exporter learns between two snapshots (the quota Codat's
+answers state, how discovery goes, the request estimate) travels on the snapshot too, as
+``Facts``: the gauges and the status page read them there, from one place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 NOT_FOUND = "not_found"
 """The poll error of a request Codat answers 404 (``client.NotFound``)."""
@@ -135,6 +137,67 @@ class Outcome:
         return self.reason == NOT_FOUND and self.data_types is None and not self.gone
 
 
+@dataclass(frozen=True, slots=True)
+class DiscoveryFacts:
+    """How company discovery goes since the start: ``used`` once it has succeeded or
+    failed once (without it the fleet is ``companies.ids``)."""
+
+    last_success: float | None = None
+    """Unix seconds of the last listing that succeeded."""
+    failures: int = 0
+
+    @property
+    def used(self) -> bool:
+        return self.last_success is not None or self.failures > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the exporter knows of Codat and of itself besides the companies, each None
+    until known (its gauge has no sample until then: ``codat_api_quota_remaining 0``
+    before Codat has answered once would fire the quota alert for nothing).
+
+    Reported as it happens through a ``NoteFacts``; nothing here is saved in the state
+    file, so a restart knows them again once Codat answers and the first cycle runs."""
+
+    quota_limit: float | None = None
+    """Codat's daily request quota (X-Rate-Limit-Limit of the latest answer)."""
+    quota_remaining: float | None = None
+    quota_reset: float | None = None
+    """Unix seconds the quota resets."""
+    estimated_daily_requests: float | None = None
+    """What the configuration needs a day, all shards (``exporter.poll.budget``)."""
+    discovery: DiscoveryFacts = DiscoveryFacts()
+
+    def with_quota(
+        self, limit: float | None, remaining: float | None, reset: float | None
+    ) -> Facts:
+        """These facts with what an answer's X-Rate-Limit headers said (None: not said)."""
+        return replace(
+            self,
+            quota_limit=self.quota_limit if limit is None else limit,
+            quota_remaining=self.quota_remaining if remaining is None else remaining,
+            quota_reset=self.quota_reset if reset is None else reset,
+        )
+
+    def discovered(self, at: float) -> Facts:
+        return replace(self, discovery=replace(self.discovery, last_success=at))
+
+    def discovery_failed(self) -> Facts:
+        discovery = self.discovery
+        return replace(self, discovery=replace(discovery, failures=discovery.failures + 1))
+
+
+NoteFacts = Callable[[Callable[[Facts], Facts]], None]
+"""How a part reports a fact: it hands over a change, applied to the current facts at once
+(``SnapshotStore.note``), so that two parts reporting together lose nothing. Wired at start:
+the parts that learn facts (the client, discovery, the budget) know nothing of the store."""
+
+
+def ignore_facts(change: Callable[[Facts], Facts]) -> None:
+    """The ``NoteFacts`` of a part that nothing reads the facts of (a benchmark's client)."""
+
+
 @dataclass(frozen=True)
 class Snapshot:
     companies: Mapping[str, CompanyState] = field(default_factory=dict)
@@ -149,6 +212,7 @@ class Snapshot:
     """Just after a restart: /metrics serves the rendering kept in the state file while
     the companies themselves are decoded (a few seconds at 10,000), so ``companies`` is
     still empty; the status page waits for them."""
+    facts: Facts = Facts()
 
     @property
     def complete(self) -> bool:

@@ -2,18 +2,15 @@
 (requests to Codat, poll errors, webhooks, refreshes), in a private registry.
 
 Their label sets are small and fixed, so prometheus_client's classes suit them; the
-families rendered from the snapshot are ``exporter.exposition.render``'s. Names, types and
-HELP come from ``exporter.core.families``.
+families rendered from the snapshot are ``exporter.exposition.render``'s, and those of the
+snapshot's facts (the quota, discovery, the estimate) ``exporter.exposition.facts``'. Names,
+types and HELP come from ``exporter.core.families``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.core.families import (
@@ -21,16 +18,10 @@ from exporter.core.families import (
     API_REQUESTS,
     BUILD_INFO,
     CYCLE_PROGRESS,
-    DISCOVERY_FAILURES,
-    ESTIMATED_DAILY,
     HTTP_REJECTED,
-    LAST_DISCOVERY,
     POLL_ERROR_REASONS,
     POLL_ERRORS,
     PULL_OPERATION_ERRORS,
-    QUOTA_LIMIT,
-    QUOTA_REMAINING,
-    QUOTA_RESET,
     RATE_LIMITED,
     REFRESHES,
     REQUEST_BUCKETS,
@@ -45,32 +36,6 @@ from exporter.core.families import (
 
 def _base(spec: MetricSpec) -> str:
     return spec.name.removesuffix("_total")
-
-
-class LatestValues(Collector):
-    """Gauges with no sample until a value is known.
-
-    A plain prometheus_client Gauge exports 0 from the start, and ``codat_api_quota_remaining
-    0`` before Codat has answered once would fire the quota alert for nothing.
-    """
-
-    def __init__(self, specs: tuple[MetricSpec, ...]) -> None:
-        self._specs = specs
-        self._values: dict[str, float] = {}
-
-    def set(self, spec: MetricSpec, value: float) -> None:
-        self._values[spec.name] = value
-
-    def describe(self) -> Iterable[Metric]:
-        return [GaugeMetricFamily(spec.name, spec.help) for spec in self._specs]
-
-    def collect(self) -> Iterable[Metric]:
-        values = dict(self._values)
-        return [
-            GaugeMetricFamily(spec.name, spec.help, value=values[spec.name])
-            for spec in self._specs
-            if spec.name in values
-        ]
 
 
 class ExporterMetrics:
@@ -119,13 +84,6 @@ class ExporterMetrics:
         self.state_file_errors = Counter(
             _base(STATE_FILE_ERRORS), STATE_FILE_ERRORS.help, registry=self.registry
         )
-        self.discovery_failures = Counter(
-            _base(DISCOVERY_FAILURES), DISCOVERY_FAILURES.help, registry=self.registry
-        )
-        self.latest = LatestValues(
-            (QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET, ESTIMATED_DAILY, LAST_DISCOVERY)
-        )
-        self.registry.register(self.latest)
         self.shard_info = self._gauge(SHARD_INFO)
         self.webhooks = Counter(
             _base(WEBHOOKS), WEBHOOKS.help, WEBHOOKS.labels, registry=self.registry

@@ -57,6 +57,7 @@ from dataclasses import dataclass, replace
 
 from exporter.codat.sidevalues import NAME_REFRESH_INTERVAL
 from exporter.config.durations import format_duration
+from exporter.config.sections import Config
 from exporter.core.snapshot import CompanyState
 
 DAY = 86400.0
@@ -179,6 +180,48 @@ class Estimate:
             f"more than {limit} ({REQUESTS_PER_COMPANY:,} x (1 + {self.quota_companies:,} "
             "companies))"
         )
+
+
+def estimate_for(
+    config: Config,
+    companies: int,
+    *,
+    data_types: float = ASSUMED_DATA_TYPES,
+    syncs_per_day: float = 1.0,
+) -> Estimate:
+    """A day's requests under ``config`` for ``companies`` (the whole fleet, all shards),
+    with ``data_types`` per company syncing ``syncs_per_day`` times a day (``fleet_shape``
+    tells both from the last poll)."""
+    discover, connections = config.companies.discover, config.connections
+    freshness, diagnostics, refresh = config.freshness, config.diagnostics, config.refresh
+    return estimate_daily_requests(
+        companies,
+        config.poll.interval,
+        shards=config.shard.count,
+        discovery_interval=config.companies.discovery_interval if discover else None,
+        page_size=config.companies.page_size,
+        connections_interval=connections.interval if connections.enabled else None,
+        sync_settings_interval=(
+            freshness.sync_settings_interval if freshness.from_sync_settings else None
+        ),
+        per_minute_limit=config.codat.max_requests_per_minute,
+        pull_operation_reads=diagnostics.pull_operations + diagnostics.sync_durations,
+        data_types=data_types,
+        syncs_per_day=syncs_per_day,
+        refreshes=(
+            refresh.max_per_day * config.shard.count
+            if refresh.enabled and not refresh.dry_run
+            else 0
+        ),
+    )
+
+
+def fleet_shape(states: Sequence[CompanyState]) -> tuple[float, float]:
+    """The data types per company and the syncs a day of the fleet's average data type, as
+    the companies' last polls tell; ``ASSUMED_DATA_TYPES`` and daily before any."""
+    if not states:
+        return ASSUMED_DATA_TYPES, 1.0
+    return sum(len(state.data_types) for state in states) / len(states), syncs_per_day(states)
 
 
 def syncs_per_day(states: Sequence[CompanyState]) -> float:

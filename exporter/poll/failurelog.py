@@ -17,17 +17,21 @@
       codat_exporter_company_up 0, no values yet
 
 Every failed request also counts in ``codat_exporter_poll_errors_total{reason}``.
+
+Nothing of it is kept across a restart (its ``exporter.poll.components`` section is empty):
+a failure still going on is logged again after a start, so that a restarted exporter's log
+tells it without the log of the one before.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from exporter.codat.errors import ApiKeyRejected
 from exporter.core.phrases import plural
-from exporter.core.snapshot import Outcome
+from exporter.core.snapshot import CompanyState, Outcome
 from exporter.exposition.instruments import ExporterMetrics
 
 log = logging.getLogger("exporter.poll.poller")
@@ -40,6 +44,8 @@ _NOT_FOUND = "dataStatus 404"
 
 
 class FailureLog:
+    key = "failures"
+
     def __init__(self, metrics: ExporterMetrics) -> None:
         self._metrics = metrics
         self._failing: dict[str, str] = {}
@@ -89,6 +95,15 @@ class FailureLog:
         else:
             for company_id in recovered:
                 log.info("company %s: poll succeeded again", company_id)
+
+    def saved(self) -> None:
+        return None
+
+    def checked(self, saved: object) -> None:
+        return None
+
+    def restore(self, checked: None, companies: Mapping[str, CompanyState]) -> None:
+        pass
 
     def forget_all_but(self, kept: set[str]) -> None:
         for company_id in self._failing.keys() - kept:

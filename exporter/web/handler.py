@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from exporter import __version__
 from exporter.codat.webhooks.events import OTHER
 from exporter.core.phrases import plural
-from exporter.exposition.render import CONTENT_TYPE
+from exporter.exposition.text import CONTENT_TYPE
 from exporter.web import statusapi, statuspage
 from exporter.web.basicauth import BASIC_CHALLENGE
 from exporter.web.connection import Connection
@@ -233,12 +233,7 @@ class Handler(BaseHTTPRequestHandler):
         query = self.path.partition("?")[2]
         server.make_way()  # a second of work at fleet scale
         status, error = for_request(
-            server.store.current,
-            server.metrics,
-            server.clock.time(),
-            query,
-            reason,
-            page=server.status_page,
+            server.store.current, server.clock.time(), query, reason, page=server.status_page
         )
         self._send(*answer(status, error))
 

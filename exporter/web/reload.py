@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 CHECK_EVERY = 1.0
 """Seconds between two looks at the files' stamps."""
+WEB_CONFIG_FLAG = "--web.config.file"
+"""The flag that names the file."""
 
 FileStamp = tuple[str, int, int, int] | None
 Stamp = tuple[FileStamp, ...]

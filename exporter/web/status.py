@@ -3,7 +3,8 @@ judged now (``exporter.exposition.assess``), filtered (``exporter.web.filters``)
 with the fleet's summary.
 
 Data flows snapshot -> ``build`` -> ``FleetStatus`` -> ``statuspage.render`` (HTML) or
-``statusapi.json_body`` (the API), so the page and the API never disagree.
+``statusapi.json_body`` (the API), so the page and the API never disagree; the quota and
+discovery facts come from the snapshot too (``Facts``), where the gauges read them.
 
 Order: by age / max age, highest first. Never-synced pairs have no age, so they follow
 every pair that has one (they are the least urgent in the alert rules: info), by company
@@ -19,12 +20,11 @@ from typing import NamedTuple, overload
 from weakref import WeakKeyDictionary
 
 from exporter.config.sections import StatusPageConfig
-from exporter.core.families import LAST_DISCOVERY, QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
-from exporter.core.snapshot import CompanyState
+from exporter.core.families import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
+from exporter.core.snapshot import CompanyState, DiscoveryFacts
 from exporter.exposition import platforms
 from exporter.exposition.assess import FleetPairs, PairCounts, PairState
-from exporter.exposition.instruments import ExporterMetrics
-from exporter.exposition.render import Exposition
+from exporter.exposition.render import Exposition, Rendered
 from exporter.web.filters import FilterError, Filters, parse_filters
 
 DEFAULT_PAGE = StatusPageConfig()
@@ -38,16 +38,6 @@ class Answer(NamedTuple):
     body: bytes
     content_type: str
     headers: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Discovery:
-    """Whether the fleet comes from ``GET /companies`` and how that goes, as far as the
-    exporter's own metrics tell: ``used`` once discovery has succeeded or failed once."""
-
-    used: bool
-    last_success: float | None
-    failures: int
 
 
 class Rows(Sequence[PairState]):
@@ -91,7 +81,7 @@ class FleetStatus:
     """Companies whose latest poll succeeded, in the whole fleet."""
     quota: Mapping[str, float] = field(default_factory=dict)
     """``codat_api_quota_*`` values by metric name, once Codat has sent them."""
-    discovery: Discovery = Discovery(False, None, 0)
+    discovery: DiscoveryFacts = field(default_factory=DiscoveryFacts)
     relink: tuple[CompanyState, ...] = ()
     """The companies the page lists with their connections (``Filters.relinks``), by name."""
     platforms: tuple[str, ...] = ()
@@ -128,6 +118,8 @@ def _matching(
 class _Index:
     """What a snapshot's status page needs that holds until the next snapshot."""
 
+    companies: Mapping[str, CompanyState]
+    """The snapshot's, which the index is of."""
     pairs: FleetPairs
     data_types: tuple[str, ...]
     statuses: frozenset[str]
@@ -140,21 +132,24 @@ class _Index:
     """Per platform, the companies failing on it (``platforms.failing_companies``)."""
 
 
-_INDEXES: WeakKeyDictionary[Exposition, _Index] = WeakKeyDictionary()
+_INDEXES: WeakKeyDictionary[Rendered, _Index] = WeakKeyDictionary()
 _INDEX_LOCK = threading.Lock()
 
 
 def _index(exposition: Exposition) -> _Index:
     """Built by the first request after each poll (about 0.5 s at 250,000 pairs), then
-    shared by every request until the exposition is replaced and dropped."""
+    shared by every request until the rendering is replaced and dropped: the expositions
+    the store makes of it as facts change (``Exposition.with_facts``) hold the same
+    companies."""
+    snapshot = exposition.snapshot
     with _INDEX_LOCK:
-        found = _INDEXES.get(exposition)
-        if found is None:
-            snapshot = exposition.snapshot
+        found = _INDEXES.get(exposition.rendered)
+        if found is None or found.companies is not snapshot.companies:
             pairs = FleetPairs(snapshot, exposition.freshness)
             connections = [c for company in pairs.companies for c in company.connections]
             unfiltered = Filters()
-            found = _INDEXES[exposition] = _Index(
+            found = _INDEXES[exposition.rendered] = _Index(
+                snapshot.companies,
                 pairs,
                 tuple(sorted({item.data_type for item in pairs.items})),
                 frozenset(pairs.by_status),
@@ -169,7 +164,6 @@ def _index(exposition: Exposition) -> _Index:
 
 def build(
     exposition: Exposition,
-    metrics: ExporterMetrics,
     now: float,
     filters: Filters,
     not_ready_reason: str = "",
@@ -186,9 +180,9 @@ def build(
         if filters.by_company
         else index.deauthorized
     )
-    latest = {family.name: family.samples[0].value for family in metrics.latest.collect()}
-    failures = int(next(iter(metrics.discovery_failures.collect())).samples[0].value)
-    last_discovery = latest.get(LAST_DISCOVERY.name)
+    facts = snapshot.facts
+    quota = ((QUOTA_LIMIT, facts.quota_limit), (QUOTA_REMAINING, facts.quota_remaining),
+             (QUOTA_RESET, facts.quota_reset))  # fmt: skip
     return FleetStatus(
         generated_at=now,
         not_ready_reason=not_ready_reason,
@@ -201,16 +195,13 @@ def build(
         monitored=snapshot.monitored,
         data_types=index.data_types,
         companies_up=index.companies_up,
-        quota={k: v for k, v in latest.items() if k in _QUOTA},
-        discovery=Discovery(last_discovery is not None or failures > 0, last_discovery, failures),
+        quota={spec.name: value for spec, value in quota if value is not None},
+        discovery=facts.discovery,
         relink=relink,
         platforms=index.platforms,
         page=page,
         incidents=platforms.incidents(index.failing, page.platform_incident_companies),
     )
-
-
-_QUOTA = {QUOTA_LIMIT.name, QUOTA_REMAINING.name, QUOTA_RESET.name}
 
 
 NOT_FOUND_TEXT = "not found in Codat (404): check companies.ids"
@@ -234,7 +225,6 @@ def poll_error_text(company: CompanyState) -> str | None:
 
 def for_request(
     exposition: Exposition,
-    metrics: ExporterMetrics,
     now: float,
     query: str,
     not_ready_reason: str = "",
@@ -248,4 +238,4 @@ def for_request(
         filters, error = parse_filters(query, index.statuses, index.connection_statuses), None
     except FilterError as refused:
         filters, error = Filters(), refused
-    return build(exposition, metrics, now, filters, not_ready_reason, page=page), error
+    return build(exposition, now, filters, not_ready_reason, page=page), error
