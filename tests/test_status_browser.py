@@ -257,11 +257,12 @@ def test_should_fit_a_phone_showing_each_pair_s_company_type_age_reason_and_next
     print(f"status page screenshot at 400 px: {shot}")
 
 
+@pytest.mark.parametrize("width", [1400, 400], ids=["desktop", "phone"])
 def test_should_fold_a_company_s_pairs_of_one_cause_into_one_row_that_unfolds_without_script(
-    browser: Browser, demo: Harness
+    browser: Browser, demo: Harness, width: int
 ) -> None:
     # Prepare: the demo's deauthorized company, whose every pair is in AuthError for it
-    context = browser.new_context(viewport={"width": 1400, "height": 900},
+    context = browser.new_context(viewport={"width": width, "height": 900},
                                   java_script_enabled=False)  # fmt: skip
     page = context.new_page()
     companies = demo.store.current.snapshot.companies.values()

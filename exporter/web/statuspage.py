@@ -87,7 +87,8 @@ table#pairs thead,table#pairs td.synced,table#pairs td.connection,table#pairs td
 table#pairs tr{border-bottom:1px solid #d0d4da;padding:4px 0}
 table#pairs td{border:0;padding:1px 8px}
 table#pairs td.company,table#pairs td.type{display:inline-block}
-tbody.group:has(.expand:checked) tr.member{display:block}
+table#pairs tbody.group tr.member{display:none}
+table#pairs tbody.group:has(.expand:checked) tr.member{display:block}
 td.age::before{content:"Age / max age: ";color:#5f6873}
 td.reason:not(:empty)::before{content:"Why: ";color:#5f6873}
 td.step:not(:empty)::before{content:"Next step: ";color:#5f6873}

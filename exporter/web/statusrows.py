@@ -62,8 +62,16 @@ def _latest_sync(state: PairState, now: float) -> str:
 def _step(step: Step | None, state: PairState, status: FleetStatus) -> str:
     if step is None:
         return ""
-    link = relink_link(connection_of(state), status) if step is RELINK else ""
-    return f'<span class="step step-{e(step.code)}">{e(step.text)}</span>{link}'
+    return _step_name(step) + _link(step, state, status)
+
+
+def _step_name(step: Step) -> str:
+    return f'<span class="step step-{e(step.code)}">{e(step.text)}</span>'
+
+
+def _link(step: Step, state: PairState, status: FleetStatus) -> str:
+    """The relink link, when the step is a relink and the page may show links."""
+    return relink_link(connection_of(state), status) if step is RELINK else ""
 
 
 def _row(state: PairState, step: Step | None, status: FleetStatus, member: bool) -> str:
@@ -129,16 +137,22 @@ def _grouped(
 
 
 def _group(step: Step | None, why: str, members: list[PairState], status: FleetStatus) -> str:
+    """The company's row of one cause. Its relink link stays outside the label that folds
+    and unfolds the row: a tap to select the link for copying must not fold the row too."""
     first = members[0]
     company = first.company
     said = f"{company.name}: {why}, {len(members)} data types"
-    text = f"{e(said)}, {_step(step, first, status)}" if step is not None else e(said)
+    text = e(said)
+    link = ""
+    if step is not None:
+        text += ", " + _step_name(step)
+        link = _link(step, first, status)
     rows = "".join(_row(state, step, status, member=True) for state in members)
     return (
         f'<tbody class="group" data-group="{e(company.company_id)}" '
         f'data-next-step="{e(step.code if step else "")}"><tr class="summary">'
         f'<td colspan="{len(COLUMNS)}"><label><input type="checkbox" class="expand"> '
-        f'<span class="more">show</span> {text}</label></td></tr>{rows}</tbody>'
+        f'<span class="more">show</span> {text}</label>{link}</td></tr>{rows}</tbody>'
     )
 
 
