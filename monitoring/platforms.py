@@ -20,12 +20,10 @@ hold back the per-company alerts it explains (``alertmanager/alertmanager.yml``)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from exporter.core.families import CONNECTION_STATUS, CONNECTIONS, PLATFORM_FAILING, STATUS
-
-if TYPE_CHECKING:
-    from monitoring.rules import RuleBuilder
+from monitoring.config import MonitoringConfig
 
 ON_COMPANY = "on (job, instance, company_id)"
 ON_PAIR = "on (job, instance, company_id, data_type)"
@@ -66,7 +64,30 @@ COMPANIES_ON = (
 """How many companies of the alert's job have a Linked connection on its platform."""
 
 
-def platform_alert(rules: RuleBuilder) -> dict[str, Any]:
+class Alerts(Protocol):
+    """What the platform alert needs of the rules' builder (``monitoring.rules``), which
+    imports this module: the config, the selector, the links, and how an alert is written."""
+
+    config: MonitoringConfig
+    sel: str
+    fleet_url: str
+
+    def status_page(self, query: str) -> str: ...
+
+    def alert(
+        self,
+        name: str,
+        expr: str,
+        summary: str,
+        description: str,
+        url: str,
+        *,
+        status_page: str | None = None,
+        keep_firing: bool = False,
+    ) -> dict[str, Any]: ...
+
+
+def platform_alert(rules: Alerts) -> dict[str, Any]:
     """``CodatPlatformSyncFailures``, the same in both rule files."""
     settings = rules.config.alert("CodatPlatformSyncFailures")
     if settings.companies is None:

@@ -56,6 +56,7 @@ from monitoring.dashboards import (
     dashboard_path,
 )
 from monitoring.dashboards.common import ERRORS
+from monitoring.platforms import platform_alert, with_platform
 from monitoring.slo import (
     FRESH_BY_DATA_TYPE,
     PAGE_CONDITIONS,
@@ -362,8 +363,6 @@ def build_rules(config: MonitoringConfig) -> dict[str, Any]:
             f"unless on ({PAIR})\n"
             f'  {STATUS.name}{{{sel}, status="Complete"}}\n'
         )
-
-    from monitoring.platforms import platform_alert, with_platform  # it builds on RuleBuilder
 
     never = config.alert("CodatDataTypeNeverSynced")
     stuck = config.alert("CodatDataTypeSyncStuck")

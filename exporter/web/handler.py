@@ -22,13 +22,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from exporter import __version__
 from exporter.codat.webhooks.events import OTHER
+from exporter.codat.webhooks.receiver import WebhookReceiver
+from exporter.config.sections import StatusPageConfig
+from exporter.core.clock import Clock
 from exporter.core.phrases import plural
+from exporter.exposition.store import SnapshotStore
 from exporter.exposition.text import CONTENT_TYPE
 from exporter.web import statusapi, statuspage
 from exporter.web.basicauth import BASIC_CHALLENGE
@@ -36,9 +40,7 @@ from exporter.web.connection import Connection
 from exporter.web.filters import FilterError
 from exporter.web.status import Answer, FleetStatus, for_request
 from exporter.web.statusapi import JSON_TYPE, STATUS_API_PATH
-
-if TYPE_CHECKING:
-    from exporter.web.server import ExporterServer
+from exporter.web.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,30 @@ REQUEST_TIMEOUT = 30.0
 """Seconds a served request's socket may stay silent (per read or write), and may take to
 send a whole webhook body: a stalled or trickling client must not hold a thread."""
 GET_METHODS = "GET, HEAD"
+
+
+class Listener(Protocol):
+    """What a request needs of the listener that took it (``exporter.web.server``): what it
+    serves, how it is protected, and the exposition to answer from."""
+
+    store: SnapshotStore
+    clock: Clock
+    webhooks: WebhookReceiver | None
+    webhook_max_bytes: int
+    serve_metrics: bool
+    body_timeout: float
+    status_page: StatusPageConfig
+
+    @property
+    def web_config(self) -> WebConfig: ...
+
+    def allowed_methods(self, path: str) -> str | None: ...
+
+    def needs_auth(self, path: str) -> bool: ...
+
+    def metrics_pieces(self, compress: bool) -> Iterator[bytes]: ...
+
+    def make_way(self) -> None: ...
 
 
 def accepts_gzip(header: str | None) -> bool:
@@ -77,13 +103,13 @@ class Handler(BaseHTTPRequestHandler):
     """Answers one request of a ``Connection``, whose head the front has read: in a
     thread, or in the front itself for what it answers at once."""
 
-    server: ExporterServer
+    server: Listener  # type: ignore[assignment]  # the base class says a socketserver
     request: Connection
     protocol_version = "HTTP/1.1"
     server_version = f"codat-freshness-exporter/{__version__}"
     timeout = REQUEST_TIMEOUT
 
-    def __init__(self, connection: Connection, server: ExporterServer) -> None:
+    def __init__(self, connection: Connection, server: Listener) -> None:
         """Answers at once, as socketserver's handlers do. Nothing is closed after: the
         front closes the connection or waits for its next request."""
         self.request, self.client_address, self.server = connection, connection.address, server
@@ -276,9 +302,7 @@ class Overloaded(Handler):
 class Refused(Handler):
     """The front's answer to a request it gave up reading (408, 431)."""
 
-    def __init__(
-        self, connection: Connection, server: ExporterServer, status: int, message: str
-    ) -> None:
+    def __init__(self, connection: Connection, server: Listener, status: int, message: str) -> None:
         self._refusal = status, message
         super().__init__(connection, server)
 
