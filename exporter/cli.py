@@ -25,6 +25,7 @@ from exporter.config.load import load_config
 from exporter.config.sections import Config
 from exporter.config.settings import ConfigError
 from exporter.core.clock import SystemClock
+from exporter.poll import sizing
 from exporter.web.reload import WEB_CONFIG_FLAG, ReloadingWebConfig
 from exporter.web.server import DEFAULT_MAX_REQUESTS
 
@@ -71,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         "was polled, else 1; 130 on SIGINT, 143 on SIGTERM",
     )  # fmt: skip
     parser.add_argument(
-        "--check-config", action="store_true", help="validate the configuration and exit 0 or 2"
+        "--check-config",
+        action="store_true",
+        help="validate the configuration, print its request estimate, and exit 0 or 2",
     )
     parser.add_argument(
         "--log.level", dest="log_level", default="info",
@@ -169,9 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     if args.check_config:
-        for warning in config.warnings:
+        # The start-up log's estimate, but for --demo, whose simulated Codat has no quota.
+        budget = sizing.Check((), None) if args.demo else sizing.check(config)
+        for warning in (*config.warnings, *filter(None, [budget.warning])):
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
         print(f"{args.config_file or 'demo'}: configuration OK: {config.summary()}")
+        for line in budget.lines:
+            print(line)
         return 0
     for warning in config.warnings:
         log.warning("%s", warning)

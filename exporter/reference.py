@@ -1,7 +1,8 @@
 """Generates the parts of docs/ that would otherwise drift: the metrics reference
-(docs/metrics.md), the configuration keys (docs/configuration.md) and the ``--help`` text
-(docs/command-line.md). ``python -m exporter.reference``, run at the repository's root,
-rewrites them in place; with ``--check`` it only names the pages that differ::
+(docs/metrics.md), the configuration keys and the sizing table (docs/configuration.md, and
+README.md's shorter one) and the ``--help`` text (docs/command-line.md).
+``python -m exporter.reference``, run at the repository's root, rewrites them in place; with
+``--check`` it only names the pages that differ::
 
     $ python -m exporter.reference --check
     docs/metrics.md: generated sections are stale; run: python -m exporter.reference
@@ -26,6 +27,7 @@ from exporter.core.families import (
     SCRAPE_METRICS,
     MetricSpec,
 )
+from exporter.poll import sizing
 
 DEFAULT_INTERVAL = "5m"
 
@@ -88,11 +90,14 @@ SECTIONS = {
     "metrics-reference": metrics_reference,
     "config-reference": config_reference,
     "cli-help": cli_help,
+    "sizing-table": sizing.table,
+    "sizing-summary": sizing.summary,
 }
 
 PAGES = {
+    "README.md": ("sizing-summary",),
     "docs/metrics.md": ("metrics-reference",),
-    "docs/configuration.md": ("config-reference",),
+    "docs/configuration.md": ("config-reference", "sizing-table"),
     "docs/command-line.md": ("cli-help",),
 }
 """Where each generated section lives, relative to the repository's root: each in one page."""

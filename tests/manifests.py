@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ import yaml
 
 from exporter.config.load import parse_config
 from exporter.config.sections import Config
+from exporter.poll import budget, sizing
 from tests.promtools import ROOT, binary
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -174,3 +177,42 @@ def misplaced(objects: list[dict[str, Any]], namespace: str) -> list[str]:
         elif item["kind"] not in NAMESPACED | CLUSTER_SCOPED:
             wrong.append(f"{where}: a kind of unknown scope")
     return wrong
+
+
+@dataclass(frozen=True)
+class StatedFleet:
+    """The fleet a deployment's comments say its config is sized for, and what the exporter's
+    estimate makes of that config."""
+
+    companies: int
+    """``Sized for N companies``."""
+    room: int | None
+    """``up to about N fit without a start-up warning``, where the comments say it."""
+    warning: str | None
+    """The start-up log's warning for ``companies``."""
+    sized: bool
+    """Within the sizing table's headroom for ``companies``."""
+    largest: int
+    """The most companies the config fits without the warning."""
+
+
+def stated_fleet(config: Config, text: str) -> StatedFleet:
+    """``config`` against the fleet size the comments of ``text`` (a config file or a values
+    file) state."""
+    comments = " ".join(
+        line.strip().removeprefix("#").strip()
+        for line in text.splitlines()
+        if line.strip().startswith("#")
+    )
+    stated = re.search(r"Sized for ([\d,]+) companies", comments)
+    room = re.search(r"up to about ([\d,]+) fit without a start-up warning", comments)
+    assert stated, "no 'Sized for N companies' in the comments"
+    companies = int(stated[1].replace(",", ""))
+    largest = min(n for n in (*sizing.largest_fleet(config), math.inf) if n is not None)
+    return StatedFleet(
+        companies=companies,
+        room=int(room[1].replace(",", "")) if room else None,
+        warning=budget.estimate_for(config, companies).warning(),
+        sized=sizing.sized(config, companies),
+        largest=int(largest),
+    )

@@ -121,9 +121,9 @@ def test_should_fit_right_up_to_the_quota() -> None:
             300,
         ),
         (
-            {"companies": 5000, "poll_interval": 60, "discovery_interval": 3600,
-             "connections_interval": 120},
-            600,
+            {"companies": 1000, "poll_interval": 60, "per_minute_limit": 600,
+             "connections_interval": 300},
+            300,
         ),
         ({"companies": 1000, "poll_interval": 60, "quota_share": 0.05}, 3600),
     ],
@@ -181,23 +181,50 @@ def test_should_warn_with_the_breakdown_and_the_interval_to_set() -> None:
 
 
 def test_should_warn_that_no_poll_interval_fits_when_the_other_requests_are_over() -> None:
-    # Prepare: connections every minute cost more than the whole quota
+    # Prepare: two pull operation reads per sync of 25 hourly data types cost more than the
+    # whole quota, whatever the poll interval
     companies = 5000
 
     # Act
     estimate = estimate_daily_requests(
-        companies, 3600, discovery_interval=3600, connections_interval=60
+        companies, 3600, discovery_interval=3600, pull_operation_reads=2, syncs_per_day=24
     )
 
     # Check
     assert estimate.suggested_interval is None
     assert estimate.warning() == (
-        "Codat daily quota: the exporter needs about 7,321,200 requests a day, more than the "
+        "Codat daily quota: the exporter needs about 6,121,200 requests a day, more than the "
         "5,001,000 allowed (1,000 x (1 + 5,000 companies)); polls every 1h: 120,000, "
-        "discovery: 1,200, connections: 7,200,000. Even polling once a day would not fit: the "
-        "other requests alone need 7,201,200; make discovery, connections or sync settings "
-        "less frequent."
+        "discovery: 1,200, pull operations: 6,000,000. Even polling once a day would not fit: "
+        "the other requests alone would need 6,000,050; make discovery, connections or sync "
+        "settings less frequent, or read fewer pull operations (diagnostics)."
     )
+
+
+def test_should_count_what_a_poll_reads_when_due_at_most_once_a_poll() -> None:
+    # Prepare: connections every 30m, sync settings hourly, names hourly (no discovery) and
+    # discovery every 10m, for companies polled every 2h: each read once a poll
+    companies = 1200
+
+    # Act
+    every_2h = estimate_daily_requests(
+        companies, 7200, connections_interval=1800, sync_settings_interval=3600
+    )
+    discovered = estimate_daily_requests(
+        companies, 7200, discovery_interval=600, page_size=1000, shards=2
+    )
+    every_10m = estimate_daily_requests(
+        companies, 600, connections_interval=1800, sync_settings_interval=3600
+    )
+
+    # Check: 12 polls a day, so 12 of each; with polls every 10m each at its own interval
+    assert (every_2h.polls, every_2h.connections, every_2h.sync_settings, every_2h.names) == (
+        1200 * 12, 1200 * 12, 1200 * 12, 1200 * 12,
+    )  # fmt: skip
+    assert discovered.discovery == 2 * 2 * 12
+    assert (every_10m.connections, every_10m.sync_settings, every_10m.names) == (
+        1200 * 48, 1200 * 24, 1200 * 24,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(

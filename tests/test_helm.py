@@ -10,6 +10,7 @@ tests/test_sharded_fleet.py runs the chart's three-replica render as three expor
 from __future__ import annotations
 
 import base64
+import math
 import re
 import shlex
 import shutil
@@ -23,6 +24,7 @@ import yaml
 
 from exporter import __version__
 from exporter.config.listen import DEFAULT_PORT
+from exporter.poll import sizing
 from tests.helm import CHART, NAMESPACE, RELEASE, lint_errors, main, sdk, template
 from tests.manifests import (
     KUBERNETES_VERSIONS,
@@ -31,6 +33,7 @@ from tests.manifests import (
     misplaced,
     pod_config,
     render,
+    stated_fleet,
     validation_errors,
 )
 from tests.promtools import (
@@ -314,6 +317,32 @@ def test_should_derive_the_shards_and_each_replicas_share_of_the_rate_limit(
     ]
     assert {c.codat.max_requests_per_minute for c in configs} == {600 // replicas}
     assert 600 - replicas < replicas * configs[0].codat.max_requests_per_minute <= 600
+
+
+def test_should_fit_the_fleet_the_values_state_in_every_render_without_a_warning(
+    rendered: dict[str, Rendered], tmp_path: Path
+) -> None:
+    # Prepare: the size values.yaml states for its config
+    stated = (CHART / "values.yaml").read_text()
+
+    for case, chart in rendered.items():
+        replicas = chart.statefulset["spec"]["replicas"]
+
+        # Act: the start-up estimate of each render's pod config, for that fleet
+        fleet = stated_fleet(pod_config(chart, tmp_path, f"{RELEASE}-0"), stated)
+
+        # Check: no warning, within the sizing table's headroom, the room it claims (with
+        # one replica), and each replica's share of the fleet within its memory request
+        assert fleet.warning is None, case
+        assert fleet.sized, case
+        assert fleet.room is not None
+        if replicas == 1:
+            assert abs(fleet.largest - fleet.room) <= 0.05 * fleet.room, (case, fleet.largest)
+        request = chart.container["resources"]["requests"]["memory"]
+        assert request.endswith("Mi")
+        share = sizing.memory_mb(math.ceil(fleet.companies / replicas))
+        assert int(request.removesuffix("Mi")) * 2**20 / 1e6 >= share, case
+    assert {c.statefulset["spec"]["replicas"] for c in rendered.values()} >= {1, 3}
 
 
 def test_should_change_the_pods_checksum_when_the_config_changes() -> None:

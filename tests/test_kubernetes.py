@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 import subprocess
 from pathlib import Path
@@ -22,6 +23,7 @@ import yaml
 
 from exporter.config.listen import DEFAULT_PORT
 from exporter.config.settings import ConfigError
+from exporter.poll import sizing
 from exporter.web.handler import HEALTH_PATHS
 from monitoring.generate import DASHBOARD_DIR, RULES_FILE
 from monitoring.kubernetes import OPERATOR_LABELS, SIDECAR_LABELS
@@ -36,6 +38,7 @@ from tests.manifests import (
     misplaced,
     pod_config,
     render,
+    stated_fleet,
     validation_errors,
 )
 from tests.promtools import MONITORING_CONFIG, ROOT, binary, load_yaml
@@ -386,6 +389,30 @@ def test_should_size_resources_from_the_benchmarks_peak_memory(
         assert peak_mb * 1.25 < request < limit
         assert limit >= 2 * peak_mb
         assert resources["limits"]["cpu"] == "1"
+
+
+def test_should_fit_the_fleet_each_overlays_config_states_without_a_warning(
+    rendered: dict[str, Rendered], tmp_path: Path
+) -> None:
+    rooms = []
+    for name, overlay in rendered.items():
+        replicas = overlay.statefulset["spec"]["replicas"]
+        config = pod_config(overlay, tmp_path, "codat-exporter-0")
+
+        # Act: the start-up estimate of each pod's config, for the fleet its comments state
+        fleet = stated_fleet(config, overlay.config_text)
+
+        # Check: no warning, within the sizing table's headroom, the room it claims, and the
+        # memory of the sizing table for each replica's share
+        assert fleet.warning is None, name
+        assert fleet.sized, name
+        if fleet.room is not None:
+            rooms.append(name)
+            assert abs(fleet.largest - fleet.room) <= 0.05 * fleet.room, (name, fleet.largest)
+        share = sizing.memory_mb(math.ceil(fleet.companies / replicas))
+        request = _megabytes(overlay.container["resources"]["requests"]["memory"])
+        assert request >= share, name
+    assert "single" in rooms
 
 
 def test_should_let_a_drain_take_one_replica_at_a_time(rendered: dict[str, Rendered]) -> None:

@@ -15,13 +15,18 @@ What a day costs, with ``N`` companies:
 - sync settings: N requests every ``freshness.sync_settings_interval``, when
   ``freshness.from_sync_settings``;
 - company names: N requests every ``NAME_REFRESH_INTERVAL`` (an hour), only without
-  discovery (the company list has names).
+  discovery (the company list has names);
 - pull operations (``diagnostics``): about one read per sync of each data type of each
   company for each of ``sync_durations`` (its successful sync) and ``pull_operations`` (a
   latest sync that failed, paused or queued). Codat syncs each data type daily by default;
   where the companies' sync schedules are read (``freshness.from_sync_settings``), their
   syncs a day are counted instead (24 for an hourly schedule). The data types per company
   are those of the last poll, ``ASSUMED_DATA_TYPES`` before the first.
+
+Discovery runs at the start of a cycle, and connections, sync settings and names are read
+during a company's poll, each when due: at most once a poll, so an interval shorter than the
+poll interval counts as the poll interval (connections every 30m, polls every 2h: 12 a day,
+not 48).
 
 Retries and the first round at start-up come on top; they are not counted.
 
@@ -52,12 +57,13 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from exporter.codat.sidevalues import NAME_REFRESH_INTERVAL
 from exporter.config.durations import format_duration
 from exporter.config.sections import Config
+from exporter.core.phrases import plural
 from exporter.core.snapshot import CompanyState
 
 DAY = 86400.0
@@ -101,6 +107,8 @@ class Estimate:
     """``codat.max_requests_per_minute`` of each replica; None: not checked."""
     refreshes: float = 0.0
     """At most ``refresh.max_per_day`` a replica, when refreshes are queued."""
+    least_besides_polls: float = 0.0
+    """When not even polling once a day fits: what the other requests need then."""
 
     @property
     def total(self) -> float:
@@ -161,10 +169,13 @@ class Estimate:
             return (
                 f"{text} Set poll.interval to {format_duration(self.suggested_interval)} or longer."
             )
+        diagnostics = (
+            ", or read fewer pull operations (diagnostics)" if self.pull_operations else ""
+        )
         return (
-            f"{text} Even polling once a day would not fit: the other requests alone need "
-            f"{self.total - self.polls:,.0f}; make discovery, connections or sync settings "
-            "less frequent."
+            f"{text} Even polling once a day would not fit: the other requests alone would "
+            f"need {self.least_besides_polls:,.0f}; make discovery, connections or sync "
+            f"settings less frequent{diagnostics}."
         )
 
     def _quota_problem(self) -> str:
@@ -177,8 +188,8 @@ class Estimate:
             )
         return (
             f"Codat daily quota: the exporter needs about {self.total:,.0f} requests a day, "
-            f"more than {limit} ({REQUESTS_PER_COMPANY:,} x (1 + {self.quota_companies:,} "
-            "companies))"
+            f"more than {limit} ({REQUESTS_PER_COMPANY:,} x (1 + "
+            f"{plural(self.quota_companies, 'company')}))"
         )
 
 
@@ -214,6 +225,13 @@ def estimate_for(
             else 0
         ),
     )
+
+
+def fleet_size(config: Config, listed: Iterable[str] = ()) -> int:
+    """The companies of the whole fleet (all shards) an estimate is for: those discovery
+    ``listed`` and ``companies.ids``, less ``companies.exclude``."""
+    companies = config.companies
+    return len({*listed, *companies.ids} - companies.exclude)
 
 
 def fleet_shape(states: Sequence[CompanyState]) -> tuple[float, float]:
@@ -274,9 +292,9 @@ def estimate_daily_requests(
     ...                             page_size=500, sync_settings_interval=3600)
     >>> e.polls, e.discovery, e.sync_settings, e.names, e.fits
     (480000.0, 960.0, 120000.0, 0.0, True)
-    >>> e = estimate_daily_requests(5000, 300, discovery_interval=3600, connections_interval=60)
-    >>> e.fits, e.suggested_interval, e.connections
-    (False, None, 7200000.0)
+    >>> e = estimate_daily_requests(5000, 7200, discovery_interval=3600, connections_interval=1800)
+    >>> e.polls, e.discovery, e.connections  # discovery and connections once a poll at most
+    (60000.0, 600.0, 60000.0)
     """
     _check(companies >= 0, f"companies must be 0 or more, not {companies}")
     _check(syncs_per_day > 0, f"syncs_per_day must be over 0, not {syncs_per_day}")
@@ -293,37 +311,39 @@ def estimate_daily_requests(
     counted = companies if quota_companies is None else quota_companies
     _check(counted >= 0, f"quota_companies must be 0 or more, not {counted}")
 
-    def per_day(requests: float, interval: float | None) -> float:
-        return 0.0 if interval is None else requests * DAY / interval
-
     pages = max(1, math.ceil(companies / page_size))
-    estimate = Estimate(
-        companies=companies,
-        poll_interval=poll_interval,
-        quota=REQUESTS_PER_COMPANY * (1 + counted),
-        quota_companies=counted,
-        quota_share=quota_share,
-        polls=per_day(companies, poll_interval),
-        discovery=per_day(shards * pages, discovery_interval),
-        connections=per_day(companies, connections_interval),
-        sync_settings=per_day(companies, sync_settings_interval),
-        names=per_day(companies, NAME_REFRESH_INTERVAL if discovery_interval is None else None),
-        pull_operations=companies * data_types * syncs_per_day * pull_operation_reads,
-        refreshes=float(refreshes),
-        suggested_interval=None,
-        shards=shards,
-        per_minute_limit=per_minute_limit,
-    )
+    names_interval = NAME_REFRESH_INTERVAL if discovery_interval is None else None
+
+    def polling_every(poll: float) -> Estimate:
+        def per_day(requests: float, interval: float | None) -> float:
+            return 0.0 if interval is None else requests * DAY / max(interval, poll)
+
+        return Estimate(
+            companies=companies,
+            poll_interval=poll,
+            quota=REQUESTS_PER_COMPANY * (1 + counted),
+            quota_companies=counted,
+            quota_share=quota_share,
+            polls=per_day(companies, poll),
+            discovery=per_day(shards * pages, discovery_interval),
+            connections=per_day(companies, connections_interval),
+            sync_settings=per_day(companies, sync_settings_interval),
+            names=per_day(companies, names_interval),
+            pull_operations=companies * data_types * syncs_per_day * pull_operation_reads,
+            refreshes=float(refreshes),
+            suggested_interval=None,
+            shards=shards,
+            per_minute_limit=per_minute_limit,
+        )
+
+    estimate = polling_every(poll_interval)
     if estimate.fits:
         return estimate
     for interval in FRIENDLY_INTERVALS:
-        if _with_poll_interval(estimate, interval).fits:
+        if polling_every(interval).fits:
             return replace(estimate, suggested_interval=interval)
-    return estimate
-
-
-def _with_poll_interval(estimate: Estimate, interval: float) -> Estimate:
-    return replace(estimate, poll_interval=interval, polls=estimate.companies * DAY / interval)
+    daily = polling_every(FRIENDLY_INTERVALS[-1])
+    return replace(estimate, least_besides_polls=daily.total - daily.polls)
 
 
 def _check(condition: bool, message: str) -> None:

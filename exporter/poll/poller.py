@@ -312,15 +312,15 @@ class Poller:
         """Note the fleet's daily request estimate; warn when it exceeds Codat's quota or
         the per-minute rate limit. Runs at start and whenever the fleet's size changes."""
         config = self._config
-        ids = {*self._listed(), *config.companies.ids} - config.companies.exclude
+        companies = budget.fleet_size(config, self._listed())
         data_types, syncs_per_day = budget.fleet_shape(self._fleet.states())
-        key = (len(ids), round(data_types), round(syncs_per_day, 1))
+        key = (companies, round(data_types), round(syncs_per_day, 1))
         if key == self._estimated_for:
             return
-        resized = self._estimated_for is None or self._estimated_for[0] != len(ids)
+        resized = self._estimated_for is None or self._estimated_for[0] != companies
         self._estimated_for = key
         estimate = budget.estimate_for(
-            config, len(ids), data_types=data_types, syncs_per_day=syncs_per_day
+            config, companies, data_types=data_types, syncs_per_day=syncs_per_day
         )
         self._store.note(lambda facts: replace(facts, estimated_daily_requests=estimate.total))
         warning = estimate.warning()
