@@ -467,27 +467,34 @@ def report(
             "",
             *targets(polls, scrapes),
             "",
-            "### Poll throughput",
-            "",
-            *poll_table(polls, reps),
-            "",
             *(
                 [
-                    "Ceiling of this simulator on this machine: a bare `http.client` loop "
-                    "(persistent connections, `json.loads`, nothing else), same latency:",
+                    "### Poll throughput",
                     "",
-                    *ceiling_lines(ceilings),
+                    *poll_table(polls, reps),
+                    "",
+                    *(
+                        [
+                            "Ceiling of this simulator on this machine: a bare `http.client` loop "
+                            "(persistent connections, `json.loads`, nothing else), same latency:",
+                            "",
+                            *ceiling_lines(ceilings),
+                            "",
+                        ]
+                        if ceilings
+                        else []
+                    ),
+                    "First cycle of each exporter (not measured: run at 0 ms latency). "
+                    "Discovery, connections and sync settings are scheduled hourly / every "
+                    "30 minutes, so they all fall in this cycle; the measured cycles make "
+                    "dataStatus requests only.",
+                    "",
+                    *first_cycle_table(polls),
                     "",
                 ]
-                if ceilings
-                else []
+                if polls
+                else ["No poll throughput runs (`--no-poll`).", ""]
             ),
-            "First cycle of each exporter (not measured: run at 0 ms latency). Discovery, "
-            "connections and sync settings are scheduled hourly / every 30 minutes, so they all "
-            "fall in this cycle; the measured cycles make dataStatus requests only.",
-            "",
-            *first_cycle_table(polls),
-            "",
             "### GET /metrics",
             "",
             *scrape_table(scrapes, reps),
