@@ -216,8 +216,10 @@ def test_should_scrape_every_pod_under_the_job_the_alerts_select(
 def test_should_give_a_scrape_of_a_fleet_sized_shard_time_to_finish(
     rendered: dict[str, Rendered],
 ) -> None:
-    # Prepare: bench/RESULTS.md, gzip scrape at 10,000 x 25
+    # Prepare: bench/RESULTS.md, Prometheus' first scrape of 10,000 x 25 (the slowest: it
+    # appends a million new series to its head) and the exporter's gzip scrape
     results = (ROOT / "bench" / "RESULTS.md").read_text()
+    first = float(re.search(r"default mode's first scrape: ([\d.]+)s", results)[1])  # type: ignore[index]
     scrape = float(re.search(r"exporter scrape at 10,000 x 25, gzip: median ([\d.]+)s", results)[1])  # type: ignore[index]
 
     for overlay in rendered.values():
@@ -227,8 +229,9 @@ def test_should_give_a_scrape_of_a_fleet_sized_shard_time_to_finish(
             int(endpoint[key].removesuffix("s")) for key in ("interval", "scrapeTimeout")
         )
 
-        # Check: a timeout far above the measured scrape, below the interval
-        assert 100 * scrape < timeout == 30 < interval == 60
+        # Check: a timeout with room above the slowest scrape measured, below the interval
+        assert 2 * first < timeout == 30 < interval == 60
+        assert 50 * scrape < timeout
 
 
 def test_should_label_each_pods_series_by_its_name_so_a_restart_continues_them(

@@ -51,12 +51,13 @@ cluster's other clients of Codat."""
 COMPANIES_PER_REPLICA = 10_000
 """The most companies the sizing table gives one replica: the fleet bench/ measures (25 data
 types each). More replicas split memory and a failure's reach, not Codat's per-IP limit."""
-MEASURED_PEAK_RSS = ((1_000, 103.0), (10_000, 385.0))
+MEASURED_PEAK_RSS = ((1_000, 80.0), (10_000, 294.0))
 """(companies, MB): the exporter's peak RSS polling and serving companies x 25 data types
 (bench/RESULTS.md, "GET /metrics"; tests/test_sizing.py holds these to it)."""
-MEMORY_HEADROOM = 1.25
+MEMORY_HEADROOM = 1.5
 """Memory per replica: the measured peak, on the straight line through ``MEASURED_PEAK_RSS``,
-plus a quarter."""
+plus a half, which also covers a restart from the state file (it peaks higher than a poll:
+bench/RESULTS.md, bench/restart.py; tests/test_sizing.py holds the two together)."""
 TABLE_FLEETS = (100, 1_000, 5_000, 10_000)
 _MIB = 2**20
 _REQUEST_STEP = 64
@@ -192,7 +193,7 @@ def suggest(companies: int) -> Sizing | None:
 
     >>> sizing = suggest(5000)
     >>> format_duration(sizing.config.poll.interval), sizing.replicas, sizing.memory_request
-    ('1h', 1, '320Mi')
+    ('1h', 1, '256Mi')
     """
     replicas = max(1, math.ceil(companies / COMPANIES_PER_REPLICA))
     base = parse_config(
@@ -219,7 +220,7 @@ def memory_mb(companies: int) -> float:
     benchmark measured, as a line through ``MEASURED_PEAK_RSS``, plus ``MEMORY_HEADROOM``.
 
     >>> round(memory_mb(1_000)), round(memory_mb(10_000))
-    (129, 481)
+    (120, 441)
     """
     base, per_company = _memory_line()
     return MEMORY_HEADROOM * (base + per_company * companies)
@@ -286,5 +287,6 @@ def _assumptions() -> str:
         f"and a replica per {COMPANIES_PER_REPLICA:,} companies. Memory is the exporter's peak "
         f"RSS measured at {few:,} and {many:,} companies ({few_mb:.0f} and {many_mb:.0f} MB, "
         f"bench/RESULTS.md) on a straight line, about {base:.0f} MB plus "
-        f"{per_company * 1000:.0f} KB a company, plus {MEMORY_HEADROOM - 1:.0%} headroom."
+        f"{per_company * 1000:.0f} KB a company, plus {MEMORY_HEADROOM - 1:.0%} headroom, "
+        f"which covers a restart from the state file (its peak is higher)."
     )
