@@ -123,13 +123,15 @@ def config_file(tmp_path: Path, simulator: Simulator, refresh: dict[str, Any]) -
 
 
 def run_lives(config: Path, simulator: Simulator, stop: signal.Signals) -> list[int]:
-    """Start the exporter, ``stop`` it AFTER_FIRST_POST after the first refresh Codat receives
-    from it (or once it has said a cap held it back, or its first cycle has ended), and again,
-    RESTARTS times; the exit code of each process."""
+    """Start the exporter and scrape it (so that it decodes its state file and polls at
+    once), ``stop`` it AFTER_FIRST_POST after the first refresh Codat receives from it (or
+    once it has said a cap held it back, or its first cycle has ended), and again, RESTARTS
+    times; the exit code of each process."""
     codes = []
     for _ in range(1 + RESTARTS):
         before = len(simulator.posts())
         with Program("--config.file", str(config), "--web.listen-address", LISTEN_ANYWHERE) as run:
+            run.scrape()
 
             def acted(before: int = before) -> bool:
                 return (

@@ -64,10 +64,12 @@ def temporary_files(directory: Path) -> dict[str, int]:
 
 
 def killed_while_writing(config: Path, directory: Path, seconds: float = 60) -> str:
-    """Start the exporter, SIGKILL it the moment a new temporary file shows beside the state
-    file (its write in progress), and return the start's log."""
+    """Start the exporter, scrape it (so that it decodes its state file and polls at once),
+    SIGKILL it the moment a new temporary file shows beside the state file (its write in
+    progress), and return the start's log."""
     before = temporary_names(directory)
     with exporter(config) as program:
+        program.scrape()
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and program.process.poll() is None:
             if temporary_names(directory) - before:
@@ -115,7 +117,7 @@ def test_should_remove_what_20_kills_mid_write_left_at_the_next_start(
         if new:
             whole_after_each_kill.append(read(path, Shard()) is not None)
     with exporter(config) as program:
-        program.url(timeout=60)
+        program.scrape()
         deadline = time.monotonic() + 60
         while DECODED not in program.stderr and time.monotonic() < deadline:
             time.sleep(0.05)
