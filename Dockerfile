@@ -32,7 +32,7 @@ RUN /opt/codat-freshness-exporter/bin/pip install --no-deps . \
  && /opt/codat-freshness-exporter/bin/python -m pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE}
-# exporter/__init__.py's version; tests/test_release.py keeps the two equal.
+# exporter/__init__.py's version; tests/deploy/test_release.py keeps the two equal.
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="codat-freshness-exporter" \
       org.opencontainers.image.description="Prometheus exporter for the freshness of Codat's cached company data" \

@@ -3,7 +3,8 @@
     .venv/bin/python bench/prometheus_bill.py                      # 10,000 x 25, about 12 min
     .venv/bin/python bench/prometheus_bill.py --output bench/RESULTS.md   # ... and record it
     .venv/bin/python bench/prometheus_bill.py --companies 20 --scrapes 1 --json    # a smoke run,
-        # with --scrape-interval 1s --scrape-timeout 1s as tests/test_bench_smoke.py runs it
+        # with --scrape-interval 1s --scrape-timeout 1s
+        # as tests/bench/test_prometheus_bill.py runs it
 
 One simulated Codat (``sim_proc.py``, its wall clock frozen at its start) serves three
 phases in turn:

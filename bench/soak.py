@@ -3,7 +3,7 @@ cycles, while /metrics is scraped in a loop. Then the faults stop, and every com
 back.
 
     .venv/bin/python bench/soak.py             # 300 companies, 60 cycles: a few minutes
-    .venv/bin/python bench/soak.py --companies 60 --cycles 12 --json    # tests/test_soak.py
+    .venv/bin/python bench/soak.py --companies 60 --cycles 12 --json    # tests/bench/test_soak.py
 
 Everything runs in this process, over loopback HTTP: the simulated Codat, and the exporter
 wired as ``exporter.app.run`` wires it (discovery, connections, thresholds from sync settings),

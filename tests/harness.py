@@ -240,6 +240,13 @@ class Program:
         assert match, f"the program never said where it serves:\n{self.stderr}"
         return match[1]
 
+    def scrape(self, timeout: float = 60.0) -> requests.Response:
+        """GET /metrics once it listens, as Prometheus would. A start from a state file that
+        kept its rendering decodes the state, and polls, only once a first scrape has been
+        sent, or after ``exporter.poll.restart.DEFER_AT_MOST`` (5 s) without one: a test
+        that waits for a cycle after such a start scrapes instead of waiting for nothing."""
+        return requests.get(f"{self.url(timeout)}/metrics", timeout=timeout)
+
     def __enter__(self) -> Program:
         return self
 

@@ -22,8 +22,7 @@ from exporter.core.families import ALL_METRICS
 from exporter.simulator.faults import Fault
 from exporter.simulator.server import SimulatedCodat
 from tests.harness import API_KEY, LISTEN_ANYWHERE, Program, parse_exposition
-
-ROOT = Path(__file__).parent.parent
+from tests.promtools import ROOT
 
 
 def write_config(tmp_path: Path, codat: SimulatedCodat, ids: list[str]) -> Path:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.promtools import ROOT
 
 
 def test_should_keep_every_import_pointing_down_the_layers() -> None:

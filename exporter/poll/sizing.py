@@ -53,11 +53,11 @@ COMPANIES_PER_REPLICA = 10_000
 types each). More replicas split memory and a failure's reach, not Codat's per-IP limit."""
 MEASURED_PEAK_RSS = ((1_000, 80.0), (10_000, 294.0))
 """(companies, MB): the exporter's peak RSS polling and serving companies x 25 data types
-(bench/RESULTS.md, "GET /metrics"; tests/test_sizing.py holds these to it)."""
+(bench/RESULTS.md, "GET /metrics"; tests/poll/test_sizing.py holds these to it)."""
 MEMORY_HEADROOM = 1.5
 """Memory per replica: the measured peak, on the straight line through ``MEASURED_PEAK_RSS``,
 plus a half, which also covers a restart from the state file (it peaks higher than a poll:
-bench/RESULTS.md, bench/restart.py; tests/test_sizing.py holds the two together)."""
+bench/RESULTS.md, bench/restart.py; tests/poll/test_sizing.py holds the two together)."""
 TABLE_FLEETS = (100, 1_000, 5_000, 10_000)
 _MIB = 2**20
 _REQUEST_STEP = 64
