@@ -29,6 +29,15 @@ class MetricSpec:
     def help_text(self, interval: str) -> str:
         return self.help.format(interval=interval)
 
+    def fixed_help(self) -> str:
+        """The HELP of a family whose text no setting changes (the instruments'), its doubled
+        braces undone; a KeyError for one that needs ``{interval}``.
+
+        >>> PULL_OPERATION_ERRORS.fixed_help()[:70]
+        'Failed reads of a pull operation (GET /companies/{companyId}/data/hist'
+        """
+        return self.help.format()
+
 
 FROM_POLL = "From the company's last successful poll; polls run every {interval}."
 

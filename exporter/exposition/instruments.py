@@ -45,23 +45,26 @@ class ExporterMetrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only double the counters' series count
         self.registry = CollectorRegistry(auto_describe=True)
         self.api_requests = Counter(
-            _base(API_REQUESTS), API_REQUESTS.help, API_REQUESTS.labels, registry=self.registry
+            _base(API_REQUESTS),
+            API_REQUESTS.fixed_help(),
+            API_REQUESTS.labels,
+            registry=self.registry,
         )
         self.api_duration = Histogram(
             API_DURATION.name,
-            API_DURATION.help,
+            API_DURATION.fixed_help(),
             API_DURATION.labels,
             buckets=REQUEST_BUCKETS,
             registry=self.registry,
         )
         self.poll_errors = Counter(
-            _base(POLL_ERRORS), POLL_ERRORS.help, POLL_ERRORS.labels, registry=self.registry
+            _base(POLL_ERRORS), POLL_ERRORS.fixed_help(), POLL_ERRORS.labels, registry=self.registry
         )
         for reason in POLL_ERROR_REASONS:
             self.poll_errors.labels(reason)
         self.pull_operation_errors = Counter(
             _base(PULL_OPERATION_ERRORS),
-            PULL_OPERATION_ERRORS.help,
+            PULL_OPERATION_ERRORS.fixed_help(),
             PULL_OPERATION_ERRORS.labels,
             registry=self.registry,
         )
@@ -69,33 +72,35 @@ class ExporterMetrics:
             self.pull_operation_errors.labels(reason)
         self.sync_duration = Histogram(
             SYNC_DURATION.name,
-            SYNC_DURATION.help,
+            SYNC_DURATION.fixed_help(),
             SYNC_DURATION.labels,
             buckets=SYNC_BUCKETS,
             registry=self.registry,
         )
-        self.rate_limited = Counter(_base(RATE_LIMITED), RATE_LIMITED.help, registry=self.registry)
+        self.rate_limited = Counter(
+            _base(RATE_LIMITED), RATE_LIMITED.fixed_help(), registry=self.registry
+        )
         self.cycle_progress = Gauge(
-            CYCLE_PROGRESS.name, CYCLE_PROGRESS.help, registry=self.registry
+            CYCLE_PROGRESS.name, CYCLE_PROGRESS.fixed_help(), registry=self.registry
         )
         self.refreshes = Counter(
-            _base(REFRESHES), REFRESHES.help, REFRESHES.labels, registry=self.registry
+            _base(REFRESHES), REFRESHES.fixed_help(), REFRESHES.labels, registry=self.registry
         )
         self.state_file_errors = Counter(
-            _base(STATE_FILE_ERRORS), STATE_FILE_ERRORS.help, registry=self.registry
+            _base(STATE_FILE_ERRORS), STATE_FILE_ERRORS.fixed_help(), registry=self.registry
         )
         self.shard_info = self._gauge(SHARD_INFO)
         self.webhooks = Counter(
-            _base(WEBHOOKS), WEBHOOKS.help, WEBHOOKS.labels, registry=self.registry
+            _base(WEBHOOKS), WEBHOOKS.fixed_help(), WEBHOOKS.labels, registry=self.registry
         )
         self.http_rejected = Counter(
-            _base(HTTP_REJECTED), HTTP_REJECTED.help, registry=self.registry
+            _base(HTTP_REJECTED), HTTP_REJECTED.fixed_help(), registry=self.registry
         )
         self._gauge(BUILD_INFO).labels(__version__).set(1)
         ProcessCollector(registry=self.registry)
 
     def _gauge(self, spec: MetricSpec) -> Gauge:
-        return Gauge(spec.name, spec.help, spec.labels, registry=self.registry)
+        return Gauge(spec.name, spec.fixed_help(), spec.labels, registry=self.registry)
 
     def request_done(self, endpoint: str, code: str, seconds: float) -> None:
         self.api_requests.labels(endpoint, code).inc()
