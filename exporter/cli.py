@@ -25,6 +25,7 @@ from exporter.config.load import load_config
 from exporter.config.sections import Config
 from exporter.config.settings import ConfigError
 from exporter.core.clock import SystemClock
+from exporter.core.phrases import plural
 from exporter.poll import sizing
 from exporter.web.reload import WEB_CONFIG_FLAG, ReloadingWebConfig
 from exporter.web.server import DEFAULT_MAX_REQUESTS
@@ -174,9 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         # The start-up log's estimate, but for --demo, whose simulated Codat has no quota.
         budget = sizing.Check((), None) if args.demo else sizing.check(config)
-        for warning in (*config.warnings, *filter(None, [budget.warning])):
+        warnings = (*config.warnings, *filter(None, [budget.warning]))
+        for warning in warnings:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
-        print(f"{args.config_file or 'demo'}: configuration OK: {config.summary()}")
+        verdict = f"OK, with {plural(len(warnings), 'warning')} (above)" if warnings else "OK"
+        print(f"{args.config_file or 'demo'}: configuration {verdict}: {config.summary()}")
         for line in budget.lines:
             print(line)
         return 0

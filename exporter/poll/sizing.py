@@ -14,6 +14,7 @@ requests for each company: about 386 a day (polls every 5m: 288, connections: 48
 pull operations: 50), besides discovery's pages
 largest fleet this config fits: 2,238 companies by codat.max_requests_per_minute
 (600 a minute); any number by Codat's daily quota (a company adds 1,000 a day to it)
+with room to spare (80% of each limit, as the sizing table keeps): 1,790 companies
 
 docs/configuration.md's sizing table (``table``) and README's shorter one (``summary``) are
 ``suggest`` for a few fleet sizes, written by ``python -m exporter.reference``.
@@ -85,7 +86,7 @@ def check(config: Config) -> Check:
         which = f"the {which} listed" if discover else which
         lines.append(f"requests for {which}: {_usage(estimate)}; {estimate.breakdown() or 'none'}")
     if discover:
-        lines += [_per_company(config), _largest(config)]
+        lines += [_per_company(config), _largest(config), _roomy(config)]
     return Check(tuple(lines), estimate.warning())
 
 
@@ -132,6 +133,13 @@ def _largest(config: Config) -> str:
     (first, first_by), (second, second_by) = limits
     fleet = "any number of companies" if first is None else plural(first, "company")
     return f"largest fleet this config fits: {fleet} {first_by}; {_count(second)} {second_by}"
+
+
+def _roomy(config: Config) -> str:
+    """The largest fleet ``sized``: what the sizing table would start with this config."""
+    fleet = _search(lambda n: sized(config, n))
+    most = "any number of companies" if fleet is None else plural(fleet, "company")
+    return f"with room to spare ({HEADROOM:.0%} of each limit, as the sizing table keeps): {most}"
 
 
 def _most(companies: int | None) -> int:

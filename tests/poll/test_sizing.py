@@ -81,7 +81,9 @@ def test_should_print_the_start_logs_estimate_and_warning_for_the_listed_compani
     # Check: exit 0 with the estimate, and the very warning the start logs
     assert checked.returncode == 0, checked.stderr
     out = checked.stdout.splitlines()
-    assert out[0].startswith(f"{config}: configuration OK: 8 companies, poll every 1m")
+    assert out[0].startswith(
+        f"{config}: configuration OK, with 1 warning (above): 8 companies, poll every 1m"
+    )
     assert out[1].startswith(
         "requests for 8 companies: about 12,496 a day of the 9,000 Codat allows "
         "(1,000 x (1 + 8 companies)); about 8.7 a minute of codat.max_requests_per_minute "
@@ -107,6 +109,7 @@ def test_should_warn_of_nothing_and_print_the_estimate_when_the_listed_companies
     # Check
     assert checked.returncode == 0
     assert (checked.stderr, LOGGED_WARNING.findall(started.stderr)) == ("", [])
+    assert f"{config}: configuration OK: 8 companies" in checked.stdout
     assert "requests for 8 companies: about 3,280 a day of the 9,000 Codat allows" in (
         checked.stdout
     )
@@ -161,7 +164,7 @@ def test_should_print_the_listed_companies_and_the_largest_fleet_by_the_rate_lim
 
     # Check: the listed two, then a company's cost and the fleet the rate limit allows
     assert checked.returncode == 0, checked.stderr
-    _, listed, each, largest = checked.stdout.splitlines()
+    _, listed, each, largest, roomy = checked.stdout.splitlines()
     assert listed.startswith(
         "requests for the 2 companies listed: about 844 a day of the 3,000 Codat allows"
     )
@@ -179,6 +182,16 @@ def test_should_print_the_listed_companies_and_the_largest_fleet_by_the_rate_lim
     fleet_size = int(fleet.replace(",", ""))
     assert budget.estimate_for(loaded, fleet_size).warning() is None
     assert "Codat rate limit" in (budget.estimate_for(loaded, fleet_size + 1).warning() or "")
+
+    # Check: and the fleet the sizing table would give this config, with its headroom
+    room = re.fullmatch(
+        r"with room to spare \(80% of each limit, as the sizing table keeps\): ([\d,]+) companies",
+        roomy,
+    )
+    assert room is not None, roomy
+    spare = int(room[1].replace(",", ""))
+    assert sizing.sized(loaded, spare) and not sizing.sized(loaded, spare + 1)
+    assert spare < fleet_size
 
 
 def test_should_keep_exit_2_for_a_config_that_cannot_start(tmp_path: Path) -> None:
