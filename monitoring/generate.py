@@ -60,7 +60,12 @@ def render(config: monitoring_config.MonitoringConfig) -> dict[str, str]:
     for stem, board in build_dashboards(config).items():
         files[f"{DASHBOARD_DIR}/{stem}.json"] = _dashboard_text(board)
         files[f"{EXPORT_DIR}/{stem}.json"] = _dashboard_text(shareable(board))
-    files.update(kubernetes_files(files, RULES_FILE, DASHBOARD_DIR))
+    links = {
+        "statusPage": config.status_page_url,
+        "grafana": config.grafana_url,
+        "runbook": config.runbook_url,
+    }
+    files.update(kubernetes_files(files, RULES_FILE, DASHBOARD_DIR, links))
     files[PRESET_RULES_FILE] = _rules_text(build_fleet_preset_rules(config))
     preset = build_fleet_preset_dashboard(config)
     files[PRESET_DASHBOARD_FILE] = _dashboard_text(preset)

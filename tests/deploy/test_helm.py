@@ -78,7 +78,7 @@ def _render_error(overrides: dict[str, Any]) -> str:
 def test_should_cover_every_case_of_the_issue_in_the_values_matrix() -> None:
     assert set(VALUES) == {
         "default", "existing-secret", "sharded", "webhooks", "no-persistence",
-        "monitoring-off", "monitoring-labels", "alerts",
+        "monitoring-off", "monitoring-labels", "alerts", "links",
     }  # fmt: skip
 
 
@@ -198,6 +198,38 @@ def test_should_leave_out_disabled_alerts_and_label_the_rest_as_the_values_say(
     ]
     assert recorded == [r["record"] for g in load_yaml(RULES)["groups"] for r in g["rules"]
                         if "record" in r]  # fmt: skip
+
+
+def test_should_link_alerts_and_dashboards_where_the_values_say(
+    rendered: dict[str, Rendered],
+) -> None:
+    # Prepare
+    links = values("links")["links"]
+
+    # Act
+    rule = rendered["links"].one("PrometheusRule")
+    annotations = {
+        (r["alert"], key): text
+        for group in rule["spec"]["groups"] for r in group["rules"] if "alert" in r
+        for key, text in r.get("annotations", {}).items()
+    }  # fmt: skip
+    fleet = next(
+        text for m in rendered["links"].of_kind("ConfigMap")
+        for name, text in m["data"].items() if name == "fleet.json"
+    )  # fmt: skip
+
+    # Check: no alert or dashboard sends anyone to localhost; each link is the value's, with
+    # what the alert adds after it; the same rules otherwise
+    assert not [key for key, text in annotations.items() if "localhost" in text]
+    assert "localhost" not in fleet and f"{links['statusPage']}/" in fleet
+    status = {text for (_, key), text in annotations.items() if key == "status_page"}
+    assert status and all(text.startswith(f"{links['statusPage']}/?") for text in status)
+    assert f"{links['statusPage']}/?company={{{{ $labels.company_id | urlquery }}}}" in status
+    dashboards = [text for (_, key), text in annotations.items() if key == "dashboard_url"]
+    assert dashboards and all(t.startswith("https://grafana.example.com/d/") for t in dashboards)
+    runbooks = {alert: text for (alert, key), text in annotations.items() if key == "runbook_url"}
+    assert runbooks == {alert: f"{links['runbook']}#{alert.lower()}" for alert in runbooks}
+    assert len(runbooks) == len(alert_rules())
 
 
 def test_should_refuse_an_alert_the_rules_do_not_have() -> None:

@@ -20,6 +20,7 @@ from monitoring.generate import PRESET_DASHBOARD_FILE, PRESET_RULES_FILE
 from monitoring.grafana_com import EXPORT_DIR
 from monitoring.kubernetes import (
     CHART_DASHBOARD_DIR,
+    CHART_LINKS_FILE,
     CHART_RULES_FILE,
     DASHBOARDS_FILE,
     PROMETHEUS_RULE_FILE,
@@ -91,7 +92,7 @@ def test_should_commit_exactly_what_the_generator_writes(tmp_path: Path) -> None
         [
             RULES.relative_to(ROOT),
             *(p.relative_to(ROOT) for p in DASHBOARD_DIR.glob("*.json")),
-            *map(Path, (PROMETHEUS_RULE_FILE, DASHBOARDS_FILE, CHART_RULES_FILE)),
+            *map(Path, (PROMETHEUS_RULE_FILE, DASHBOARDS_FILE, CHART_RULES_FILE, CHART_LINKS_FILE)),
             *(Path(CHART_DASHBOARD_DIR) / p.name for p in DASHBOARD_DIR.glob("*.json")),
             *map(Path, (PRESET_RULES_FILE, PRESET_DASHBOARD_FILE)),
             *(Path(EXPORT_DIR) / name for name in EXPORTS),

@@ -92,3 +92,22 @@ follows replicas, each pod taking the ordinal of its name (shard: auto).
 {{- end }}
 {{- toYaml $config }}
 {{- end }}
+
+{{/*
+A file of files/ (the rules, a dashboard) with the links the generator wrote in it
+(files/links.yaml) replaced by the ones .Values.links sets. Call with (dict "root" $ "text" …).
+*/}}
+{{- define "codat-freshness-exporter.linked" -}}
+{{- $text := .text }}
+{{- $generated := .root.Files.Get "files/links.yaml" | fromYaml }}
+{{- $mine := .root.Values.links | default dict }}
+{{- range $key := list "statusPage" "grafana" "runbook" }}
+{{- $url := get $mine $key | default "" }}
+{{- if $url }}
+{{- if eq $key "statusPage" }}{{ $url = printf "%s/" (trimSuffix "/" $url) }}{{ end }}
+{{- if eq $key "grafana" }}{{ $url = trimSuffix "/" $url }}{{ end }}
+{{- $text = replace (get $generated $key) $url $text }}
+{{- end }}
+{{- end }}
+{{- $text }}
+{{- end }}
