@@ -56,6 +56,12 @@ class FakeClock:
             self._time += seconds
             self._mono += seconds
 
+    def step(self, seconds: float) -> None:
+        """Set the wall clock ``seconds`` on (or back), as NTP does; the monotonic clock
+        does not move."""
+        with self._lock:
+            self._time += seconds
+
 
 @dataclass(frozen=True)
 class Sample:

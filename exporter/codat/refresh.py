@@ -128,6 +128,9 @@ class Refresher:
     ) -> None:
         config = self._config
         with self._lock:
+            # ``now`` was read before the company's earlier pairs were refreshed; another
+            # worker may have counted refreshes on a later day since.
+            now = max(now, self._clock.time())
             self._roll_day(now)
             replayed = self._replay()
             known = self._pairs.get(key)
@@ -200,8 +203,10 @@ class Refresher:
                  item.status, attempt)  # fmt: skip
 
     def _roll_day(self, now: float) -> None:
+        """Start the counts of a new UTC day; never of an earlier one (a wall clock stepped
+        back): that would forget the refreshes counted today, and allow them again."""
         day = utc_day(now)
-        if day != self._day:
+        if day > self._day:
             self._day, self._fleet_today, self._company_today = day, 0, {}
             self._compact()
 

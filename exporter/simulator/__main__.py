@@ -9,6 +9,9 @@ write the exporter makes) is a line on stdout, when it arrived, so what an expor
 can be counted from outside, whatever became of the exporter::
 
     2026-12-03T10:00:00.123456Z POST queue: company 8a210b68-... invoices
+
+``--queue-latency`` holds each refresh that long after that line, before it is queued and
+answered: an exporter killed meanwhile has sent a refresh it never saw answered.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import signal
 import threading
 
 from exporter.core.clock import SystemClock
+from exporter.core.contract import QUEUE_DATA_TYPE
 from exporter.simulator.dates import format_datetime
+from exporter.simulator.faults import Fault
 from exporter.simulator.fleet import Fleet
 from exporter.simulator.server import DEFAULT_API_KEY, SimulatedCodat
 
@@ -38,9 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", default=DEFAULT_API_KEY,
                         help="the only API key it accepts (default: %(default)s)")  # fmt: skip
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    parser.add_argument("--queue-latency", type=float, default=0.0,
+                        help="seconds each refresh is held once received, before it is "
+                        "answered")  # fmt: skip
     args = parser.parse_args(argv)
     clock = SystemClock()
     fleet = Fleet.generate(clock, args.companies, args.seed, args.data_types)
+    if args.queue_latency > 0:
+        held = Fault("latency", seconds=args.queue_latency, endpoint=QUEUE_DATA_TYPE)
+        for company_id in fleet.companies:
+            fleet.inject(company_id, held)
     server = SimulatedCodat(fleet, args.api_key, args.host, args.port, args.latency).start()
     print(f"simulated Codat with {len(fleet.companies)} companies at {server.url}", flush=True)
     printing = threading.Lock()

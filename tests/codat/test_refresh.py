@@ -19,6 +19,7 @@ from exporter.simulator.dates import format_datetime
 from exporter.simulator.faults import Fault
 from exporter.simulator.fleet import Fleet
 from exporter.simulator.profiles import PAUSED
+from exporter.simulator.server import SimulatedCodat
 from exporter.simulator.syncs import HOUR
 from tests.harness import START, Harness
 
@@ -32,10 +33,12 @@ def failing(
     hours: float = 30.0,
     status: str = "FetchError",
     data_types: tuple[str, ...] = (COMPANY_TYPE,),
+    company: str | None = None,
 ) -> str:
-    """A healthy company whose invoices (or ``data_types``) fail from an hour ago for
-    ``hours`` (a platform's outage: a refresh during it fails too; one after it heals)."""
-    company = next(harness.fleet.ids_by_profile("healthy"))
+    """A healthy company (or ``company``) whose invoices (or ``data_types``) fail from an
+    hour ago for ``hours`` (a platform's outage: a refresh during it fails too; one after it
+    heals)."""
+    company = company or next(harness.fleet.ids_by_profile("healthy"))
     for data_type in data_types:
         sim = harness.fleet.companies[company].data_types[data_type]
         sim.period, sim.phase, sim.fail_rate = 6 * HOUR, START % (6 * HOUR) - 2 * HOUR, 0.0
@@ -140,6 +143,93 @@ def test_should_hold_the_caps_per_company_and_per_day(
     by_day = [int((at - START + 12 * HOUR) // (24 * HOUR)) for at, _, _ in queued(harness, company)]
     assert by_day.count(0) == 2 and by_day.count(1) == 2
     assert counted(harness, "capped") >= 2
+
+
+MIDNIGHT = START + 12 * HOUR
+"""The first midnight UTC after START (12:00)."""
+
+
+def racing_midnight(
+    make_harness: Callable[..., Harness], codat: SimulatedCodat, tmp_path: Path, per_day: int
+) -> tuple[Harness, dict[str, Any], str, str]:
+    """Two companies with two failing pairs each, at most ``per_day`` refreshes a day, the
+    clock half a second before midnight UTC. Codat's receipt of the first refresh moves the
+    clock past midnight and has a webhook re-poll refresh the second company on the other
+    worker, while the first company's poll still holds the time it read before midnight."""
+    two = ("invoices", "bills")
+    sections = refreshing(tmp_path, after="15m", backoff=1, max_per_day=per_day,
+                          max_per_company_per_day=10)  # fmt: skip
+    added = codat.fleet.add("healthy")
+    harness = make_harness(**sections)
+    first = failing(harness, hours=60, data_types=two)
+    second = failing(harness, hours=60, data_types=two, company=added)
+    harness.clock.advance(MIDNIGHT - 0.5 - harness.clock.time())
+    received: list[str] = []
+
+    def on_queue(company: str, data_type: str) -> None:
+        received.append(company)
+        if len(received) == 1:
+            harness.clock.advance(1.0)
+            harness.poller.poll_companies([second])
+
+    codat.on_queue = on_queue
+    return harness, sections, first, second
+
+
+def new_day(harness: Harness) -> list[str]:
+    """The companies of the refreshes Codat received after MIDNIGHT."""
+    return [company for at, company, _ in queued(harness) if at >= MIDNIGHT]
+
+
+def test_should_hold_the_daily_cap_when_another_worker_has_passed_midnight_first(
+    make_harness: Callable[..., Harness], codat: SimulatedCodat, tmp_path: Path
+) -> None:
+    # Prepare
+    harness, _, first, second = racing_midnight(make_harness, codat, tmp_path, per_day=2)
+    # Act: the first company's poll (its pairs one after the other), both 20 minutes later
+    harness.poller.poll_companies([first])
+    harness.clock.advance(20 * 60)
+    harness.poller.poll_companies([first, second])
+    # Check: the second company's two refreshes are the new day's, the cap's
+    assert new_day(harness) == [second, second]
+
+
+def test_should_count_a_refresh_on_the_day_codat_received_it_through_a_restart(
+    make_harness: Callable[..., Harness], codat: SimulatedCodat, tmp_path: Path
+) -> None:
+    # Prepare: a cap of 3 leaves room after midnight for the first company's second pair,
+    # decided on a time read before midnight
+    harness, sections, first, second = racing_midnight(make_harness, codat, tmp_path, 3)
+    harness.poller.poll_companies([first])
+    # Act: restarted from the journal 20 minutes later, when every pair is due again
+    after = restarted(make_harness, sections)
+    after.clock.advance(20 * 60)
+    after.poller.poll_companies([first, second])
+    # Check
+    assert new_day(after) == [second, second, first]
+
+
+def test_should_not_start_the_day_over_when_the_wall_clock_steps_back_across_midnight(
+    make_harness: Callable[..., Harness], codat: SimulatedCodat, tmp_path: Path
+) -> None:
+    # Prepare: three pairs whose refreshes fail at once; the day's two refreshes are sent
+    # ten seconds after midnight
+    sections = refreshing(tmp_path, after="15m", backoff=1, max_per_day=2,
+                          max_per_company_per_day=10)  # fmt: skip
+    harness = make_harness(**sections)
+    three = ("invoices", "bills", "payments")
+    company = failing(harness, hours=60, data_types=three)
+    for data_type in three:
+        harness.fleet.companies[company].data_types[data_type].shows_progress = False
+    harness.clock.advance(MIDNIGHT + 10 - harness.clock.time())
+    harness.poller.poll_companies([company])
+    # Act: the wall clock is set back 20 seconds (a poll), then runs on past the backoff
+    harness.clock.step(-20)
+    harness.poller.poll_companies([company])
+    harness.clock.advance(20 * 60)
+    harness.poller.poll_companies([company])
+    # Check
+    assert new_day(harness) == [company, company]
 
 
 def test_should_queue_nothing_in_a_dry_run_but_say_and_count_what_it_would(

@@ -6,6 +6,14 @@ receives. What is counted is what Codat would have received, not what the export
 The fleet is the simulator's seeded one, 30 companies: a stale company and the showcase
 company have pinned transient failures (FetchError, MapError, ...), and a few of the others
 fail by chance; far more pairs than the caps allow. Each start takes a second or two.
+
+The signal must land after a refresh is sent and before the state file says so, or the
+state file alone would hold the caps and the refresh journal would go untested: the state
+file is written at the end of a cycle, and a first cycle sends its refreshes last, within
+milliseconds of its end. So the simulator holds each refresh HELD seconds before it answers
+(``--queue-latency``): the cycle that sent it cannot end, nor be saved, before the signal,
+and a refresh whose answer never came is one only the journal's write before the POST
+knows of. Each life checks that the state file was not written after its first refresh.
 """
 
 from __future__ import annotations
@@ -39,9 +47,10 @@ PROBE = {"enabled": True, "after": "1s", "backoff": 1, "max_per_company_per_day"
 """The fault probe's configuration, which sent 21 refreshes against a daily cap of 5."""
 AFTER_FIRST_POST = 0.3
 """Seconds between the first refresh Codat receives and the signal, as the probe had it."""
-LATENCY = 0.03
-"""Seconds the simulator adds to each request: a cycle lasts well beyond its first refresh,
-so the signal lands in the middle of it, before the state file is written."""
+HELD = 3.0
+"""Seconds the simulator holds each refresh before answering it: far beyond the signal, so
+that the refreshes of the life killed are still unanswered, the cycle not yet saved; within
+the exporter's timeout (codat.timeout, 5 s), so that a stopped exporter sees the answer."""
 POSTED = re.compile(r"(\S+) POST queue: company (\S+) (\S+)$")
 
 
@@ -103,7 +112,7 @@ class Simulator:
 
 @pytest.fixture
 def simulator() -> Iterator[Simulator]:
-    launched = Simulator("--companies", str(COMPANIES), "--latency", str(LATENCY))
+    launched = Simulator("--companies", str(COMPANIES), "--queue-latency", str(HELD))
     yield launched
     launched.close()
 
@@ -147,7 +156,19 @@ def run_lives(config: Path, simulator: Simulator, stop: signal.Signals) -> list[
             run.process.send_signal(stop)
             codes.append(run.process.wait(timeout=30))
             assert "Traceback" not in run.stderr, run.stderr
+        assert_unsaved(config.parent / "state.json", simulator.posts()[before:])
     return codes
+
+
+def assert_unsaved(state_file: Path, received: list[Post]) -> None:
+    """That the state file was not written after the first of a life's ``received``
+    refreshes: what the next life knows of them, only the journal told it."""
+    if received and state_file.exists():
+        saved = state_file.stat().st_mtime
+        assert saved < received[0].at, (
+            f"the state file was written {saved - received[0].at:.2f} s after the first "
+            "refresh of this life: it, not the refresh journal, held the caps"
+        )
 
 
 def per_day(posts: list[Post], *key: str) -> Counter[tuple[str, ...]]:
