@@ -12,6 +12,7 @@ import requests
 
 from exporter.config.sections import StatusPageConfig
 from exporter.config.series import FreshnessConfig
+from exporter.config.sharding import Shard
 from exporter.core.snapshot import (
     CompanyState,
     ConnectionState,
@@ -78,6 +79,7 @@ class StatusServer:
     web_config: WebConfig | None = None
     metrics: ExporterMetrics = field(default_factory=ExporterMetrics)
     page: StatusPageConfig = DEFAULT_PAGE
+    shard: Shard = field(default_factory=Shard)
 
     def __post_init__(self) -> None:
         self.store = SnapshotStore(Exposition(self.snapshot, self.freshness, 300.0))
@@ -89,6 +91,7 @@ class StatusServer:
             self.clock,
             web_config=self.web_config,
             status_page=self.page,
+            shard=self.shard,
         )
         self.server.start()
 

@@ -20,6 +20,7 @@ from typing import NamedTuple, overload
 from weakref import WeakKeyDictionary
 
 from exporter.config.sections import StatusPageConfig
+from exporter.config.sharding import Shard, shard_of
 from exporter.core.families import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
 from exporter.core.snapshot import CompanyState, DiscoveryFacts
 from exporter.exposition import platforms
@@ -29,6 +30,8 @@ from exporter.web.filters import FilterError, Filters, parse_filters
 
 DEFAULT_PAGE = StatusPageConfig()
 """The status page's settings when none are given (tests, the exporter's defaults)."""
+UNSHARDED = Shard()
+"""The one replica that polls every company: no sharding."""
 
 
 class Answer(NamedTuple):
@@ -90,6 +93,11 @@ class FleetStatus:
     incidents: Mapping[str, int] = field(default_factory=dict)
     """The platforms in an incident (``platform_incident_companies`` or more companies
     failing on each, ``exposition.platforms``), with how many, by name."""
+    shard: Shard = UNSHARDED
+    """This replica's share of the fleet; ``Shard()`` (every company) when not sharded."""
+    elsewhere: tuple[tuple[str, int], ...] = ()
+    """Sharded, each ``company`` filter value that matches no company here, with the shard
+    that polls a company of that id: alerts link to ``/?company=<id>`` on any replica."""
 
     @property
     def ready(self) -> bool:
@@ -169,6 +177,7 @@ def build(
     not_ready_reason: str = "",
     *,
     page: StatusPageConfig = DEFAULT_PAGE,
+    shard: Shard = UNSHARDED,
 ) -> FleetStatus:
     """Judge the exposition's snapshot at ``now`` and keep the pairs that match."""
     snapshot = exposition.snapshot
@@ -201,6 +210,22 @@ def build(
         platforms=index.platforms,
         page=page,
         incidents=platforms.incidents(index.failing, page.platform_incident_companies),
+        shard=shard,
+        elsewhere=_elsewhere(filters, index.pairs.companies, shard),
+    )
+
+
+def _elsewhere(
+    filters: Filters, companies: Sequence[CompanyState], shard: Shard
+) -> tuple[tuple[str, int], ...]:
+    """``FleetStatus.elsewhere``: what ``company`` asks for that this shard has not, and
+    which shard polls a company of that id."""
+    if shard.count == 1:
+        return ()
+    return tuple(
+        (needle, shard_of(needle, shard.count))
+        for needle in filters.companies
+        if not any(Filters(companies=(needle,)).matches_company(c) for c in companies)
     )
 
 
@@ -230,6 +255,7 @@ def for_request(
     not_ready_reason: str = "",
     *,
     page: StatusPageConfig = DEFAULT_PAGE,
+    shard: Shard = UNSHARDED,
 ) -> tuple[FleetStatus, FilterError | None]:
     """The status a request's query string asks for; with a refused filter, the unfiltered
     status and why it was refused."""
@@ -238,4 +264,4 @@ def for_request(
         filters, error = parse_filters(query, index.statuses, index.connection_statuses), None
     except FilterError as refused:
         filters, error = Filters(), refused
-    return build(exposition, now, filters, not_ready_reason, page=page), error
+    return build(exposition, now, filters, not_ready_reason, page=page, shard=shard), error

@@ -103,6 +103,11 @@ def head_json(status: FleetStatus) -> dict[str, Any]:
                 "failures": discovery.failures,
             },
             "platform_incidents": dict(status.incidents),
+            "shard": (
+                {"index": status.shard.index, "count": status.shard.count}
+                if status.shard.count > 1
+                else None
+            ),
         },
         "filters": {
             "status": list(status.filters.statuses),
@@ -112,6 +117,7 @@ def head_json(status: FleetStatus) -> dict[str, Any]:
             "platform": list(status.filters.platforms),
             "all": status.filters.all,
         },
+        "elsewhere": [{"company": needle, "shard": owner} for needle, owner in status.elsewhere],
     }
 
 

@@ -90,7 +90,7 @@ def test_should_sum_up_the_fleet_and_list_its_companies(serve: Servers) -> None:
         "last_cycle_duration_seconds": 12.5, "quota_remaining": 20939.0,
         "quota_limit": 21000.0, "quota_reset": "2026-11-24T00:00:00Z",
         "discovery": {"used": True, "last_success": "2026-11-23T11:50:00Z", "failures": 0},
-        "platform_incidents": {},
+        "platform_incidents": {}, "shard": None,
     }  # fmt: skip
     assert body["filters"] == {"status": ["AuthError"], "company": [], "data_type": [],
                                "connection": [], "platform": [], "all": False}  # fmt: skip

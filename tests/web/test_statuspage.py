@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from exporter.config.series import FreshnessConfig
+from exporter.config.sharding import Shard
 from exporter.core.families import PAUSED_UNTIL
 from exporter.core.snapshot import ConnectionState, DiscoveryFacts, Facts, SyncDetail
 from exporter.exposition.assess import STUCK_AFTER
@@ -347,6 +348,38 @@ def test_should_open_the_alerts_status_link_filtered_to_the_alerts_company(
     # Check
     assert RULES.exists() and path == "/?company=c1"
     assert pairs_of(rows) == [("c1", "invoices"), ("c1", "bills")]
+
+
+ELSEWHERE = "d1568dde-adf6-11ed-afa1-0242ac120002"
+"""A company id that shard 2 of 3 polls (exporter/config/sharding.py pins it)."""
+
+
+def test_should_name_the_shard_and_which_shard_polls_a_company_asked_for_that_it_lacks(
+    serve: Servers,
+) -> None:
+    # Prepare: shard 0 of 3; an alert's link for a company that shard 2 polls
+    server = fleet(serve, shard=Shard(0, 3))
+    # Act
+    page = server.get(f"/?company={ELSEWHERE}").text
+    api = server.api(f"?company={ELSEWHERE}")
+    here = server.get("/?company=c1").text
+    # Check
+    assert "Shard 0 of 3: 3 companies monitored" in page
+    assert "this company is monitored by shard 2 of 3" in page
+    assert api["summary"]["shard"] == {"index": 0, "count": 3}
+    assert api["elsewhere"] == [{"company": ELSEWHERE, "shard": 2}]
+    assert "Shard 0 of 3" in here and "monitored by shard" not in here
+
+
+def test_should_say_nothing_of_shards_when_not_sharded(serve: Servers) -> None:
+    # Prepare
+    server = fleet(serve)
+    # Act
+    page = server.get(f"/?company={ELSEWHERE}").text
+    api = server.api(f"?company={ELSEWHERE}")
+    # Check
+    assert "shard" not in page.lower()
+    assert api["summary"]["shard"] is None and api["elsewhere"] == []
 
 
 def companies_to_relink(server: StatusServer, path: str) -> list[str]:
