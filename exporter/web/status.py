@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, overload
 from weakref import WeakKeyDictionary
 
@@ -74,6 +74,8 @@ class FleetStatus:
     """Every company that the company, connection and platform filters match, by name."""
     rows: Sequence[PairState]
     """Every pair that the filters match, in the page's order."""
+    healthy_unlisted: int
+    """The healthy pairs the filters match but for ``all=1``: the caption counts them."""
     filters: Filters
     last_cycle_end: float | None
     last_cycle_duration: float | None
@@ -107,9 +109,28 @@ class FleetStatus:
 def _matching(
     pairs: FleetPairs, filters: Filters, companies: list[CompanyState], now: float
 ) -> Rows:
-    """The pairs that ``filters`` match, in the page's order: those of the companies
-    matched, when companies are asked for (few), or else from ``FleetPairs``' lists by state
-    (quick at fleet scale)."""
+    """The pairs that ``filters`` match, in the page's order."""
+    return Rows(pairs, pairs.ordered(_chosen(pairs, filters, companies, now), now), now)
+
+
+def _healthy_unlisted(
+    pairs: FleetPairs, filters: Filters, companies: list[CompanyState], now: float, listed: int
+) -> int:
+    """The healthy pairs the filters would match with ``all=1``: those the caption says
+    are not listed."""
+    if filters.all or filters.statuses:
+        return 0
+    if not filters.narrowed:
+        return len(pairs) - listed
+    return sum(1 for _ in _chosen(pairs, replace(filters, all=True), companies, now)) - listed
+
+
+def _chosen(
+    pairs: FleetPairs, filters: Filters, companies: list[CompanyState], now: float
+) -> Iterable[int]:
+    """The pairs that ``filters`` match, in no order: those of the companies matched, when
+    companies are asked for (few), or else from ``FleetPairs``' lists by state (quick at
+    fleet scale)."""
     if filters.by_company:
         mine = (pairs.pair(i) for c in companies for i in pairs.by_company[c.company_id])
         chosen: Iterable[int] = [pair.rank for pair in mine if filters.matches(pair, now)]
@@ -119,7 +140,7 @@ def _matching(
         chosen = range(len(pairs)) if filters.all else pairs.attention(now)
     if filters.data_types:
         chosen = [i for i in chosen if filters.matches_type(pairs.items[i])]
-    return Rows(pairs, pairs.ordered(chosen, now), now)
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -198,6 +219,7 @@ def build(
         counts=index.pairs.counts(now),
         companies=tuple(companies),
         rows=rows,
+        healthy_unlisted=_healthy_unlisted(index.pairs, filters, companies, now, len(rows)),
         filters=filters,
         last_cycle_end=snapshot.last_poll,
         last_cycle_duration=snapshot.poll_duration,

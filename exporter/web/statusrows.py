@@ -171,8 +171,9 @@ def pairs_table(status: FleetStatus) -> str:
             f"{STATUS_API_PATH}{filters.query()}"
         )
     caption += ". "
-    if not filters.all and not filters.statuses and status.counts.healthy:
-        caption += f'{status.counts.healthy:,} healthy pairs not listed: tick "healthy pairs too". '
+    if status.healthy_unlisted:
+        healthy = f"{status.healthy_unlisted:,} healthy pair" + "s" * (status.healthy_unlisted != 1)
+        caption += f'{healthy} not listed: tick "healthy pairs too". '
     caption += (
         "Highest age / max age first; never-synced pairs last; a company's pairs with one "
         "cause in one row, ticked to show them."

@@ -106,6 +106,21 @@ def test_should_list_healthy_pairs_only_on_request(serve: Servers) -> None:
     assert "2 healthy pairs not listed" in server.get("/").text
 
 
+def test_should_count_only_the_healthy_pairs_that_the_filters_match_as_not_listed(
+    serve: Servers,
+) -> None:
+    # Prepare: c1 has one healthy pair (customers), c2 one (accounts), c3 none
+    server = fleet(serve)
+    # Act
+    acme = server.get("/?company=Acme").text
+    cobalt = server.get("/?company=c3").text
+    invoices = server.get("/?data_type=invoices").text
+    # Check
+    assert "1 healthy pair not listed" in acme
+    assert "not listed" not in cobalt
+    assert "not listed" not in invoices
+
+
 def test_should_show_the_last_successful_sync_in_utc_and_how_long_ago_as_time_passes(
     serve: Servers,
 ) -> None:
