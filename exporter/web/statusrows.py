@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from exporter.exposition.assess import PairState
+from exporter.core.phrases import plural
+from exporter.exposition.assess import HEALTHY, PairState
 from exporter.exposition.nextstep import RELINK, Step, cause, connection_of, next_step
 from exporter.web.filters import connections_for
 from exporter.web.status import FleetStatus
@@ -137,11 +138,12 @@ def _grouped(
 
 
 def _group(step: Step | None, why: str, members: list[PairState], status: FleetStatus) -> str:
-    """The company's row of one cause. Its relink link stays outside the label that folds
-    and unfolds the row: a tap to select the link for copying must not fold the row too."""
+    """The company's row of one cause ("healthy" for pairs with no next step). Its relink
+    link stays outside the label that folds and unfolds the row: a tap to select the link
+    for copying must not fold the row too."""
     first = members[0]
     company = first.company
-    said = f"{company.name}: {why}, {len(members)} data types"
+    said = f"{company.name}: {why or HEALTHY}, {plural(len(members), 'data type')}"
     text = e(said)
     link = ""
     if step is not None:

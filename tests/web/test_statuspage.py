@@ -121,6 +121,27 @@ def test_should_count_only_the_healthy_pairs_that_the_filters_match_as_not_liste
     assert "not listed" not in invoices
 
 
+def summary_rows(page: str) -> list[str]:
+    """The text of each folded row of a company's pairs of one cause."""
+    rows = re.findall(r'<tr class="summary">.*?<span class="more">show</span>(.*?)</label>', page)
+    return [" ".join(re.sub(r"<[^>]+>", "", row).split()) for row in rows]
+
+
+def test_should_say_healthy_in_the_folded_row_of_a_companys_healthy_pairs(
+    serve: Servers,
+) -> None:
+    # Prepare: three healthy pairs of one company through a Linked connection
+    fine = company(
+        "h1", pair("bills"), pair("invoices"), pair("payments"), name="Acme Pharmacy GmbH",
+        connections=(ConnectionState("k1", "Xero", "Accounting", "Linked"),),
+    )  # fmt: skip
+    server = serve(fine)
+    # Act
+    rows = summary_rows(server.get("/?all=1").text)
+    # Check
+    assert rows == ["Acme Pharmacy GmbH: healthy, 3 data types"]
+
+
 def test_should_show_the_last_successful_sync_in_utc_and_how_long_ago_as_time_passes(
     serve: Servers,
 ) -> None:
