@@ -265,7 +265,7 @@ they are one row where the first of them is."""
 def relink_fleet(serve: Servers, **kwargs: Any) -> StatusServer:
     """``fleet`` (c1 Acme: Xero Deauthorized) and three companies whose pairs are all
     healthy: c6 Dormant Ltd, Xero Deauthorized; c7 Quill, QuickBooks Online Deauthorized and
-    Plaid Linked; c8 Steady, Xero Linked."""
+    Plaid Linked; c8 Steady, Xero Linked; and the ``extra`` companies."""
     dormant = company(
         "c6",
         pair("invoices"),
@@ -287,4 +287,4 @@ def relink_fleet(serve: Servers, **kwargs: Any) -> StatusServer:
         "c8", pair("invoices"), name="Steady",
         connections=(ConnectionState("k9", "Xero", "Accounting", "Linked"),),
     )  # fmt: skip
-    return serve(*fleet_companies(), dormant, quill, steady, **kwargs)
+    return serve(*fleet_companies(), dormant, quill, steady, *kwargs.pop("extra", ()), **kwargs)

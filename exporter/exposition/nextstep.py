@@ -9,7 +9,7 @@ first step of ``STEPS`` whose test holds is the pair's; a healthy pair has none,
 Deauthorized connection serves it (nothing will sync until the company relinks)::
 
     >>> [step.code for step in STEPS]  # doctest: +NORMALIZE_WHITESPACE
-    ['relink', 'paused', 'connector_offline', 'platform_incident', 'retrying',
+    ['relink', 'link', 'paused', 'connector_offline', 'platform_incident', 'retrying',
      'contact_codat', 'syncing', 'check_settings', 'queue_sync']
 """
 
@@ -26,9 +26,12 @@ from exporter.exposition.platforms import PLATFORM_ERRORS, pair_connection
 RELINK_STATUSES = frozenset((AUTH_ERROR, "PermissionsError"))
 """Latest-sync statuses the company fixes by authorizing the connection again (a
 PermissionsError: the user who linked may not read that data)."""
-GONE = frozenset(("Deauthorized", "Unlinked", "PendingAuth"))
-"""Connection statuses through which nothing syncs until the company (re)links: revoked,
-unlinked, or never authorized yet."""
+RELINK_CONNECTIONS = frozenset(("Deauthorized", "Unlinked"))
+"""Connection statuses the company authorizes again: revoked or unlinked."""
+LINK_CONNECTIONS = frozenset(("PendingAuth",))
+"""Connection statuses the company authorizes for the first time: never linked yet."""
+GONE = RELINK_CONNECTIONS | LINK_CONNECTIONS
+"""Connection statuses through which nothing syncs until the company (re)links."""
 SETTINGS_STATUSES = frozenset(("NotSupported", "PrerequisiteNotMet"))
 
 
@@ -47,7 +50,12 @@ class Step:
 RELINK = Step(
     "relink", "customer must relink", "the customer",
     "its latest sync ended in AuthError or PermissionsError, or its connection is "
-    "Deauthorized, Unlinked or PendingAuth: the company authorizes the connection (again)",
+    "Deauthorized or Unlinked: the company authorizes the connection again",
+)  # fmt: skip
+LINK = Step(
+    "link", "customer must link", "the customer",
+    "its connection is PendingAuth: the company has never authorized it, and does so by "
+    "following its link",
 )  # fmt: skip
 PAUSED = Step(
     "paused", "paused by Codat: wait", "nobody",
@@ -87,10 +95,12 @@ QUEUE_SYNC = Step(
     "queue a sync; if it fails again, read its error",
 )  # fmt: skip
 
-STEPS = (RELINK, PAUSED, CONNECTOR_OFFLINE, PLATFORM_INCIDENT, RETRYING, CONTACT_CODAT,
+STEPS = (RELINK, LINK, PAUSED, CONNECTOR_OFFLINE, PLATFORM_INCIDENT, RETRYING, CONTACT_CODAT,
          SYNCING, CHECK_SETTINGS, QUEUE_SYNC)  # fmt: skip
 """Every next step, in the order they are tried: the legend's rows."""
 BY_CODE = {step.code: step for step in STEPS}
+MUST_LINK = (RELINK, LINK)
+"""The steps only the customer takes, in Codat's link flow: "Connections to link or relink"."""
 
 
 def next_step(state: PairState, incidents: Container[str] = ()) -> Step | None:
@@ -99,8 +109,12 @@ def next_step(state: PairState, incidents: Container[str] = ()) -> Step | None:
     pair = state.pair
     connection = pair_connection(pair.company, pair.item, pair.sync)
     status = pair.item.status
-    if status in RELINK_STATUSES or (connection is not None and connection.status in GONE):
+    if status in RELINK_STATUSES or (
+        connection is not None and connection.status in RELINK_CONNECTIONS
+    ):
         return RELINK
+    if connection is not None and connection.status in LINK_CONNECTIONS:
+        return LINK
     if state.healthy:
         return None
     if state.paused_until is not None:
@@ -137,7 +151,7 @@ def cause(state: PairState, step: Step) -> str:
     connection = pair_connection(pair.company, pair.item, pair.sync)
     platform = connection.platform if connection is not None and connection.platform else ""
     status = pair.item.status
-    if step is RELINK and connection is not None and connection.status in GONE:
+    if step in MUST_LINK and connection is not None and connection.status in GONE:
         return f"{platform or 'connection'} {_GONE_SAID[connection.status]}"
     if step is PAUSED:
         return "paused by Codat"

@@ -14,7 +14,7 @@ name and data type, as are ties.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, overload
 from weakref import WeakKeyDictionary
@@ -25,6 +25,7 @@ from exporter.core.families import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
 from exporter.core.snapshot import CompanyState, DiscoveryFacts
 from exporter.exposition import platforms
 from exporter.exposition.assess import FleetPairs, PairCounts, PairState
+from exporter.exposition.nextstep import next_step
 from exporter.exposition.render import Exposition, Rendered
 from exporter.web.filters import FilterError, Filters, parse_filters
 
@@ -106,41 +107,51 @@ class FleetStatus:
         return not self.not_ready_reason
 
 
-def _matching(
-    pairs: FleetPairs, filters: Filters, companies: list[CompanyState], now: float
-) -> Rows:
-    """The pairs that ``filters`` match, in the page's order."""
-    return Rows(pairs, pairs.ordered(_chosen(pairs, filters, companies, now), now), now)
-
-
-def _healthy_unlisted(
-    pairs: FleetPairs, filters: Filters, companies: list[CompanyState], now: float, listed: int
-) -> int:
+def _healthy_unlisted(pairs: FleetPairs, filters: Filters, chosen: _Chooser, listed: int) -> int:
     """The healthy pairs the filters would match with ``all=1``: those the caption says
     are not listed."""
-    if filters.all or filters.statuses:
+    if filters.all or filters.statuses or filters.next_steps:
         return 0
     if not filters.narrowed:
         return len(pairs) - listed
-    return sum(1 for _ in _chosen(pairs, replace(filters, all=True), companies, now)) - listed
+    return sum(1 for _ in chosen(replace(filters, all=True))) - listed
 
 
-def _chosen(
-    pairs: FleetPairs, filters: Filters, companies: list[CompanyState], now: float
-) -> Iterable[int]:
-    """The pairs that ``filters`` match, in no order: those of the companies matched, when
+@dataclass(frozen=True)
+class _Chooser:
+    """The pairs that filters match, in no order: those of the companies matched, when
     companies are asked for (few), or else from ``FleetPairs``' lists by state (quick at
-    fleet scale)."""
-    if filters.by_company:
-        mine = (pairs.pair(i) for c in companies for i in pairs.by_company[c.company_id])
-        chosen: Iterable[int] = [pair.rank for pair in mine if filters.matches(pair, now)]
-    elif filters.statuses:
-        chosen = {i for status in filters.statuses for i in pairs.having(status, now)}
-    else:
-        chosen = range(len(pairs)) if filters.all else pairs.attention(now)
-    if filters.data_types:
-        chosen = [i for i in chosen if filters.matches_type(pairs.items[i])]
-    return chosen
+    fleet scale); for a next step, those of the companies that must link or relink when it
+    is one of theirs, else every pair judged."""
+
+    pairs: FleetPairs
+    companies: list[CompanyState]
+    must_link: tuple[CompanyState, ...]
+    incidents: Container[str]
+    now: float
+
+    def __call__(self, filters: Filters) -> Iterable[int]:
+        pairs, now = self.pairs, self.now
+        if filters.by_company:
+            mine = (pairs.pair(i) for c in self.companies for i in pairs.by_company[c.company_id])
+            chosen: Iterable[int] = [pair.rank for pair in mine if filters.matches(pair, now)]
+        elif filters.statuses:
+            chosen = {i for status in filters.statuses for i in pairs.having(status, now)}
+        elif filters.must_link:
+            chosen = [i for c in self.must_link for i in pairs.by_company[c.company_id]]
+        else:
+            chosen = (
+                range(len(pairs)) if filters.all or filters.next_steps else pairs.attention(now)
+            )
+        if filters.data_types:
+            chosen = [i for i in chosen if filters.matches_type(pairs.items[i])]
+        if filters.next_steps:
+            chosen = [i for i in chosen if self._step(i) in filters.next_steps]
+        return chosen
+
+    def _step(self, index: int) -> str:
+        step = next_step(PairState(self.pairs.pair(index), self.now), self.incidents)
+        return step.code if step is not None else ""
 
 
 @dataclass(frozen=True)
@@ -155,8 +166,8 @@ class _Index:
     companies_up: int
     connection_statuses: frozenset[str]
     platforms: tuple[str, ...]
-    deauthorized: tuple[CompanyState, ...]
-    """The companies with a Deauthorized connection, by name."""
+    must_link: tuple[CompanyState, ...]
+    """The companies that must link or relink (``Filters.relinks``), by name."""
     failing: Mapping[str, int]
     """Per platform, the companies failing on it (``platforms.failing_companies``)."""
 
@@ -204,12 +215,11 @@ def build(
     snapshot = exposition.snapshot
     index = _index(exposition)
     companies = [c for c in index.pairs.companies if filters.matches_company(c)]
-    rows = _matching(index.pairs, filters, companies, now)
-    relink = (
-        tuple(c for c in companies if filters.relinks(c))
-        if filters.by_company
-        else index.deauthorized
-    )
+    incidents = platforms.incidents(index.failing, page.platform_incident_companies)
+    chosen = _Chooser(index.pairs, companies, index.must_link, incidents, now)
+    rows = Rows(index.pairs, index.pairs.ordered(chosen(filters), now), now)
+    listed = companies if filters.by_company else index.must_link
+    relink = tuple(c for c in listed if filters.relinks(c))
     facts = snapshot.facts
     quota = ((QUOTA_LIMIT, facts.quota_limit), (QUOTA_REMAINING, facts.quota_remaining),
              (QUOTA_RESET, facts.quota_reset))  # fmt: skip
@@ -219,7 +229,7 @@ def build(
         counts=index.pairs.counts(now),
         companies=tuple(companies),
         rows=rows,
-        healthy_unlisted=_healthy_unlisted(index.pairs, filters, companies, now, len(rows)),
+        healthy_unlisted=_healthy_unlisted(index.pairs, filters, chosen, len(rows)),
         filters=filters,
         last_cycle_end=snapshot.last_poll,
         last_cycle_duration=snapshot.poll_duration,
@@ -231,7 +241,7 @@ def build(
         relink=relink,
         platforms=index.platforms,
         page=page,
-        incidents=platforms.incidents(index.failing, page.platform_incident_companies),
+        incidents=incidents,
         shard=shard,
         elsewhere=_elsewhere(filters, index.pairs.companies, shard),
     )

@@ -115,6 +115,7 @@ def head_json(status: FleetStatus) -> dict[str, Any]:
             "data_type": list(status.filters.data_types),
             "connection": list(status.filters.connections),
             "platform": list(status.filters.platforms),
+            "next_step": list(status.filters.next_steps),
             "all": status.filters.all,
         },
         "elsewhere": [{"company": needle, "shard": owner} for needle, owner in status.elsewhere],

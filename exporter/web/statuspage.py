@@ -17,6 +17,7 @@ from exporter import __version__
 from exporter.core.contract import CONNECTION_STATUSES, KNOWN_STATUSES, NEVER_SYNCED
 from exporter.core.families import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
 from exporter.exposition import assess
+from exporter.exposition.nextstep import STEPS
 from exporter.web.filters import STATES, FilterError
 from exporter.web.status import Answer, FleetStatus
 from exporter.web.statusapi import STATUS_API_PATH
@@ -205,6 +206,15 @@ def _form(status: FleetStatus) -> str:
         for name in CONNECTION_STATUSES
     ]
     platforms = "".join(f'<option value="{e(name)}"></option>' for name in status.platforms)
+    asked = ",".join(filters.next_steps)
+    steps = ['<option value="">any</option>']
+    if len(filters.next_steps) > 1:
+        steps.append(f'<option value="{e(asked)}" selected>{e(asked)}</option>')
+    steps += [
+        f'<option value="{e(step.code)}"{" selected" if asked == step.code else ""}>'
+        f"{e(step.text)}</option>"
+        for step in STEPS
+    ]
     return (
         '<form method="get" action="/">'
         f'<label>Status<select name="status">{"".join(options)}</select></label>'
@@ -217,6 +227,7 @@ def _form(status: FleetStatus) -> str:
         '<label>Platform<input name="platform" list="platforms" placeholder="any" '
         f'value="{e(",".join(filters.platforms))}"></label>'
         f'<datalist id="platforms">{platforms}</datalist>'
+        f'<label>Next step<select name="next_step">{"".join(steps)}</select></label>'
         '<label><span><input type="checkbox" name="all" value="1"'
         f"{' checked' if filters.all else ''}> healthy pairs too</span></label>"
         '<button type="submit">Filter</button> <a href="/">clear</a></form>'

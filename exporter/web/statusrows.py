@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from exporter.core.phrases import plural
 from exporter.exposition.assess import HEALTHY, PairState
-from exporter.exposition.nextstep import RELINK, Step, cause, connection_of, next_step
+from exporter.exposition.nextstep import MUST_LINK, Step, cause, connection_of, next_step
 from exporter.web.filters import connections_for
 from exporter.web.status import FleetStatus
 from exporter.web.statusapi import STATUS_API_PATH
@@ -71,8 +71,8 @@ def _step_name(step: Step) -> str:
 
 
 def _link(step: Step, state: PairState, status: FleetStatus) -> str:
-    """The relink link, when the step is a relink and the page may show links."""
-    return relink_link(connection_of(state), status) if step is RELINK else ""
+    """The relink link, when the step is a link or relink and the page may show links."""
+    return relink_link(connection_of(state), status) if step in MUST_LINK else ""
 
 
 def _row(state: PairState, step: Step | None, status: FleetStatus, member: bool) -> str:
@@ -162,7 +162,7 @@ def pairs_table(status: FleetStatus) -> str:
     rows, filters = status.rows, status.filters
     what = (
         "matching pairs"
-        if filters.statuses
+        if filters.statuses or filters.next_steps
         else ("pairs" if filters.all else "pairs that need attention")
     )
     shown = min(len(rows), ROW_LIMIT)

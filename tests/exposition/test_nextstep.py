@@ -26,6 +26,7 @@ XERO = ConnectionState("kx", "Xero", "Accounting", "Linked")
 QBO = ConnectionState("kq", "QuickBooks Online", "Accounting", "Linked")
 DESKTOP = ConnectionState("kd", "QuickBooks Desktop", "Accounting", "Linked", on_premise=True)
 GONE = ConnectionState("kg", "Xero", "Accounting", "Deauthorized")
+PENDING = ConnectionState("kp", "Xero", "Accounting", "PendingAuth")
 WAITED = START - 7 * HOUR
 """When a sync was requested that has been queued for 7 hours: stuck (after 6)."""
 
@@ -67,6 +68,7 @@ def steps_fleet() -> tuple[CompanyState, ...]:
     retried = replace(
         failing("t1", connections=(XERO,)), refreshes={"invoices": RefreshMark(START - 600, 1)}
     )
+    pending = company("l1", pair("bills", "NeverSynced", age=None), connections=(PENDING,))
     return (
         relink, paused, offline, stuck, running, retried,
         failing("c2", "InternalError", connections=(XERO,)),
@@ -80,12 +82,14 @@ def steps_fleet() -> tuple[CompanyState, ...]:
             "m1", pair("bills", "FetchError", age=3 * HOUR), connections=(XERO, QBO),
             syncs={"bills": SyncDetail("s-bills", "FetchError", connection_id="kq")},
         ),
+        pending,
     )  # fmt: skip
 
 
 EXPECTED = {
     ("r1", "bills"): "relink",
     ("r1", "invoices"): "relink",  # stale, and nothing syncs through its connection
+    ("l1", "bills"): "link",  # never linked: not a relink
     ("p1", "customers"): "paused",
     ("o1", "bills"): "connector_offline",
     ("c1", "items"): "contact_codat",  # stuck on a cloud platform

@@ -93,7 +93,8 @@ def test_should_sum_up_the_fleet_and_list_its_companies(serve: Servers) -> None:
         "platform_incidents": {}, "shard": None,
     }  # fmt: skip
     assert body["filters"] == {"status": ["AuthError"], "company": [], "data_type": [],
-                               "connection": [], "platform": [], "all": False}  # fmt: skip
+                               "connection": [], "platform": [], "next_step": [],
+                               "all": False}  # fmt: skip
     xero = [{"connection_id": "k1", "platform": "Xero", "source_type": "Accounting",
              "status": "Deauthorized", "on_premise": False, "link_url": None}]  # fmt: skip
     assert body["companies"] == [

@@ -489,7 +489,7 @@ def test_should_open_the_preset_alerts_link_on_the_companies_to_relink_on_its_pl
     # Check
     assert path == "/?connection=Deauthorized&platform=QuickBooks+Online"
     assert [row["company-id"] for row in relink_rows(page)] == ["c7"]
-    assert "companies with a connection Deauthorized on QuickBooks Online" in page
+    assert "1 company with a connection Deauthorized on QuickBooks Online" in page
     assert table_rows(page) == []
     assert pairs_of(table_rows(server.get("/?status=AuthError").text)) == [("c1", "bills")]
 
@@ -523,11 +523,44 @@ def test_should_count_the_companies_to_relink_on_the_unfiltered_page_and_link_to
     page = server.get("/").text
     # Check
     assert (
-        '<a href="/?connection=Deauthorized">3 companies have a Deauthorized connection</a>' in page
+        '<a href="/?next_step=relink%2Clink">3 companies must link or relink a connection</a>'
+        in page
     )
     assert relink_rows(page) == []  # the list itself only when asked for
-    assert 'href="/?status=stale&amp;connection=Deauthorized"' in server.get("/?status=stale").text
-    assert "Deauthorized connection" not in none.get("/").text
+    stale = server.get("/?status=stale").text
+    assert 'href="/?status=stale&amp;next_step=relink%2Clink"' in stale
+    assert "must link or relink" not in none.get("/").text
+
+
+def test_should_list_every_company_whose_next_step_is_to_link_or_relink(
+    serve: Servers,
+) -> None:
+    # Prepare: besides c1, c6 and c7 (Deauthorized), c9's invoices ended in AuthError
+    # through its Linked connection, and c10 never finished linking (PendingAuth)
+    linked = ConnectionState("k10", "Sage", "Accounting", "Linked")
+    rejected = company(
+        "c9", pair("invoices", "AuthError", age=HOUR), name="Rejected", connections=(linked,)
+    )
+    pending = company(
+        "c10", pair("bills", "NeverSynced", age=None), name="Pending",
+        connections=(ConnectionState("k11", "Xero", "Accounting", "PendingAuth"),),
+    )  # fmt: skip
+    server = relink_fleet(serve, extra=(rejected, pending))
+    # Act
+    page = server.get("/").text
+    listed = server.get("/?next_step=relink,link").text
+    api = server.api("?next_step=relink,link")
+    only_link = server.api("?next_step=link")
+    # Check
+    assert "5 companies must link or relink a connection" in page
+    assert [row["company-id"] for row in relink_rows(listed)] == ["c1", "c6", "c10", "c7", "c9"]
+    steps = {(p["company_id"], p["data_type"]): p["next_step"] for p in api["pairs"]}
+    assert set(steps.values()) == {"relink", "link"}
+    assert {company for company, _ in steps} == {"c1", "c6", "c7", "c9", "c10"}
+    assert steps[("c10", "bills")] == "link" and steps[("c9", "invoices")] == "relink"
+    assert [(p["company_id"], p["data_type"]) for p in only_link["pairs"]] == [("c10", "bills")]
+    assert server.get("/?next_step=bogus").status_code == 400
+    assert '<option value="link" selected>' in server.get("/?next_step=link").text
 
 
 def test_should_list_only_the_pairs_that_a_connection_of_the_asked_status_serves(
