@@ -10,7 +10,7 @@ Deauthorized connection serves it (nothing will sync until the company relinks):
 
     >>> [step.code for step in STEPS]  # doctest: +NORMALIZE_WHITESPACE
     ['relink', 'link', 'paused', 'connector_offline', 'platform_incident', 'retrying',
-     'contact_codat', 'syncing', 'check_settings', 'queue_sync']
+     'rate_limited', 'contact_codat', 'syncing', 'check_settings', 'queue_sync']
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ LINK_CONNECTIONS = frozenset(("PendingAuth",))
 GONE = RELINK_CONNECTIONS | LINK_CONNECTIONS
 """Connection statuses through which nothing syncs until the company (re)links."""
 SETTINGS_STATUSES = frozenset(("NotSupported", "PrerequisiteNotMet"))
+RATE_LIMIT_ERROR = "RateLimitError"
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,12 @@ RETRYING = Step(
     "retrying", "retrying (refresh queued)", "the exporter",
     "it fails and the exporter has queued a new sync of it (refresh.enabled)",
 )  # fmt: skip
+RATE_LIMITED = Step(
+    "rate_limited", "platform rate limit: wait", "nobody, unless it persists: you",
+    "its latest sync ended in RateLimitError: the platform throttled Codat, which usually "
+    "clears by the next scheduled sync; queuing more syncs only adds to the load. If it "
+    "persists, spread the company's sync schedule",
+)  # fmt: skip
 CONTACT_CODAT = Step(
     "contact_codat", "contact Codat", "Codat support",
     "its latest sync ended in InternalError, or has been queued or running for hours on "
@@ -95,8 +102,8 @@ QUEUE_SYNC = Step(
     "queue a sync; if it fails again, read its error",
 )  # fmt: skip
 
-STEPS = (RELINK, LINK, PAUSED, CONNECTOR_OFFLINE, PLATFORM_INCIDENT, RETRYING, CONTACT_CODAT,
-         SYNCING, CHECK_SETTINGS, QUEUE_SYNC)  # fmt: skip
+STEPS = (RELINK, LINK, PAUSED, CONNECTOR_OFFLINE, PLATFORM_INCIDENT, RETRYING, RATE_LIMITED,
+         CONTACT_CODAT, SYNCING, CHECK_SETTINGS, QUEUE_SYNC)  # fmt: skip
 """Every next step, in the order they are tried: the legend's rows."""
 BY_CODE = {step.code: step for step in STEPS}
 MUST_LINK = (RELINK, LINK)
@@ -126,6 +133,8 @@ def next_step(state: PairState, incidents: Container[str] = ()) -> Step | None:
         return PLATFORM_INCIDENT
     if pair.failing and pair.item.data_type in pair.company.refreshes:
         return RETRYING
+    if status == RATE_LIMIT_ERROR:
+        return RATE_LIMITED
     if status == "InternalError" or stuck:
         return CONTACT_CODAT
     if pair.in_progress:

@@ -83,6 +83,7 @@ def steps_fleet() -> tuple[CompanyState, ...]:
             syncs={"bills": SyncDetail("s-bills", "FetchError", connection_id="kq")},
         ),
         pending,
+        failing("rl1", "RateLimitError"),  # no connection read: counts on no platform
     )  # fmt: skip
 
 
@@ -90,6 +91,7 @@ EXPECTED = {
     ("r1", "bills"): "relink",
     ("r1", "invoices"): "relink",  # stale, and nothing syncs through its connection
     ("l1", "bills"): "link",  # never linked: not a relink
+    ("rl1", "invoices"): "rate_limited",  # the platform throttled Codat: more syncs add load
     ("p1", "customers"): "paused",
     ("o1", "bills"): "connector_offline",
     ("c1", "items"): "contact_codat",  # stuck on a cloud platform
@@ -242,3 +244,18 @@ def test_should_show_a_pause_once(serve: Servers) -> None:
     text = " ".join(value for key, value in row.items() if key.endswith("_cell"))
     assert len(re.findall("paused until", text, re.I)) == 1
     assert row["latest_sync_cell"] == "paused until 2026-11-23 13:00 UTC (in 1 h)"
+
+
+def test_should_say_wait_for_a_platforms_rate_limit_on_the_page_and_in_the_runbook(
+    serve: Servers,
+) -> None:
+    # Prepare: the platform throttled Codat; queuing more syncs only adds to the load
+    server = serve(failing("rl1", "RateLimitError", connections=(XERO,)))
+    runbook = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
+    # Act
+    (row,) = table_rows(server.get("/").text)
+    # Check
+    queue_sync = runbook.split("(`queue_sync`)\n", 1)[1].split("\n#", 1)[0]
+    assert row["next_step_cell"] == "platform rate limit: wait"
+    assert "RateLimitError" not in queue_sync
+    assert "platform rate limit: wait" in runbook.split("- `RateLimitError`:", 1)[1][:200]
