@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from exporter.core.contract import NEVER_SYNCED
 from exporter.core.snapshot import ConnectionState
 from exporter.exposition.assess import AUTH_ERROR, PairState
-from exporter.exposition.platforms import PLATFORM_ERRORS, pair_connection
+from exporter.exposition.platforms import PLATFORM_ERRORS, pair_connection, serving, source_type
 
 RELINK_STATUSES = frozenset((AUTH_ERROR, "PermissionsError"))
 """Latest-sync statuses the company fixes by authorizing the connection again (a
@@ -93,8 +93,9 @@ SYNCING = Step(
 )  # fmt: skip
 CHECK_SETTINGS = Step(
     "check_settings", "check its sync settings", "you",
-    "it never synced, or its platform does not support it (NotSupported) or lacks a "
-    "prerequisite (PrerequisiteNotMet): enable it, or stop expecting it",
+    "it never synced, its platform does not support it (NotSupported) or lacks a "
+    "prerequisite (PrerequisiteNotMet), or the company has no connection of its source "
+    "type (a commerce-* data type, no Commerce connection): enable it, or stop expecting it",
 )  # fmt: skip
 QUEUE_SYNC = Step(
     "queue_sync", "queue a sync", "you",
@@ -126,6 +127,8 @@ def next_step(state: PairState, incidents: Container[str] = ()) -> Step | None:
         return None
     if state.paused_until is not None:
         return PAUSED
+    if unserved(state):
+        return CHECK_SETTINGS
     stuck = pair.stuck(state.now)
     if stuck and connection is not None and connection.on_premise:
         return CONNECTOR_OFFLINE
@@ -160,6 +163,8 @@ def cause(state: PairState, step: Step) -> str:
     connection = pair_connection(pair.company, pair.item, pair.sync)
     platform = connection.platform if connection is not None and connection.platform else ""
     status = pair.item.status
+    if step is CHECK_SETTINGS and unserved(state):
+        return f"no {source_type(pair.item.data_type)} connection"
     if step in MUST_LINK and connection is not None and connection.status in GONE:
         return f"{platform or 'connection'} {_GONE_SAID[connection.status]}"
     if step is PAUSED:
@@ -177,6 +182,13 @@ _GONE_SAID = {
     "Unlinked": "unlinked",
     "PendingAuth": "not linked yet",
 }
+
+
+def unserved(state: PairState) -> bool:
+    """Whether the company's connections are known and none of them serves the pair's data
+    type (``platforms.serving``): nothing can sync it."""
+    company = state.company
+    return bool(company.connections) and not serving(company, state.item.data_type)
 
 
 def connection_of(state: PairState) -> ConnectionState | None:

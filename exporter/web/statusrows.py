@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from exporter.core.phrases import plural
 from exporter.exposition.assess import HEALTHY, PairState
 from exporter.exposition.nextstep import MUST_LINK, Step, cause, connection_of, next_step
+from exporter.exposition.platforms import source_type
 from exporter.web.filters import connections_for
 from exporter.web.status import FleetStatus
 from exporter.web.statusapi import STATUS_API_PATH
@@ -60,6 +61,19 @@ def _latest_sync(state: PairState, now: float) -> str:
     return "<br>".join(parts)
 
 
+def _connections(state: PairState) -> str:
+    """The connection the pair syncs through, as its next step and the JSON take it; when
+    that cannot be told, those that may serve it; or why there is none."""
+    company, data_type = state.company, state.item.data_type
+    one = connection_of(state)
+    shown = (one,) if one is not None else connections_for(company, data_type)
+    if shown:
+        return "<br>".join(e(f"{c.platform}: {c.status}") for c in shown)
+    if company.connections:
+        return f'<span class="muted">{e(f"no {source_type(data_type)} connection")}</span>'
+    return _NONE_READ
+
+
 def _step(step: Step | None, state: PairState, status: FleetStatus) -> str:
     if step is None:
         return ""
@@ -92,9 +106,7 @@ def _row(state: PairState, step: Step | None, status: FleetStatus, member: bool)
     else:
         ratio = f" ({state.age / state.max_age:.1f}\u00d7)" if state.max_age > 0 else ""
         ages = e(f"{span(state.age)} / {span(state.max_age)}{ratio}")
-    connections = "<br>".join(
-        e(f"{c.platform}: {c.status}") for c in connections_for(company, item.data_type)
-    )
+    connections = _connections(state)
     if company.up:
         poll = "ok"
     else:
@@ -108,7 +120,7 @@ def _row(state: PairState, step: Step | None, status: FleetStatus, member: bool)
         synced,
         ages,
         _latest_sync(state, now),
-        connections or _NONE_READ,
+        connections,
         e(poll),
         _step(step, state, status),
     )

@@ -259,3 +259,29 @@ def test_should_say_wait_for_a_platforms_rate_limit_on_the_page_and_in_the_runbo
     assert row["next_step_cell"] == "platform rate limit: wait"
     assert "RateLimitError" not in queue_sync
     assert "platform rate limit: wait" in runbook.split("- `RateLimitError`:", 1)[1][:200]
+
+
+def test_should_use_one_connection_for_a_pair_on_the_page_in_json_and_for_its_next_step(
+    serve: Servers,
+) -> None:
+    # Prepare: a shop with Xero and a Plaid bank feed but no Commerce connection; its
+    # commerce orders fail, its invoices are stale through Xero
+    plaid = ConnectionState("kb", "Plaid", "Banking", "Deauthorized")
+    shop = company(
+        "sh1",
+        pair("commerce-orders", "FetchError", age=3 * HOUR),
+        pair("invoices", age=3 * HOUR),
+        connections=(XERO, plaid),
+    )
+    server = serve(shop)
+    # Act
+    api = {p["data_type"]: p for p in server.api()["pairs"]}
+    rows = {r["data-type"]: r for r in table_rows(server.get("/").text)}
+    # Check: no Plaid for the orders, anywhere; nothing to relink for them
+    orders, invoices = api["commerce-orders"], api["invoices"]
+    assert (orders["connection_platform"], orders["connection_status"]) == (None, None)
+    assert orders["next_step"] == "check_settings"
+    assert rows["commerce-orders"]["connection_cell"] == "no Commerce connection"
+    assert rows["commerce-orders"]["next_step_cell"] == "check its sync settings"
+    assert (invoices["connection_platform"], invoices["next_step"]) == ("Xero", "queue_sync")
+    assert rows["invoices"]["connection_cell"] == "Xero: Linked"
