@@ -16,6 +16,7 @@ import hashlib
 from exporter import __version__
 from exporter.core.contract import CONNECTION_STATUSES, KNOWN_STATUSES, NEVER_SYNCED
 from exporter.core.families import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
+from exporter.core.phrases import plural
 from exporter.exposition import assess
 from exporter.exposition.nextstep import STEPS
 from exporter.web.filters import STATES, FilterError
@@ -144,8 +145,9 @@ def _facts(status: FleetStatus) -> str:
     now = status.generated_at
     sharded = f"{str(status.shard).capitalize()}: " if status.shard.count > 1 else ""
     facts = [
-        f"{sharded}{status.monitored:,} companies monitored, {status.companies_up:,} polled "
-        f"successfully in the last cycle; {status.counts.pairs:,} company x data type pairs."
+        f"{sharded}{plural(status.monitored, 'company')} monitored, {status.companies_up:,} "
+        f"polled successfully in the last cycle; {status.counts.pairs:,} company x data type "
+        f"pair{'' if status.counts.pairs == 1 else 's'}."
     ]
     if sharded:
         facts.append(

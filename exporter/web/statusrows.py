@@ -172,11 +172,13 @@ def _group(step: Step | None, why: str, members: list[PairState], status: FleetS
 
 def pairs_table(status: FleetStatus) -> str:
     rows, filters = status.rows, status.filters
+    one = len(rows) == 1
     what = (
-        "matching pairs"
+        f"matching pair{'' if one else 's'}"
         if filters.statuses or filters.next_steps
-        else ("pairs" if filters.all else "pairs that need attention")
-    )
+        else (f"pair{'' if one else 's'}" if filters.all else
+              f"pair{' that needs' if one else 's that need'} attention")
+    )  # fmt: skip
     shown = min(len(rows), ROW_LIMIT)
     caption = f"Showing {shown:,} of {len(rows):,} {what}"
     if len(rows) > ROW_LIMIT:

@@ -142,6 +142,27 @@ def test_should_say_healthy_in_the_folded_row_of_a_companys_healthy_pairs(
     assert rows == ["Acme Pharmacy GmbH: healthy, 3 data types"]
 
 
+def test_should_count_one_company_and_one_pair_in_the_singular(serve: Servers) -> None:
+    # Prepare: one company, one stale pair; c1's connection Deauthorized
+    alone = company(
+        "c1", pair("invoices", age=5 * HOUR), name="Acme Ltd",
+        connections=(ConnectionState("k1", "Xero", "Accounting", "Deauthorized"),),
+    )  # fmt: skip
+    server = serve(alone)
+    # Act
+    page = server.get("/").text
+    everything = server.get("/?all=1").text
+    stale = server.get("/?status=stale").text
+    relink = server.get("/?connection=Deauthorized").text
+    # Check
+    assert "1 company monitored, 1 polled successfully in the last cycle; 1 company x data " \
+        "type pair." in page  # fmt: skip
+    assert "Showing 1 of 1 pair that needs attention." in page
+    assert "Showing 1 of 1 pair." in everything
+    assert "Showing 1 of 1 matching pair." in stale
+    assert "Showing 1 of 1 company with a connection Deauthorized," in relink
+
+
 def test_should_show_the_last_successful_sync_in_utc_and_how_long_ago_as_time_passes(
     serve: Servers,
 ) -> None:
@@ -285,7 +306,7 @@ def test_should_show_each_pairs_connection_and_the_companys_poll_health(
     assert rows["banking-accounts"]["connection_cell"] == "Plaid: Deauthorized"
     assert rows["invoices"]["poll_cell"] == "failing; last ok 2026-11-23 07:00 UTC (5 h ago)"
     assert "Companies whose latest poll failed (1)" in page
-    assert "1 companies monitored, 0 polled successfully" in page
+    assert "1 company monitored, 0 polled successfully" in page
 
 
 @pytest.mark.parametrize(
