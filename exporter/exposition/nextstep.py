@@ -10,13 +10,15 @@ Deauthorized connection serves it (nothing will sync until the company relinks):
 
     >>> [step.code for step in STEPS]  # doctest: +NORMALIZE_WHITESPACE
     ['relink', 'link', 'paused', 'connector_offline', 'platform_incident', 'retrying',
-     'rate_limited', 'contact_codat', 'syncing', 'check_settings', 'queue_sync']
+     'rate_limited', 'contact_codat', 'syncing', 'check_settings', 'refresh_capped',
+     'queue_sync']
 """
 
 from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from exporter.core.contract import NEVER_SYNCED
 from exporter.core.snapshot import ConnectionState
@@ -73,8 +75,9 @@ PLATFORM_INCIDENT = Step(
     "maintenance): queue again once the platform is back",
 )  # fmt: skip
 RETRYING = Step(
-    "retrying", "retrying (refresh queued)", "the exporter",
-    "it fails and the exporter has queued a new sync of it (refresh.enabled)",
+    "retrying", "retrying", "the exporter",
+    "the exporter refreshes it (refresh.enabled): a refresh is queued, or due at the time "
+    "shown (its backoff)",
 )  # fmt: skip
 RATE_LIMITED = Step(
     "rate_limited", "platform rate limit: wait", "nobody, unless it persists: you",
@@ -97,6 +100,12 @@ CHECK_SETTINGS = Step(
     "prerequisite (PrerequisiteNotMet), or the company has no connection of its source "
     "type (a commerce-* data type, no Commerce connection): enable it, or stop expecting it",
 )  # fmt: skip
+REFRESH_CAPPED = Step(
+    "refresh_capped", "refreshes capped today: queue a sync", "you",
+    "the exporter would refresh it (refresh.enabled), but today's caps "
+    "(refresh.max_per_day, refresh.max_per_company_per_day) are reached: none before "
+    "00:00 UTC",
+)  # fmt: skip
 QUEUE_SYNC = Step(
     "queue_sync", "queue a sync", "you",
     "its latest sync failed (FetchError, MapError ...) or its data is past its max age: "
@@ -104,7 +113,7 @@ QUEUE_SYNC = Step(
 )  # fmt: skip
 
 STEPS = (RELINK, LINK, PAUSED, CONNECTOR_OFFLINE, PLATFORM_INCIDENT, RETRYING, RATE_LIMITED,
-         CONTACT_CODAT, SYNCING, CHECK_SETTINGS, QUEUE_SYNC)  # fmt: skip
+         CONTACT_CODAT, SYNCING, CHECK_SETTINGS, REFRESH_CAPPED, QUEUE_SYNC)  # fmt: skip
 """Every next step, in the order they are tried: the legend's rows."""
 BY_CODE = {step.code: step for step in STEPS}
 MUST_LINK = (RELINK, LINK)
@@ -134,7 +143,8 @@ def next_step(state: PairState, incidents: Container[str] = ()) -> Step | None:
         return CONNECTOR_OFFLINE
     if status in PLATFORM_ERRORS and connection is not None and connection.platform in incidents:
         return PLATFORM_INCIDENT
-    if pair.failing and pair.item.data_type in pair.company.refreshes:
+    refresh = pair.company.refreshes.get(pair.item.data_type)
+    if refresh is not None and refresh.due_at is not None and not pair.in_progress:
         return RETRYING
     if status == RATE_LIMIT_ERROR:
         return RATE_LIMITED
@@ -144,7 +154,33 @@ def next_step(state: PairState, incidents: Container[str] = ()) -> Step | None:
         return SYNCING
     if pair.never_synced or status in SETTINGS_STATUSES:
         return CHECK_SETTINGS
+    if refresh is not None and refresh.capped:
+        return REFRESH_CAPPED
     return QUEUE_SYNC
+
+
+def said(state: PairState, step: Step) -> str:
+    """The step's words for the pair: a retry says when (``08:00`` is UTC)::
+
+    retrying (refresh queued 12:00 UTC)
+    retrying (refresh due 14:00 UTC)
+    """
+    refresh = state.company.refreshes.get(state.item.data_type)
+    if step is not RETRYING or refresh is None or refresh.due_at is None:
+        return step.text
+    sync, queued = state.sync, refresh.queued_at
+    if queued is not None and (sync is None or sync.requested is None or sync.requested < queued):
+        return f"{step.text} (refresh queued {_clock(queued, state.now)})"
+    if refresh.due_at <= state.now:
+        return f"{step.text} (refresh due at the next poll)"
+    return f"{step.text} (refresh due {_clock(refresh.due_at, state.now)})"
+
+
+def _clock(moment: float, now: float) -> str:
+    """``14:00 UTC`` on ``now``'s UTC day, else ``2026-11-24 00:00 UTC``."""
+    at = datetime.fromtimestamp(moment, UTC)
+    same_day = at.date() == datetime.fromtimestamp(now, UTC).date()
+    return at.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC")
 
 
 def cause(state: PairState, step: Step) -> str:

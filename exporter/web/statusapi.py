@@ -63,6 +63,7 @@ def pair_json(state: PairState, incidents: Container[str] = ()) -> dict[str, Any
         "status_description": state.status_description,
         "refresh_queued_at": rfc3339(refresh.queued_at if refresh else None),
         "refresh_attempts": refresh.attempts if refresh else 0,
+        "refresh_due_at": rfc3339(refresh.due_at if refresh else None),
         "connection_status": connection.status if connection else None,
         "connection_platform": connection.platform if connection else None,
         "company_up": state.company.up,

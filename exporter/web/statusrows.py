@@ -24,7 +24,14 @@ from collections.abc import Sequence
 
 from exporter.core.phrases import plural
 from exporter.exposition.assess import HEALTHY, PairState
-from exporter.exposition.nextstep import MUST_LINK, Step, cause, connection_of, next_step
+from exporter.exposition.nextstep import (
+    MUST_LINK,
+    Step,
+    cause,
+    connection_of,
+    next_step,
+    said,
+)
 from exporter.exposition.platforms import source_type
 from exporter.web.filters import connections_for
 from exporter.web.status import FleetStatus
@@ -43,7 +50,7 @@ def _latest_sync(state: PairState, now: float) -> str:
     sync = state.sync
     refresh = state.company.refreshes.get(state.item.data_type)
     parts = []
-    if refresh is not None:
+    if refresh is not None and refresh.queued_at is not None:
         parts.append(
             e(f"refresh queued {when(refresh.queued_at, now)}, attempt {refresh.attempts}")
         )
@@ -77,11 +84,11 @@ def _connections(state: PairState) -> str:
 def _step(step: Step | None, state: PairState, status: FleetStatus) -> str:
     if step is None:
         return ""
-    return _step_name(step) + _link(step, state, status)
+    return _step_name(step, state) + _link(step, state, status)
 
 
-def _step_name(step: Step) -> str:
-    return f'<span class="step step-{e(step.code)}">{e(step.text)}</span>'
+def _step_name(step: Step, state: PairState) -> str:
+    return f'<span class="step step-{e(step.code)}">{e(said(state, step))}</span>'
 
 
 def _link(step: Step, state: PairState, status: FleetStatus) -> str:
@@ -159,7 +166,7 @@ def _group(step: Step | None, why: str, members: list[PairState], status: FleetS
     text = e(said)
     link = ""
     if step is not None:
-        text += ", " + _step_name(step)
+        text += ", " + _step_name(step, first)
         link = _link(step, first, status)
     rows = "".join(_row(state, step, status, member=True) for state in members)
     return (

@@ -66,7 +66,8 @@ def steps_fleet() -> tuple[CompanyState, ...]:
         syncs={"invoices": SyncDetail("s-invoices", "Fetching", requested=START - 600)},
     )  # fmt: skip
     retried = replace(
-        failing("t1", connections=(XERO,)), refreshes={"invoices": RefreshMark(START - 600, 1)}
+        failing("t1", connections=(XERO,)),
+        refreshes={"invoices": RefreshMark(START - 600, 1, START + HOUR)},
     )
     pending = company("l1", pair("bills", "NeverSynced", age=None), connections=(PENDING,))
     return (

@@ -53,7 +53,8 @@ def test_should_describe_each_pair_with_the_fields_the_docs_document(serve: Serv
         "last_successful_sync": "2026-11-23T07:00:00Z", "age_seconds": 18000.0,
         "max_age_seconds": 7200.0, "stale": True, "paused_until": None,
         "latest_sync_requested": None, "error_message": None, "status_description": None,
-        "refresh_queued_at": None, "refresh_attempts": 0, "connection_status": "Deauthorized",
+        "refresh_queued_at": None, "refresh_attempts": 0, "refresh_due_at": None,
+        "connection_status": "Deauthorized",
         "connection_platform": "Xero", "company_up": True, "next_step": "relink",
     }  # fmt: skip
     assert pairs["c1", "bills"]["error_message"] == "Token expired"
