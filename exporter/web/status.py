@@ -72,7 +72,8 @@ class FleetStatus:
     counts: PairCounts
     """Over the whole fleet, whatever the filters."""
     companies: tuple[CompanyState, ...]
-    """Every company that the company, connection and platform filters match, by name."""
+    """Every company that the company, connection and platform filters match, by name; of
+    those, with ``next_step=relink,link`` (or one), the ones that must (``relink``)."""
     rows: Sequence[PairState]
     """Every pair that the filters match, in the page's order."""
     healthy_unlisted: int
@@ -227,7 +228,7 @@ def build(
         generated_at=now,
         not_ready_reason=not_ready_reason,
         counts=index.pairs.counts(now),
-        companies=tuple(companies),
+        companies=relink if filters.must_link else tuple(companies),
         rows=rows,
         healthy_unlisted=_healthy_unlisted(index.pairs, filters, chosen, len(rows)),
         filters=filters,

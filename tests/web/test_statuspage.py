@@ -578,6 +578,7 @@ def test_should_list_every_company_whose_next_step_is_to_link_or_relink(
     steps = {(p["company_id"], p["data_type"]): p["next_step"] for p in api["pairs"]}
     assert set(steps.values()) == {"relink", "link"}
     assert {company for company, _ in steps} == {"c1", "c6", "c7", "c9", "c10"}
+    assert [c["company_id"] for c in api["companies"]] == ["c1", "c6", "c10", "c7", "c9"]
     assert steps[("c10", "bills")] == "link" and steps[("c9", "invoices")] == "relink"
     assert [(p["company_id"], p["data_type"]) for p in only_link["pairs"]] == [("c10", "bills")]
     assert server.get("/?next_step=bogus").status_code == 400
