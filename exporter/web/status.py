@@ -219,8 +219,11 @@ def build(
     incidents = platforms.incidents(index.failing, page.platform_incident_companies)
     chosen = _Chooser(index.pairs, companies, index.must_link, incidents, now)
     rows = Rows(index.pairs, index.pairs.ordered(chosen(filters), now), now)
-    listed = companies if filters.by_company else index.must_link
-    relink = tuple(c for c in listed if filters.relinks(c))
+    if filters.by_company or filters.must_link:
+        listed = companies if filters.by_company else index.must_link
+        relink = tuple(c for c in listed if filters.relinks(c))
+    else:
+        relink = index.must_link  # the page only counts them
     facts = snapshot.facts
     quota = ((QUOTA_LIMIT, facts.quota_limit), (QUOTA_REMAINING, facts.quota_remaining),
              (QUOTA_RESET, facts.quota_reset))  # fmt: skip
