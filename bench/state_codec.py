@@ -72,7 +72,7 @@ class SyncS(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
 
 class RefreshS(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    queued_at: float
+    queued_at: float | None
     attempts: int
 
 

@@ -67,7 +67,7 @@ def run(
             address, store, metrics, clock, web_config=web_config,
             webhooks=on_main, webhook_max_bytes=config.webhooks.max_body_bytes,
             health_without_auth=args.health_without_auth, max_requests=args.max_requests,
-            status_page=config.status_page,
+            status_page=config.status_page, shard=config.shard,
         ))  # fmt: skip
         if receiver is not None and config.webhooks.listen_address:
             address = config.webhooks.listen_address

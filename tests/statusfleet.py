@@ -12,6 +12,7 @@ import requests
 
 from exporter.config.sections import StatusPageConfig
 from exporter.config.series import FreshnessConfig
+from exporter.config.sharding import Shard
 from exporter.core.snapshot import (
     CompanyState,
     ConnectionState,
@@ -78,6 +79,7 @@ class StatusServer:
     web_config: WebConfig | None = None
     metrics: ExporterMetrics = field(default_factory=ExporterMetrics)
     page: StatusPageConfig = DEFAULT_PAGE
+    shard: Shard = field(default_factory=Shard)
 
     def __post_init__(self) -> None:
         self.store = SnapshotStore(Exposition(self.snapshot, self.freshness, 300.0))
@@ -89,6 +91,7 @@ class StatusServer:
             self.clock,
             web_config=self.web_config,
             status_page=self.page,
+            shard=self.shard,
         )
         self.server.start()
 
@@ -262,7 +265,7 @@ they are one row where the first of them is."""
 def relink_fleet(serve: Servers, **kwargs: Any) -> StatusServer:
     """``fleet`` (c1 Acme: Xero Deauthorized) and three companies whose pairs are all
     healthy: c6 Dormant Ltd, Xero Deauthorized; c7 Quill, QuickBooks Online Deauthorized and
-    Plaid Linked; c8 Steady, Xero Linked."""
+    Plaid Linked; c8 Steady, Xero Linked; and the ``extra`` companies."""
     dormant = company(
         "c6",
         pair("invoices"),
@@ -284,4 +287,4 @@ def relink_fleet(serve: Servers, **kwargs: Any) -> StatusServer:
         "c8", pair("invoices"), name="Steady",
         connections=(ConnectionState("k9", "Xero", "Accounting", "Linked"),),
     )  # fmt: skip
-    return serve(*fleet_companies(), dormant, quill, steady, **kwargs)
+    return serve(*fleet_companies(), dormant, quill, steady, *kwargs.pop("extra", ()), **kwargs)

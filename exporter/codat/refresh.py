@@ -39,6 +39,7 @@ from exporter.codat.refreshpolicy import (
     capped,
     failing_since,
     later,
+    next_due,
     wanted,
 )
 from exporter.config.sections import RefreshConfig
@@ -50,6 +51,7 @@ from exporter.exposition.instruments import ExporterMetrics
 log = logging.getLogger(__name__)
 
 _RUNNING = frozenset(IN_PROGRESS_STATUSES)
+DAY = 86400.0
 RESULTS = ("queued", "dry_run", "already_in_progress", "capped", "rejected", "error",
            "journal_error")  # fmt: skip
 
@@ -94,7 +96,7 @@ class Refresher:
         deadline: float,
     ) -> dict[str, RefreshMark]:
         """Refresh what is due among a company's pairs, just polled; the marks of its pairs
-        that have been refreshed (for the status page)."""
+        that have been refreshed or are to be (for the status page)."""
         now = self._clock.time()
         marks: dict[str, RefreshMark] = {}
         for item in data_types:
@@ -108,13 +110,29 @@ class Refresher:
                     if item.status not in _RUNNING:
                         self._forget(key, now)  # recovered (or never wanted): start over
                     known = self._pairs.get(key)
-            else:
-                self._maybe_refresh(key, item, sync, max_age, now=now, deadline=deadline)
-                with self._lock:
-                    known = self._pairs.get(key)
-            if known is not None and known.queued_at is not None:
-                marks[item.data_type] = RefreshMark(known.queued_at, known.attempts)
+                if known is not None and known.queued_at is not None:
+                    marks[item.data_type] = RefreshMark(known.queued_at, known.attempts)
+                continue
+            self._maybe_refresh(key, item, sync, max_age, now=now, deadline=deadline)
+            with self._lock:
+                known = self._pairs.get(key)
+                if known is not None:
+                    marks[item.data_type] = self._mark(known, company_id, now)
         return marks
+
+    def _mark(self, known: Pair, company_id: str, now: float) -> RefreshMark:
+        """A pair to refresh, as the status page tells it: when its next refresh is due, or
+        that today's caps leave it none; the caller holds _lock."""
+        if known.stopped_on == self._day:
+            return RefreshMark(known.queued_at, known.attempts)
+        due = next_due(self._config, known)
+        if known.queued_at == now:  # just queued: that one is what the page tells
+            return RefreshMark(known.queued_at, known.attempts, due)
+        midnight = (now // DAY + 1) * DAY
+        company_today = self._company_today.get(company_id, 0)
+        if due < midnight and capped(self._config, self._fleet_today, company_today):
+            return RefreshMark(known.queued_at, known.attempts, capped=True)
+        return RefreshMark(known.queued_at, known.attempts, due)
 
     def _maybe_refresh(
         self,

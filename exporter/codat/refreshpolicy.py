@@ -91,11 +91,16 @@ def failing_since(
     return now if since is None else min(since, now)
 
 
-def backing_off(config: RefreshConfig, pair: Pair, now: float) -> bool:
-    """Whether the pair's next refresh is not due yet: ``after`` from when it began failing,
-    then ``backoff`` times longer after each refresh."""
+def next_due(config: RefreshConfig, pair: Pair) -> float:
+    """When the pair's next refresh is due: ``after`` from when it began failing, then
+    ``backoff`` times longer after each refresh."""
     waited_from = pair.failing_since if pair.queued_at is None else pair.queued_at
-    return now - waited_from < config.after * config.backoff**pair.attempts
+    return waited_from + config.after * config.backoff**pair.attempts
+
+
+def backing_off(config: RefreshConfig, pair: Pair, now: float) -> bool:
+    """Whether the pair's next refresh is not due yet (``next_due``)."""
+    return now < next_due(config, pair)
 
 
 def capped(config: RefreshConfig, fleet_today: int, company_today: int) -> bool:

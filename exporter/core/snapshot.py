@@ -51,12 +51,20 @@ class SyncDetail:
 
 @dataclass(frozen=True, slots=True)
 class RefreshMark:
-    """A refresh the exporter queued for a failing pair (``exporter.codat.refresh``)."""
+    """What the exporter's refreshes (``exporter.codat.refresh``) do for a pair: the latest
+    one queued, and, while the pair is one to refresh, when the next is due or that the
+    day's caps leave it none (the status page's next step says which)."""
 
-    queued_at: float
-    """Unix seconds of the latest one."""
+    queued_at: float | None
+    """Unix seconds of the latest one; None before the first."""
     attempts: int
     """Refreshes of this failure so far (reset when the pair recovers)."""
+    due_at: float | None = None
+    """When the next one is due (its backoff over), sent at the first poll from then; None
+    when the pair is not one to refresh, or gets none today (refused, or ``capped``)."""
+    capped: bool = False
+    """Today's caps (``refresh.max_per_day``, ``max_per_company_per_day``) are reached and
+    its next refresh is due before 00:00 UTC: none until then."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,27 +9,33 @@ first step of ``STEPS`` whose test holds is the pair's; a healthy pair has none,
 Deauthorized connection serves it (nothing will sync until the company relinks)::
 
     >>> [step.code for step in STEPS]  # doctest: +NORMALIZE_WHITESPACE
-    ['relink', 'paused', 'connector_offline', 'platform_incident', 'retrying',
-     'contact_codat', 'syncing', 'check_settings', 'queue_sync']
+    ['relink', 'link', 'paused', 'connector_offline', 'platform_incident', 'retrying',
+     'rate_limited', 'contact_codat', 'syncing', 'check_settings', 'refresh_capped',
+     'queue_sync']
 """
 
 from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from exporter.core.contract import NEVER_SYNCED
 from exporter.core.snapshot import ConnectionState
 from exporter.exposition.assess import AUTH_ERROR, PairState
-from exporter.exposition.platforms import PLATFORM_ERRORS, pair_connection
+from exporter.exposition.platforms import PLATFORM_ERRORS, pair_connection, serving, source_type
 
 RELINK_STATUSES = frozenset((AUTH_ERROR, "PermissionsError"))
 """Latest-sync statuses the company fixes by authorizing the connection again (a
 PermissionsError: the user who linked may not read that data)."""
-GONE = frozenset(("Deauthorized", "Unlinked", "PendingAuth"))
-"""Connection statuses through which nothing syncs until the company (re)links: revoked,
-unlinked, or never authorized yet."""
+RELINK_CONNECTIONS = frozenset(("Deauthorized", "Unlinked"))
+"""Connection statuses the company authorizes again: revoked or unlinked."""
+LINK_CONNECTIONS = frozenset(("PendingAuth",))
+"""Connection statuses the company authorizes for the first time: never linked yet."""
+GONE = RELINK_CONNECTIONS | LINK_CONNECTIONS
+"""Connection statuses through which nothing syncs until the company (re)links."""
 SETTINGS_STATUSES = frozenset(("NotSupported", "PrerequisiteNotMet"))
+RATE_LIMIT_ERROR = "RateLimitError"
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,12 @@ class Step:
 RELINK = Step(
     "relink", "customer must relink", "the customer",
     "its latest sync ended in AuthError or PermissionsError, or its connection is "
-    "Deauthorized, Unlinked or PendingAuth: the company authorizes the connection (again)",
+    "Deauthorized or Unlinked: the company authorizes the connection again",
+)  # fmt: skip
+LINK = Step(
+    "link", "customer must link", "the customer",
+    "its connection is PendingAuth: the company has never authorized it, and does so by "
+    "following its link",
 )  # fmt: skip
 PAUSED = Step(
     "paused", "paused by Codat: wait", "nobody",
@@ -64,8 +75,15 @@ PLATFORM_INCIDENT = Step(
     "maintenance): queue again once the platform is back",
 )  # fmt: skip
 RETRYING = Step(
-    "retrying", "retrying (refresh queued)", "the exporter",
-    "it fails and the exporter has queued a new sync of it (refresh.enabled)",
+    "retrying", "retrying", "the exporter",
+    "the exporter refreshes it (refresh.enabled): a refresh is queued, or due at the time "
+    "shown (its backoff)",
+)  # fmt: skip
+RATE_LIMITED = Step(
+    "rate_limited", "platform rate limit: wait", "nobody, unless it persists: you",
+    "its latest sync ended in RateLimitError: the platform throttled Codat, which usually "
+    "clears by the next scheduled sync; queuing more syncs only adds to the load. If it "
+    "persists, spread the company's sync schedule",
 )  # fmt: skip
 CONTACT_CODAT = Step(
     "contact_codat", "contact Codat", "Codat support",
@@ -78,8 +96,15 @@ SYNCING = Step(
 )  # fmt: skip
 CHECK_SETTINGS = Step(
     "check_settings", "check its sync settings", "you",
-    "it never synced, or its platform does not support it (NotSupported) or lacks a "
-    "prerequisite (PrerequisiteNotMet): enable it, or stop expecting it",
+    "it never synced, its platform does not support it (NotSupported) or lacks a "
+    "prerequisite (PrerequisiteNotMet), or the company has no connection of its source "
+    "type (a commerce-* data type, no Commerce connection): enable it, or stop expecting it",
+)  # fmt: skip
+REFRESH_CAPPED = Step(
+    "refresh_capped", "refreshes capped today: queue a sync", "you",
+    "the exporter would refresh it (refresh.enabled), but today's caps "
+    "(refresh.max_per_day, refresh.max_per_company_per_day) are reached: none before "
+    "00:00 UTC",
 )  # fmt: skip
 QUEUE_SYNC = Step(
     "queue_sync", "queue a sync", "you",
@@ -87,10 +112,12 @@ QUEUE_SYNC = Step(
     "queue a sync; if it fails again, read its error",
 )  # fmt: skip
 
-STEPS = (RELINK, PAUSED, CONNECTOR_OFFLINE, PLATFORM_INCIDENT, RETRYING, CONTACT_CODAT,
-         SYNCING, CHECK_SETTINGS, QUEUE_SYNC)  # fmt: skip
+STEPS = (RELINK, LINK, PAUSED, CONNECTOR_OFFLINE, PLATFORM_INCIDENT, RETRYING, RATE_LIMITED,
+         CONTACT_CODAT, SYNCING, CHECK_SETTINGS, REFRESH_CAPPED, QUEUE_SYNC)  # fmt: skip
 """Every next step, in the order they are tried: the legend's rows."""
 BY_CODE = {step.code: step for step in STEPS}
+MUST_LINK = (RELINK, LINK)
+"""The steps only the customer takes, in Codat's link flow: "Connections to link or relink"."""
 
 
 def next_step(state: PairState, incidents: Container[str] = ()) -> Step | None:
@@ -99,26 +126,61 @@ def next_step(state: PairState, incidents: Container[str] = ()) -> Step | None:
     pair = state.pair
     connection = pair_connection(pair.company, pair.item, pair.sync)
     status = pair.item.status
-    if status in RELINK_STATUSES or (connection is not None and connection.status in GONE):
+    if status in RELINK_STATUSES or (
+        connection is not None and connection.status in RELINK_CONNECTIONS
+    ):
         return RELINK
+    if connection is not None and connection.status in LINK_CONNECTIONS:
+        return LINK
     if state.healthy:
         return None
     if state.paused_until is not None:
         return PAUSED
+    if unserved(state):
+        return CHECK_SETTINGS
     stuck = pair.stuck(state.now)
     if stuck and connection is not None and connection.on_premise:
         return CONNECTOR_OFFLINE
     if status in PLATFORM_ERRORS and connection is not None and connection.platform in incidents:
         return PLATFORM_INCIDENT
-    if pair.failing and pair.item.data_type in pair.company.refreshes:
+    refresh = pair.company.refreshes.get(pair.item.data_type)
+    if refresh is not None and refresh.due_at is not None and not pair.in_progress:
         return RETRYING
+    if status == RATE_LIMIT_ERROR:
+        return RATE_LIMITED
     if status == "InternalError" or stuck:
         return CONTACT_CODAT
     if pair.in_progress:
         return SYNCING
     if pair.never_synced or status in SETTINGS_STATUSES:
         return CHECK_SETTINGS
+    if refresh is not None and refresh.capped:
+        return REFRESH_CAPPED
     return QUEUE_SYNC
+
+
+def said(state: PairState, step: Step) -> str:
+    """The step's words for the pair: a retry says when (``08:00`` is UTC)::
+
+    retrying (refresh queued 12:00 UTC)
+    retrying (refresh due 14:00 UTC)
+    """
+    refresh = state.company.refreshes.get(state.item.data_type)
+    if step is not RETRYING or refresh is None or refresh.due_at is None:
+        return step.text
+    sync, queued = state.sync, refresh.queued_at
+    if queued is not None and (sync is None or sync.requested is None or sync.requested < queued):
+        return f"{step.text} (refresh queued {_clock(queued, state.now)})"
+    if refresh.due_at <= state.now:
+        return f"{step.text} (refresh due at the next poll)"
+    return f"{step.text} (refresh due {_clock(refresh.due_at, state.now)})"
+
+
+def _clock(moment: float, now: float) -> str:
+    """``14:00 UTC`` on ``now``'s UTC day, else ``2026-11-24 00:00 UTC``."""
+    at = datetime.fromtimestamp(moment, UTC)
+    same_day = at.date() == datetime.fromtimestamp(now, UTC).date()
+    return at.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC")
 
 
 def cause(state: PairState, step: Step) -> str:
@@ -137,7 +199,9 @@ def cause(state: PairState, step: Step) -> str:
     connection = pair_connection(pair.company, pair.item, pair.sync)
     platform = connection.platform if connection is not None and connection.platform else ""
     status = pair.item.status
-    if step is RELINK and connection is not None and connection.status in GONE:
+    if step is CHECK_SETTINGS and unserved(state):
+        return f"no {source_type(pair.item.data_type)} connection"
+    if step in MUST_LINK and connection is not None and connection.status in GONE:
         return f"{platform or 'connection'} {_GONE_SAID[connection.status]}"
     if step is PAUSED:
         return "paused by Codat"
@@ -154,6 +218,13 @@ _GONE_SAID = {
     "Unlinked": "unlinked",
     "PendingAuth": "not linked yet",
 }
+
+
+def unserved(state: PairState) -> bool:
+    """Whether the company's connections are known and none of them serves the pair's data
+    type (``platforms.serving``): nothing can sync it."""
+    company = state.company
+    return bool(company.connections) and not serving(company, state.item.data_type)
 
 
 def connection_of(state: PairState) -> ConnectionState | None:

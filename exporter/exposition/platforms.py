@@ -5,7 +5,9 @@ page's incident banner and its "wait" next step share.
 A pair's connection is the one its latest sync's pull operation names (``connectionId``,
 read while that sync is not Complete); dataStatus alone does not say. Before that is read,
 or when it names no connection the company has, it is the company's connection that serves
-the data type (``serving``), a Linked one preferred, when that leaves one platform.
+the data type (``serving``), a Linked one preferred, when that leaves one platform; none
+when no connection of the company serves it (a ``commerce-*`` data type and no Commerce
+connection). The page, the JSON and the next step all use this one connection.
 
 A company *fails on* a platform while one of its pairs there has a latest sync that ended
 in an error a new sync may fix (``PLATFORM_ERRORS``: FetchError, MapError ... the statuses
@@ -29,14 +31,28 @@ PLATFORM_ERRORS = frozenset(REFRESHABLE)
 LINKED = "Linked"
 
 
-def serving(company: CompanyState, data_type: str) -> tuple[ConnectionState, ...]:
-    """The company's connections that serve the data type, as Codat names data types:
-    ``banking-*`` from Banking sources, ``commerce-*`` from Commerce ones, the rest from
-    Accounting; all of them when none is of that source type."""
+def source_type(data_type: str) -> str:
+    """The source type of the connections that serve the data type, as Codat names data
+    types: ``banking-*`` from Banking sources, ``commerce-*`` from Commerce ones, the rest
+    from Accounting.
+
+    >>> source_type("commerce-orders"), source_type("banking-accounts"), source_type("bills")
+    ('Commerce', 'Banking', 'Accounting')
+    """
     prefix, _, rest = data_type.partition("-")
-    source = prefix.capitalize() if rest and prefix in ("banking", "commerce") else "Accounting"
+    return prefix.capitalize() if rest and prefix in ("banking", "commerce") else "Accounting"
+
+
+def serving(company: CompanyState, data_type: str) -> tuple[ConnectionState, ...]:
+    """The company's connections of the data type's ``source_type``, else those whose
+    source type Codat did not say: none when every connection is of another source type (a
+    Banking connection never serves ``commerce-orders``)."""
+    source = source_type(data_type)
     chosen = tuple(c for c in company.connections if c.source_type == source)
-    return chosen or company.connections
+    return chosen or tuple(c for c in company.connections if c.source_type in _UNSAID)
+
+
+_UNSAID = frozenset(("", "Unknown"))
 
 
 def pair_connection(

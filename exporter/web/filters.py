@@ -6,16 +6,19 @@ are alternatives; parameters combine): ``status`` (a state of ``STATES`` or a Co
 ``currentStatus``, any case), ``company`` (part of a company's id or name, any case),
 ``data_type`` (a data type, any case), ``connection`` (a connection status of
 ``CONNECTION_STATUSES``, any case) and ``platform`` (a connection's platform name, any
-case), and ``all=1`` (healthy pairs too). Without ``status`` the pairs that need attention
-are listed (every pair with ``all=1``). An unknown status or connection status, or an
-``all`` that is not a yes or no, is answered 400; other parameters are ignored.
+case), ``next_step`` (a next step's code, ``exporter.exposition.nextstep``: the pairs of that
+step, healthy ones too), and ``all=1`` (healthy pairs too). Without ``status`` or
+``next_step`` the pairs that need attention are listed (every pair with ``all=1``). An
+unknown status, connection status or next step, or an ``all`` that is not a yes or no, is
+answered 400; other parameters are ignored.
 
 ``connection`` and ``platform`` choose companies, one connection matching both: the
 companies (``FleetStatus.companies``, the API's ``companies``) are those with such a
 connection, whatever their pairs' states, and their pairs listed are those such a
 connection serves (``connections_for``). ``FleetStatus.relink`` are the companies the page
-lists with their connections ("Connections to relink"): of those, the ones with a
-connection of the asked status, Deauthorized when none is asked, on an asked platform.
+lists with their connections ("Connections to link or relink"): of those, the ones with a
+connection of the asked status on an asked platform; when no status is asked, every company
+that must link or relink (``relinks``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ from exporter.core.contract import CONNECTION_STATUSES, KNOWN_STATUSES, NEVER_SY
 from exporter.core.snapshot import CompanyState, ConnectionState, DataTypeStatus
 from exporter.exposition import assess
 from exporter.exposition.assess import Pair
+from exporter.exposition.nextstep import (
+    BY_CODE,
+    LINK,
+    LINK_CONNECTIONS,
+    RELINK,
+    RELINK_CONNECTIONS,
+    RELINK_STATUSES,
+)
 from exporter.exposition.platforms import serving
 
 STATES: tuple[str, ...] = (
@@ -59,10 +70,17 @@ class Filters:
     connections: tuple[str, ...] = ()
     """Connection statuses, canonical (``Deauthorized``)."""
     platforms: tuple[str, ...] = ()
+    next_steps: tuple[str, ...] = ()
+    """Next steps' codes (``relink``)."""
 
     @property
     def narrowed(self) -> bool:
-        return bool(self.statuses or self.data_types or self.by_company)
+        return bool(self.statuses or self.data_types or self.by_company or self.next_steps)
+
+    @property
+    def must_link(self) -> bool:
+        """Whether ``next_step`` asks for the customer's link or relink, and only for it."""
+        return bool(self.next_steps) and set(self.next_steps) <= {RELINK.code, LINK.code}
 
     @property
     def by_company(self) -> bool:
@@ -81,9 +99,26 @@ class Filters:
 
     def relinks(self, company: CompanyState) -> bool:
         """Whether the page lists the company with its connections: it has one on an asked
-        platform of an asked status, or Deauthorized when no status is asked."""
-        statuses = self.connections or (DEAUTHORIZED,)
-        return any(c.status in statuses and self.matches_connection(c) for c in company.connections)
+        platform of an asked status; when no status is asked, it must link or relink (a
+        pair of it would say so): a connection on an asked platform that is Deauthorized,
+        Unlinked (relink) or PendingAuth (link), or a data type whose latest sync ended in
+        AuthError or PermissionsError (relink) with a connection on an asked platform."""
+        if self.connections:
+            return any(
+                c.status in self.connections and self.matches_connection(c)
+                for c in company.connections
+            )
+        codes = set(self.next_steps) if self.must_link else {RELINK.code, LINK.code}
+        statuses = (RELINK_CONNECTIONS if RELINK.code in codes else frozenset()) | (
+            LINK_CONNECTIONS if LINK.code in codes else frozenset()
+        )
+        if any(c.status in statuses and self.matches_connection(c) for c in company.connections):
+            return True
+        return (
+            RELINK.code in codes
+            and any(item.status in RELINK_STATUSES for item in company.data_types)
+            and (not self.platforms or any(self.matches_connection(c) for c in company.connections))
+        )
 
     @cached_property
     def _needles(self) -> tuple[str, ...]:
@@ -121,7 +156,7 @@ class Filters:
                 pair.item.status == status if test is None else test(pair, now)
                 for status, test in self._tests
             )
-        return self.all or not pair.healthy(now)
+        return self.all or bool(self.next_steps) or not pair.healthy(now)
 
     def _served(self, pair: Pair) -> bool:
         """Whether a connection of the asked status and platform serves the pair: quick when
@@ -136,7 +171,8 @@ class Filters:
         """These filters as a query string, ``changes`` applied: ``?status=stale&all=1``."""
         values = {"status": self.statuses, "company": self.companies,
                   "data_type": self.data_types, "connection": self.connections,
-                  "platform": self.platforms, "all": self.all, **changes}  # fmt: skip
+                  "platform": self.platforms, "next_step": self.next_steps, "all": self.all,
+                  **changes}  # fmt: skip
         pairs = [(k, ",".join(v)) for k, v in values.items() if k != "all" and v]
         if values["all"]:
             pairs.append(("all", "1"))
@@ -179,6 +215,7 @@ Linked, Unlinked, Deauthorized, Unknown
 
     statuses = canonical("status", (*STATES, *KNOWN_STATUSES, UNKNOWN_STATUS), seen_statuses)
     connections = canonical("connection", (*CONNECTION_STATUSES, UNKNOWN_STATUS), seen_connections)
+    steps = canonical("next_step", tuple(BY_CODE), ())
     flag = params.get("all", ["0"])[-1].strip().lower()
     if flag not in (*_TRUE, *_FALSE):
         raise FilterError(f"all: {flag!r} is neither 1 nor 0")
@@ -189,6 +226,7 @@ Linked, Unlinked, Deauthorized, Unknown
         flag in _TRUE,
         connections,
         values("platform"),
+        steps,
     )
 
 

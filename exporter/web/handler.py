@@ -30,6 +30,7 @@ from exporter import __version__
 from exporter.codat.webhooks.events import OTHER
 from exporter.codat.webhooks.receiver import WebhookReceiver
 from exporter.config.sections import StatusPageConfig
+from exporter.config.sharding import Shard
 from exporter.core.clock import Clock
 from exporter.core.phrases import plural
 from exporter.exposition.store import SnapshotStore
@@ -63,6 +64,7 @@ class Listener(Protocol):
     serve_metrics: bool
     body_timeout: float
     status_page: StatusPageConfig
+    shard: Shard
 
     @property
     def web_config(self) -> WebConfig: ...
@@ -259,8 +261,9 @@ class Handler(BaseHTTPRequestHandler):
         query = self.path.partition("?")[2]
         server.make_way()  # a second of work at fleet scale
         status, error = for_request(
-            server.store.current, server.clock.time(), query, reason, page=server.status_page
-        )
+            server.store.current, server.clock.time(), query, reason,
+            page=server.status_page, shard=server.shard,
+        )  # fmt: skip
         self._send(*answer(status, error))
 
     def _send(

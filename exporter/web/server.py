@@ -33,6 +33,7 @@ from prometheus_client import generate_latest
 from exporter.codat.webhooks.receiver import WebhookReceiver
 from exporter.config.listen import describe, is_every_interface, parse_listen_address, shown
 from exporter.config.sections import StatusPageConfig
+from exporter.config.sharding import Shard
 from exporter.core.clock import Clock
 from exporter.exposition.instruments import ExporterMetrics
 from exporter.exposition.store import SnapshotStore
@@ -50,7 +51,7 @@ from exporter.web.handler import (
 )
 from exporter.web.openfiles import max_open_for, open_files_limit
 from exporter.web.reload import ReloadingWebConfig
-from exporter.web.status import DEFAULT_PAGE
+from exporter.web.status import DEFAULT_PAGE, UNSHARDED
 from exporter.web.statusapi import STATUS_API_PATH
 from exporter.web.webconfig import WebConfig
 
@@ -84,6 +85,7 @@ class ExporterServer(HTTPServer):
         body_timeout: float = REQUEST_TIMEOUT,
         head_timeout: float = HEAD_TIMEOUT,
         status_page: StatusPageConfig = DEFAULT_PAGE,
+        shard: Shard = UNSHARDED,
     ) -> None:
         host, port = parse_listen_address(address)
         if ":" in host:
@@ -102,6 +104,8 @@ class ExporterServer(HTTPServer):
         self.head_timeout = head_timeout
         self.status_page = status_page
         """What the status page and its JSON show besides the pairs (links, incidents)."""
+        self.shard = shard
+        """This replica's share of the fleet, which the status page names when sharded."""
         self._serving = threading.BoundedSemaphore(max_requests) if max_requests else None
         # socketserver's handler class goes unused: ``take`` makes each request's handler.
         super().__init__((host, port), BaseHTTPRequestHandler)

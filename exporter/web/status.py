@@ -14,21 +14,25 @@ name and data type, as are ties.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, overload
 from weakref import WeakKeyDictionary
 
 from exporter.config.sections import StatusPageConfig
+from exporter.config.sharding import Shard, shard_of
 from exporter.core.families import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
 from exporter.core.snapshot import CompanyState, DiscoveryFacts
 from exporter.exposition import platforms
 from exporter.exposition.assess import FleetPairs, PairCounts, PairState
+from exporter.exposition.nextstep import next_step
 from exporter.exposition.render import Exposition, Rendered
 from exporter.web.filters import FilterError, Filters, parse_filters
 
 DEFAULT_PAGE = StatusPageConfig()
 """The status page's settings when none are given (tests, the exporter's defaults)."""
+UNSHARDED = Shard()
+"""The one replica that polls every company: no sharding."""
 
 
 class Answer(NamedTuple):
@@ -68,9 +72,12 @@ class FleetStatus:
     counts: PairCounts
     """Over the whole fleet, whatever the filters."""
     companies: tuple[CompanyState, ...]
-    """Every company that the company, connection and platform filters match, by name."""
+    """Every company that the company, connection and platform filters match, by name; of
+    those, with ``next_step=relink,link`` (or one), the ones that must (``relink``)."""
     rows: Sequence[PairState]
     """Every pair that the filters match, in the page's order."""
+    healthy_unlisted: int
+    """The healthy pairs the filters match but for ``all=1``: the caption counts them."""
     filters: Filters
     last_cycle_end: float | None
     last_cycle_duration: float | None
@@ -90,28 +97,62 @@ class FleetStatus:
     incidents: Mapping[str, int] = field(default_factory=dict)
     """The platforms in an incident (``platform_incident_companies`` or more companies
     failing on each, ``exposition.platforms``), with how many, by name."""
+    shard: Shard = UNSHARDED
+    """This replica's share of the fleet; ``Shard()`` (every company) when not sharded."""
+    elsewhere: tuple[tuple[str, int], ...] = ()
+    """Sharded, each ``company`` filter value that matches no company here, with the shard
+    that polls a company of that id: alerts link to ``/?company=<id>`` on any replica."""
 
     @property
     def ready(self) -> bool:
         return not self.not_ready_reason
 
 
-def _matching(
-    pairs: FleetPairs, filters: Filters, companies: list[CompanyState], now: float
-) -> Rows:
-    """The pairs that ``filters`` match, in the page's order: those of the companies
-    matched, when companies are asked for (few), or else from ``FleetPairs``' lists by state
-    (quick at fleet scale)."""
-    if filters.by_company:
-        mine = (pairs.pair(i) for c in companies for i in pairs.by_company[c.company_id])
-        chosen: Iterable[int] = [pair.rank for pair in mine if filters.matches(pair, now)]
-    elif filters.statuses:
-        chosen = {i for status in filters.statuses for i in pairs.having(status, now)}
-    else:
-        chosen = range(len(pairs)) if filters.all else pairs.attention(now)
-    if filters.data_types:
-        chosen = [i for i in chosen if filters.matches_type(pairs.items[i])]
-    return Rows(pairs, pairs.ordered(chosen, now), now)
+def _healthy_unlisted(pairs: FleetPairs, filters: Filters, chosen: _Chooser, listed: int) -> int:
+    """The healthy pairs the filters would match with ``all=1``: those the caption says
+    are not listed."""
+    if filters.all or filters.statuses or filters.next_steps:
+        return 0
+    if not filters.narrowed:
+        return len(pairs) - listed
+    return sum(1 for _ in chosen(replace(filters, all=True))) - listed
+
+
+@dataclass(frozen=True)
+class _Chooser:
+    """The pairs that filters match, in no order: those of the companies matched, when
+    companies are asked for (few), or else from ``FleetPairs``' lists by state (quick at
+    fleet scale); for a next step, those of the companies that must link or relink when it
+    is one of theirs, else every pair judged."""
+
+    pairs: FleetPairs
+    companies: list[CompanyState]
+    must_link: tuple[CompanyState, ...]
+    incidents: Container[str]
+    now: float
+
+    def __call__(self, filters: Filters) -> Iterable[int]:
+        pairs, now = self.pairs, self.now
+        if filters.by_company:
+            mine = (pairs.pair(i) for c in self.companies for i in pairs.by_company[c.company_id])
+            chosen: Iterable[int] = [pair.rank for pair in mine if filters.matches(pair, now)]
+        elif filters.statuses:
+            chosen = {i for status in filters.statuses for i in pairs.having(status, now)}
+        elif filters.must_link:
+            chosen = [i for c in self.must_link for i in pairs.by_company[c.company_id]]
+        else:
+            chosen = (
+                range(len(pairs)) if filters.all or filters.next_steps else pairs.attention(now)
+            )
+        if filters.data_types:
+            chosen = [i for i in chosen if filters.matches_type(pairs.items[i])]
+        if filters.next_steps:
+            chosen = [i for i in chosen if self._step(i) in filters.next_steps]
+        return chosen
+
+    def _step(self, index: int) -> str:
+        step = next_step(PairState(self.pairs.pair(index), self.now), self.incidents)
+        return step.code if step is not None else ""
 
 
 @dataclass(frozen=True)
@@ -126,8 +167,8 @@ class _Index:
     companies_up: int
     connection_statuses: frozenset[str]
     platforms: tuple[str, ...]
-    deauthorized: tuple[CompanyState, ...]
-    """The companies with a Deauthorized connection, by name."""
+    must_link: tuple[CompanyState, ...]
+    """The companies that must link or relink (``Filters.relinks``), by name."""
     failing: Mapping[str, int]
     """Per platform, the companies failing on it (``platforms.failing_companies``)."""
 
@@ -169,17 +210,20 @@ def build(
     not_ready_reason: str = "",
     *,
     page: StatusPageConfig = DEFAULT_PAGE,
+    shard: Shard = UNSHARDED,
 ) -> FleetStatus:
     """Judge the exposition's snapshot at ``now`` and keep the pairs that match."""
     snapshot = exposition.snapshot
     index = _index(exposition)
     companies = [c for c in index.pairs.companies if filters.matches_company(c)]
-    rows = _matching(index.pairs, filters, companies, now)
-    relink = (
-        tuple(c for c in companies if filters.relinks(c))
-        if filters.by_company
-        else index.deauthorized
-    )
+    incidents = platforms.incidents(index.failing, page.platform_incident_companies)
+    chosen = _Chooser(index.pairs, companies, index.must_link, incidents, now)
+    rows = Rows(index.pairs, index.pairs.ordered(chosen(filters), now), now)
+    if filters.by_company or filters.must_link:
+        listed = companies if filters.by_company else index.must_link
+        relink = tuple(c for c in listed if filters.relinks(c))
+    else:
+        relink = index.must_link  # the page only counts them
     facts = snapshot.facts
     quota = ((QUOTA_LIMIT, facts.quota_limit), (QUOTA_REMAINING, facts.quota_remaining),
              (QUOTA_RESET, facts.quota_reset))  # fmt: skip
@@ -187,8 +231,9 @@ def build(
         generated_at=now,
         not_ready_reason=not_ready_reason,
         counts=index.pairs.counts(now),
-        companies=tuple(companies),
+        companies=relink if filters.must_link else tuple(companies),
         rows=rows,
+        healthy_unlisted=_healthy_unlisted(index.pairs, filters, chosen, len(rows)),
         filters=filters,
         last_cycle_end=snapshot.last_poll,
         last_cycle_duration=snapshot.poll_duration,
@@ -200,7 +245,23 @@ def build(
         relink=relink,
         platforms=index.platforms,
         page=page,
-        incidents=platforms.incidents(index.failing, page.platform_incident_companies),
+        incidents=incidents,
+        shard=shard,
+        elsewhere=_elsewhere(filters, index.pairs.companies, shard),
+    )
+
+
+def _elsewhere(
+    filters: Filters, companies: Sequence[CompanyState], shard: Shard
+) -> tuple[tuple[str, int], ...]:
+    """``FleetStatus.elsewhere``: what ``company`` asks for that this shard has not, and
+    which shard polls a company of that id."""
+    if shard.count == 1:
+        return ()
+    return tuple(
+        (needle, shard_of(needle, shard.count))
+        for needle in filters.companies
+        if not any(Filters(companies=(needle,)).matches_company(c) for c in companies)
     )
 
 
@@ -230,6 +291,7 @@ def for_request(
     not_ready_reason: str = "",
     *,
     page: StatusPageConfig = DEFAULT_PAGE,
+    shard: Shard = UNSHARDED,
 ) -> tuple[FleetStatus, FilterError | None]:
     """The status a request's query string asks for; with a refused filter, the unfiltered
     status and why it was refused."""
@@ -238,4 +300,4 @@ def for_request(
         filters, error = parse_filters(query, index.statuses, index.connection_statuses), None
     except FilterError as refused:
         filters, error = Filters(), refused
-    return build(exposition, now, filters, not_ready_reason, page=page), error
+    return build(exposition, now, filters, not_ready_reason, page=page, shard=shard), error

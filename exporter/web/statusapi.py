@@ -20,8 +20,8 @@ from typing import Any
 from exporter.core.families import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
 from exporter.core.snapshot import CompanyState, ConnectionState
 from exporter.exposition.assess import PairState
-from exporter.exposition.nextstep import GONE, next_step
-from exporter.web.filters import FilterError, connections_for
+from exporter.exposition.nextstep import GONE, connection_of, next_step
+from exporter.web.filters import FilterError
 from exporter.web.status import Answer, FleetStatus, poll_error_text
 
 STATUS_API_PATH = "/api/v1/status"
@@ -45,7 +45,7 @@ def pair_json(state: PairState, incidents: Container[str] = ()) -> dict[str, Any
     """``incidents``: the platforms in an incident (``FleetStatus.incidents``)."""
     item, sync = state.item, state.sync
     step = next_step(state, incidents)
-    connections = connections_for(state.company, item.data_type)
+    connection = connection_of(state)
     refresh = state.company.refreshes.get(item.data_type)
     return {
         "company_id": state.company.company_id,
@@ -63,8 +63,9 @@ def pair_json(state: PairState, incidents: Container[str] = ()) -> dict[str, Any
         "status_description": state.status_description,
         "refresh_queued_at": rfc3339(refresh.queued_at if refresh else None),
         "refresh_attempts": refresh.attempts if refresh else 0,
-        "connection_status": connections[0].status if connections else None,
-        "connection_platform": connections[0].platform if connections else None,
+        "refresh_due_at": rfc3339(refresh.due_at if refresh else None),
+        "connection_status": connection.status if connection else None,
+        "connection_platform": connection.platform if connection else None,
         "company_up": state.company.up,
         "next_step": step.code if step is not None else None,
     }
@@ -103,6 +104,11 @@ def head_json(status: FleetStatus) -> dict[str, Any]:
                 "failures": discovery.failures,
             },
             "platform_incidents": dict(status.incidents),
+            "shard": (
+                {"index": status.shard.index, "count": status.shard.count}
+                if status.shard.count > 1
+                else None
+            ),
         },
         "filters": {
             "status": list(status.filters.statuses),
@@ -110,8 +116,10 @@ def head_json(status: FleetStatus) -> dict[str, Any]:
             "data_type": list(status.filters.data_types),
             "connection": list(status.filters.connections),
             "platform": list(status.filters.platforms),
+            "next_step": list(status.filters.next_steps),
             "all": status.filters.all,
         },
+        "elsewhere": [{"company": needle, "shard": owner} for needle, owner in status.elsewhere],
     }
 
 

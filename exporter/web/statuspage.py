@@ -16,7 +16,9 @@ import hashlib
 from exporter import __version__
 from exporter.core.contract import CONNECTION_STATUSES, KNOWN_STATUSES, NEVER_SYNCED
 from exporter.core.families import QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET
+from exporter.core.phrases import plural
 from exporter.exposition import assess
+from exporter.exposition.nextstep import STEPS
 from exporter.web.filters import STATES, FilterError
 from exporter.web.status import Answer, FleetStatus
 from exporter.web.statusapi import STATUS_API_PATH
@@ -34,7 +36,7 @@ h1{font-size:20px;margin:0 0 4px}
 h2{font-size:16px;margin:16px 0 6px}
 nav a{margin-right:14px}
 .notready,.relink{background:#fde2e1;border:1px solid #d93025;padding:6px 10px;margin:8px 0}
-.error{background:#fff4ce;border:1px solid #b58900;padding:6px 10px;margin:8px 0}
+.error,.elsewhere{background:#fff4ce;border:1px solid #b58900;padding:6px 10px;margin:8px 0}
 .counts{display:flex;flex-wrap:wrap;gap:8px;margin:10px 0;padding:0;list-style:none}
 .counts a{display:block;padding:6px 10px;border-radius:4px;text-decoration:none;color:inherit;
 border-left:4px solid}
@@ -141,10 +143,17 @@ def _counts(status: FleetStatus) -> str:
 
 def _facts(status: FleetStatus) -> str:
     now = status.generated_at
+    sharded = f"{str(status.shard).capitalize()}: " if status.shard.count > 1 else ""
     facts = [
-        f"{status.monitored:,} companies monitored, {status.companies_up:,} polled "
-        f"successfully in the last cycle; {status.counts.pairs:,} company x data type pairs."
+        f"{sharded}{plural(status.monitored, 'company')} monitored, {status.companies_up:,} "
+        f"polled successfully in the last cycle; {status.counts.pairs:,} company x data type "
+        f"pair{'' if status.counts.pairs == 1 else 's'}."
     ]
+    if sharded:
+        facts.append(
+            f"The fleet is split between {status.shard.count:,} replicas (sharding): this "
+            "page shows only this shard's companies."
+        )
     if status.last_cycle_end is not None:
         took = status.last_cycle_duration
         facts.append(
@@ -199,6 +208,15 @@ def _form(status: FleetStatus) -> str:
         for name in CONNECTION_STATUSES
     ]
     platforms = "".join(f'<option value="{e(name)}"></option>' for name in status.platforms)
+    asked = ",".join(filters.next_steps)
+    steps = ['<option value="">any</option>']
+    if len(filters.next_steps) > 1:
+        steps.append(f'<option value="{e(asked)}" selected>{e(asked)}</option>')
+    steps += [
+        f'<option value="{e(step.code)}"{" selected" if asked == step.code else ""}>'
+        f"{e(step.text)}</option>"
+        for step in STEPS
+    ]
     return (
         '<form method="get" action="/">'
         f'<label>Status<select name="status">{"".join(options)}</select></label>'
@@ -211,10 +229,32 @@ def _form(status: FleetStatus) -> str:
         '<label>Platform<input name="platform" list="platforms" placeholder="any" '
         f'value="{e(",".join(filters.platforms))}"></label>'
         f'<datalist id="platforms">{platforms}</datalist>'
+        f'<label>Next step<select name="next_step">{"".join(steps)}</select></label>'
         '<label><span><input type="checkbox" name="all" value="1"'
         f"{' checked' if filters.all else ''}> healthy pairs too</span></label>"
         '<button type="submit">Filter</button> <a href="/">clear</a></form>'
     )
+
+
+def _elsewhere(status: FleetStatus) -> str:
+    """Sharded, where a company asked for that this shard does not monitor is: an alert's
+    link to ``/?company=<id>`` may reach any replica."""
+    shard, lines = status.shard, []
+    for needle, owner in status.elsewhere:
+        if owner == shard.index:
+            said = (
+                f"No company here matches \u201c{needle}\u201d. A company with that id "
+                f"would be polled by this shard ({shard}), which does not monitor it: check "
+                "companies.ids, or whether discovery lists it."
+            )
+        else:
+            said = (
+                f"No company on this shard ({shard}) matches \u201c{needle}\u201d: this "
+                f"company is monitored by shard {owner} of {shard.count}, if it is an id. "
+                "Open that replica's status page."
+            )
+        lines.append(f'<p class="elsewhere" data-shard="{owner}">{e(said)}</p>')
+    return "".join(lines)
 
 
 def render(status: FleetStatus, error: str = "") -> str:
@@ -231,7 +271,11 @@ def render(status: FleetStatus, error: str = "") -> str:
         content = f'<p class="error">Filter not applied: {e(error)}.</p>'
     else:
         content = (
-            relink_section(status) + pairs_table(status) + legend() + failed_polls_table(status)
+            _elsewhere(status)
+            + relink_section(status)
+            + pairs_table(status)
+            + legend()
+            + failed_polls_table(status)
         )
     api = f"{STATUS_API_PATH}{status.filters.query()}"
     return (

@@ -22,8 +22,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from exporter.exposition.assess import PairState
-from exporter.exposition.nextstep import RELINK, Step, cause, connection_of, next_step
+from exporter.core.phrases import plural
+from exporter.exposition.assess import HEALTHY, PairState
+from exporter.exposition.nextstep import (
+    MUST_LINK,
+    Step,
+    cause,
+    connection_of,
+    next_step,
+    said,
+)
+from exporter.exposition.platforms import source_type
 from exporter.web.filters import connections_for
 from exporter.web.status import FleetStatus
 from exporter.web.statusapi import STATUS_API_PATH
@@ -41,7 +50,7 @@ def _latest_sync(state: PairState, now: float) -> str:
     sync = state.sync
     refresh = state.company.refreshes.get(state.item.data_type)
     parts = []
-    if refresh is not None:
+    if refresh is not None and refresh.queued_at is not None:
         parts.append(
             e(f"refresh queued {when(refresh.queued_at, now)}, attempt {refresh.attempts}")
         )
@@ -59,19 +68,32 @@ def _latest_sync(state: PairState, now: float) -> str:
     return "<br>".join(parts)
 
 
+def _connections(state: PairState) -> str:
+    """The connection the pair syncs through, as its next step and the JSON take it; when
+    that cannot be told, those that may serve it; or why there is none."""
+    company, data_type = state.company, state.item.data_type
+    one = connection_of(state)
+    shown = (one,) if one is not None else connections_for(company, data_type)
+    if shown:
+        return "<br>".join(e(f"{c.platform}: {c.status}") for c in shown)
+    if company.connections:
+        return f'<span class="muted">{e(f"no {source_type(data_type)} connection")}</span>'
+    return _NONE_READ
+
+
 def _step(step: Step | None, state: PairState, status: FleetStatus) -> str:
     if step is None:
         return ""
-    return _step_name(step) + _link(step, state, status)
+    return _step_name(step, state) + _link(step, state, status)
 
 
-def _step_name(step: Step) -> str:
-    return f'<span class="step step-{e(step.code)}">{e(step.text)}</span>'
+def _step_name(step: Step, state: PairState) -> str:
+    return f'<span class="step step-{e(step.code)}">{e(said(state, step))}</span>'
 
 
 def _link(step: Step, state: PairState, status: FleetStatus) -> str:
-    """The relink link, when the step is a relink and the page may show links."""
-    return relink_link(connection_of(state), status) if step is RELINK else ""
+    """The relink link, when the step is a link or relink and the page may show links."""
+    return relink_link(connection_of(state), status) if step in MUST_LINK else ""
 
 
 def _row(state: PairState, step: Step | None, status: FleetStatus, member: bool) -> str:
@@ -91,9 +113,7 @@ def _row(state: PairState, step: Step | None, status: FleetStatus, member: bool)
     else:
         ratio = f" ({state.age / state.max_age:.1f}\u00d7)" if state.max_age > 0 else ""
         ages = e(f"{span(state.age)} / {span(state.max_age)}{ratio}")
-    connections = "<br>".join(
-        e(f"{c.platform}: {c.status}") for c in connections_for(company, item.data_type)
-    )
+    connections = _connections(state)
     if company.up:
         poll = "ok"
     else:
@@ -107,7 +127,7 @@ def _row(state: PairState, step: Step | None, status: FleetStatus, member: bool)
         synced,
         ages,
         _latest_sync(state, now),
-        connections or _NONE_READ,
+        connections,
         e(poll),
         _step(step, state, status),
     )
@@ -137,15 +157,16 @@ def _grouped(
 
 
 def _group(step: Step | None, why: str, members: list[PairState], status: FleetStatus) -> str:
-    """The company's row of one cause. Its relink link stays outside the label that folds
-    and unfolds the row: a tap to select the link for copying must not fold the row too."""
+    """The company's row of one cause ("healthy" for pairs with no next step). Its relink
+    link stays outside the label that folds and unfolds the row: a tap to select the link
+    for copying must not fold the row too."""
     first = members[0]
     company = first.company
-    said = f"{company.name}: {why}, {len(members)} data types"
+    said = f"{company.name}: {why or HEALTHY}, {plural(len(members), 'data type')}"
     text = e(said)
     link = ""
     if step is not None:
-        text += ", " + _step_name(step)
+        text += ", " + _step_name(step, first)
         link = _link(step, first, status)
     rows = "".join(_row(state, step, status, member=True) for state in members)
     return (
@@ -158,11 +179,13 @@ def _group(step: Step | None, why: str, members: list[PairState], status: FleetS
 
 def pairs_table(status: FleetStatus) -> str:
     rows, filters = status.rows, status.filters
+    one = len(rows) == 1
     what = (
-        "matching pairs"
-        if filters.statuses
-        else ("pairs" if filters.all else "pairs that need attention")
-    )
+        f"matching pair{'' if one else 's'}"
+        if filters.statuses or filters.next_steps
+        else (f"pair{'' if one else 's'}" if filters.all else
+              f"pair{' that needs' if one else 's that need'} attention")
+    )  # fmt: skip
     shown = min(len(rows), ROW_LIMIT)
     caption = f"Showing {shown:,} of {len(rows):,} {what}"
     if len(rows) > ROW_LIMIT:
@@ -171,8 +194,9 @@ def pairs_table(status: FleetStatus) -> str:
             f"{STATUS_API_PATH}{filters.query()}"
         )
     caption += ". "
-    if not filters.all and not filters.statuses and status.counts.healthy:
-        caption += f'{status.counts.healthy:,} healthy pairs not listed: tick "healthy pairs too". '
+    if status.healthy_unlisted:
+        healthy = f"{status.healthy_unlisted:,} healthy pair" + "s" * (status.healthy_unlisted != 1)
+        caption += f'{healthy} not listed: tick "healthy pairs too". '
     caption += (
         "Highest age / max age first; never-synced pairs last; a company's pairs with one "
         "cause in one row, ticked to show them."

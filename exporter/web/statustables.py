@@ -3,11 +3,13 @@ page writes a value: escaped (``e``), a duration (``span``), a time (``when``), 
 relink (``relink_link``).
 
 Above the pairs, when the filters choose companies (``company``, ``connection``,
-``platform``), "Connections to relink" lists those with a connection of the asked status
-(Deauthorized when none is asked), each with all its connections, whatever its pairs'
-states (unfiltered, one line counts the companies with a Deauthorized connection and links
-to that list); below them, the companies whose latest poll failed. Every value from Codat
-or the configuration goes through ``e``, so a company named ``<script>`` stays text.
+``platform``) or ask for the customer's next steps (``next_step=relink,link``), "Connections
+to link or relink" lists those with a connection of the asked status (when none is asked,
+those that must link or relink: ``Filters.relinks``), each with all its connections,
+whatever its pairs' states (unfiltered, one line counts the companies that must link or
+relink and links to that list); below them, the companies whose latest poll failed.
+Every value from Codat or the configuration goes through ``e``, so a company named
+``<script>`` stays text.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from datetime import UTC, datetime
 from html import escape
 
 from exporter.core.contract import NEVER_SYNCED
+from exporter.core.phrases import plural
 from exporter.core.snapshot import CompanyState, ConnectionState
 from exporter.exposition import assess
-from exporter.exposition.nextstep import GONE
+from exporter.exposition.nextstep import GONE, MUST_LINK
 from exporter.web.filters import DEAUTHORIZED, Filters
 from exporter.web.status import FleetStatus, poll_error_text
 from exporter.web.statusapi import STATUS_API_PATH
@@ -109,34 +112,48 @@ def _relink_row(company: CompanyState, status: FleetStatus) -> str:
     )
 
 
+MUST_LINK_CODES = tuple(step.code for step in MUST_LINK)
+_WHO_MUST_LINK = (
+    "that must link or relink a connection (one Deauthorized, Unlinked or PendingAuth, or a "
+    "data type whose latest sync ended in AuthError or PermissionsError)"
+)
+
+
 def relink_section(status: FleetStatus) -> str:
-    """The "Connections to relink" section when the filters choose companies; unfiltered,
-    a line that counts the companies with a Deauthorized connection and links to them."""
+    """The "Connections to link or relink" section when the filters choose companies or
+    ask for the customer's next steps; else a line that counts the companies that must link
+    or relink and links to them."""
     filters, listed = status.filters, status.relink
-    if not filters.by_company:
+    if not filters.by_company and not filters.must_link:
         if not listed:
             return ""
-        link = "/" + filters.query(connection=(DEAUTHORIZED,))
+        link = "/" + filters.query(next_step=MUST_LINK_CODES)
         return (
-            f'<p class="relink"><a href="{e(link)}">{len(listed):,} '
-            f"compan{'y has' if len(listed) == 1 else 'ies have'} a Deauthorized connection"
-            "</a>: nothing syncs through a deauthorized connection until its company "
-            "relinks it.</p>"
+            f'<p class="relink"><a href="{e(link)}">{e(plural(len(listed), "company"))} '
+            "must link or relink a connection</a>: nothing syncs through it until the "
+            "company authorizes it.</p>"
         )
     if not listed and not filters.connections:
         return ""
-    statuses = " or ".join(filters.connections or (DEAUTHORIZED,))
     on = f" on {' or '.join(filters.platforms)}" if filters.platforms else ""
+    if filters.connections:
+        which = f"with a connection {' or '.join(filters.connections)}{on}"
+    else:
+        which = _WHO_MUST_LINK + on
     shown = min(len(listed), ROW_LIMIT)
     caption = (
-        f"Showing {shown:,} of {len(listed):,} companies with a connection {statuses}{on}, "
+        f"Showing {shown:,} of {plural(len(listed), 'company')} {which}, "
         "whatever their pairs' states, each with all its connections"
     )
     if len(listed) > ROW_LIMIT:
         caption += f"; read all from {STATUS_API_PATH}{filters.query()}"
     caption += "."
-    relinking = set(filters.connections) <= {DEAUTHORIZED, "Unlinked"}
-    heading = "Connections to relink" if relinking else f"Connections {statuses}"
+    if not filters.connections:
+        heading = "Connections to link or relink"
+    elif set(filters.connections) <= {DEAUTHORIZED, "Unlinked"}:
+        heading = "Connections to relink"
+    else:
+        heading = f"Connections {' or '.join(filters.connections)}"
     rows = "".join(_relink_row(company, status) for company in listed[:ROW_LIMIT])
     return (
         f"<h2>{e(heading)} ({len(listed):,})</h2>"

@@ -7,6 +7,7 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from exporter.simulator.profiles import PAUSED
 from exporter.simulator.server import SimulatedCodat
 from exporter.simulator.syncs import HOUR
 from tests.harness import START, Harness
+from tests.statusfleet import table_rows
 
 REFRESHES = "codat_exporter_refreshes_total"
 COMPANY_TYPE = "invoices"
@@ -484,3 +486,60 @@ def test_should_count_the_daily_refresh_cap_in_the_request_estimate_and_its_warn
     assert dry_warnings == []
     assert len(warnings) == 1
     assert "refreshes at most: 8,000" in warnings[0]
+
+
+def next_steps(harness: Harness, company: str) -> dict[str, tuple[str, str]]:
+    """Per data type of the company, its next step's code (JSON) and words (page)."""
+    api = harness.get(f"/api/v1/status?company={company}").json()
+    page = harness.get(f"/?company={company}").text
+    words = {row["data-type"]: row["next_step_cell"] for row in table_rows(page)}
+    return {p["data_type"]: (p["next_step"], words[p["data_type"]]) for p in api["pairs"]}
+
+
+def test_should_say_when_the_exporter_refreshes_a_failing_pair_next(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare: failing for 30 h; refreshed at 12:00, and that refresh failed too
+    harness = make_harness(**refreshing(tmp_path, max_per_company_per_day=100))
+    company = failing(harness)
+    # Act
+    run_for(harness, 0.5)
+    steps = next_steps(harness, company)
+    body = harness.get(f"/api/v1/status?company={company}").json()
+    # Check: the next one after 2 h (backoff 2), not "queue a sync"
+    assert steps[COMPANY_TYPE] == ("retrying", "retrying (refresh due 14:00 UTC)")
+    (pair,) = [p for p in body["pairs"] if p["data_type"] == COMPANY_TYPE]
+    assert pair["refresh_due_at"] == "2026-11-23T14:00:00Z"
+
+
+def test_should_say_when_the_days_refresh_cap_leaves_a_failing_pair_to_you(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare: invoices and bills failing; one refresh a company a day
+    harness = make_harness(**refreshing(tmp_path, max_per_company_per_day=1))
+    company = failing(harness, data_types=("bills", COMPANY_TYPE))
+    # Act
+    run_for(harness, 0.5)
+    steps = next_steps(harness, company)
+    # Check: bills got the day's refresh; invoices none before midnight
+    assert [data_type for _, _, data_type in queued(harness, company)] == ["bills"]
+    assert steps[COMPANY_TYPE] == ("refresh_capped", "refreshes capped today: queue a sync")
+
+
+def test_should_say_when_the_first_refresh_of_a_failing_pair_is_due(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    # Prepare: refreshes wait 4 h; the pair's latest sync failed about 3 h ago
+    harness = make_harness(**refreshing(tmp_path, after="4h"))
+    company = failing(harness)
+    # Act
+    run_for(harness, 0.25)
+    steps = next_steps(harness, company)
+    body = harness.get(f"/api/v1/status?company={company}").json()
+    # Check: the exporter will act, not you, 4 h after the failure: later today
+    assert queued(harness, company) == []
+    assert steps[COMPANY_TYPE][0] == "retrying"
+    (pair,) = [p for p in body["pairs"] if p["data_type"] == COMPANY_TYPE]
+    due = datetime.fromisoformat(pair["refresh_due_at"])
+    assert START + HOUR < due.timestamp() < START + 4 * HOUR
+    assert steps[COMPANY_TYPE] == ("retrying", f"retrying (refresh due {due:%H:%M} UTC)")

@@ -26,6 +26,7 @@ XERO = ConnectionState("kx", "Xero", "Accounting", "Linked")
 QBO = ConnectionState("kq", "QuickBooks Online", "Accounting", "Linked")
 DESKTOP = ConnectionState("kd", "QuickBooks Desktop", "Accounting", "Linked", on_premise=True)
 GONE = ConnectionState("kg", "Xero", "Accounting", "Deauthorized")
+PENDING = ConnectionState("kp", "Xero", "Accounting", "PendingAuth")
 WAITED = START - 7 * HOUR
 """When a sync was requested that has been queued for 7 hours: stuck (after 6)."""
 
@@ -65,8 +66,10 @@ def steps_fleet() -> tuple[CompanyState, ...]:
         syncs={"invoices": SyncDetail("s-invoices", "Fetching", requested=START - 600)},
     )  # fmt: skip
     retried = replace(
-        failing("t1", connections=(XERO,)), refreshes={"invoices": RefreshMark(START - 600, 1)}
+        failing("t1", connections=(XERO,)),
+        refreshes={"invoices": RefreshMark(START - 600, 1, START + HOUR)},
     )
+    pending = company("l1", pair("bills", "NeverSynced", age=None), connections=(PENDING,))
     return (
         relink, paused, offline, stuck, running, retried,
         failing("c2", "InternalError", connections=(XERO,)),
@@ -80,12 +83,16 @@ def steps_fleet() -> tuple[CompanyState, ...]:
             "m1", pair("bills", "FetchError", age=3 * HOUR), connections=(XERO, QBO),
             syncs={"bills": SyncDetail("s-bills", "FetchError", connection_id="kq")},
         ),
+        pending,
+        failing("rl1", "RateLimitError"),  # no connection read: counts on no platform
     )  # fmt: skip
 
 
 EXPECTED = {
     ("r1", "bills"): "relink",
     ("r1", "invoices"): "relink",  # stale, and nothing syncs through its connection
+    ("l1", "bills"): "link",  # never linked: not a relink
+    ("rl1", "invoices"): "rate_limited",  # the platform throttled Codat: more syncs add load
     ("p1", "customers"): "paused",
     ("o1", "bills"): "connector_offline",
     ("c1", "items"): "contact_codat",  # stuck on a cloud platform
@@ -238,3 +245,44 @@ def test_should_show_a_pause_once(serve: Servers) -> None:
     text = " ".join(value for key, value in row.items() if key.endswith("_cell"))
     assert len(re.findall("paused until", text, re.I)) == 1
     assert row["latest_sync_cell"] == "paused until 2026-11-23 13:00 UTC (in 1 h)"
+
+
+def test_should_say_wait_for_a_platforms_rate_limit_on_the_page_and_in_the_runbook(
+    serve: Servers,
+) -> None:
+    # Prepare: the platform throttled Codat; queuing more syncs only adds to the load
+    server = serve(failing("rl1", "RateLimitError", connections=(XERO,)))
+    runbook = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
+    # Act
+    (row,) = table_rows(server.get("/").text)
+    # Check
+    queue_sync = runbook.split("(`queue_sync`)\n", 1)[1].split("\n#", 1)[0]
+    assert row["next_step_cell"] == "platform rate limit: wait"
+    assert "RateLimitError" not in queue_sync
+    assert "platform rate limit: wait" in runbook.split("- `RateLimitError`:", 1)[1][:200]
+
+
+def test_should_use_one_connection_for_a_pair_on_the_page_in_json_and_for_its_next_step(
+    serve: Servers,
+) -> None:
+    # Prepare: a shop with Xero and a Plaid bank feed but no Commerce connection; its
+    # commerce orders fail, its invoices are stale through Xero
+    plaid = ConnectionState("kb", "Plaid", "Banking", "Deauthorized")
+    shop = company(
+        "sh1",
+        pair("commerce-orders", "FetchError", age=3 * HOUR),
+        pair("invoices", age=3 * HOUR),
+        connections=(XERO, plaid),
+    )
+    server = serve(shop)
+    # Act
+    api = {p["data_type"]: p for p in server.api()["pairs"]}
+    rows = {r["data-type"]: r for r in table_rows(server.get("/").text)}
+    # Check: no Plaid for the orders, anywhere; nothing to relink for them
+    orders, invoices = api["commerce-orders"], api["invoices"]
+    assert (orders["connection_platform"], orders["connection_status"]) == (None, None)
+    assert orders["next_step"] == "check_settings"
+    assert rows["commerce-orders"]["connection_cell"] == "no Commerce connection"
+    assert rows["commerce-orders"]["next_step_cell"] == "check its sync settings"
+    assert (invoices["connection_platform"], invoices["next_step"]) == ("Xero", "queue_sync")
+    assert rows["invoices"]["connection_cell"] == "Xero: Linked"

@@ -69,7 +69,7 @@ def test_should_list_readmes_example_id_on_the_status_page_and_its_json_with_the
     body = harness.get("/api/v1/status").json()
     # Check
     assert "0 companies monitored" not in page
-    assert "1 companies monitored, 0 polled successfully" in page
+    assert "1 company monitored, 0 polled successfully" in page
     for html in (page, linked):
         assert [(r["company-id"], r["last_poll_cell"], r["why_cell"]) for r in poll_rows(html)] == [
             (README_ID, "never", NOT_FOUND_TEXT)

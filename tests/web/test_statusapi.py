@@ -53,7 +53,8 @@ def test_should_describe_each_pair_with_the_fields_the_docs_document(serve: Serv
         "last_successful_sync": "2026-11-23T07:00:00Z", "age_seconds": 18000.0,
         "max_age_seconds": 7200.0, "stale": True, "paused_until": None,
         "latest_sync_requested": None, "error_message": None, "status_description": None,
-        "refresh_queued_at": None, "refresh_attempts": 0, "connection_status": "Deauthorized",
+        "refresh_queued_at": None, "refresh_attempts": 0, "refresh_due_at": None,
+        "connection_status": "Deauthorized",
         "connection_platform": "Xero", "company_up": True, "next_step": "relink",
     }  # fmt: skip
     assert pairs["c1", "bills"]["error_message"] == "Token expired"
@@ -90,10 +91,11 @@ def test_should_sum_up_the_fleet_and_list_its_companies(serve: Servers) -> None:
         "last_cycle_duration_seconds": 12.5, "quota_remaining": 20939.0,
         "quota_limit": 21000.0, "quota_reset": "2026-11-24T00:00:00Z",
         "discovery": {"used": True, "last_success": "2026-11-23T11:50:00Z", "failures": 0},
-        "platform_incidents": {},
+        "platform_incidents": {}, "shard": None,
     }  # fmt: skip
     assert body["filters"] == {"status": ["AuthError"], "company": [], "data_type": [],
-                               "connection": [], "platform": [], "all": False}  # fmt: skip
+                               "connection": [], "platform": [], "next_step": [],
+                               "all": False}  # fmt: skip
     xero = [{"connection_id": "k1", "platform": "Xero", "source_type": "Accounting",
              "status": "Deauthorized", "on_premise": False, "link_url": None}]  # fmt: skip
     assert body["companies"] == [

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from exporter.config.series import FreshnessConfig
+from exporter.config.sharding import Shard
 from exporter.core.families import PAUSED_UNTIL
 from exporter.core.snapshot import ConnectionState, DiscoveryFacts, Facts, SyncDetail
 from exporter.exposition.assess import STUCK_AFTER
@@ -103,6 +104,63 @@ def test_should_list_healthy_pairs_only_on_request(serve: Servers) -> None:
     assert healthy.isdisjoint(pairs_of(default))
     assert set(pairs_of(everything)) == set(NEEDS_ATTENTION) | healthy
     assert "2 healthy pairs not listed" in server.get("/").text
+
+
+def test_should_count_only_the_healthy_pairs_that_the_filters_match_as_not_listed(
+    serve: Servers,
+) -> None:
+    # Prepare: c1 has one healthy pair (customers), c2 one (accounts), c3 none
+    server = fleet(serve)
+    # Act
+    acme = server.get("/?company=Acme").text
+    cobalt = server.get("/?company=c3").text
+    invoices = server.get("/?data_type=invoices").text
+    # Check
+    assert "1 healthy pair not listed" in acme
+    assert "not listed" not in cobalt
+    assert "not listed" not in invoices
+
+
+def summary_rows(page: str) -> list[str]:
+    """The text of each folded row of a company's pairs of one cause."""
+    rows = re.findall(r'<tr class="summary">.*?<span class="more">show</span>(.*?)</label>', page)
+    return [" ".join(re.sub(r"<[^>]+>", "", row).split()) for row in rows]
+
+
+def test_should_say_healthy_in_the_folded_row_of_a_companys_healthy_pairs(
+    serve: Servers,
+) -> None:
+    # Prepare: three healthy pairs of one company through a Linked connection
+    fine = company(
+        "h1", pair("bills"), pair("invoices"), pair("payments"), name="Acme Pharmacy GmbH",
+        connections=(ConnectionState("k1", "Xero", "Accounting", "Linked"),),
+    )  # fmt: skip
+    server = serve(fine)
+    # Act
+    rows = summary_rows(server.get("/?all=1").text)
+    # Check
+    assert rows == ["Acme Pharmacy GmbH: healthy, 3 data types"]
+
+
+def test_should_count_one_company_and_one_pair_in_the_singular(serve: Servers) -> None:
+    # Prepare: one company, one stale pair; c1's connection Deauthorized
+    alone = company(
+        "c1", pair("invoices", age=5 * HOUR), name="Acme Ltd",
+        connections=(ConnectionState("k1", "Xero", "Accounting", "Deauthorized"),),
+    )  # fmt: skip
+    server = serve(alone)
+    # Act
+    page = server.get("/").text
+    everything = server.get("/?all=1").text
+    stale = server.get("/?status=stale").text
+    relink = server.get("/?connection=Deauthorized").text
+    # Check
+    assert "1 company monitored, 1 polled successfully in the last cycle; 1 company x data " \
+        "type pair." in page  # fmt: skip
+    assert "Showing 1 of 1 pair that needs attention." in page
+    assert "Showing 1 of 1 pair." in everything
+    assert "Showing 1 of 1 matching pair." in stale
+    assert "Showing 1 of 1 company with a connection Deauthorized," in relink
 
 
 def test_should_show_the_last_successful_sync_in_utc_and_how_long_ago_as_time_passes(
@@ -248,7 +306,7 @@ def test_should_show_each_pairs_connection_and_the_companys_poll_health(
     assert rows["banking-accounts"]["connection_cell"] == "Plaid: Deauthorized"
     assert rows["invoices"]["poll_cell"] == "failing; last ok 2026-11-23 07:00 UTC (5 h ago)"
     assert "Companies whose latest poll failed (1)" in page
-    assert "1 companies monitored, 0 polled successfully" in page
+    assert "1 company monitored, 0 polled successfully" in page
 
 
 @pytest.mark.parametrize(
@@ -349,6 +407,38 @@ def test_should_open_the_alerts_status_link_filtered_to_the_alerts_company(
     assert pairs_of(rows) == [("c1", "invoices"), ("c1", "bills")]
 
 
+ELSEWHERE = "d1568dde-adf6-11ed-afa1-0242ac120002"
+"""A company id that shard 2 of 3 polls (exporter/config/sharding.py pins it)."""
+
+
+def test_should_name_the_shard_and_which_shard_polls_a_company_asked_for_that_it_lacks(
+    serve: Servers,
+) -> None:
+    # Prepare: shard 0 of 3; an alert's link for a company that shard 2 polls
+    server = fleet(serve, shard=Shard(0, 3))
+    # Act
+    page = server.get(f"/?company={ELSEWHERE}").text
+    api = server.api(f"?company={ELSEWHERE}")
+    here = server.get("/?company=c1").text
+    # Check
+    assert "Shard 0 of 3: 3 companies monitored" in page
+    assert "this company is monitored by shard 2 of 3" in page
+    assert api["summary"]["shard"] == {"index": 0, "count": 3}
+    assert api["elsewhere"] == [{"company": ELSEWHERE, "shard": 2}]
+    assert "Shard 0 of 3" in here and "monitored by shard" not in here
+
+
+def test_should_say_nothing_of_shards_when_not_sharded(serve: Servers) -> None:
+    # Prepare
+    server = fleet(serve)
+    # Act
+    page = server.get(f"/?company={ELSEWHERE}").text
+    api = server.api(f"?company={ELSEWHERE}")
+    # Check
+    assert "shard" not in page.lower()
+    assert api["summary"]["shard"] is None and api["elsewhere"] == []
+
+
 def companies_to_relink(server: StatusServer, path: str) -> list[str]:
     response = server.get(path)
     assert response.status_code == 200, response.text
@@ -420,7 +510,7 @@ def test_should_open_the_preset_alerts_link_on_the_companies_to_relink_on_its_pl
     # Check
     assert path == "/?connection=Deauthorized&platform=QuickBooks+Online"
     assert [row["company-id"] for row in relink_rows(page)] == ["c7"]
-    assert "companies with a connection Deauthorized on QuickBooks Online" in page
+    assert "1 company with a connection Deauthorized on QuickBooks Online" in page
     assert table_rows(page) == []
     assert pairs_of(table_rows(server.get("/?status=AuthError").text)) == [("c1", "bills")]
 
@@ -454,11 +544,45 @@ def test_should_count_the_companies_to_relink_on_the_unfiltered_page_and_link_to
     page = server.get("/").text
     # Check
     assert (
-        '<a href="/?connection=Deauthorized">3 companies have a Deauthorized connection</a>' in page
+        '<a href="/?next_step=relink%2Clink">3 companies must link or relink a connection</a>'
+        in page
     )
     assert relink_rows(page) == []  # the list itself only when asked for
-    assert 'href="/?status=stale&amp;connection=Deauthorized"' in server.get("/?status=stale").text
-    assert "Deauthorized connection" not in none.get("/").text
+    stale = server.get("/?status=stale").text
+    assert 'href="/?status=stale&amp;next_step=relink%2Clink"' in stale
+    assert "must link or relink" not in none.get("/").text
+
+
+def test_should_list_every_company_whose_next_step_is_to_link_or_relink(
+    serve: Servers,
+) -> None:
+    # Prepare: besides c1, c6 and c7 (Deauthorized), c9's invoices ended in AuthError
+    # through its Linked connection, and c10 never finished linking (PendingAuth)
+    linked = ConnectionState("k10", "Sage", "Accounting", "Linked")
+    rejected = company(
+        "c9", pair("invoices", "AuthError", age=HOUR), name="Rejected", connections=(linked,)
+    )
+    pending = company(
+        "c10", pair("bills", "NeverSynced", age=None), name="Pending",
+        connections=(ConnectionState("k11", "Xero", "Accounting", "PendingAuth"),),
+    )  # fmt: skip
+    server = relink_fleet(serve, extra=(rejected, pending))
+    # Act
+    page = server.get("/").text
+    listed = server.get("/?next_step=relink,link").text
+    api = server.api("?next_step=relink,link")
+    only_link = server.api("?next_step=link")
+    # Check
+    assert "5 companies must link or relink a connection" in page
+    assert [row["company-id"] for row in relink_rows(listed)] == ["c1", "c6", "c10", "c7", "c9"]
+    steps = {(p["company_id"], p["data_type"]): p["next_step"] for p in api["pairs"]}
+    assert set(steps.values()) == {"relink", "link"}
+    assert {company for company, _ in steps} == {"c1", "c6", "c7", "c9", "c10"}
+    assert [c["company_id"] for c in api["companies"]] == ["c1", "c6", "c10", "c7", "c9"]
+    assert steps[("c10", "bills")] == "link" and steps[("c9", "invoices")] == "relink"
+    assert [(p["company_id"], p["data_type"]) for p in only_link["pairs"]] == [("c10", "bills")]
+    assert server.get("/?next_step=bogus").status_code == 400
+    assert '<option value="link" selected>' in server.get("/?next_step=link").text
 
 
 def test_should_list_only_the_pairs_that_a_connection_of_the_asked_status_serves(
