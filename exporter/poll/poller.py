@@ -269,11 +269,9 @@ class Poller:
         company's sync settings, connections and pull operations (``later``), so that a
         start limited by latency shows every company's data first.
 
-        The rate limiter keeps the turns of the cycle's dataStatus requests and of the names
-        not known yet (``RateLimiter.reserve``) from the rest, until a request's timeout
-        before the cycle's deadline (the last one needs the time to be answered); in a first
-        cycle until they are all made, so that a cold start limited by the rate shows every
-        company before it reads anything else."""
+        The limiter keeps the turns of the dataStatus requests and unknown names from the
+        rest (``RateLimiter.reserve``) until a timeout before the deadline; in a first cycle
+        until all are made, so that a cold start shows every company before anything else."""
         step = self._config.poll.interval * SPREAD / len(targets) if targets else 0.0
         first = not self._fleet.polled_once
         spread = self._spread and not first
