@@ -1,17 +1,19 @@
 """A cold start (no state file): how long until every company's freshness is on /metrics.
 
     .venv/bin/python bench/cold_start.py                                  # 1,000 companies, 600/min
-    .venv/bin/python bench/cold_start.py --companies 10000 --per-minute 6000
+    .venv/bin/python bench/cold_start.py --companies 10000 --per-minute 3000 --interval 10m
     .venv/bin/python bench/cold_start.py --tree /tmp/main --label before  # another tree's exporter
     .venv/bin/python bench/cold_start.py --output bench/RESULTS.md        # ... and record it
 
 One simulated Codat (``sim_proc.py``, ``--companies`` x 25 data types, real clock, no
 latency) serves, in turn, one ``python -m exporter`` per mode, each started afresh with no
 state file and the production defaults but for the rate limit (``--per-minute``, default
-600, Codat's default for the exporter): ``listed`` names every company in ``companies.ids``
-(their names then cost a request each), ``discovery`` lists them (``companies.discover``,
-names from the listing). /metrics is read (gzip, as Prometheus asks) every ``--every``
-seconds from the process' start until every company has a
+600, the exporter's default) and ``--interval`` (``poll.interval``, default 5m; a first
+cycle cut short by it leaves the rest to the next cycle, an interval later): ``listed``
+names every company in ``companies.ids`` (their names then cost a request each),
+``discovery`` lists them (``companies.discover``, names from the listing). /metrics is read
+(gzip, as Prometheus asks) every ``--every`` seconds from the process' start until every
+company has a
 ``codat_exporter_company_last_poll_success_timestamp_seconds`` series with its
 ``company_name``: its dataStatus has been read and published, under its name.
 
@@ -60,12 +62,15 @@ ROUTES = {
 NAMED = re.compile(rb'company_id="[^"]+",company_name="[^"]+"')
 
 
-def settings(base_url: str, mode: str, ids: list[str], per_minute: int) -> dict[str, Any]:
+def settings(
+    base_url: str, mode: str, ids: list[str], per_minute: int, interval: str
+) -> dict[str, Any]:
     companies: dict[str, Any] = (
         {"discover": True} if mode == "discovery" else {"ids": ids, "discover": False}
     )
     return {
         "codat": {"base_url": base_url, "api_key": API_KEY, "max_requests_per_minute": per_minute},
+        "poll": {"interval": interval},
         "companies": companies,
     }
 
@@ -77,12 +82,13 @@ def named_companies(body: bytes) -> int:
 
 
 def one_start(
-    simulator: Child, workdir: Path, mode: str, companies: int, per_minute: int,
+    simulator: Child, workdir: Path, mode: str, companies: int, per_minute: int, interval: str,
     every: float, tree: str | None,
 ) -> dict[str, Any]:  # fmt: skip
     ids = simulator.ask(60, "ids")["ids"] if mode == "listed" else []
     config = workdir / f"{mode}.yml"
-    config.write_text(yaml.safe_dump(settings(simulator.hello["url"], mode, ids, per_minute)))
+    url = simulator.hello["url"]
+    config.write_text(yaml.safe_dump(settings(url, mode, ids, per_minute, interval)))
     log_path = workdir / f"{mode}.log"
     env = dict(os.environ, PYTHONPATH=tree) if tree else None
     argv = [sys.executable, "-m", "exporter", "--config.file", str(config),
@@ -129,7 +135,8 @@ def summary(args: argparse.Namespace, results: list[dict[str, Any]], minutes: fl
         f"## A cold start: every company's freshness on /metrics ({args.label})",
         "",
         f"Run {started}, {minutes:.1f} minutes, with `bench/cold_start.py --companies "
-        f"{args.companies} --per-minute {args.per_minute}` ({args.companies:,} companies x "
+        f"{args.companies} --per-minute {args.per_minute} --interval {args.interval} --modes "
+        f"{args.modes}` ({args.companies:,} companies x "
         f"{DATA_TYPES} data types, no latency, /metrics read every {args.every:g}s; "
         f"{args.label}{f': the exporter of {args.tree}' if args.tree else ''}).",
         f"Machine: {machine()}. Load average at the end: {load()}.",
@@ -162,6 +169,7 @@ def main() -> int:
     )
     parser.add_argument("--companies", type=int, default=1000)
     parser.add_argument("--per-minute", type=int, default=600, help="codat.max_requests_per_minute")
+    parser.add_argument("--interval", default="5m", help="poll.interval (5m, the default)")
     parser.add_argument("--modes", default="discovery,listed", help="discovery, listed or both")
     parser.add_argument("--every", type=float, default=1.0, help="seconds between /metrics reads")
     parser.add_argument("--tree", help="run the exporter of this checkout (PYTHONPATH)")
@@ -178,7 +186,8 @@ def main() -> int:
         log(f"simulator: {simulator.hello['companies']} companies at {simulator.hello['url']}")
         for mode in args.modes.split(","):
             results.append(one_start(simulator, Path(workdir), mode, args.companies,
-                                     args.per_minute, args.every, args.tree))  # fmt: skip
+                                     args.per_minute, args.interval, args.every,
+                                     args.tree))  # fmt: skip
     text = summary(args, results, (time.monotonic() - began) / 60)
     print(text)
     if args.output:
