@@ -4,7 +4,8 @@ plus two controls the benchmark needs from outside that process.
 ``{"cmd": "latency", "seconds": 0.05}`` sets the latency added to every request, so that a
 poller's first cycle (which also fetches every company's name) can run at no latency and only
 the steady-state cycles are measured at 50 ms; ``{"cmd": "requests"}`` answers the requests
-served so far by route template, the server-side count to check the exporter's own.
+served so far by route template, the server-side count to check the exporter's own;
+``{"cmd": "ids"}`` answers the company ids, for a config that lists them.
 With ``--frozen``, its wall clock stops at its start (``common.FrozenClock``, whose time it
 answers first): every poll, however late, sees the same fleet.
 
@@ -43,9 +44,12 @@ def main() -> None:
     def requests_served(_: dict[str, Any]) -> dict[str, Any]:
         return {"requests": dict(server.requests)}
 
+    def company_ids(_: dict[str, Any]) -> dict[str, Any]:
+        return {"ids": sorted(fleet.companies)}
+
     try:
         send({"url": server.url, "companies": len(fleet.companies), "time": clock.time()})
-        serve_commands({"latency": set_latency, "requests": requests_served})
+        serve_commands({"latency": set_latency, "requests": requests_served, "ids": company_ids})
     finally:
         server.stop()
 

@@ -10,7 +10,9 @@ so a cycle's retries never outlast the poll interval. 401/403 and 404 are not re
 
 Every request first takes a turn from one ``RateLimiter`` shared by all workers
 (``codat.max_requests_per_minute``), and a 429 pauses that limiter, so the whole client
-waits out Retry-After rather than each thread on its own. The X-Rate-Limit-* headers of
+waits out Retry-After rather than each thread on its own. A request is ``FIRST`` unless its
+caller says ``priority=REST``; a REST request the limiter leaves no turn for raises
+``Deferred`` and counts in ``codat_exporter_requests_deferred_total``. The X-Rate-Limit-* headers of
 every response are noted as the snapshot's quota facts (``note_facts``), which the quota
 gauges and the status page read.
 """
@@ -34,6 +36,7 @@ from exporter.codat.errors import (
     ApiKeyRejected,
     CodatError,
     ConnectionFailed,
+    Deferred,
     MalformedResponse,
     NotFound,
     RateLimited,
@@ -41,7 +44,7 @@ from exporter.codat.errors import (
     Retryable,
     connection_gist,
 )
-from exporter.codat.ratelimit import RateLimiter
+from exporter.codat.ratelimit import FIRST, REST, Priority, RateLimiter
 from exporter.codat.responses import (
     BodyTimeout,
     decode,
@@ -114,8 +117,8 @@ class CodatClient:
     def data_status(self, company_id: str, deadline: float) -> Any:
         return self.get_json(DATA_STATUS, deadline, companyId=company_id)
 
-    def company(self, company_id: str, deadline: float) -> Any:
-        return self.get_json(COMPANY, deadline, companyId=company_id)
+    def company(self, company_id: str, deadline: float, priority: Priority = FIRST) -> Any:
+        return self.get_json(COMPANY, deadline, priority=priority, companyId=company_id)
 
     def get_pages(
         self,
@@ -123,6 +126,8 @@ class CodatClient:
         deadline: float,
         page_size: int,
         params: Mapping[str, str | int] | None = None,
+        *,
+        priority: Priority = FIRST,
         **path: str,
     ) -> list[Any]:
         """Every ``results`` item of a paged Codat listing, following pages to the last.
@@ -133,8 +138,9 @@ class CodatClient:
         items: list[Any] = []
         for page in range(1, MAX_PAGES + 1):
             body = self.get_json(
-                route, deadline, {**(params or {}), "page": page, "pageSize": page_size}, **path
-            )
+                route, deadline, {**(params or {}), "page": page, "pageSize": page_size},
+                priority=priority, **path,
+            )  # fmt: skip
             results, last = page_results(body, route, page, page_size)
             items.extend(results)
             if last:
@@ -146,14 +152,17 @@ class CodatClient:
         route: str,
         deadline: float,
         params: Mapping[str, str | int] | None = None,
+        *,
+        priority: Priority = FIRST,
         **path: str,
     ) -> Any:
         """GET ``route`` (a template such as DATA_STATUS) and return the decoded JSON.
 
         ``deadline`` is on the clock's monotonic scale; no retry starts that could not
-        finish before it.
+        finish before it. ``priority`` (``exporter.codat.ratelimit``): a REST request
+        raises ``Deferred`` when the rate limit leaves it no turn.
         """
-        return self._request("GET", route, deadline, params, **path)
+        return self._request("GET", route, deadline, params, priority, **path)
 
     def post_json(
         self,
@@ -167,22 +176,33 @@ class CodatClient:
         Retried only when Codat said it did not act (429, 503): after a timeout or a broken
         connection the request may have been carried out, and a second one would queue
         twice."""
-        return self._request("POST", route, deadline, params, **path)
+        return self._request("POST", route, deadline, params, FIRST, **path)
 
     def _request(
         self,
         method: str,
         route: str,
         deadline: float,
-        params: Mapping[str, str | int] | None = None,
+        params: Mapping[str, str | int] | None,
+        priority: Priority,
         **path: str,
     ) -> Any:
         # Ids are UUIDs, but a discovered one is whatever Codat lists: quoted, a "/", "?" or
         # "#" in it cannot turn the request into one for another resource.
         url = self._base_url + route.format(**{k: quote(v, safe="") for k, v in path.items()})
         last: CodatError | None = None
+        # A REST request starts in no turn that leaves it less than a whole timeout: it
+        # would fail, where waiting for a later poll costs nothing. Once started, its
+        # retries are any request's: deferring a request half made would only waste it.
+        last_turn = deadline - self._timeout if priority is REST else deadline
         for attempt in range(1, self._max_attempts + 1):
-            if not self.limiter.acquire(deadline):
+            started = last is not None
+            if not self.limiter.acquire(deadline if started else last_turn,
+                                        FIRST if started else priority):  # fmt: skip
+                if last is None and priority is REST:
+                    self._metrics.requests_deferred.labels(route).inc()
+                    raise Deferred(f"{method} {route}: deferred: the rate limit leaves no turn "
+                                   "for it this cycle")  # fmt: skip
                 raise last or RateLimited(
                     f"{method} {route}: the client-side rate limit (or a 429 pause) would pass "
                     "the poll deadline"

@@ -13,9 +13,11 @@ something changed.
   remembered: a restart does not re-read the whole fleet's history.
 
 A cycle in which nothing changed reads nothing. A failed read never fails the company's
-poll: it counts in ``codat_exporter_pull_operation_errors_total``, is logged once per sync,
-and is tried again at the next poll. Thread-safe: workers of several companies update it at
-once.
+poll: it counts in ``codat_exporter_pull_operation_errors_total`` and in the cycle's one
+line of pull operations that failed (``exporter.codat.unread``; a warning only when one of
+them is new), and is tried again at the next poll. Reads are ``REST`` requests
+(``exporter.codat.ratelimit``): one the rate limit leaves no turn for is deferred to a
+later poll, no failure at all. Thread-safe: workers of several companies update it at once.
 
 Its section of the state file (``exporter.poll.components``) is what was read, so that a
 restart reads nothing again: per company and data type, the latest sync id, the status it
@@ -26,14 +28,15 @@ had when read, and the latest successful sync id::
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from exporter.codat.client import CodatClient
-from exporter.codat.errors import ApiKeyRejected, CodatError
+from exporter.codat.errors import ApiKeyRejected, CodatError, Deferred
+from exporter.codat.ratelimit import REST
+from exporter.codat.unread import PULL_OPERATIONS, Unread
 from exporter.core.contract import (
     IN_PROGRESS_STATUSES,
     PULL_OPERATION,
@@ -43,8 +46,6 @@ from exporter.core.contract import (
 from exporter.core.decoding import as_dict, as_list, as_str
 from exporter.core.snapshot import CompanyState, DataTypeStatus, SyncDetail
 from exporter.exposition.instruments import ExporterMetrics
-
-log = logging.getLogger(__name__)
 
 COMPLETE = "Complete"
 _RUNNING = frozenset(IN_PROGRESS_STATUSES)
@@ -69,14 +70,20 @@ class SyncDiagnostics:
     key = "diagnostics"
 
     def __init__(
-        self, client: CodatClient, metrics: ExporterMetrics, *, sync_durations: bool = True
+        self,
+        client: CodatClient,
+        metrics: ExporterMetrics,
+        unread: Unread,
+        *,
+        sync_durations: bool = True,
     ) -> None:
         self._client = client
         self._metrics = metrics
+        self._unread = unread
         self._sync_durations = sync_durations
         self._seen: dict[str, dict[str, _Seen]] = {}
         self._failed: set[tuple[str, str]] = set()
-        """(company, pull operation) reads that failed and were logged."""
+        """(company, pull operation) reads that failed and were told."""
         self._lock = threading.Lock()
 
     def update(
@@ -173,11 +180,14 @@ class SyncDiagnostics:
     def _read(self, company_id: str, sync_id: str, deadline: float) -> SyncDetail | None:
         try:
             body = self._client.get_json(
-                PULL_OPERATION, deadline, companyId=company_id, datasetId=sync_id
+                PULL_OPERATION, deadline, priority=REST, companyId=company_id, datasetId=sync_id
             )
             detail = parse_pull_operation(body)
         except ApiKeyRejected:
             raise
+        except Deferred:
+            self._unread.deferred(PULL_OPERATIONS.label)
+            return None
         except CodatError as exc:
             self._failed_read(company_id, sync_id, exc.reason, str(exc))
             return None
@@ -193,6 +203,6 @@ class SyncDiagnostics:
         with self._lock:
             first = (company_id, sync_id) not in self._failed
             self._failed.add((company_id, sync_id))
-        level = logging.WARNING if first else logging.DEBUG
-        log.log(level, "company %s: cannot read pull operation %s (the poll goes on): %s",
-                company_id, sync_id, error)  # fmt: skip
+        self._unread.failed(PULL_OPERATIONS, reason, company_id,
+                            f"company {company_id}: pull operation {sync_id}: {error}",
+                            new=first)  # fmt: skip

@@ -8,8 +8,9 @@ a failure the same way::
     codat_exporter_poll_errors_total{reason="timeout"} 3
 
 Callers catch ``ApiKeyRejected`` apart from the rest: the key is wrong for every request, so
-one company's poll cannot work around it. ``Retryable`` never leaves the client: it carries
-a failure that another attempt may cure, with the wait Codat asked for.
+one company's poll cannot work around it; and ``Deferred``, which is no failure.
+``Retryable`` never leaves the client: it carries a failure that another attempt may cure,
+with the wait Codat asked for.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ class ConnectionFailed(CodatError):
 
 class RateLimited(CodatError):
     reason = "rate_limited"
+
+
+class Deferred(RateLimited):
+    """A REST request (``exporter.codat.ratelimit``) the rate limit left no turn for, so that
+    the cycle's dataStatus requests keep theirs: not a failure, made again at a later poll.
+    Its callers catch it apart; one that did not would count it as rate-limited."""
 
 
 class Retryable(Exception):

@@ -6,21 +6,23 @@ A connection on such an integration (QuickBooks Desktop, Sage 50 ...) syncs only
 the customer's machine runs its connector; a sync that waits Queued for hours there means
 that machine is offline, which the status page says as the pair's next step. A read that
 fails leaves the integration taken as a cloud one and is tried again after ``RETRY``; it
-never fails a company's poll. Thread-safe: the workers of several companies ask at once.
+never fails a company's poll, and the cycle's line of integrations that failed tells it
+(``exporter.codat.unread``). A read is a ``REST`` request (``exporter.codat.ratelimit``):
+one the rate limit defers leaves what was known and is made again at the next ask.
+Thread-safe: the workers of several companies ask at once.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 
 from exporter.codat.client import CodatClient
-from exporter.codat.errors import ApiKeyRejected, CodatError, NotFound
+from exporter.codat.errors import ApiKeyRejected, CodatError, Deferred, NotFound
+from exporter.codat.ratelimit import REST
+from exporter.codat.unread import INTEGRATIONS, Unread
 from exporter.core.clock import Clock
 from exporter.core.integrations import INTEGRATION, IntegrationShapeError, parse_integration
-
-log = logging.getLogger(__name__)
 
 EVERY = 86400.0
 """Seconds an integration's answer is kept: Codat does not move a platform on premises."""
@@ -36,9 +38,10 @@ class _Known:
 
 
 class Integrations:
-    def __init__(self, client: CodatClient, clock: Clock) -> None:
+    def __init__(self, client: CodatClient, clock: Clock, unread: Unread) -> None:
         self._client = client
         self._clock = clock
+        self._unread = unread
         self._known: dict[str, _Known] = {}
         self._reading: dict[str, threading.Event] = {}
         """Keys being read, each with the event set when its read ends."""
@@ -70,12 +73,14 @@ class Integrations:
                 on_premise, keep = self._read(key, deadline), EVERY
             except ApiKeyRejected:
                 raise
+            except Deferred:
+                self._unread.deferred(INTEGRATIONS.label)
+                return known.on_premise if known is not None else False
             except (CodatError, IntegrationShapeError) as exc:
-                first = known is None
+                reason = exc.reason if isinstance(exc, CodatError) else "malformed_response"
                 on_premise, keep = (known.on_premise if known else False), RETRY
-                log.log(logging.WARNING if first else logging.DEBUG,
-                        "cannot read integration %s (taken as a cloud one for now): %s",
-                        key, exc)  # fmt: skip
+                self._unread.failed(INTEGRATIONS, reason, "", f"integration {key}: {exc}",
+                                    new=known is None)  # fmt: skip
             with self._lock:
                 self._known[key] = _Known(on_premise, now + keep)
         finally:
@@ -86,6 +91,7 @@ class Integrations:
 
     def _read(self, key: str, deadline: float) -> bool:
         try:
-            return parse_integration(self._client.get_json(INTEGRATION, deadline, platformKey=key))
+            body = self._client.get_json(INTEGRATION, deadline, priority=REST, platformKey=key)
+            return parse_integration(body)
         except NotFound:
             return False  # an integration Codat does not know is no connector of ours

@@ -4,9 +4,12 @@ creation time (hourly, unless discovery lists them), its sync settings (with
 connections (``connections.interval``).
 
 A failed fetch keeps the last value and is returned to the poll, which then shows the
-company down while its data status still updates. Worker threads fill these caches while
-the scheduler thread and webhooks read, expire and prune them, so every access holds one
-lock.
+company down while its data status still updates. Every fetch but that of a name not known
+yet (a label) is a ``REST`` request (``exporter.codat.ratelimit``): one the rate limit
+defers is no failure, keeps the last value, is due again at the next poll, and counts in
+the cycle's line of requests deferred (``exporter.codat.unread``). Worker threads fill these
+caches while the scheduler thread and webhooks read, expire and prune them, so every access
+holds one lock.
 
 Its section of the state file (``exporter.poll.components``) is when each value was read,
 by kind and company (the values themselves are in the companies' states), so that a restart
@@ -24,8 +27,10 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from exporter.codat.client import CodatClient
-from exporter.codat.errors import ApiKeyRejected, CodatError, MalformedResponse
+from exporter.codat.errors import ApiKeyRejected, CodatError, Deferred, MalformedResponse
 from exporter.codat.integrations import Integrations
+from exporter.codat.ratelimit import FIRST, REST
+from exporter.codat.unread import Unread
 from exporter.config.sections import Config
 from exporter.core.clock import Clock
 from exporter.core.contract import (
@@ -71,6 +76,7 @@ class SideValues:
         client: CodatClient,
         clock: Clock,
         listed: Callable[[], Mapping[str, CompanyInfo]],
+        unread: Unread,
     ) -> None:
         self._config = config
         self._client = client
@@ -80,7 +86,8 @@ class SideValues:
         self._names: dict[str, _Fetched] = {}
         self._connections: dict[str, _Fetched] = {}
         self._schedules: dict[str, _Fetched] = {}
-        self._integrations = Integrations(client, clock)
+        self._unread = unread
+        self._integrations = Integrations(client, clock, unread)
         self._lock = threading.Lock()
 
     def refresh(
@@ -107,16 +114,18 @@ class SideValues:
         client = self._client
         failures: list[CodatError | None] = []
         if name and company_id not in self._listed():
+            # A name not known yet is a label of every series: it goes with the dataStatus.
+            priority = REST if self._value(self._names, company_id, None) else FIRST
             failures.append(self._refresh(
                 self._names, company_id, NAME_REFRESH_INTERVAL, "name",
-                lambda: parse_company(client.company(company_id, deadline)),
+                lambda: parse_company(client.company(company_id, deadline, priority)),
             ))  # fmt: skip
         if details and config.freshness.from_sync_settings:
             failures.append(self._refresh(
                 self._schedules, company_id, config.freshness.sync_settings_interval,
                 "sync settings",
                 lambda: parse_sync_schedules(
-                    client.get_json(SYNC_SETTINGS, deadline, companyId=company_id)
+                    client.get_json(SYNC_SETTINGS, deadline, priority=REST, companyId=company_id)
                 ), defer=defer,
             ))  # fmt: skip
         if details and config.connections.enabled:
@@ -124,10 +133,18 @@ class SideValues:
             failures.append(self._refresh(
                 self._connections, company_id, config.connections.interval, "connections",
                 lambda: self._on_premise(parse_connections(client.get_pages(
-                    CONNECTIONS, deadline, CONNECTIONS_PAGE_SIZE, companyId=company_id
+                    CONNECTIONS, deadline, CONNECTIONS_PAGE_SIZE, priority=REST,
+                    companyId=company_id,
                 ), keep_links), deadline), defer=defer,
             ))  # fmt: skip
         return next((failure for failure in failures if failure is not None), None)
+
+    def names_due(self, company_ids: Iterable[str]) -> int:
+        """How many of these companies' polls will ask for a name not known yet (``FIRST``
+        requests, as their dataStatus)."""
+        listed = self._listed()
+        with self._lock:
+            return sum(1 for c in company_ids if c not in listed and c not in self._names)
 
     def _on_premise(
         self, connections: tuple[ConnectionState, ...], deadline: float
@@ -254,6 +271,9 @@ class SideValues:
             value = fetch()
         except ApiKeyRejected:
             raise
+        except Deferred:
+            self._unread.deferred("names" if what == "name" else what)
+            return None
         except CodatError as exc:
             return exc
         except ShapeError as exc:

@@ -198,6 +198,13 @@ RATE_LIMITED = MetricSpec(
     "codat_exporter_rate_limited_total", "counter", (),
     "429 answers from Codat; each pauses the whole client until its Retry-After.",
 )  # fmt: skip
+REQUESTS_DEFERRED = MetricSpec(
+    "codat_exporter_requests_deferred_total", "counter", ("endpoint",),
+    "Requests of lower priority (pull operations, connections, sync settings, integrations, "
+    "names already known) left for a later poll because the client-side rate limit "
+    "(codat.max_requests_per_minute) left no turn for them before the cycle's dataStatus "
+    "requests, by route template; growing means the limit binds. Updated as it happens.",
+)  # fmt: skip
 ESTIMATED_DAILY = MetricSpec(
     "codat_exporter_estimated_daily_requests", "gauge", (),
     "Requests a day the whole fleet's configuration needs (all shards), estimated at start "
@@ -264,7 +271,7 @@ families."""
 
 REGISTRY_METRICS = (
     API_REQUESTS, API_DURATION, SYNC_DURATION, POLL_ERRORS, PULL_OPERATION_ERRORS,
-    RATE_LIMITED, QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET, ESTIMATED_DAILY,
+    RATE_LIMITED, REQUESTS_DEFERRED, QUOTA_LIMIT, QUOTA_REMAINING, QUOTA_RESET, ESTIMATED_DAILY,
     DISCOVERY_FAILURES, LAST_DISCOVERY, SHARD_INFO, WEBHOOKS, HTTP_REJECTED, CYCLE_PROGRESS,
     STATE_FILE_ERRORS, REFRESHES, BUILD_INFO,
 )  # fmt: skip

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
+from exporter.core.contract import COMPANY, CONNECTIONS, PULL_OPERATION, SYNC_SETTINGS
 from exporter.core.families import (
     API_DURATION,
     API_REQUESTS,
@@ -25,6 +26,7 @@ from exporter.core.families import (
     RATE_LIMITED,
     REFRESHES,
     REQUEST_BUCKETS,
+    REQUESTS_DEFERRED,
     SHARD_INFO,
     STATE_FILE_ERRORS,
     SYNC_BUCKETS,
@@ -32,6 +34,10 @@ from exporter.core.families import (
     WEBHOOKS,
     MetricSpec,
 )
+from exporter.core.integrations import INTEGRATION
+
+DEFERRABLE = (PULL_OPERATION, CONNECTIONS, SYNC_SETTINGS, COMPANY, INTEGRATION)
+"""The routes of the requests the rate limit may defer (``exporter.codat.ratelimit.REST``)."""
 
 
 def _base(spec: MetricSpec) -> str:
@@ -80,6 +86,12 @@ class ExporterMetrics:
         self.rate_limited = Counter(
             _base(RATE_LIMITED), RATE_LIMITED.fixed_help(), registry=self.registry
         )
+        self.requests_deferred = Counter(
+            _base(REQUESTS_DEFERRED), REQUESTS_DEFERRED.fixed_help(), REQUESTS_DEFERRED.labels,
+            registry=self.registry,
+        )  # fmt: skip
+        for route in DEFERRABLE:
+            self.requests_deferred.labels(route)
         self.cycle_progress = Gauge(
             CYCLE_PROGRESS.name, CYCLE_PROGRESS.fixed_help(), registry=self.registry
         )

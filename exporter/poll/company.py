@@ -75,8 +75,9 @@ class CompanyPoll:
     ) -> Outcome:
         """``defer``: a first cycle too long for the rate limit, whose connections and sync
         settings are spread over the cycles that follow instead of tripling this one;
-        ``later``: a first cycle within it, whose connections, sync settings and refreshes
-        (which need the sync schedules) ``rest`` does after every company's dataStatus."""
+        ``later``: a first cycle within it, whose connections, sync settings, pull operations
+        and refreshes (which need the sync schedules) ``rest`` does after every company's
+        dataStatus."""
         if self._stopping.is_set():
             return Outcome(company_id, error="stopping", reason="stopping")
         try:
@@ -90,11 +91,7 @@ class CompanyPoll:
                 raise ShapeError(f"dataStatus is empty; it listed {len(known.data_types)} before")
             if known is not None:
                 data_types = _unchanged_kept(data_types, known.data_types)
-            syncs = (
-                self._diagnostics.update(company_id, data_types, deadline)
-                if self._diagnostics is not None
-                else {}
-            )
+            syncs = {} if later else self._syncs(company_id, data_types, deadline)
             refreshes = {} if later else self._refresh(company_id, data_types, syncs, deadline)
         except NotFound as exc:
             if company_id in self._configured:
@@ -115,20 +112,31 @@ class CompanyPoll:
                        refreshes=refreshes)  # fmt: skip
 
     def rest(self, outcome: Outcome, deadline: float) -> Outcome:
-        """What ``later`` left of a company's poll: its sync settings and connections, then
-        its refreshes; a failure shows the company down, as in ``poll``."""
+        """What ``later`` left of a company's poll: its sync settings and connections, its
+        pull operations, then its refreshes; a failure shows the company down, as in
+        ``poll``."""
         company_id = outcome.company_id
+        data_types = outcome.data_types or ()
         try:
             failure = self._side.refresh(company_id, deadline, name=False)
-            refreshes = self._refresh(company_id, outcome.data_types or (), outcome.syncs, deadline)
+            syncs = self._syncs(company_id, data_types, deadline)
+            refreshes = self._refresh(company_id, data_types, syncs, deadline)
         except CodatError as exc:  # a rejected API key
-            failure, refreshes = exc, {}
+            failure, syncs, refreshes = exc, outcome.syncs, {}
         except Exception as exc:  # a bug must not take the other companies down
             log.exception("unexpected error polling company %s", company_id)
             return replace(outcome, error=type(exc).__name__, reason="internal_error")
         if failure is None or outcome.reason:
-            return replace(outcome, refreshes=refreshes)
-        return replace(outcome, error=str(failure), reason=failure.reason, refreshes=refreshes)
+            return replace(outcome, syncs=syncs, refreshes=refreshes)
+        return replace(outcome, error=str(failure), reason=failure.reason, syncs=syncs,
+                       refreshes=refreshes)  # fmt: skip
+
+    def _syncs(
+        self, company_id: str, data_types: tuple[DataTypeStatus, ...], deadline: float
+    ) -> Mapping[str, SyncDetail]:
+        if self._diagnostics is None:
+            return {}
+        return self._diagnostics.update(company_id, data_types, deadline)
 
     def _refresh(
         self,

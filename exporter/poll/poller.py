@@ -36,6 +36,7 @@ from exporter.codat.discovery import Discovery
 from exporter.codat.refresh import Refresher
 from exporter.codat.refreshjournal import Journal, journal_path
 from exporter.codat.sidevalues import SideValues
+from exporter.codat.unread import Unread
 from exporter.config.sections import Config
 from exporter.core.clock import Clock
 from exporter.core.contract import company_id
@@ -110,9 +111,12 @@ class Poller:
             if config.companies.discover
             else None
         )
-        self._side = SideValues(config, client, clock, self._listed)
+        self._unread = Unread()
+        self._side = SideValues(config, client, clock, self._listed, self._unread)
         diagnostics = (
-            SyncDiagnostics(client, metrics, sync_durations=config.diagnostics.sync_durations)
+            SyncDiagnostics(
+                client, metrics, self._unread, sync_durations=config.diagnostics.sync_durations
+            )
             if config.diagnostics.pull_operations
             else None
         )
@@ -185,6 +189,7 @@ class Poller:
             if self._stopping.is_set():
                 return CycleResult(0, 0, 0)
             self._failures.record(outcomes, self._fleet.has_values)
+            self._unread.tell(self._config.codat.max_requests_per_minute)
             snapshot = self._fleet.end_cycle(outcomes, started)
             kept = set(targets) - {o.company_id for o in outcomes if o.gone}
             components.forget_all_but(self._components, kept)
@@ -261,8 +266,12 @@ class Poller:
         The first cycle is not spread, and publishes as it goes (every PUBLISH_EVERY
         seconds): until then there is nothing to show at all. Unless they are deferred for
         the rate limit (``defer``), it reads every company's name and dataStatus before any
-        company's sync settings and connections (``later``), so that a start limited by
-        latency shows every company's data first."""
+        company's sync settings, connections and pull operations (``later``), so that a
+        start limited by latency shows every company's data first.
+
+        The limiter keeps the turns of the dataStatus requests and unknown names from the
+        rest (``RateLimiter.reserve``) until a timeout before the deadline; in a first cycle
+        until all are made, so that a cold start shows every company before anything else."""
         step = self._config.poll.interval * SPREAD / len(targets) if targets else 0.0
         first = not self._fleet.polled_once
         spread = self._spread and not first
@@ -270,6 +279,9 @@ class Poller:
         later = first and not defer
         progress = Progress(len(targets), self._clock, self._metrics, first,
                              self._config.codat.max_requests_per_minute)  # fmt: skip
+        limiter = self._client.limiter
+        limiter.reserve(len(targets) + self._side.names_due(targets),
+                        started if first else deadline - self._config.codat.timeout)  # fmt: skip
         futures: list[Future[Outcome]] = []
         for index, target in enumerate(targets):
             if spread and index:
@@ -286,7 +298,9 @@ class Poller:
         if first:
             self._publish_as_they_come(futures, progress)
         outcomes = results(futures)
+        limiter.reserve(0)
         if later:
+            self._fleet.merge(outcomes)  # every dataStatus on /metrics now, not after the rest
             outcomes = self._workers.rest(outcomes, deadline)
         self._metrics.cycle_progress.set(1)
         return outcomes

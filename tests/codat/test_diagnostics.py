@@ -259,12 +259,13 @@ def test_should_go_on_with_the_poll_count_log_once_and_retry_when_a_history_read
     assert first.value(UP, company_id=stale) == 1
     assert first.find("codat_data_type_status", company_id=stale, data_type="invoices")
     assert first.value(ERRORS, reason="http_error") == len(failed)
-    assert len(first_warnings) == len(failed)
-    assert all(stale in line and "cannot read pull operation" in line for line in first_warnings)
+    (line,) = first_warnings  # one line for the cycle, however many reads failed
+    assert line.startswith(
+        f"pull operations: {len(failed)} reads failed ({len(failed)} http_error) for 1 company;"
+    )
+    assert f"e.g. company {stale}: pull operation " in line
     assert [p for p in failed if second_reads[p] <= first_reads[p]] == [], "retried next poll"
-    assert [
-        line for line in second_warnings if any(p.rsplit("/", 1)[1] in line for p in failed)
-    ] == []
+    assert second_warnings == [], "the same reads failing again are not news"
     assert recovered.value(ERRORS, reason="http_error") >= 2 * len(failed)
     invoices = state(harness, stale).syncs["invoices"]
     assert invoices.error_message == ERROR_MESSAGES["FetchError"]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.codat.ratelimit import RateLimiter
+from exporter.codat.ratelimit import FIRST, REST, RateLimiter
 from exporter.core.clock import SystemClock
 from tests.harness import FakeClock
 
@@ -91,6 +91,26 @@ class ManualClock:
                 lambda: any(math.isclose(w, wake) for w in self._wakes), timeout=JOIN_TIMEOUT
             )
         assert settled, f"nobody sleeps until {wake}; sleepers wake at {self._wakes}"
+
+
+class WatchedClock(ManualClock):
+    """A ManualClock that notes which threads have looked at it: a thread that has asked the
+    time inside ``acquire`` has joined the limiter's queue."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookers: set[str] = set()
+
+    def monotonic(self) -> float:
+        with self._changed:
+            self.lookers.add(threading.current_thread().name)
+            self._changed.notify_all()
+            return self._now
+
+    def wait_for_looker(self, name: str) -> None:
+        with self._changed:
+            looked = self._changed.wait_for(lambda: name in self.lookers, timeout=JOIN_TIMEOUT)
+        assert looked, f"thread {name} never asked the time"
 
 
 def busiest_window(times: list[float], width: float = 60.0) -> int:
@@ -387,3 +407,65 @@ def test_should_default_the_burst_to_one_seconds_worth(
 
     # Check
     assert limiter.burst == burst
+
+
+def test_should_let_a_first_request_go_ahead_of_rest_requests_already_waiting() -> None:
+    # Prepare: one request a second, the next turn at t=1; a REST request sleeps until it
+    clock = WatchedClock()
+    limiter = RateLimiter(60, clock, burst=1)
+    limiter.acquire(deadline=math.inf)
+    granted: queue.Queue[tuple[str, float]] = queue.Queue()
+
+    def request(name: str, priority: object) -> threading.Thread:
+        def run() -> None:
+            assert limiter.acquire(100.0, REST if priority is REST else FIRST)
+            granted.put((name, clock.monotonic()))
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        return thread
+
+    threads = [request("pull operation", REST)]
+    clock.wait_for_sleeper(1.0)
+
+    # Act: a dataStatus request comes while the REST one waits; time passes
+    threads.append(request("dataStatus", FIRST))
+    clock.wait_for_looker("dataStatus")
+    clock.advance_to(1.0)
+    clock.wait_for_sleeper(2.0)
+    clock.advance_to(2.0)
+    for thread in threads:
+        thread.join(timeout=JOIN_TIMEOUT)
+
+    # Check: the dataStatus took the turn the pull operation waited for
+    assert [granted.get(timeout=JOIN_TIMEOUT) for _ in threads] == [
+        ("dataStatus", 1.0), ("pull operation", 2.0)
+    ]  # fmt: skip
+
+
+def test_should_refuse_rest_requests_the_reserved_first_requests_need_and_no_more(
+    clock: FakeClock,
+) -> None:
+    # Prepare: one request a second; 3 dataStatus requests to come, the last by start + 4
+    limiter = RateLimiter(60, clock, burst=1)
+    start = clock.monotonic()
+    limiter.reserve(3, start + 4)
+
+    # Act
+    spare = [limiter.acquire(math.inf, REST) for _ in range(3)]
+    first = [limiter.acquire(math.inf, FIRST) for _ in range(3)]
+    last_first = clock.monotonic()
+    after = limiter.acquire(math.inf, REST)
+    limiter.reserve(2, start)  # a cold start's: nothing else until both are made
+    refused_at_start = limiter.acquire(math.inf, REST)
+    limiter.reserve(0)
+    once_ended = limiter.acquire(math.inf, REST)
+
+    # Check: 2 REST turns fit before the 3 reserved ones; refused at once, no turn used
+    assert spare == [True, True, False]
+    assert first == [True, True, True]
+    assert last_first == pytest.approx(start + 4)
+    assert after is True, "the reservation is used up"
+    assert refused_at_start is False
+    assert once_ended is True
+    assert clock.monotonic() == pytest.approx(start + 6)
