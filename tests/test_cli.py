@@ -81,14 +81,15 @@ def test_should_run_the_demo_with_every_metric_family_and_stop_cleanly_on_sigter
     # Prepare
     with Program("--demo", "--web.listen-address", LISTEN_ANYWHERE) as program:
         url = program.url()
-        # Act
-        deadline = time.monotonic() + 20
+        # Act: /metrics once the first cycle has ended (the first publishes as it goes)
+        deadline = time.monotonic() + 30
         body = ""
         while time.monotonic() < deadline:
             try:
                 if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
                     body = requests.get(f"{url}/metrics", timeout=5).text
-                    break
+                    if "\ncodat_exporter_last_poll_timestamp_seconds " in body:
+                        break
             except requests.ConnectionError:
                 pass
             time.sleep(0.1)

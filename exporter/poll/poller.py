@@ -299,7 +299,7 @@ class Poller:
             self._publish_as_they_come(futures, progress)
         outcomes = results(futures)
         limiter.reserve(0)
-        if later:
+        if later and not self._stopping.is_set():  # a stopped cycle publishes nothing
             self._fleet.merge(outcomes)  # every dataStatus on /metrics now, not after the rest
             outcomes = self._workers.rest(outcomes, deadline)
         self._metrics.cycle_progress.set(1)

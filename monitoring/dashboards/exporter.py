@@ -27,6 +27,7 @@ from exporter.core.families import (
     QUOTA_RESET,
     RATE_LIMITED,
     REFRESHES,
+    REQUESTS_DEFERRED,
     SHARD_INFO,
     STATE_FILE_ERRORS,
     WEBHOOKS,
@@ -215,7 +216,9 @@ def build(selector: str) -> dict[str, Any]:
     layout.add(
         timeseries(
             "Rate-limited requests (429)",
-            "Requests Codat refused with 429 Too Many Requests, per second.",
+            "Requests Codat refused with 429 Too Many Requests, the exporter's own pauses for "
+            "codat.max_requests_per_minute, and the requests it left for a later poll so that "
+            "every dataStatus came first (deferred), per second.",
             [
                 target(
                     f'sum by (endpoint) (rate({API_REQUESTS.name}{{{JOB}, code="429"}}'
@@ -226,6 +229,12 @@ def build(selector: str) -> dict[str, Any]:
                     f"sum by (instance) (rate({RATE_LIMITED.name}{{{JOB}}}[$__rate_interval]))",
                     "pauses of {{instance}}",
                     ref="B",
+                ),
+                target(
+                    f"sum by (endpoint) (rate({REQUESTS_DEFERRED.name}{{{JOB}}}"
+                    "[$__rate_interval]))",
+                    "deferred {{endpoint}}",
+                    ref="C",
                 ),
             ],
             unit="reqps",
