@@ -1,6 +1,7 @@
 """Generates the parts of docs/ that would otherwise drift: the metrics reference
 (docs/metrics.md), the configuration keys and the sizing table (docs/configuration.md, and
-README.md's shorter one) and the ``--help`` text (docs/command-line.md).
+README.md's shorter one), the ``--help`` text (docs/command-line.md) and README.md's table
+of the status page's next steps.
 ``python -m exporter.reference``, run at the repository's root, rewrites them in place; with
 ``--check`` it only names the pages that differ::
 
@@ -27,6 +28,7 @@ from exporter.core.families import (
     SCRAPE_METRICS,
     MetricSpec,
 )
+from exporter.exposition.nextstep import STEPS
 from exporter.poll import sizing
 
 DEFAULT_INTERVAL = "5m"
@@ -65,6 +67,13 @@ def _series(spec: MetricSpec) -> str:
     return "few"
 
 
+def next_steps() -> str:
+    """Who acts on each next step of the status page, as its legend says."""
+    rows = ["| the page says (`next_step`) | who acts | when, and what they do |", "|---|---|---|"]
+    rows += [f"| {step.text} (`{step.code}`) | {step.who} | {step.when} |" for step in STEPS]
+    return "\n".join(rows)
+
+
 def config_reference() -> str:
     """Every key of the config file, from the dataclasses that declare it."""
     rows = ["| key | type | default | description |", "|---|---|---|---|"]
@@ -92,10 +101,11 @@ SECTIONS = {
     "cli-help": cli_help,
     "sizing-table": sizing.table,
     "sizing-summary": sizing.summary,
+    "next-steps": next_steps,
 }
 
 PAGES = {
-    "README.md": ("sizing-summary",),
+    "README.md": ("next-steps", "sizing-summary"),
     "docs/metrics.md": ("metrics-reference",),
     "docs/configuration.md": ("config-reference", "sizing-table"),
     "docs/command-line.md": ("cli-help",),
