@@ -495,7 +495,8 @@ def report(
                     "First cycle of each exporter (not measured: run at 0 ms latency). "
                     "Discovery, connections and sync settings are scheduled hourly / every "
                     "30 minutes, so they all fall in this cycle; the measured cycles make "
-                    "dataStatus requests only.",
+                    "dataStatus requests, and read the pull operations of the syncs that "
+                    "changed since.",
                     "",
                     *first_cycle_table(polls),
                     "",
