@@ -159,14 +159,15 @@ def test_should_resume_without_refetching_what_the_file_holds(
     assert CONNECTIONS not in made and SYNC_SETTINGS not in made
 
 
-def with_header(change: Callable[[dict[str, Any]], object]) -> Callable[[bytes], bytes]:
-    """A whole file whose header line ``change`` edited, its sections as they were."""
+def with_head(change: Callable[[dict[str, Any]], object]) -> Callable[[bytes], bytes]:
+    """Bytes whose first line, a JSON object, ``change`` edited, the rest as it was: a whole
+    file's header line, or a rendered section's index line."""
 
     def edit(good: bytes) -> bytes:
         line, _, rest = good.partition(b"\n")
-        header = json.loads(line)
-        change(header)
-        return json.dumps(header).encode() + b"\n" + rest
+        first = json.loads(line)
+        change(first)
+        return json.dumps(first).encode() + b"\n" + rest
 
     return edit
 
@@ -200,9 +201,9 @@ def damaged(data: bytes) -> bytes:
                                                    "shard": [1, 2]}).encode()),
         ("cut short", lambda good: good[: len(good) // 2]),
         ("damaged", damaged),
-        ("a later version, whole", with_header(lambda h: h.__setitem__("version", VERSION + 1))),
+        ("a later version, whole", with_head(lambda h: h.__setitem__("version", VERSION + 1))),
         ("another shard's, whole", lambda good: pack(Shard(1, 2), *unpack(good, Shard()))),
-        ("a header field of the wrong type", with_header(lambda h: h.__setitem__("sections", "state"))),  # noqa: E501
+        ("a header field of the wrong type", with_head(lambda h: h.__setitem__("sections", "state"))),  # noqa: E501
         ("a state nested too deep", with_state_section(b"[" * 100_000)),
     ],
 )  # fmt: skip
@@ -517,18 +518,6 @@ def test_should_not_be_ready_when_discovery_turned_on_since_the_save_has_not_suc
     assert "discovery has not succeeded" in ready.text
 
 
-def rendering_with(change: Callable[[dict[str, Any]], object]) -> Callable[[bytes], bytes]:
-    """A rendered section whose index line ``change`` edited."""
-
-    def edit(section: bytes) -> bytes:
-        line, _, rest = section.partition(b"\n")
-        index = json.loads(line)
-        change(index)
-        return json.dumps(index).encode() + b"\n" + rest
-
-    return edit
-
-
 def rendering_bytes(
     change: Callable[[dict[str, Any], bytearray], object],
 ) -> Callable[[bytes], bytes]:
@@ -565,12 +554,12 @@ def age_count_moved(index: dict[str, Any], blobs: bytearray) -> None:
     ("case", "damage"),
     [
         ("nested too deep", lambda section: b"[" * 100_000),
-        ("a data type that is not a name", rendering_with(lambda i: i["stale_at"][0].__setitem__(0, 5))),  # noqa: E501
-        ("an infinite poll time", rendering_with(lambda i: i["snapshot"].__setitem__(2, math.inf))),
-        ("a member past the end", rendering_with(lambda i: i["members"].__setitem__(0, 10**9))),
-        ("an age count that is wrong", rendering_with(lambda i: i["ages"][0].__setitem__(1, 3))),
+        ("a data type that is not a name", with_head(lambda i: i["stale_at"][0].__setitem__(0, 5))),
+        ("an infinite poll time", with_head(lambda i: i["snapshot"].__setitem__(2, math.inf))),
+        ("a member past the end", with_head(lambda i: i["members"].__setitem__(0, 10**9))),
+        ("an age count that is wrong", with_head(lambda i: i["ages"][0].__setitem__(1, 3))),
         ("an index that is not an object", lambda section: b"[]\n" + section.partition(b"\n")[2]),
-        ("a synced data type that is not a name", rendering_with(lambda i: i["synced"][0].__setitem__(0, 5))),  # noqa: E501
+        ("a synced data type that is not a name", with_head(lambda i: i["synced"][0].__setitem__(0, 5))),  # noqa: E501
         ("an age template that does not inflate", rendering_bytes(template_not_inflating)),
         ("a time that is not finite", rendering_bytes(first_time_infinite)),
         ("an age count moved to the next array", rendering_bytes(age_count_moved)),
